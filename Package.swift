@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Release builds of the hot kernels target the build machine's CPU (AVX-512 here); the default baseline
+// x86-64 turns vector FMAs into library calls. Set MOPE_PORTABLE=1 for a binary that runs on any x86-64.
+let portable = Context.environment["MOPE_PORTABLE"] != nil
+let fastFlags: [SwiftSetting] = portable
+    ? [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+    : [.unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release))]
+
+let package = Package(
+    name: "mope",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "mope", targets: ["mope"]),
+    ],
+    targets: [
+        // MARK: ZeroMQ
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
+
+        // MARK: Protocol, engine, roles
+        .target(name: "Wire"),
+        .target(name: "Inference", swiftSettings: fastFlags),
+        .target(name: "Expert", dependencies: ["Wire", "ZeroMQ", "Inference"]),
+        .target(name: "Preference", dependencies: ["Inference"], swiftSettings: fastFlags),
+        .target(name: "Coordinator", dependencies: ["Wire", "ZeroMQ", "Preference"]),
+        .target(name: "CLI"),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "mope",
+            dependencies: ["CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference"]
+        ),
+        // A tiny peer process for the ZeroMQ binding's multi-process tests.
+        .executableTarget(name: "mope-zmq-peer", dependencies: ["ZeroMQ"]),
+
+        // MARK: Tests
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference"]),
+        .testTarget(name: "ExpertTests", dependencies: ["Expert", "Wire", "Inference"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Wire", "Preference"]),
+        .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
+        .testTarget(name: "CLITests", dependencies: ["CLI"]),
+        .testTarget(name: "ClusterTests", dependencies: ["mope", "Wire", "ZeroMQ"]),
+    ]
+)

@@ -1,0 +1,2 @@
+/// Preferences, the Preference Control Model (PCM), rewards and the REBEL trainer.
+public enum Preference {}
