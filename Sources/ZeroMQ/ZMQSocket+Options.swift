@@ -11,7 +11,7 @@ import CZeroMQ
 ///
 /// Times are `Duration`s, sent to libzmq in whole milliseconds (rounded up). Where libzmq uses `-1` for
 /// "no limit" the Swift type is optional and `nil` means no limit.
-public struct ZMQOption<Value>: Sendable {
+public struct ZMQOption<Value>: Sendable, CustomStringConvertible {
     /// The libzmq option number (`ZMQ_SNDHWM`, …).
     public let code: Int32
     /// The libzmq name, e.g. `ZMQ_SNDHWM`, used in error messages.
@@ -19,6 +19,9 @@ public struct ZMQOption<Value>: Sendable {
     let storage: ZMQOptionStorage
     let encode: @Sendable (Value) -> ZMQOptionRaw
     let decode: @Sendable (ZMQOptionRaw) -> Value
+
+    /// The libzmq name of the option.
+    public var description: String { name }
 }
 
 /// How an option's value is held by libzmq.
