@@ -302,7 +302,9 @@ public final class ZMQSocket: @unchecked Sendable {
     /// The later frames of a message are already queued once its first frame has arrived.
     private func receiveFrames(_ handle: UnsafeMutableRawPointer, dontWait: Bool) throws(ZMQError) -> [[UInt8]]? {
         try withUnsafeTemporaryAllocation(of: zmq_msg_t.self, capacity: 1) { (buffer) throws(ZMQError) in
-            let message = buffer.baseAddress.unsafelyUnwrapped
+            guard let message = buffer.baseAddress else {
+                throw ZMQError(errno: ENOMEM, function: "zmq_msg_init", detail: "no room for a message")
+            }
             _ = zmq_msg_init(message)
             defer { _ = zmq_msg_close(message) }
             var frames: [[UInt8]] = []

@@ -20,12 +20,16 @@ let usage = """
     modes:
       echo-dealer   DEALER: sends "ready" once connected, then echoes each message
       echo-rep      REP: echoes each request as the reply
+      ping-router   ROUTER: binds, waits for an echo-dealer's "ready", times --count round trips of
+                    --size bytes, prints the median and 99th percentile in microseconds, sends "quit"
 
     options:
       --bind                    bind the endpoint instead of connecting to it
       --identity ID             routing id to present to a ROUTER
       --curve-server-key KEY    be a CURVE client of the server with this public key (Z85, 40 characters)
       --idle-seconds N          exit after N seconds without a message (default 60)
+      --count N                 ping-router: round trips to time (default 10000)
+      --size B                  ping-router: bytes per message (default 64)
 
     Prints "connected <endpoint>" once set up and "bye" before exiting; exit codes:
     0 on "quit", 3 after the idle time, 1 on a ZeroMQ error, 2 on a usage error.
@@ -57,6 +61,8 @@ struct Options {
     var identity: String?
     var curveServerKey: String?
     var idleSeconds = 60
+    var count = 10_000
+    var size = 64
 }
 
 func parse(_ arguments: [String]) -> Options {
@@ -79,6 +85,10 @@ func parse(_ arguments: [String]) -> Options {
             let text = value(for: argument)
             guard let seconds = Int(text), seconds > 0 else { fail("--idle-seconds: bad number \(text)", code: 2) }
             options.idleSeconds = seconds
+        case "--count", "--size":
+            let text = value(for: argument)
+            guard let number = Int(text), number > 0 else { fail("\(argument): bad number \(text)", code: 2) }
+            if argument == "--count" { options.count = number } else { options.size = number }
         default:
             if argument.hasPrefix("--") { fail("unknown option \(argument)\n\(usage)", code: 2) }
             positional.append(argument)
@@ -95,6 +105,7 @@ func run(_ options: Options) throws(ZMQError) -> Int32 {
     switch options.mode {
     case "echo-dealer": type = .dealer
     case "echo-rep": type = .rep
+    case "ping-router": return try ping(options)
     default: fail("unknown mode \(options.mode)\n\(usage)", code: 2)
     }
     // An own context, terminated when this function returns, delivers the last reply before the exit.
@@ -125,6 +136,45 @@ func run(_ options: Options) throws(ZMQError) -> Int32 {
         }
         try socket.send(message)
     }
+}
+
+/// Times round trips from a ROUTER to one echo-dealer and prints the median and 99th percentile.
+func ping(_ options: Options) throws(ZMQError) -> Int32 {
+    let context = try ZMQContext()
+    let router = try ZMQSocket(.router, context: context)
+    defer { router.close() }
+    try router.set(.routerMandatory, true)
+    try router.bind(options.endpoint)
+    say("connected \(try router.lastEndpoint)")
+    guard let ready = try router.receiveMultipart(timeout: .seconds(options.idleSeconds)), ready.count == 2 else {
+        say("idle")
+        return 3
+    }
+    let peer = ready[0]
+    let payload = [UInt8](repeating: 0x5A, count: options.size)
+    let clock = ContinuousClock()
+    var samples: [Duration] = []
+    samples.reserveCapacity(options.count)
+    let warmUp = min(1000, options.count / 10)
+    for index in 0..<(warmUp + options.count) {
+        let start = clock.now
+        try router.send([peer, payload])
+        guard try router.receiveMultipart(timeout: .seconds(options.idleSeconds)) != nil else {
+            say("idle")
+            return 3
+        }
+        if index >= warmUp { samples.append(start.duration(to: clock.now)) }
+    }
+    samples.sort()
+    func microseconds(_ fraction: Double) -> Int {
+        let duration = samples[min(samples.count - 1, Int(Double(samples.count) * fraction))]
+        let (seconds, attoseconds) = duration.components
+        return Int(seconds) * 1_000_000 + Int(attoseconds / 1_000_000_000_000)
+    }
+    say("round trips \(samples.count) size \(options.size) median_us \(microseconds(0.5)) p99_us \(microseconds(0.99))")
+    try router.send([peer, Array("quit".utf8)])
+    _ = try router.receiveMultipart(timeout: .seconds(5))
+    return 0
 }
 
 let options = parse(Array(CommandLine.arguments.dropFirst()))
