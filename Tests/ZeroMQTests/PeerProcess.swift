@@ -1,0 +1,95 @@
+import Foundation
+import Testing
+
+/// A running `mope-zmq-peer` child process. `withPeer` guarantees it is killed and reaped.
+final class PeerProcess {
+    let process: Process
+
+    /// Starts the peer binary with `arguments`; its standard error goes to the test's, its output is dropped.
+    init(_ arguments: [String]) throws {
+        process = Process()
+        process.executableURL = try PeerProcess.binary()
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    /// Kills the process (SIGKILL) and waits until it is gone. Safe to call more than once.
+    func kill() {
+        if process.isRunning {
+            _ = Foundation.kill(process.processIdentifier, SIGKILL)
+        }
+        process.waitUntilExit()
+    }
+
+    /// The peer binary: `$MOPE_ZMQ_PEER`, else next to the running test executable (where `swift test` builds
+    /// it), else in the package's `.build/debug`.
+    static func binary() throws -> URL {
+        let name = "mope-zmq-peer"
+        var candidates: [URL] = []
+        if let path = ProcessInfo.processInfo.environment["MOPE_ZMQ_PEER"] {
+            candidates.append(URL(fileURLWithPath: path))
+        }
+        let executables = [
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")),
+            Bundle.main.executablePath,
+            CommandLine.arguments.first,
+        ]
+        for case let executable? in executables {
+            var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
+            // On macOS the test executable sits inside `<bundle>.xctest/Contents/MacOS`.
+            for _ in 0..<4 {
+                candidates.append(directory.appendingPathComponent(name))
+                directory.deleteLastPathComponent()
+            }
+        }
+        let packageRoot = URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        candidates.append(packageRoot.appendingPathComponent(".build/debug/\(name)"))
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            throw PeerNotFound(searched: candidates.map(\.path))
+        }
+        return found
+    }
+}
+
+/// The peer binary was not found; build it with `swift build --product mope-zmq-peer` or set `MOPE_ZMQ_PEER`.
+struct PeerNotFound: Error, CustomStringConvertible {
+    let searched: [String]
+    var description: String {
+        "mope-zmq-peer not found (build it, or set MOPE_ZMQ_PEER); looked in: \(searched.joined(separator: ", "))"
+    }
+}
+
+/// Runs `body` with a started peer process and kills the process afterwards, whether `body` returns or throws.
+func withPeer<Result>(_ arguments: [String], _ body: (PeerProcess) throws -> Result) throws -> Result {
+    let peer = try PeerProcess(arguments)
+    defer { peer.kill() }
+    return try body(peer)
+}
+
+/// A fresh ipc endpoint in the temporary directory, and its file, which the caller removes.
+func temporaryIPCEndpoint() -> (endpoint: String, path: String) {
+    let path = "/tmp/mope-zmq-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+    return ("ipc://" + path, path)
+}
+
+/// `count` bytes in a fixed pseudo-random pattern.
+func patternBytes(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [UInt8] {
+    var state = seed
+    return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+        for index in 0..<count {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            buffer[index] = UInt8(truncatingIfNeeded: state >> 33)
+        }
+        initialized = count
+    }
+}
+
+extension [UInt8] {
+    /// The UTF-8 bytes of `text`.
+    static func of(_ text: String) -> [UInt8] { Array(text.utf8) }
+}
+
+/// A generous wait for messages between processes: the machine may be busy with other builds.
+let generous: Duration = .seconds(30)
