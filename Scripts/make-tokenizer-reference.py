@@ -13,7 +13,7 @@ original patterns. Chat renderings come from jinja2 running the template stored 
 Outputs (in Tests/Fixtures/):
     tokenizer-smollm2.json      strings -> ids (special tokens parsed and not parsed)
     tokenizer-pretokenize.json  strings -> pieces for each regex pre-tokenizer
-    tokenizer-chat-smollm2.json message lists -> rendered prompt (and the template source)
+    tokenizer-chat.json         message lists -> rendered prompt, for the model's template and test templates
 """
 
 import json
@@ -163,9 +163,28 @@ def main():
         json.dump({"cases": pre_splits(strings)}, f, ensure_ascii=False, indent=0)
         f.write("\n")
 
-    source = field(reader, "tokenizer.chat_template")
-    template = jinja2.Environment().from_string(source)
+    # Chat templates: the model's own, plus small templates of each recognised shape written for these tests.
+    templates = [
+        ("smollm2", field(reader, "tokenizer.chat_template"), ""),
+        ("chatml-default-before-loop",
+         "{%- if messages and messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + "
+         "'<|im_end|>\\n' }}{%- else %}{{- '<|im_start|>system\\nYou are a careful assistant. Don\\'t guess."
+         "<|im_end|>\\n' }}{%- endif %}{%- for message in messages %}{%- if not (message['role'] == 'system' and "
+         "loop.first) %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+         "{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}",
+         ""),
+        ("chatml-plain",
+         "{% for message in messages %}{{ '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + "
+         "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+         ""),
+        ("llama3",
+         "{{- bos_token }}{%- for message in messages %}{{- '<|start_header_id|>' + message['role'] + "
+         "'<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}{%- endfor %}"
+         "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}",
+         "<|begin_of_text|>"),
+    ]
     conversations = [
+        [],
         [{"role": "user", "content": "Hello!"}],
         [{"role": "system", "content": "You are a pirate."}, {"role": "user", "content": "Hi"}],
         [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"},
@@ -174,18 +193,24 @@ def main():
          {"role": "assistant", "content": "1. Pack\n2. Go"}, {"role": "user", "content": "Thanks  "}],
         [{"role": "user", "content": "  spaces kept \n"}, {"role": "assistant", "content": ""}],
         [{"role": "system", "content": ""}, {"role": "user", "content": "empty system"}],
-        [{"role": "user", "content": "日本語 😀 <b>tags</b>"}],
+        [{"role": "user", "content": "first"}, {"role": "system", "content": "late system"}],
+        [{"role": "user", "content": "日本語 😀 <b>tags</b> {{ not jinja }}"}],
     ]
-    chats = []
-    for messages in conversations:
-        for gen in (False, True):
-            chats.append({
-                "messages": messages, "addGenerationPrompt": gen,
-                "rendered": template.render(messages=messages, add_generation_prompt=gen),
-            })
-    with open(os.path.join(FIXTURES, "tokenizer-chat-smollm2.json"), "w", encoding="utf-8") as f:
-        json.dump({"template": source, "cases": chats}, f, ensure_ascii=False, indent=1)
+    rendered_templates = []
+    for name, source, bos in templates:
+        template = jinja2.Environment().from_string(source)
+        chats = []
+        for messages in conversations:
+            for gen in (False, True):
+                chats.append({
+                    "messages": messages, "addGenerationPrompt": gen,
+                    "rendered": template.render(messages=messages, add_generation_prompt=gen, bos_token=bos),
+                })
+        rendered_templates.append({"name": name, "source": source, "bosText": bos, "cases": chats})
+    with open(os.path.join(FIXTURES, "tokenizer-chat.json"), "w", encoding="utf-8") as f:
+        json.dump({"templates": rendered_templates}, f, ensure_ascii=False, indent=1)
         f.write("\n")
+    chats = [c for t in rendered_templates for c in t["cases"]]
     print("wrote %d encode cases, %d chat cases" % (len(cases), len(chats)))
 
 
