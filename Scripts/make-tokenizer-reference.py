@@ -130,7 +130,8 @@ def build_reference(path):
     for m in merges:
         cut = m.index(" ", 1)
         pairs.append((m[:cut], m[cut + 1:]))
-    tok = Tokenizer(models.BPE(vocab, pairs, unk_token="<|endoftext|>", fuse_unk=False, byte_fallback=False))
+    # As SmolLM2's tokenizer.json: no unknown token in the BPE model, so bytes the vocabulary lacks are dropped.
+    tok = Tokenizer(models.BPE(vocab, pairs, unk_token=None, fuse_unk=False, byte_fallback=False))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),

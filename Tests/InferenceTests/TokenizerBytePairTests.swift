@@ -134,10 +134,10 @@ import Testing
         #expect(throws: TokenizerError.mergeTokenMissing(index: 0, token: "ab")) { try makeTokenizer(vocabulary) }
     }
 
-    @Test("a byte-level vocabulary missing a byte and without an unknown token is refused")
-    func missingByte() {
-        let vocabulary = TokenizerVocabulary(model: "gpt2", tokens: ["a", "b"])
-        #expect(throws: TokenizerError.missingByteToken(0)) { try makeTokenizer(vocabulary) }
+    @Test("bytes the vocabulary has no token for are dropped, as the reference tokenizers do")
+    func missingByte() throws {
+        let tokenizer = try makeTokenizer(TokenizerVocabulary(model: "gpt2", tokens: ["a", "b"], unknownTokenID: 0))
+        #expect(tokenizer.encode("a\u{1D}b!", parseSpecial: false) == [0, 1])
     }
 
     @Test("special token ids outside the vocabulary are refused")

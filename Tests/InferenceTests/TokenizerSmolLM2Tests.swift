@@ -26,7 +26,7 @@ struct TokenizerSmolLM2Tests {
     }
 
     /// The reference strings whose every byte has a token (SmolLM2 lacks a few control bytes, such as 0x1D,
-    /// and encodes them as the unknown token, as the reference does, so those cannot come back).
+    /// and drops them, as the reference does, so those cannot come back).
     static func representableCases() throws -> [EncodeFixture.Case] {
         let vocabulary = try #require(TokenizerFixtures.smolVocabulary).get()
         let known = Set(vocabulary.tokens)

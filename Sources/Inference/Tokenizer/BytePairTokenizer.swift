@@ -9,8 +9,9 @@ struct BytePairTokenizer: Tokenizer {
     let tables: VocabularyTables
     let preTokenizer: PreTokenizer
     let addsBOS: Bool
-    /// The token of each byte's scalar (the unknown token where the vocabulary lacks one).
-    private let byteTokens: [Int32]
+    /// The token of each byte's scalar; nil where the vocabulary lacks it (such bytes are dropped, as Hugging Face
+    /// tokenizers without an unknown token and llama.cpp do: SmolLM2 has no token for a few control bytes).
+    private let byteTokens: [Int32?]
     /// (left id, right id) packed into 64 bits → (rank, merged id).
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
     /// Decoded bytes of every token.
@@ -18,21 +19,11 @@ struct BytePairTokenizer: Tokenizer {
     private let cache = PieceCache()
 
     init(_ vocabulary: TokenizerVocabulary) throws(TokenizerError) {
-        tables = try VocabularyTables(vocabulary)
+        let tables = try VocabularyTables(vocabulary)
+        self.tables = tables
         preTokenizer = try PreTokenizer(name: vocabulary.pre)
         addsBOS = vocabulary.addBOS && tables.bosTokenID != nil
-
-        var byteTokens: [Int32] = []
-        for byte in 0 ..< 256 {
-            if let id = tables.idOfText[String(ByteLevel.scalarOfByte[byte])] {
-                byteTokens.append(id)
-            } else if let unknown = tables.unknownTokenID {
-                byteTokens.append(unknown)
-            } else {
-                throw .missingByteToken(UInt8(byte))
-            }
-        }
-        self.byteTokens = byteTokens
+        byteTokens = ByteLevel.scalarOfByte.map { tables.idOfText[String($0)] }
 
         var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
         merges.reserveCapacity(vocabulary.merges.count)
@@ -94,7 +85,7 @@ struct BytePairTokenizer: Tokenizer {
             cache.store(piece, [id])
             return [id]
         }
-        let symbols = piece.utf8.map { byteTokens[Int($0)] }
+        let symbols = piece.utf8.compactMap { byteTokens[Int($0)] }
         let ids = symbols.count < 2 ? symbols : merge(symbols)
         cache.store(piece, ids)
         return ids
