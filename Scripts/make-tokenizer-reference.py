@@ -58,6 +58,8 @@ def test_strings():
         "Supercalifragilisticexpialidocious", "antidisestablishmentarianism",
         "café", "naïve résumé", "Ångström", "Straße", "ﬁ ligature", "e\u0301", "cafe\u0301",
         "n\u0303o\u0308", "a\u0300\u0301\u0302", "\u0301 alone",
+        # Canonically equivalent pairs with different bytes must stay apart (precomposed Hangul vs jamo).
+        "한국", "\u1112\u1161\u11ab\u1100\u116e\u11a8", "Å", "\u212b",
         "日本語のテキスト", "中文测试", "你好，世界！", "한국어 텍스트", "Привет, мир!", "Γειά σου Κόσμε",
         "مرحبا بالعالم", "שלום עולם", "नमस्ते दुनिया", "ภาษาไทย", "Tiếng Việt có dấu",
         "mixed 日本 and English", "emoji 😀", "😀😃😄", "👍🏽", "👨‍👩‍👧‍👦", "🇫🇷🇩🇪", "❤️", "★☆", "→ ← ↑ ↓",
