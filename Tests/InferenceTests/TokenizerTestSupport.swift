@@ -56,6 +56,22 @@ struct EncodeFixture: Decodable {
     let cases: [Case]
 }
 
+/// A small byte-level vocabulary (the tiny test model's) with the reference ids of the same strings.
+struct TinyVocabularyFixture: Decodable {
+    let pre: String
+    let tokens: [String]
+    let tokenTypes: [Int32]
+    let merges: [String]
+    let bosTokenID: Int32
+    let eosTokenID: Int32
+    let cases: [EncodeFixture.Case]
+
+    var vocabulary: TokenizerVocabulary {
+        TokenizerVocabulary(model: "gpt2", pre: pre, tokens: tokens, tokenTypes: tokenTypes, merges: merges,
+                            bosTokenID: bosTokenID, eosTokenID: eosTokenID)
+    }
+}
+
 struct PreTokenizeFixture: Decodable {
     struct Case: Decodable {
         let text: String
