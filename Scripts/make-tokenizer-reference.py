@@ -68,6 +68,8 @@ def test_strings():
         "∑∫∂√∞", "≤≥≠", "©®™", "…", "–—", "«quotes»", "“smart quotes”", "‘single’", "¿Qué?", "¡Hola!",
         "\u200b", "zero\u200bwidth", "\ufeffbom", "\u00ad", "tab\u000bvt", "ff\u000cff", "\x1cfs\x1dgs",
         "\x00nul", "\x7f", "\u0085nel",
+        # \s is White_Space: NEL, NBSP, LS, VT are; FS, ZWSP, MVS, BOM are not.
+        "!\x1c!", "!\x85!", "!\xa0!", "!\u200b!", "!\u2028!", "!\x0b!", "!\u180e!", "!\ufeff!", "x\u2029\u3000 y",
         "def foo(x):\n    return x + 1\n", "for (int i = 0; i < n; ++i) {\n\tsum += a[i];\n}",
         "if x == 1:\n        pass", "print(\"Hello, world!\")", "let x: [Int] = [1, 2, 3]",
         "<div class=\"a\">text</div>", "https://example.com/path?q=1&r=2#frag", "user@example.com",
