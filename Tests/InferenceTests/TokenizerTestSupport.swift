@@ -173,7 +173,8 @@ enum TestGGUFMetadata {
             model: meta["tokenizer.ggml.model"] as? String ?? "",
             pre: meta["tokenizer.ggml.pre"] as? String,
             tokens: (meta["tokenizer.ggml.tokens"] as? [Any] ?? []).compactMap { $0 as? String },
-            tokenTypes: (meta["tokenizer.ggml.token_type"] as? [Any] ?? []).compactMap { ($0 as? Int64).map(Int32.init) },
+            tokenTypes: (meta["tokenizer.ggml.token_type"] as? [Any] ?? [])
+                .compactMap { ($0 as? Int64).map(Int32.init) },
             scores: (meta["tokenizer.ggml.scores"] as? [Any] ?? []).compactMap { ($0 as? Double).map(Float.init) },
             merges: (meta["tokenizer.ggml.merges"] as? [Any] ?? []).compactMap { $0 as? String },
             bosTokenID: id("tokenizer.ggml.bos_token_id"),
