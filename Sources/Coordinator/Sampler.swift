@@ -91,7 +91,8 @@ public struct TokenSampler: Sendable {
         if topP.isFinite, topP > 0, topP < 1 {
             var total: Double = 0
             for j in 0..<kept { total += Double(distribution.probs[j]) }
-            let target = Double(topP) * total
+            // A relative tolerance so that a prefix summing to p exactly (up to float rounding) is enough.
+            let target = Double(topP) * total * (1 - 1e-6)
             var cumulative: Double = 0
             for j in 0..<kept {
                 cumulative += Double(distribution.probs[j])
