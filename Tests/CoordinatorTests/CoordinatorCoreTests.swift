@@ -42,7 +42,8 @@ import Wire
     @Test("a generate request is opened on one worker per expert, streamed to the client and closed")
     func endToEnd() throws {
         var core = cluster()
-        let opened = core.onGenerate(generate(), from: Self.client, now: 0, decoder: TableDecoder(table: [5: "a", 6: "b"]))
+        let decoder = TableDecoder(table: [5: "a", 6: "b"])
+        let opened = core.onGenerate(generate(), from: Self.client, now: 0, decoder: decoder)
         #expect(workerSends(opened).map(\.0) == ["c1", "f1"])
         #expect(core.membership.workers["c1"]?.load == 1)
         let session = try #require(core.session(1))

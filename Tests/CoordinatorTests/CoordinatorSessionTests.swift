@@ -76,8 +76,10 @@ func closes(_ directives: [SessionDirective]) -> Set<WorkerID> {
         var session = try makeSession()
         let start = session.start(now: 0, chooseReplica: cluster.choose)
         #expect(sends(start).map(\.0) == ["c1", "f1"])
-        #expect(sends(start).allSatisfy { if case let .open(open) = $0.1 { open.session == 9 && open.topK == 4
-            && open.maxNewTokens == 3 && open.request == .chat([ChatTurn(role: "user", content: "Hi")]) } else { false } })
+        let expectedOpen = Open(
+            session: 9, request: .chat([ChatTurn(role: "user", content: "Hi")]), topK: 4, maxNewTokens: 3
+        )
+        #expect(sends(start).map(\.1) == [.open(expectedOpen), .open(expectedOpen)])
         #expect(session.state == .opening)
 
         var out = both(&session, step: 0, token: 5, now: 10 * ms)
@@ -111,7 +113,8 @@ func closes(_ directives: [SessionDirective]) -> Set<WorkerID> {
         let out = session.onError(ErrorReply(session: 9, code: code, text: ""), from: "c1", now: 3 * ms,
                                   chooseReplica: cluster.choose)
         let expected = Replay(
-            session: 9, request: .chat([ChatTurn(role: "user", content: "Hi")]), topK: 4, maxNewTokens: 5, tokens: [5, 6]
+            session: 9, request: .chat([ChatTurn(role: "user", content: "Hi")]), topK: 4, maxNewTokens: 5,
+            tokens: [5, 6]
         )
         #expect(sends(out).map(\.0) == ["c1"])
         #expect(sends(out).map(\.1) == [.replay(expected)])

@@ -109,7 +109,8 @@ func dist(_ step: UInt32, _ id: UInt32, session: SessionID = 1) -> ExpertDirecti
     func replay() {
         var machine = opened()
         let replay = Replay(session: 1, request: chat, topK: 4, maxNewTokens: 8, tokens: [7, 8, 9])
-        #expect(machine.onReplay(replay, promptTokens: [1, 2, 3]) == [.freeCache(1), .prefill(1, tokens: [1, 2, 3, 7, 8, 9])])
+        let out = machine.onReplay(replay, promptTokens: [1, 2, 3])
+        #expect(out == [.freeCache(1), .prefill(1, tokens: [1, 2, 3, 7, 8, 9])])
         #expect(machine.onForwardDone(session: 1, ids: [4], logProbs: [-0.1], tailMass: 0.1) == [dist(3, 4)])
         #expect(machine.onStep(Step(session: 1, step: 4, token: 4)) == [.decode(1, token: 4)])
     }
