@@ -166,3 +166,37 @@ func dist(_ step: UInt32, _ id: UInt32, session: SessionID = 1) -> ExpertDirecti
         #expect(machine.onClose(Close(session: 42)).isEmpty)
     }
 }
+
+@Suite struct CoordinatorLivenessTests {
+    let ms: UInt64 = 1_000_000
+
+    @Test("a heartbeat is due after one quiet interval, a reconnection after three silent ones")
+    func heartbeatAndReconnect() {
+        var liveness = CoordinatorLiveness(heartbeatIntervalMs: 100, now: 0)
+        #expect(liveness.onTick(now: 99 * ms).isEmpty)
+        #expect(liveness.onTick(now: 100 * ms) == [.sendHeartbeat])
+        liveness.onReceived(now: 150 * ms)
+        #expect(liveness.onTick(now: 449 * ms) == [.sendHeartbeat])
+        #expect(liveness.onTick(now: 450 * ms) == [.reconnect(afterMs: 100)])
+    }
+
+    @Test("reconnection back-off doubles up to its maximum and resets when the coordinator answers")
+    func backoff() {
+        var liveness = CoordinatorLiveness(heartbeatIntervalMs: 100, now: 0, maxReconnectMs: 300)
+        var delays: [UInt32] = []
+        var now: UInt64 = 0
+        while delays.count < 4 {
+            now += 10 * ms
+            for case let .reconnect(delay) in liveness.onTick(now: now) { delays.append(delay) }
+        }
+        #expect(delays == [100, 200, 300, 300])
+        liveness.onWelcome(Welcome(heartbeatIntervalMs: 100), now: now + 1)
+        while true {
+            now += 10 * ms
+            if case let .reconnect(delay)? = liveness.onTick(now: now).first {
+                #expect(delay == 100)
+                break
+            }
+        }
+    }
+}
