@@ -111,9 +111,8 @@ public struct Merger: Sendable {
             alpha.append(a)
             total += a
         }
-        guard present > 0 else {
-            return MergedDistribution(ids: [], probs: [], weights: alpha + Array(repeating: 0, count: experts.count - n))
-        }
+        let ignored = [Float](repeating: 0, count: experts.count - n)
+        guard present > 0 else { return MergedDistribution(ids: [], probs: [], weights: alpha + ignored) }
         if total > 0 {
             for i in 0..<n { alpha[i] /= total }
         } else {
@@ -223,7 +222,7 @@ public struct Merger: Sendable {
             ids.append(UInt32(truncatingIfNeeded: key))
             probs.append(Float(bitPattern: ~UInt32(truncatingIfNeeded: key >> 32)) * inverse)
         }
-        return MergedDistribution(ids: ids, probs: probs, weights: alpha + Array(repeating: 0, count: experts.count - n))
+        return MergedDistribution(ids: ids, probs: probs, weights: alpha + ignored)
     }
 
     private static func sanitisedTail(_ tail: Float) -> Float {
