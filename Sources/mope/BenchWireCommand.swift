@@ -174,8 +174,8 @@ enum BenchWireError: Error, CustomStringConvertible {
             "workers \(missing.joined(separator: ", ")) did not say hello over \(transport) before the deadline; "
                 + "raise --timeout if the machine is busy"
         case .noReply(let transport, let workers, let step, let missing):
-            "step \(step) with \(workers) worker(s) over \(transport): no reply from \(missing.joined(separator: ", ")) "
-                + "before the deadline; raise --timeout if the machine is busy"
+            "step \(step) with \(workers) worker(s) over \(transport): no reply from "
+                + "\(missing.joined(separator: ", ")) before the deadline; raise --timeout if the machine is busy"
         case .strayReply(let frames):
             "a reply of \(frames) frame(s) came from no worker of this run"
         case .undecodable(let worker, let error):
