@@ -52,11 +52,11 @@ extension LanguageModel {
     /// - Throws: `InferenceError` (e.g. `.contextFull` when the prompt does not fit; running out of context
     ///   later just ends generation).
     public func generate(
-        prompt: [Int32], options: GenerationOptions = GenerationOptions(), cache: KVCache? = nil,
+        prompt: [Int32], options: GenerationOptions = GenerationOptions(), cache given: KVCache? = nil,
         onToken: (Int32) -> Bool = { _ in true }
     ) throws(InferenceError) -> GenerationResult {
         let cache: KVCache
-        if let given = cache { cache = given } else { cache = try makeCache() }
+        if let given { cache = given } else { cache = try makeCache() }
         var stops = options.stopTokens
         if let eos = vocabulary.eosTokenID { stops.insert(eos) }
         var sampler = TokenSampler(temperature: options.temperature, topK: options.topK, seed: options.seed)
