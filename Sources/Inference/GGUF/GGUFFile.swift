@@ -106,11 +106,14 @@ public final class GGUFFile: @unchecked Sendable {
         let tensorCount = try reader.readCount()
         let metadataCount = try reader.readCount()
         // Each metadata pair takes at least 8 + 4 bytes, each tensor entry at least 8 + 4 + 4 + 8.
+        // A count larger than the rest of the file can hold means the file was cut short (or is damaged).
         guard metadataCount <= UInt64(reader.remaining / 12) else {
-            throw .implausibleCount(what: "metadata entries", count: metadataCount)
+            throw .truncated(offset: reader.offset, needed: Int(clamping: metadataCount.multipliedReportingOverflow(
+                by: 12).partialValue), fileSize: size)
         }
         guard tensorCount <= UInt64(reader.remaining / 24) else {
-            throw .implausibleCount(what: "tensors", count: tensorCount)
+            throw .truncated(offset: reader.offset, needed: Int(clamping: tensorCount.multipliedReportingOverflow(
+                by: 24).partialValue), fileSize: size)
         }
 
         var metadata: [String: GGUFValue] = [:]
