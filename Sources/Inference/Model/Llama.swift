@@ -140,12 +140,14 @@ final class LlamaModel {
     func forward(_ batch: [(cache: KVCache, tokens: [Int32])], logits: UnsafeMutablePointer<Float>) throws(InferenceError) {
         let c = config
         // Validate everything before touching any cache.
-        var seen = Set<ObjectIdentifier>()
+        let s = scratch
+        s.seen.removeAll(keepingCapacity: true)
+        s.caches.removeAll(keepingCapacity: true)
         var total = 0
         var longest = 0
         for (cache, tokens) in batch {
             guard !tokens.isEmpty else { throw .emptyInput }
-            guard seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
+            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
             guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
             guard tokens.count <= cache.capacity - cache.count else {
                 throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
@@ -167,12 +169,12 @@ final class LlamaModel {
         let sessions = batch.count
         let headCount = c.headCount
         let groupSize = c.headCount / c.keyValueHeadCount
-        let s = scratch
         s.ensure(tokens: total, config: c, attentionTasks: sessions * headCount, longest: longest, sessions: sessions)
 
         // Row bookkeeping: which session and position each of the T rows belongs to.
         var row = 0
         for (b, (cache, tokens)) in batch.enumerated() {
+            s.caches.append(cache)
             cache.reserve(cache.count + tokens.count)
             s.sessionStart[b] = row
             for (i, token) in tokens.enumerated() {
@@ -220,7 +222,7 @@ final class LlamaModel {
                                 value: s.v + t * kvWidth)
                 }
             }
-            let caches = batch.map(\.cache)
+            let caches = s.caches
             let scoresStride = s.scoresStride
             pool.run(tasks: sessions * headCount) { task in
                 let b = task / headCount
@@ -330,6 +332,9 @@ final class Scratch {
     private(set) var sessionCapacity = 0
     private(set) var scoresStride = 0
     private var taskCapacity = 0
+    /// The batch's caches, for the attention tasks and the duplicate check (kept to reuse their storage).
+    var caches: [KVCache] = []
+    var seen = Set<ObjectIdentifier>()
 
     var x = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     var xn = UnsafeMutablePointer<Float>.allocate(capacity: 0)
