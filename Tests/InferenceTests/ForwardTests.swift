@@ -216,6 +216,7 @@ struct ReferenceCase: Decodable {
         #expect(llama.blockCount == 2 && llama.embeddingLength == 64 && llama.feedForwardLength == 128)
         #expect(llama.headCount == 4 && llama.keyValueHeadCount == 2 && llama.headDimension == 16)
         #expect(llama.contextLength == 256 && llama.ropeFrequencyBase == 10000)
+        #expect(try Self.load("tiny-a.gguf").endOfGenerationTokens == [0, 2])
         let qwen = try Self.load("tiny-qwen2.gguf").configuration
         #expect(qwen.architecture == "qwen2" && qwen.ropeStyle == .splitHalf && qwen.attentionBias)
     }
