@@ -128,6 +128,9 @@ final class LlamaModel {
         return v
     }
 
+    /// Attention work (multiply–adds per layer) below which the heads run on the calling thread.
+    static let parallelAttentionThreshold = 262_144
+
     func makeCache(capacity: Int, precision: KVCache.Precision) -> KVCache {
         KVCache(layers: config.blockCount, width: config.keyValueWidth, capacity: capacity, precision: precision)
     }
@@ -192,6 +195,9 @@ final class LlamaModel {
         s.sessionStart[sessions] = row
 
         let T = total
+        // Multiply–adds of one layer's attention (scores and weighted values), to decide on threading.
+        var attentionWork = 0
+        for t in 0..<T { attentionWork += (s.rowPosition[t] + 1) * 2 * qWidth }
         let eps = c.rmsEpsilon
         let scale = 1 / Float(headDim).squareRoot()
         for (layer, block) in blocks.enumerated() {
@@ -224,7 +230,7 @@ final class LlamaModel {
             }
             let caches = s.caches
             let scoresStride = s.scoresStride
-            pool.run(tasks: sessions * headCount) { task in
+            let attendHead = { (task: Int) in
                 let b = task / headCount
                 let h = task % headCount
                 let cache = caches[b]
@@ -237,6 +243,12 @@ final class LlamaModel {
                     Self.attend(query: query, cache: cache, layer: layer, kvOffset: kvOffset, length: length,
                                 headDim: headDim, scale: scale, scores: scores, out: out)
                 }
+            }
+            // Waking other threads costs tens of microseconds: short attention work stays on this thread.
+            if attentionWork >= Self.parallelAttentionThreshold {
+                pool.run(tasks: sessions * headCount, attendHead)
+            } else {
+                for task in 0..<sessions * headCount { attendHead(task) }
             }
             Kernels.matmul(a.wo, x: s.attention, batch: T, out: s.xn, pool: pool)
             VectorMath.add(s.xn, into: s.x, T * dim)
