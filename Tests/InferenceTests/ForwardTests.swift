@@ -112,7 +112,9 @@ struct ReferenceCase: Decodable {
         #expect(throws: InferenceError.badCapacity(requested: 257, contextLength: 256)) {
             try model.makeCache(capacity: 257)
         }
-        #expect(throws: InferenceError.badCapacity(requested: 0, contextLength: 256)) { try model.makeCache(capacity: 0) }
+        #expect(throws: InferenceError.badCapacity(requested: 0, contextLength: 256)) {
+            try model.makeCache(capacity: 0)
+        }
     }
 
     @Test("bad batches are typed errors and change no cache")
@@ -204,8 +206,9 @@ struct ReferenceCase: Decodable {
 
         let stopped = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6)) { _ in false }
         #expect(stopped.tokens.count == 1)
-        let sampled1 = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6, temperature: 1, seed: 7))
-        let sampled2 = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6, temperature: 1, seed: 7))
+        let sampling = GenerationOptions(maxTokens: 6, temperature: 1, seed: 7)
+        let sampled1 = try model.generate(prompt: prompt, options: sampling)
+        let sampled2 = try model.generate(prompt: prompt, options: sampling)
         #expect(sampled1.tokens == sampled2.tokens)
     }
 

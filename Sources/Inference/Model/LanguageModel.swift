@@ -80,7 +80,9 @@ public final class LanguageModel: @unchecked Sendable {
     /// `batch.count × vocabularySize` (reusing its storage).
     /// - Throws: `InferenceError` (empty entry, repeated or foreign cache, token out of range, context full);
     ///   no cache is changed when it throws.
-    public func forward(_ batch: [(cache: KVCache, tokens: [Int32])], into logits: inout [Float]) throws(InferenceError) {
+    public func forward(
+        _ batch: [(cache: KVCache, tokens: [Int32])], into logits: inout [Float]
+    ) throws(InferenceError) {
         let needed = batch.count * vocabularySize
         if logits.count != needed {
             if logits.count > needed {

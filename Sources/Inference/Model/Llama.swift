@@ -140,7 +140,9 @@ final class LlamaModel {
     /// Appends each entry's tokens to its cache and writes the logits of each entry's last new token into
     /// `logits` (row `s` = entry `s`, `vocabularySize` floats a row; `logits` must hold `batch.count` rows).
     /// Nothing is changed when an error is thrown.
-    func forward(_ batch: [(cache: KVCache, tokens: [Int32])], logits: UnsafeMutablePointer<Float>) throws(InferenceError) {
+    func forward(
+        _ batch: [(cache: KVCache, tokens: [Int32])], logits: UnsafeMutablePointer<Float>
+    ) throws(InferenceError) {
         let c = config
         // Validate everything before touching any cache.
         let s = scratch
@@ -527,7 +529,8 @@ public struct LlamaConfiguration: Sendable, Equatable {
         try check((1...limit).contains(headDimension), "the head dimension \(headDimension) is out of range")
         try check(ropeDimension >= 0 && ropeDimension % 2 == 0 && ropeDimension <= headDimension,
                   "rope.dimension_count \(ropeDimension) must be even and at most the head dimension \(headDimension)")
-        try check(ropeFrequencyBase.isFinite && ropeFrequencyBase > 0, "rope.freq_base \(ropeFrequencyBase) is not positive")
+        try check(ropeFrequencyBase.isFinite && ropeFrequencyBase > 0,
+                  "rope.freq_base \(ropeFrequencyBase) is not positive")
         try check(rmsEpsilon.isFinite && rmsEpsilon >= 0, "layer_norm_rms_epsilon \(rmsEpsilon) is negative")
         try check((1...(1 << 24)).contains(contextLength), "context_length \(contextLength) is out of range")
         try check((1...(1 << 24)).contains(vocabularySize), "the vocabulary size \(vocabularySize) is out of range")
