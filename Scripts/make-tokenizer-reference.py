@@ -8,12 +8,14 @@ Pre-tokenizer splits for the gpt2 / qwen2 / llama3 rules come from the `regex` p
 original patterns. Chat renderings come from jinja2 running the template stored in the GGUF file.
 
     pip install gguf tokenizers regex jinja2
-    python3 Scripts/make-tokenizer-reference.py [path/to/SmolLM2-135M-Instruct.Q4_1.gguf]
+    python3 Scripts/make-tokenizer-reference.py [path/to/SmolLM2-135M-Instruct.Q4_1.gguf] [path/to/tiny.gguf]
 
 Outputs (in Tests/Fixtures/):
     tokenizer-smollm2.json      strings -> ids (special tokens parsed and not parsed)
     tokenizer-pretokenize.json  strings -> pieces for each regex pre-tokenizer
     tokenizer-chat.json         message lists -> rendered prompt, for the model's template and test templates
+    tokenizer-tiny.json         the small vocabulary of Tests/Fixtures/tiny-a.gguf (448 tokens) itself, with
+                                strings -> ids, so byte-level BPE is checked where the real model is absent
 """
 
 import json
@@ -66,6 +68,8 @@ def test_strings():
         "∑∫∂√∞", "≤≥≠", "©®™", "…", "–—", "«quotes»", "“smart quotes”", "‘single’", "¿Qué?", "¡Hola!",
         "\u200b", "zero\u200bwidth", "\ufeffbom", "\u00ad", "tab\u000bvt", "ff\u000cff", "\x1cfs\x1dgs",
         "\x00nul", "\x7f", "\u0085nel",
+        # \s is White_Space: NEL, NBSP, LS, VT are; FS, ZWSP, MVS, BOM are not.
+        "!\x1c!", "!\x85!", "!\xa0!", "!\u200b!", "!\u2028!", "!\x0b!", "!\u180e!", "!\ufeff!", "x\u2029\u3000 y",
         "def foo(x):\n    return x + 1\n", "for (int i = 0; i < n; ++i) {\n\tsum += a[i];\n}",
         "if x == 1:\n        pass", "print(\"Hello, world!\")", "let x: [Int] = [1, 2, 3]",
         "<div class=\"a\">text</div>", "https://example.com/path?q=1&r=2#frag", "user@example.com",
@@ -126,7 +130,7 @@ def build_reference(path):
     tokens = field(reader, "tokenizer.ggml.tokens")
     types = field(reader, "tokenizer.ggml.token_type")
     merges = field(reader, "tokenizer.ggml.merges")
-    assert field(reader, "tokenizer.ggml.model") == "gpt2" and field(reader, "tokenizer.ggml.pre") == "smollm"
+    assert field(reader, "tokenizer.ggml.model") == "gpt2" and field(reader, "tokenizer.ggml.pre") == "smollm", path
     vocab = {t: i for i, t in enumerate(tokens)}
     pairs = []
     for m in merges:
@@ -144,12 +148,7 @@ def build_reference(path):
     return reader, tok
 
 
-def main():
-    model = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
-        "MOPE_MODEL", os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    reader, tok = build_reference(model)
-    strings = test_strings()
-
+def encode_cases(tok, strings):
     cases = []
     for text in strings:
         tok.encode_special_tokens = False
@@ -158,9 +157,34 @@ def main():
         without_special = tok.encode(text, add_special_tokens=False).ids
         cases.append({"text": text, "ids": with_special, "idsNoSpecial": without_special})
     tok.encode_special_tokens = False
+    return cases
+
+
+def main():
+    model = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
+        "MOPE_MODEL", os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    tiny = sys.argv[2] if len(sys.argv) > 2 else os.path.join(FIXTURES, "tiny-a.gguf")
+    reader, tok = build_reference(model)
+    strings = test_strings()
+
     with open(os.path.join(FIXTURES, "tokenizer-smollm2.json"), "w", encoding="utf-8") as f:
-        json.dump({"model": "SmolLM2-135M-Instruct", "cases": cases}, f, ensure_ascii=False, indent=0)
+        json.dump({"model": "SmolLM2-135M-Instruct", "cases": encode_cases(tok, strings)}, f, ensure_ascii=False,
+                  indent=0)
         f.write("\n")
+
+    if os.path.exists(tiny):
+        tiny_reader, tiny_tok = build_reference(tiny)
+        with open(os.path.join(FIXTURES, "tokenizer-tiny.json"), "w", encoding="utf-8") as f:
+            json.dump({
+                "pre": field(tiny_reader, "tokenizer.ggml.pre"),
+                "tokens": field(tiny_reader, "tokenizer.ggml.tokens"),
+                "tokenTypes": [int(t) for t in field(tiny_reader, "tokenizer.ggml.token_type")],
+                "merges": field(tiny_reader, "tokenizer.ggml.merges"),
+                "bosTokenID": int(field(tiny_reader, "tokenizer.ggml.bos_token_id")),
+                "eosTokenID": int(field(tiny_reader, "tokenizer.ggml.eos_token_id")),
+                "cases": encode_cases(tiny_tok, strings),
+            }, f, ensure_ascii=False, indent=0)
+            f.write("\n")
 
     with open(os.path.join(FIXTURES, "tokenizer-pretokenize.json"), "w", encoding="utf-8") as f:
         json.dump({"cases": pre_splits(strings)}, f, ensure_ascii=False, indent=0)
@@ -214,7 +238,7 @@ def main():
         json.dump({"templates": rendered_templates}, f, ensure_ascii=False, indent=1)
         f.write("\n")
     chats = [c for t in rendered_templates for c in t["cases"]]
-    print("wrote %d encode cases, %d chat cases" % (len(cases), len(chats)))
+    print("wrote %d encode cases, %d chat cases" % (len(strings), len(chats)))
 
 
 if __name__ == "__main__":

@@ -112,7 +112,9 @@ struct ReferenceCase: Decodable {
         #expect(throws: InferenceError.badCapacity(requested: 257, contextLength: 256)) {
             try model.makeCache(capacity: 257)
         }
-        #expect(throws: InferenceError.badCapacity(requested: 0, contextLength: 256)) { try model.makeCache(capacity: 0) }
+        #expect(throws: InferenceError.badCapacity(requested: 0, contextLength: 256)) {
+            try model.makeCache(capacity: 0)
+        }
     }
 
     @Test("bad batches are typed errors and change no cache")
@@ -204,8 +206,9 @@ struct ReferenceCase: Decodable {
 
         let stopped = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6)) { _ in false }
         #expect(stopped.tokens.count == 1)
-        let sampled1 = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6, temperature: 1, seed: 7))
-        let sampled2 = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6, temperature: 1, seed: 7))
+        let sampling = GenerationOptions(maxTokens: 6, temperature: 1, seed: 7)
+        let sampled1 = try model.generate(prompt: prompt, options: sampling)
+        let sampled2 = try model.generate(prompt: prompt, options: sampling)
         #expect(sampled1.tokens == sampled2.tokens)
     }
 
@@ -216,6 +219,7 @@ struct ReferenceCase: Decodable {
         #expect(llama.blockCount == 2 && llama.embeddingLength == 64 && llama.feedForwardLength == 128)
         #expect(llama.headCount == 4 && llama.keyValueHeadCount == 2 && llama.headDimension == 16)
         #expect(llama.contextLength == 256 && llama.ropeFrequencyBase == 10000)
+        #expect(try Self.load("tiny-a.gguf").endOfGenerationTokens == [0, 2])
         let qwen = try Self.load("tiny-qwen2.gguf").configuration
         #expect(qwen.architecture == "qwen2" && qwen.ropeStyle == .splitHalf && qwen.attentionBias)
     }

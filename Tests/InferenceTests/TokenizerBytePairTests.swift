@@ -119,7 +119,9 @@ import Testing
     func typeCount() {
         var vocabulary = byteLevelVocabulary()
         vocabulary.tokenTypes.removeLast()
-        #expect(throws: TokenizerError.tokenTypeCountMismatch(tokens: 256, types: 255)) { try makeTokenizer(vocabulary) }
+        #expect(throws: TokenizerError.tokenTypeCountMismatch(tokens: 256, types: 255)) {
+            try makeTokenizer(vocabulary)
+        }
     }
 
     @Test("a merge line without a separating space is refused with its index")
@@ -151,7 +153,8 @@ import Testing
 
     @Test("an empty vocabulary is refused")
     func empty() {
-        #expect(throws: TokenizerError.emptyVocabulary) { try makeTokenizer(TokenizerVocabulary(model: "gpt2", tokens: [])) }
+        let vocabulary = TokenizerVocabulary(model: "gpt2", tokens: [])
+        #expect(throws: TokenizerError.emptyVocabulary) { try makeTokenizer(vocabulary) }
     }
 
     @Test("every error explains itself in words")

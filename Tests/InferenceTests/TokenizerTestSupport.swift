@@ -56,6 +56,22 @@ struct EncodeFixture: Decodable {
     let cases: [Case]
 }
 
+/// A small byte-level vocabulary (the tiny test model's) with the reference ids of the same strings.
+struct TinyVocabularyFixture: Decodable {
+    let pre: String
+    let tokens: [String]
+    let tokenTypes: [Int32]
+    let merges: [String]
+    let bosTokenID: Int32
+    let eosTokenID: Int32
+    let cases: [EncodeFixture.Case]
+
+    var vocabulary: TokenizerVocabulary {
+        TokenizerVocabulary(model: "gpt2", pre: pre, tokens: tokens, tokenTypes: tokenTypes, merges: merges,
+                            bosTokenID: bosTokenID, eosTokenID: eosTokenID)
+    }
+}
+
 struct PreTokenizeFixture: Decodable {
     struct Case: Decodable {
         let text: String
@@ -157,7 +173,8 @@ enum TestGGUFMetadata {
             model: meta["tokenizer.ggml.model"] as? String ?? "",
             pre: meta["tokenizer.ggml.pre"] as? String,
             tokens: (meta["tokenizer.ggml.tokens"] as? [Any] ?? []).compactMap { $0 as? String },
-            tokenTypes: (meta["tokenizer.ggml.token_type"] as? [Any] ?? []).compactMap { ($0 as? Int64).map(Int32.init) },
+            tokenTypes: (meta["tokenizer.ggml.token_type"] as? [Any] ?? [])
+                .compactMap { ($0 as? Int64).map(Int32.init) },
             scores: (meta["tokenizer.ggml.scores"] as? [Any] ?? []).compactMap { ($0 as? Double).map(Float.init) },
             merges: (meta["tokenizer.ggml.merges"] as? [Any] ?? []).compactMap { $0 as? String },
             bosTokenID: id("tokenizer.ggml.bos_token_id"),

@@ -128,6 +128,9 @@ final class LlamaModel {
         return v
     }
 
+    /// Attention work (multiply–adds per layer) below which the heads run on the calling thread.
+    static let parallelAttentionThreshold = 262_144
+
     func makeCache(capacity: Int, precision: KVCache.Precision) -> KVCache {
         KVCache(layers: config.blockCount, width: config.keyValueWidth, capacity: capacity, precision: precision)
     }
@@ -137,7 +140,9 @@ final class LlamaModel {
     /// Appends each entry's tokens to its cache and writes the logits of each entry's last new token into
     /// `logits` (row `s` = entry `s`, `vocabularySize` floats a row; `logits` must hold `batch.count` rows).
     /// Nothing is changed when an error is thrown.
-    func forward(_ batch: [(cache: KVCache, tokens: [Int32])], logits: UnsafeMutablePointer<Float>) throws(InferenceError) {
+    func forward(
+        _ batch: [(cache: KVCache, tokens: [Int32])], logits: UnsafeMutablePointer<Float>
+    ) throws(InferenceError) {
         let c = config
         // Validate everything before touching any cache.
         let s = scratch
@@ -192,6 +197,9 @@ final class LlamaModel {
         s.sessionStart[sessions] = row
 
         let T = total
+        // Multiply–adds of one layer's attention (scores and weighted values), to decide on threading.
+        var attentionWork = 0
+        for t in 0..<T { attentionWork += (s.rowPosition[t] + 1) * 2 * qWidth }
         let eps = c.rmsEpsilon
         let scale = 1 / Float(headDim).squareRoot()
         for (layer, block) in blocks.enumerated() {
@@ -224,7 +232,7 @@ final class LlamaModel {
             }
             let caches = s.caches
             let scoresStride = s.scoresStride
-            pool.run(tasks: sessions * headCount) { task in
+            let attendHead = { (task: Int) in
                 let b = task / headCount
                 let h = task % headCount
                 let cache = caches[b]
@@ -237,6 +245,12 @@ final class LlamaModel {
                     Self.attend(query: query, cache: cache, layer: layer, kvOffset: kvOffset, length: length,
                                 headDim: headDim, scale: scale, scores: scores, out: out)
                 }
+            }
+            // Waking other threads costs tens of microseconds: short attention work stays on this thread.
+            if attentionWork >= Self.parallelAttentionThreshold {
+                pool.run(tasks: sessions * headCount, attendHead)
+            } else {
+                for task in 0..<sessions * headCount { attendHead(task) }
             }
             Kernels.matmul(a.wo, x: s.attention, batch: T, out: s.xn, pool: pool)
             VectorMath.add(s.xn, into: s.x, T * dim)
@@ -515,7 +529,8 @@ public struct LlamaConfiguration: Sendable, Equatable {
         try check((1...limit).contains(headDimension), "the head dimension \(headDimension) is out of range")
         try check(ropeDimension >= 0 && ropeDimension % 2 == 0 && ropeDimension <= headDimension,
                   "rope.dimension_count \(ropeDimension) must be even and at most the head dimension \(headDimension)")
-        try check(ropeFrequencyBase.isFinite && ropeFrequencyBase > 0, "rope.freq_base \(ropeFrequencyBase) is not positive")
+        try check(ropeFrequencyBase.isFinite && ropeFrequencyBase > 0,
+                  "rope.freq_base \(ropeFrequencyBase) is not positive")
         try check(rmsEpsilon.isFinite && rmsEpsilon >= 0, "layer_norm_rms_epsilon \(rmsEpsilon) is negative")
         try check((1...(1 << 24)).contains(contextLength), "context_length \(contextLength) is out of range")
         try check((1...(1 << 24)).contains(vocabularySize), "the vocabulary size \(vocabularySize) is out of range")

@@ -78,7 +78,8 @@ struct BytePairTokenizer: Tokenizer {
                 }
                 offsets.append(offset)
                 for range in preTokenizer.pieceRanges(scalars) {
-                    ids.append(contentsOf: encodePiece(Array(utf8[offsets[range.lowerBound] ..< offsets[range.upperBound]])))
+                    let bytes = utf8[offsets[range.lowerBound] ..< offsets[range.upperBound]]
+                    ids.append(contentsOf: encodePiece(Array(bytes)))
                 }
             }
         }
