@@ -319,10 +319,21 @@ final class LlamaModel {
             }
         }
         var sum: Float = 0
-        for j in 0..<length {
+        var j = 0
+        var sum16 = SIMD16<Float>()
+        let max16 = SIMD16<Float>(repeating: maxScore)
+        while j + 16 <= length {
+            let e = VectorMath.exp(VectorMath.load16(scores + j) - max16)
+            VectorMath.store16(e, scores + j)
+            sum16 += e
+            j += 16
+        }
+        sum = sum16.sum()
+        while j < length {
             let e = Float.exp(scores[j] - maxScore)
             scores[j] = e
             sum += e
+            j += 1
         }
         let inverse = 1 / sum
         out.update(repeating: 0, count: headDim)
