@@ -145,24 +145,9 @@ final class LlamaModel {
     ) throws(InferenceError) {
         let c = config
         // Validate everything before touching any cache.
+        let (total, longest) = try validate(batch)
         let s = scratch
-        s.seen.removeAll(keepingCapacity: true)
         s.caches.removeAll(keepingCapacity: true)
-        var total = 0
-        var longest = 0
-        for (cache, tokens) in batch {
-            guard !tokens.isEmpty else { throw .emptyInput }
-            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
-            guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
-            guard tokens.count <= cache.capacity - cache.count else {
-                throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
-            }
-            for t in tokens where t < 0 || Int(t) >= c.vocabularySize {
-                throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
-            }
-            total += tokens.count
-            longest = max(longest, cache.count + tokens.count)
-        }
         guard !batch.isEmpty else { return }
 
         let dim = c.embeddingLength
@@ -272,6 +257,30 @@ final class LlamaModel {
             VectorMath.rmsNorm(s.x + last * dim, weight: outputNorm, eps: eps, out: s.lastRows + b * dim, dim)
         }
         Kernels.matmul(output, x: s.lastRows, batch: sessions, out: logits, pool: pool)
+    }
+
+    /// Checks a batch: every entry has tokens in the vocabulary that fit its cache, and no cache appears
+    /// twice. Returns the number of new tokens and the longest sequence after the call.
+    func validate(_ batch: [(cache: KVCache, tokens: [Int32])]) throws(InferenceError) -> (total: Int, longest: Int) {
+        let c = config
+        let s = scratch
+        s.seen.removeAll(keepingCapacity: true)
+        var total = 0
+        var longest = 0
+        for (cache, tokens) in batch {
+            guard !tokens.isEmpty else { throw .emptyInput }
+            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
+            guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
+            guard tokens.count <= cache.capacity - cache.count else {
+                throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
+            }
+            for t in tokens where t < 0 || Int(t) >= c.vocabularySize {
+                throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
+            }
+            total += tokens.count
+            longest = max(longest, cache.count + tokens.count)
+        }
+        return (total, longest)
     }
 
     /// Rotates the first `ropeDimension` values of one head in place.
