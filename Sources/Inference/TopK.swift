@@ -3,7 +3,8 @@
 ///
 /// One pass over the row, 16 values at a time, keeps running maxima and rescaled sums of exponentials (the
 /// online log-sum-exp, with a vectorised exp) and, at the same time, a min-heap of the `k` best entries; a
-/// chunk with no value above the heap's worst costs one vector compare. Only the `k` survivors are sorted. Log-probabilities are `logit − logsumexp(logits)`.
+/// chunk with no value above the heap's worst costs one vector compare. Only the `k` survivors are sorted.
+/// Log-probabilities are `logit − logsumexp(logits)`.
 public struct TopK: Sendable, Equatable {
     /// Token ids, most likely first (ties: lower id first).
     public var ids: [Int32]
