@@ -131,7 +131,7 @@ enum VectorMath {
 
     /// e^x lane by lane (Cephes' single-precision polynomial, relative error ~2e-7). Inputs are clamped to
     /// [−87.3, 88.7], so −∞ gives ~1e-38 rather than 0 and +∞ gives ~3e38.
-    @inline(__always)
+    @inline(__always) @_transparent
     static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
         let lo = SIMD16<Float>(repeating: -87.3), hi = SIMD16<Float>(repeating: 88.7)
         let x = x.replacing(with: lo, where: .!(x .>= lo)).replacing(with: hi, where: x .> hi)
