@@ -2,8 +2,9 @@
 /// of all other tokens.
 ///
 /// One pass over the row, 16 values at a time, keeps running maxima and rescaled sums of exponentials (the
-/// online log-sum-exp, with a vectorised exp) and, at the same time, a min-heap of the `k` best entries; a
-/// chunk with no value above the heap's worst costs one vector compare. Only the `k` survivors are sorted.
+/// online log-sum-exp, with a vectorised exp) and collects the values above the current k-th best into a
+/// candidate buffer; when the buffer fills, a quickselect keeps the best `k` and raises the bar. A chunk with
+/// no value above the bar costs one vector compare. Only the final `k` are sorted.
 /// Log-probabilities are `logit − logsumexp(logits)`.
 public struct TopK: Sendable, Equatable {
     /// Token ids, most likely first (ties: lower id first).
