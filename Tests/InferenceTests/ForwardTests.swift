@@ -115,6 +115,25 @@ struct ReferenceCase: Decodable {
         #expect(caches.map(\.count) == [12, 3, 3, 7])
     }
 
+    @Test("topK over a batch equals TopK of each session's logits row")
+    func batchTopK() throws {
+        let model = try Self.load("tiny-c.gguf")
+        let caches = try (0..<2).map { _ in try model.makeCache(capacity: 32) }
+        var buffer: [Float] = []
+        let tops = try model.topK([(cache: caches[0], tokens: [1, 2, 3]), (cache: caches[1], tokens: [9])], k: 8,
+                                  logits: &buffer)
+        let rows = [try model.forward(cache: try model.makeCache(), tokens: [1, 2, 3]),
+                    try model.forward(cache: try model.makeCache(), tokens: [9])]
+        #expect(tops.count == 2)
+        for (top, row) in zip(tops, rows) {
+            let want = TopK(logits: row, k: 8)
+            #expect(top.ids == want.ids)
+            #expect(zip(top.logProbs, want.logProbs).allSatisfy { abs($0 - $1) < 1e-4 })
+        }
+        #expect(caches[0].allocatedBytes > 0 && caches[0].allocatedBytes <= caches[0].maxBytes)
+        #expect(caches[0].maxBytes == 2 * 2 * 32 * 32 * 4)
+    }
+
     @Test("appending past the cache's capacity is contextFull and leaves the cache as it was")
     func contextFull() throws {
         let model = try Self.load("tiny-a.gguf")
