@@ -2,7 +2,9 @@ import CLI
 
 /// The subcommands of `mope`, in the order `mope --help` lists them.
 enum MopeCommands {
-    static let all: [any ParsableCommand.Type] = [Bench.self, Keygen.self, Version.self]
+    static let all: [any ParsableCommand.Type] = [
+        WorkerCommand.self, RunCommand.self, Bench.self, Keygen.self, Version.self,
+    ]
 }
 
 /// `mope version`.
