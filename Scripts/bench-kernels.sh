@@ -5,6 +5,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 out="${TMPDIR:-/tmp}/mope-bench-kernels"
-swiftc -Ounchecked -target-cpu native -parse-as-library -module-name BenchKernels -o "$out" \
+swiftc -Ounchecked -wmo -target-cpu native -parse-as-library -module-name BenchKernels -o "$out" \
     Scripts/bench-kernels.swift Sources/Inference/Kernels/*.swift Sources/Inference/GGUF/GGMLType.swift
 exec "$out" "$@"

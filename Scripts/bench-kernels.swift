@@ -43,7 +43,8 @@ struct BenchKernels {
         print("shape            thr batch   us/call   G params/s   GB/s(weights)")
         for threads in threadCounts.isEmpty ? [1, 2] : threadCounts {
             let pool = ThreadPool(threads: threads)
-            for (name, type, rows, columns) in shapes {
+            let filter = ProcessInfo.processInfo.environment["BENCH_FILTER"] ?? ""
+            for (name, type, rows, columns) in shapes where filter.isEmpty || name.contains(filter) {
                 let bytes = rows * type.byteCount(values: columns)!
                 // Enough copies that the weights come from DRAM, as in a real forward pass.
                 let copies = max(1, (96 << 20) / bytes)

@@ -37,10 +37,11 @@ struct QuantizedActivations {
         let nb = blocks
         let q = values + row * columns
         for b in 0..<nb {
-            let xb = UnsafeRawPointer(x + 32 * b)
-            let v0 = xb.loadUnaligned(as: SIMD16<Float>.self)
-            let v1 = xb.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-            let amax = pointwiseMax(pointwiseMax(v0, -v0), pointwiseMax(v1, -v1)).max()
+            // max|x| over the bit patterns: for non-negative floats integer order is float order, and an
+            // integer max reduction vectorises (a float one does not).
+            var bits: UInt32 = 0
+            for i in 0..<32 { bits = Swift.max(bits, x[32 * b + i].bitPattern & 0x7FFF_FFFF) }
+            let amax = Float(bitPattern: bits)
             let d = amax / 127
             let inverse: Float = amax > 0 ? 127 / amax : 0
             let qb = q + 32 * b

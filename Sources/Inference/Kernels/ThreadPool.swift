@@ -65,9 +65,9 @@ public final class ThreadPool: @unchecked Sendable {
     /// (64-byte aligned, contents undefined); `body` starts loops with `runLocked`.
     func withScratch<R>(bytes: Int, _ body: (UnsafeMutableRawPointer) -> R) -> R {
         callerLock.withLock { _ in
-            if scratchBytes < bytes {
+            if scratch == nil || scratchBytes < bytes {
                 scratch?.deallocate()
-                scratchBytes = max(bytes, scratchBytes * 2)
+                scratchBytes = max(bytes, scratchBytes * 2, 4096)
                 scratch = UnsafeMutableRawPointer.allocate(byteCount: scratchBytes, alignment: 64)
             }
             // The buffer was allocated just above if it was missing.
