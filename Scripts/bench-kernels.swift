@@ -29,6 +29,13 @@ struct BenchKernels {
         }
     }
 
+    /// CPU time of the whole process (all threads, spinning included).
+    static func cpuNanoseconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) * 1e9 + Double(t.tv_nsec)
+    }
+
     static func main() {
         let threadCounts = CommandLine.arguments.dropFirst().compactMap { Int($0) }
         let shapes: [(String, GGMLType, Int, Int)] = [
@@ -40,7 +47,7 @@ struct BenchKernels {
             ("576->1536  Q8_0", .q8_0, 1536, 576),
             ("576->1536  F32 ", .f32, 1536, 576),
         ]
-        print("shape            thr batch   us/call   G params/s   GB/s(weights)")
+        print("shape            thr batch   us/call   G params/s   GB/s(weights)  G params/CPU-s")
         for threads in threadCounts.isEmpty ? [1, 2] : threadCounts {
             let pool = ThreadPool(threads: threads)
             let filter = ProcessInfo.processInfo.environment["BENCH_FILTER"] ?? ""
@@ -54,18 +61,21 @@ struct BenchKernels {
                     for i in 0..<batch * columns { x[i] = Float.random(in: -1...1) }
                     let out = UnsafeMutablePointer<Float>.allocate(capacity: batch * rows)
                     let calls = max(copies, min(2000, 20_000_000 / (rows * columns * batch)))
-                    var times: [Double] = []
+                    var times: [(wall: Double, cpu: Double)] = []
                     for _ in 0..<3 {
                         let start = DispatchTime.now().uptimeNanoseconds
+                        let cpuStart = cpuNanoseconds()
                         for c in 0..<calls {
                             Kernels.matmul(matrices[c % copies], x: x, batch: batch, out: out, pool: pool)
                         }
-                        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / Double(calls))
+                        times.append((Double(DispatchTime.now().uptimeNanoseconds - start) / Double(calls),
+                                      (cpuNanoseconds() - cpuStart) / Double(calls)))
                     }
-                    let ns = times.sorted()[times.count / 2]
+                    let (ns, cpu) = times.sorted { $0.wall < $1.wall }[times.count / 2]
                     let params = Double(rows * columns * batch) / ns
                     let gbs = Double(bytes) / ns
-                    print(name, String(format: "%3d %5d %9.1f %11.2f %12.2f", threads, batch, ns / 1000, params, gbs))
+                    print(name, String(format: "%3d %5d %9.1f %11.2f %12.2f %14.2f", threads, batch, ns / 1000, params,
+                                       gbs, Double(rows * columns * batch) / cpu))
                     x.deallocate()
                     out.deallocate()
                 }

@@ -10,8 +10,12 @@ protocol WeightBlockFormat {
     static var blockBytes: Int { get }
     /// `Σ q_w·q_x` over the block at `block` and the 32 activation values at `x`.
     static func integerDot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Int16>) -> Int32
-    /// Adds the block's contribution to `acc`, given its integer dot and the activation block's numbers.
-    static func accumulate(_ acc: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float)
+    /// Adds the block's contribution, given its integer dot and the activation block's numbers, to two
+    /// partial sums (two independent FMA chains): the result is `finish(acc, offset)`.
+    static func accumulate(
+        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float)
+    /// The dot product from the two partial sums.
+    static func finish(_ acc: Float, _ offset: Float) -> Float
 }
 
 enum Q8_0Format: WeightBlockFormat {
@@ -26,10 +30,15 @@ enum Q8_0Format: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(_ acc: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float) {
+    static func accumulate(
+        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float
+    ) {
         let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
         acc = acc.addingProduct(d, dx * Float(dot))
     }
+
+    @inline(__always)
+    static func finish(_ acc: Float, _ offset: Float) -> Float { acc }
 }
 
 enum Q4_0Format: WeightBlockFormat {
@@ -41,10 +50,16 @@ enum Q4_0Format: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(_ acc: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float) {
+    static func accumulate(
+        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float
+    ) {
         let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-        acc = acc.addingProduct(d, dx * Float(dot) - 8 * sx)
+        acc = acc.addingProduct(d, dx * Float(dot))
+        offset = offset.addingProduct(d, sx)
     }
+
+    @inline(__always)
+    static func finish(_ acc: Float, _ offset: Float) -> Float { acc - 8 * offset }
 }
 
 enum Q4_1Format: WeightBlockFormat {
@@ -56,11 +71,17 @@ enum Q4_1Format: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(_ acc: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float) {
+    static func accumulate(
+        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float
+    ) {
         let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
         let m = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-        acc = acc.addingProduct(d, dx * Float(dot)).addingProduct(m, sx)
+        acc = acc.addingProduct(d, dx * Float(dot))
+        offset = offset.addingProduct(m, sx)
     }
+
+    @inline(__always)
+    static func finish(_ acc: Float, _ offset: Float) -> Float { acc + offset }
 }
 
 /// `Σ` over 16 bytes of nibble pairs: value `i` is the low nibble of byte `i`, value `i + 16` the high one.
@@ -96,33 +117,46 @@ extension Kernels {
                 let d0 = a.scales + t * nb, d1 = d0 + nb, d2 = d1 + nb, d3 = d2 + nb
                 let s0 = a.sums + t * nb, s1 = s0 + nb, s2 = s1 + nb, s3 = s2 + nb
                 var acc0: Float = 0, acc1: Float = 0, acc2: Float = 0, acc3: Float = 0
+                var off0: Float = 0, off1: Float = 0, off2: Float = 0, off3: Float = 0
                 for b in 0..<nb {
                     let block = wr + b * F.blockBytes
                     let i0 = F.integerDot(block, x0 + 32 * b)
                     let i1 = F.integerDot(block, x1 + 32 * b)
                     let i2 = F.integerDot(block, x2 + 32 * b)
                     let i3 = F.integerDot(block, x3 + 32 * b)
-                    F.accumulate(&acc0, block, dot: i0, dx: d0[b], sx: s0[b])
-                    F.accumulate(&acc1, block, dot: i1, dx: d1[b], sx: s1[b])
-                    F.accumulate(&acc2, block, dot: i2, dx: d2[b], sx: s2[b])
-                    F.accumulate(&acc3, block, dot: i3, dx: d3[b], sx: s3[b])
+                    F.accumulate(&acc0, &off0, block, dot: i0, dx: d0[b], sx: s0[b])
+                    F.accumulate(&acc1, &off1, block, dot: i1, dx: d1[b], sx: s1[b])
+                    F.accumulate(&acc2, &off2, block, dot: i2, dx: d2[b], sx: s2[b])
+                    F.accumulate(&acc3, &off3, block, dot: i3, dx: d3[b], sx: s3[b])
                 }
-                out[t * w.rows + r] = acc0
-                out[(t + 1) * w.rows + r] = acc1
-                out[(t + 2) * w.rows + r] = acc2
-                out[(t + 3) * w.rows + r] = acc3
+                out[t * w.rows + r] = F.finish(acc0, off0)
+                out[(t + 1) * w.rows + r] = F.finish(acc1, off1)
+                out[(t + 2) * w.rows + r] = F.finish(acc2, off2)
+                out[(t + 3) * w.rows + r] = F.finish(acc3, off3)
                 t += 4
             }
             while t < batch {
+                // One input row: blocks in pairs with separate sums, so that consecutive blocks' FMAs do not
+                // wait for each other.
                 let x0 = a.values + t * columns
                 let d0 = a.scales + t * nb
                 let s0 = a.sums + t * nb
-                var acc0: Float = 0
-                for b in 0..<nb {
-                    let block = wr + b * F.blockBytes
-                    F.accumulate(&acc0, block, dot: F.integerDot(block, x0 + 32 * b), dx: d0[b], sx: s0[b])
+                var acc0: Float = 0, off0: Float = 0, acc1: Float = 0, off1: Float = 0
+                var b = 0
+                while b + 2 <= nb {
+                    let block0 = wr + b * F.blockBytes
+                    let block1 = block0 + F.blockBytes
+                    let i0 = F.integerDot(block0, x0 + 32 * b)
+                    let i1 = F.integerDot(block1, x0 + 32 * b + 32)
+                    F.accumulate(&acc0, &off0, block0, dot: i0, dx: d0[b], sx: s0[b])
+                    F.accumulate(&acc1, &off1, block1, dot: i1, dx: d0[b + 1], sx: s0[b + 1])
+                    b += 2
                 }
-                out[t * w.rows + r] = acc0
+                if b < nb {
+                    let block = wr + b * F.blockBytes
+                    F.accumulate(&acc0, &off0, block, dot: F.integerDot(block, x0 + 32 * b), dx: d0[b], sx: s0[b])
+                }
+                out[t * w.rows + r] = F.finish(acc0 + acc1, off0 + off1)
                 t += 1
             }
         }
