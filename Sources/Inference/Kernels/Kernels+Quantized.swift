@@ -112,27 +112,35 @@ extension Kernels {
             let wr = w.row(r)
             var t = 0
             while t + 4 <= batch {
+                // Four input rows share each weight block. The sums are kept exactly as in the one-row loop
+                // below (even and odd blocks apart), so a row's result does not depend on the batch around it.
                 let x0 = a.values + t * columns
                 let x1 = x0 + columns, x2 = x1 + columns, x3 = x2 + columns
                 let d0 = a.scales + t * nb, d1 = d0 + nb, d2 = d1 + nb, d3 = d2 + nb
                 let s0 = a.sums + t * nb, s1 = s0 + nb, s2 = s1 + nb, s3 = s2 + nb
-                var acc0: Float = 0, acc1: Float = 0, acc2: Float = 0, acc3: Float = 0
-                var off0: Float = 0, off1: Float = 0, off2: Float = 0, off3: Float = 0
-                for b in 0..<nb {
+                var acc = (SIMD4<Float>(), SIMD4<Float>())  // even / odd blocks, lanes = input rows
+                var off = (SIMD4<Float>(), SIMD4<Float>())
+                var b = 0
+                @inline(__always)
+                func step(_ b: Int, _ acc: inout SIMD4<Float>, _ off: inout SIMD4<Float>) {
                     let block = wr + b * F.blockBytes
                     let i0 = F.integerDot(block, x0 + 32 * b)
                     let i1 = F.integerDot(block, x1 + 32 * b)
                     let i2 = F.integerDot(block, x2 + 32 * b)
                     let i3 = F.integerDot(block, x3 + 32 * b)
-                    F.accumulate(&acc0, &off0, block, dot: i0, dx: d0[b], sx: s0[b])
-                    F.accumulate(&acc1, &off1, block, dot: i1, dx: d1[b], sx: s1[b])
-                    F.accumulate(&acc2, &off2, block, dot: i2, dx: d2[b], sx: s2[b])
-                    F.accumulate(&acc3, &off3, block, dot: i3, dx: d3[b], sx: s3[b])
+                    F.accumulate(&acc[0], &off[0], block, dot: i0, dx: d0[b], sx: s0[b])
+                    F.accumulate(&acc[1], &off[1], block, dot: i1, dx: d1[b], sx: s1[b])
+                    F.accumulate(&acc[2], &off[2], block, dot: i2, dx: d2[b], sx: s2[b])
+                    F.accumulate(&acc[3], &off[3], block, dot: i3, dx: d3[b], sx: s3[b])
                 }
-                out[t * w.rows + r] = F.finish(acc0, off0)
-                out[(t + 1) * w.rows + r] = F.finish(acc1, off1)
-                out[(t + 2) * w.rows + r] = F.finish(acc2, off2)
-                out[(t + 3) * w.rows + r] = F.finish(acc3, off3)
+                while b + 2 <= nb {
+                    step(b, &acc.0, &off.0)
+                    step(b + 1, &acc.1, &off.1)
+                    b += 2
+                }
+                if b < nb { step(b, &acc.0, &off.0) }
+                let sums = acc.0 + acc.1, offsets = off.0 + off.1
+                for i in 0..<4 { out[(t + i) * w.rows + r] = F.finish(sums[i], offsets[i]) }
                 t += 4
             }
             while t < batch {
