@@ -36,6 +36,30 @@ struct BenchKernels {
         return Double(t.tv_sec) * 1e9 + Double(t.tv_nsec)
     }
 
+    /// How long a loop of `threads` trivial tasks takes: back to back (workers spinning), and after a pause
+    /// long enough that the workers have parked (a wake-up through the condition variable).
+    static func poolLatency() {
+        print("pool: threads spin(us)  back-to-back(us)  after-park(us)")
+        for (threads, spin) in [(1, 50), (2, 50), (2, 0), (2, 1000)] {
+            let pool = ThreadPool(threads: threads, spinMicroseconds: spin)
+            let sink = UnsafeMutablePointer<Int>.allocate(capacity: 8)
+            sink.initialize(repeating: 0, count: 8)
+            let loops = 20_000
+            var start = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<loops { pool.run(tasks: threads) { sink[$0] &+= 1 } }
+            let backToBack = Double(DispatchTime.now().uptimeNanoseconds - start) / Double(loops)
+            var parked = 0.0
+            for _ in 0..<200 {
+                usleep(UInt32(spin + 2000))
+                start = DispatchTime.now().uptimeNanoseconds
+                pool.run(tasks: threads) { sink[$0] &+= 1 }
+                parked += Double(DispatchTime.now().uptimeNanoseconds - start)
+            }
+            print(String(format: "      %7d %8d %17.2f %15.2f", threads, spin, backToBack / 1000, parked / 200 / 1000))
+            sink.deallocate()
+        }
+    }
+
     static func main() {
         let threadCounts = CommandLine.arguments.dropFirst().compactMap { Int($0) }
         let shapes: [(String, GGMLType, Int, Int)] = [
@@ -47,6 +71,7 @@ struct BenchKernels {
             ("576->1536  Q8_0", .q8_0, 1536, 576),
             ("576->1536  F32 ", .f32, 1536, 576),
         ]
+        poolLatency()
         print("shape            thr batch   us/call   G params/s   GB/s(weights)  G params/CPU-s")
         for threads in threadCounts.isEmpty ? [1, 2] : threadCounts {
             let pool = ThreadPool(threads: threads)
