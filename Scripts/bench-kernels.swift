@@ -81,7 +81,7 @@ struct BenchKernels {
                 // Enough copies that the weights come from DRAM, as in a real forward pass.
                 let copies = max(1, (96 << 20) / bytes)
                 let matrices = randomMatrix(type, rows: rows, columns: columns, copies: copies)
-                for batch in [1, 4, 16, 64] {
+                for batch in rows > 10_000 ? [1, 4, 16, 64] : [1, 4, 16, 64, 256] {
                     let x = UnsafeMutablePointer<Float>.allocate(capacity: batch * columns)
                     for i in 0..<batch * columns { x[i] = Float.random(in: -1...1) }
                     let out = UnsafeMutablePointer<Float>.allocate(capacity: batch * rows)

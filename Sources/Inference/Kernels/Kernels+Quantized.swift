@@ -107,10 +107,62 @@ extension Kernels {
     ) {
         let nb = a.blocks
         let columns = a.columns
-        let batch = a.rows
-        for r in rowRange {
+        // Input rows in groups whose quantised values (2 bytes each) fit in L2 beside the weight rows.
+        let group = max(4, (96 * 1024 / (2 * columns)) & ~3)
+        for first in stride(from: 0, to: a.rows, by: group) {
+        let batch = min(a.rows, first + group)
+        var r = rowRange.lowerBound
+        // Two weight rows × four input rows: each activation block loaded serves two weight blocks.
+        while r + 2 <= rowRange.upperBound, batch - first >= 4 {
+            let wa = w.row(r), wb = w.row(r + 1)
+            var t = first
+            while t + 4 <= batch {
+                let x0 = a.values + t * columns
+                let x1 = x0 + columns, x2 = x1 + columns, x3 = x2 + columns
+                let d0 = a.scales + t * nb, d1 = d0 + nb, d2 = d1 + nb, d3 = d2 + nb
+                let s0 = a.sums + t * nb, s1 = s0 + nb, s2 = s1 + nb, s3 = s2 + nb
+                var accA = (SIMD4<Float>(), SIMD4<Float>()), offA = (SIMD4<Float>(), SIMD4<Float>())
+                var accB = (SIMD4<Float>(), SIMD4<Float>()), offB = (SIMD4<Float>(), SIMD4<Float>())
+                @inline(__always)
+                func step(_ b: Int, _ accA: inout SIMD4<Float>, _ offA: inout SIMD4<Float>,
+                          _ accB: inout SIMD4<Float>, _ offB: inout SIMD4<Float>) {
+                    let blockA = wa + b * F.blockBytes, blockB = wb + b * F.blockBytes
+                    let xs = (x0 + 32 * b, x1 + 32 * b, x2 + 32 * b, x3 + 32 * b)
+                    let ia = (F.integerDot(blockA, xs.0), F.integerDot(blockA, xs.1),
+                              F.integerDot(blockA, xs.2), F.integerDot(blockA, xs.3))
+                    let ib = (F.integerDot(blockB, xs.0), F.integerDot(blockB, xs.1),
+                              F.integerDot(blockB, xs.2), F.integerDot(blockB, xs.3))
+                    F.accumulate(&accA[0], &offA[0], blockA, dot: ia.0, dx: d0[b], sx: s0[b])
+                    F.accumulate(&accA[1], &offA[1], blockA, dot: ia.1, dx: d1[b], sx: s1[b])
+                    F.accumulate(&accA[2], &offA[2], blockA, dot: ia.2, dx: d2[b], sx: s2[b])
+                    F.accumulate(&accA[3], &offA[3], blockA, dot: ia.3, dx: d3[b], sx: s3[b])
+                    F.accumulate(&accB[0], &offB[0], blockB, dot: ib.0, dx: d0[b], sx: s0[b])
+                    F.accumulate(&accB[1], &offB[1], blockB, dot: ib.1, dx: d1[b], sx: s1[b])
+                    F.accumulate(&accB[2], &offB[2], blockB, dot: ib.2, dx: d2[b], sx: s2[b])
+                    F.accumulate(&accB[3], &offB[3], blockB, dot: ib.3, dx: d3[b], sx: s3[b])
+                }
+                var b = 0
+                while b + 2 <= nb {
+                    step(b, &accA.0, &offA.0, &accB.0, &offB.0)
+                    step(b + 1, &accA.1, &offA.1, &accB.1, &offB.1)
+                    b += 2
+                }
+                if b < nb { step(b, &accA.0, &offA.0, &accB.0, &offB.0) }
+                let sumsA = accA.0 + accA.1, offsetsA = offA.0 + offA.1
+                let sumsB = accB.0 + accB.1, offsetsB = offB.0 + offB.1
+                for i in 0..<4 {
+                    out[(t + i) * w.rows + r] = F.finish(sumsA[i], offsetsA[i])
+                    out[(t + i) * w.rows + r + 1] = F.finish(sumsB[i], offsetsB[i])
+                }
+                t += 4
+            }
+            for rr in r..<r + 2 { oneRowTail(F.self, w, a, row: rr, from: t, to: batch, out: out) }
+            r += 2
+        }
+        while r < rowRange.upperBound {
+            defer { r += 1 }
             let wr = w.row(r)
-            var t = 0
+            var t = first
             while t + 4 <= batch {
                 // Four input rows share each weight block. The sums are kept exactly as in the one-row loop
                 // below (even and odd blocks apart), so a row's result does not depend on the batch around it.
@@ -143,30 +195,44 @@ extension Kernels {
                 for i in 0..<4 { out[(t + i) * w.rows + r] = F.finish(sums[i], offsets[i]) }
                 t += 4
             }
-            while t < batch {
-                // One input row: blocks in pairs with separate sums, so that consecutive blocks' FMAs do not
-                // wait for each other.
-                let x0 = a.values + t * columns
-                let d0 = a.scales + t * nb
-                let s0 = a.sums + t * nb
-                var acc0: Float = 0, off0: Float = 0, acc1: Float = 0, off1: Float = 0
-                var b = 0
-                while b + 2 <= nb {
-                    let block0 = wr + b * F.blockBytes
-                    let block1 = block0 + F.blockBytes
-                    let i0 = F.integerDot(block0, x0 + 32 * b)
-                    let i1 = F.integerDot(block1, x0 + 32 * b + 32)
-                    F.accumulate(&acc0, &off0, block0, dot: i0, dx: d0[b], sx: s0[b])
-                    F.accumulate(&acc1, &off1, block1, dot: i1, dx: d0[b + 1], sx: s0[b + 1])
-                    b += 2
-                }
-                if b < nb {
-                    let block = wr + b * F.blockBytes
-                    F.accumulate(&acc0, &off0, block, dot: F.integerDot(block, x0 + 32 * b), dx: d0[b], sx: s0[b])
-                }
-                out[t * w.rows + r] = F.finish(acc0 + acc1, off0 + off1)
-                t += 1
+            oneRowTail(F.self, w, a, row: r, from: t, to: batch, out: out)
+        }
+        }
+    }
+
+    /// Row `r` of `w · x` for input rows `from..<to`, one input row at a time.
+    @inline(__always)
+    static func oneRowTail<F: WeightBlockFormat>(
+        _ format: F.Type, _ w: QuantizedMatrix, _ a: QuantizedActivations, row r: Int, from: Int, to batch: Int,
+        out: UnsafeMutablePointer<Float>
+    ) {
+        let nb = a.blocks
+        let columns = a.columns
+        var t = from
+        let wr = w.row(r)
+        while t < batch {
+            // One input row: blocks in pairs with separate sums, so that consecutive blocks' FMAs do not
+            // wait for each other.
+            let x0 = a.values + t * columns
+            let d0 = a.scales + t * nb
+            let s0 = a.sums + t * nb
+            var acc0: Float = 0, off0: Float = 0, acc1: Float = 0, off1: Float = 0
+            var b = 0
+            while b + 2 <= nb {
+                let block0 = wr + b * F.blockBytes
+                let block1 = block0 + F.blockBytes
+                let i0 = F.integerDot(block0, x0 + 32 * b)
+                let i1 = F.integerDot(block1, x0 + 32 * b + 32)
+                F.accumulate(&acc0, &off0, block0, dot: i0, dx: d0[b], sx: s0[b])
+                F.accumulate(&acc1, &off1, block1, dot: i1, dx: d0[b + 1], sx: s0[b + 1])
+                b += 2
             }
+            if b < nb {
+                let block = wr + b * F.blockBytes
+                F.accumulate(&acc0, &off0, block, dot: F.integerDot(block, x0 + 32 * b), dx: d0[b], sx: s0[b])
+            }
+            out[t * w.rows + r] = F.finish(acc0 + acc1, off0 + off1)
+            t += 1
         }
     }
 }
