@@ -22,7 +22,8 @@ struct BenchKernels {
             }
             for b in 0..<(rows * columns / 32) where !scaleOffsets.isEmpty {
                 for o in scaleOffsets {
-                    bytes.storeBytes(of: Float16(0.01).bitPattern, toByteOffset: b * type.blockBytes + o, as: UInt16.self)
+                    let offset = b * type.blockBytes + o
+                    bytes.storeBytes(of: Float16(0.01).bitPattern, toByteOffset: offset, as: UInt16.self)
                 }
             }
             return try! QuantizedMatrix(type: type, rows: rows, columns: columns, data: bytes)

@@ -42,6 +42,15 @@ private final class RandomMatrix {
                 store(Float.random(in: 0.001...0.1, using: &rng), b * 20)
                 store(Float.random(in: -0.8...0, using: &rng), b * 20 + 2)
             }
+        case .q5_0:
+            for b in 0..<rows * columns / 32 { store(Float.random(in: 0.001...0.05, using: &rng), b * 22) }
+        case .q4_K:
+            for b in 0..<rows * columns / 256 {
+                store(Float.random(in: 0.0005...0.003, using: &rng), b * 144)
+                store(Float.random(in: 0.0005...0.003, using: &rng), b * 144 + 2)
+            }
+        case .q6_K:
+            for b in 0..<rows * columns / 256 { store(Float.random(in: 0.0001...0.001, using: &rng), b * 210 + 208) }
         default:
             break
         }
@@ -121,6 +130,34 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
                 let allowed = (quantised ? bounds[i] : 0) + 1e-4 * (1 + abs(expected[i]))
                 #expect(abs(out[i] - expected[i]) <= allowed, "\(type.name) \(shape) threads \(threads) output \(i)")
             }
+        }
+    }
+
+    static let kShapes = [
+        Shape(rows: 5, columns: 256, batch: 1), Shape(rows: 13, columns: 512, batch: 7),
+        Shape(rows: 2, columns: 1536, batch: 4),
+    ]
+
+    @Test("Q5_0, Q4_K and Q6_K matmuls match the reference within the 8-bit activation rounding bound",
+          arguments: [GGMLType.q5_0, .q4_K, .q6_K], kShapes)
+    func kQuantMatmulMatchesReference(type: GGMLType, shape: Shape) throws {
+        try matmulMatchesReference(type: type, shape: shape)
+    }
+
+    @Test("Q5_0, Q4_K and Q6_K rows dequantise to the values the gguf reference implementation gives",
+          arguments: [
+              (GGMLType.q5_0, KernelFixtures.q5_0Bytes, KernelFixtures.q5_0Values),
+              (.q4_K, KernelFixtures.q4_KBytes, KernelFixtures.q4_KValues),
+              (.q6_K, KernelFixtures.q6_KBytes, KernelFixtures.q6_KValues),
+          ])
+    func dequantizeMatchesGGUF(type: GGMLType, bytes: [UInt8], values: [Float]) throws {
+        var out = [Float](repeating: .nan, count: values.count)
+        try bytes.withUnsafeBytes { raw in
+            let m = try QuantizedMatrix(type: type, rows: 1, columns: values.count, data: raw.baseAddress!)
+            out.withUnsafeMutableBufferPointer { Kernels.dequantizeRow(m, row: 0, into: $0.baseAddress!) }
+        }
+        for i in values.indices {
+            #expect(abs(out[i] - values[i]) <= 1e-6 * (1 + abs(values[i])), "\(type.name) value \(i)")
         }
     }
 

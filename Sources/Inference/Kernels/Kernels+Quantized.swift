@@ -1,29 +1,33 @@
 // MARK: Integer dot products of GGML weight blocks with 8-bit activation blocks
 
-/// One GGML block format of 32 weights, as the integer kernels read it.
+/// Block `index` (32 weights) of the weight row at `row`. For the K-quant formats a 32-weight block is a
+/// part of a 256-weight super-block.
+struct BlockRef {
+    let row: UnsafeRawPointer
+    let index: Int
+}
+
+/// One GGML block format, as the integer kernels read it: 32 weights at a time.
 ///
 /// A block's contribution to a dot product with an activation block (scale `dx`, scaled sum `sx = dx·Σq_x`)
 /// is computed from the integer sum `Σ q_w·q_x` of the stored weight integers: Q8_0 `d·dx·Σ`,
 /// Q4_0 `d·(dx·Σ − 8·sx)` (its nibbles are biased by 8), Q4_1 `d·dx·Σ + m·sx`.
 protocol WeightBlockFormat {
-    /// Bytes per block of 32 weights.
-    static var blockBytes: Int { get }
-    /// `Σ q_w·q_x` over the block at `block` and the 32 activation values at `x`.
-    static func integerDot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Int16>) -> Int32
+    /// `Σ q_w·q_x` over the block and the 32 activation values at `x` (for Q6_K, with its sub-scales).
+    static func integerDot(_ block: BlockRef, _ x: UnsafePointer<Int16>) -> Int32
     /// Adds the block's contribution, given its integer dot and the activation block's numbers, to two
     /// partial sums (two independent FMA chains): the result is `finish(acc, offset)`.
     static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float)
+        _ acc: inout Float, _ offset: inout Float, _ block: BlockRef, dot: Int32, dx: Float, sx: Float)
     /// The dot product from the two partial sums.
     static func finish(_ acc: Float, _ offset: Float) -> Float
 }
 
 enum Q8_0Format: WeightBlockFormat {
-    static var blockBytes: Int { 34 }
 
     @inline(__always)
-    static func integerDot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Int16>) -> Int32 {
-        let w = (block + 2).assumingMemoryBound(to: Int8.self)
+    static func integerDot(_ ref: BlockRef, _ x: UnsafePointer<Int16>) -> Int32 {
+        let w = (ref.row + 34 * ref.index + 2).assumingMemoryBound(to: Int8.self)
         var sum: Int32 = 0
         for i in 0..<32 { sum &+= Int32(w[i]) &* Int32(x[i]) }
         return sum
@@ -31,8 +35,9 @@ enum Q8_0Format: WeightBlockFormat {
 
     @inline(__always)
     static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float
+        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
     ) {
+        let block = ref.row + 34 * ref.index
         let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
         acc = acc.addingProduct(d, dx * Float(dot))
     }
@@ -42,17 +47,17 @@ enum Q8_0Format: WeightBlockFormat {
 }
 
 enum Q4_0Format: WeightBlockFormat {
-    static var blockBytes: Int { 18 }
 
     @inline(__always)
-    static func integerDot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Int16>) -> Int32 {
-        nibbleDot((block + 2).assumingMemoryBound(to: UInt8.self), x)
+    static func integerDot(_ ref: BlockRef, _ x: UnsafePointer<Int16>) -> Int32 {
+        nibbleDot((ref.row + 18 * ref.index + 2).assumingMemoryBound(to: UInt8.self), x)
     }
 
     @inline(__always)
     static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float
+        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
     ) {
+        let block = ref.row + 18 * ref.index
         let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
         acc = acc.addingProduct(d, dx * Float(dot))
         offset = offset.addingProduct(d, sx)
@@ -63,17 +68,17 @@ enum Q4_0Format: WeightBlockFormat {
 }
 
 enum Q4_1Format: WeightBlockFormat {
-    static var blockBytes: Int { 20 }
 
     @inline(__always)
-    static func integerDot(_ block: UnsafeRawPointer, _ x: UnsafePointer<Int16>) -> Int32 {
-        nibbleDot((block + 4).assumingMemoryBound(to: UInt8.self), x)
+    static func integerDot(_ ref: BlockRef, _ x: UnsafePointer<Int16>) -> Int32 {
+        nibbleDot((ref.row + 20 * ref.index + 4).assumingMemoryBound(to: UInt8.self), x)
     }
 
     @inline(__always)
     static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ block: UnsafeRawPointer, dot: Int32, dx: Float, sx: Float
+        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
     ) {
+        let block = ref.row + 20 * ref.index
         let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
         let m = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
         acc = acc.addingProduct(d, dx * Float(dot))
@@ -126,7 +131,7 @@ extension Kernels {
                 @inline(__always)
                 func step(_ b: Int, _ accA: inout SIMD4<Float>, _ offA: inout SIMD4<Float>,
                           _ accB: inout SIMD4<Float>, _ offB: inout SIMD4<Float>) {
-                    let blockA = wa + b * F.blockBytes, blockB = wb + b * F.blockBytes
+                    let blockA = BlockRef(row: wa, index: b), blockB = BlockRef(row: wb, index: b)
                     let xs = (x0 + 32 * b, x1 + 32 * b, x2 + 32 * b, x3 + 32 * b)
                     let ia = (F.integerDot(blockA, xs.0), F.integerDot(blockA, xs.1),
                               F.integerDot(blockA, xs.2), F.integerDot(blockA, xs.3))
@@ -175,7 +180,7 @@ extension Kernels {
                 var b = 0
                 @inline(__always)
                 func step(_ b: Int, _ acc: inout SIMD4<Float>, _ off: inout SIMD4<Float>) {
-                    let block = wr + b * F.blockBytes
+                    let block = BlockRef(row: wr, index: b)
                     let i0 = F.integerDot(block, x0 + 32 * b)
                     let i1 = F.integerDot(block, x1 + 32 * b)
                     let i2 = F.integerDot(block, x2 + 32 * b)
@@ -219,8 +224,8 @@ extension Kernels {
             var acc0: Float = 0, off0: Float = 0, acc1: Float = 0, off1: Float = 0
             var b = 0
             while b + 2 <= nb {
-                let block0 = wr + b * F.blockBytes
-                let block1 = block0 + F.blockBytes
+                let block0 = BlockRef(row: wr, index: b)
+                let block1 = BlockRef(row: wr, index: b + 1)
                 let i0 = F.integerDot(block0, x0 + 32 * b)
                 let i1 = F.integerDot(block1, x0 + 32 * b + 32)
                 F.accumulate(&acc0, &off0, block0, dot: i0, dx: d0[b], sx: s0[b])
@@ -228,7 +233,7 @@ extension Kernels {
                 b += 2
             }
             if b < nb {
-                let block = wr + b * F.blockBytes
+                let block = BlockRef(row: wr, index: b)
                 F.accumulate(&acc0, &off0, block, dot: F.integerDot(block, x0 + 32 * b), dx: d0[b], sx: s0[b])
             }
             out[t * w.rows + r] = F.finish(acc0 + acc1, off0 + off1)

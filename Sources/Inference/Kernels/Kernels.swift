@@ -5,7 +5,7 @@
 /// - `matmul` computes `out[t·rows + r] = Σ_c W[r, c] · x[t·columns + c]` for every `t < batch`.
 public enum Kernels {
     /// Tensor types the kernels read.
-    public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q8_0]
+    public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K]
 
     /// Writes row `row` of `w` as `w.columns` floats into `out`.
     public static func dequantizeRow(_ w: QuantizedMatrix, row: Int, into out: UnsafeMutablePointer<Float>) {
@@ -15,7 +15,9 @@ public enum Kernels {
         case .f32:
             out.update(from: src.assumingMemoryBound(to: Float.self), count: w.columns)
         case .f16:
-            for i in 0..<w.columns { out[i] = Float(halfBits: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            for i in 0..<w.columns {
+                out[i] = Float(halfBits: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+            }
         case .q8_0:
             for b in 0..<blocks {
                 let block = src + b * 34
@@ -43,6 +45,8 @@ public enum Kernels {
                     out[b * 32 + i + 16] = d * Float(q >> 4) + m
                 }
             }
+        case .q5_0, .q4_K, .q6_K:
+            dequantizeKRow(w.type, row: src, columns: w.columns, into: out)
         default:
             // Unreachable: QuantizedMatrix.init admits supported types only.
             out.update(repeating: 0, count: w.columns)
@@ -51,7 +55,8 @@ public enum Kernels {
 
     /// `out[t·rows + r] = Σ_c W[r, c] · x[t·columns + c]` for `t < batch`, spread over `pool`.
     ///
-    /// Numerics follow llama.cpp's CPU backend: for quantised weights (Q8_0, Q4_0, Q4_1) each input row is
+    /// Numerics follow llama.cpp's CPU backend: for quantised weights (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)
+    /// each input row is
     /// first quantised to 8-bit blocks of 32 (scale `max|x|/127`, round to nearest), and every block product
     /// is an exact integer dot product scaled by the two blocks' scales (plus the Q4_1 offset times the
     /// activation block's sum). Integer dot products are several times faster than float ones here, and the
@@ -70,7 +75,7 @@ public enum Kernels {
         let chunk = rowChunk(rows: w.rows, batch: batch, threads: pool.threads)
         let tasks = (w.rows + chunk - 1) / chunk
         switch w.type {
-        case .q8_0, .q4_0, .q4_1:
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q4_K, .q6_K:
             let bytes = QuantizedActivations.byteCount(rows: batch, columns: w.columns)
             pool.withScratch(bytes: bytes) { scratch in
                 let a = QuantizedActivations(scratch: scratch, rows: batch, columns: w.columns)
@@ -80,6 +85,9 @@ public enum Kernels {
                     switch w.type {
                     case .q8_0: quantizedRows(Q8_0Format.self, w, a, rowRange: range, out: out)
                     case .q4_0: quantizedRows(Q4_0Format.self, w, a, rowRange: range, out: out)
+                    case .q5_0: quantizedRows(Q5_0Format.self, w, a, rowRange: range, out: out)
+                    case .q4_K: quantizedRows(Q4_KFormat.self, w, a, rowRange: range, out: out)
+                    case .q6_K: quantizedRows(Q6_KFormat.self, w, a, rowRange: range, out: out)
                     default: quantizedRows(Q4_1Format.self, w, a, rowRange: range, out: out)
                     }
                 }
