@@ -80,7 +80,9 @@ struct BenchKernels {
             for (name, type, rows, columns) in shapes where filter.isEmpty || name.contains(filter) {
                 let bytes = rows * type.byteCount(values: columns)!
                 // Enough copies that the weights come from DRAM, as in a real forward pass.
-                let copies = max(1, (96 << 20) / bytes)
+                // (BENCH_IN_CACHE=1: one copy, so that it stays in cache.)
+                let inCache = ProcessInfo.processInfo.environment["BENCH_IN_CACHE"] != nil
+                let copies = inCache ? 1 : max(1, (96 << 20) / bytes)
                 let matrices = randomMatrix(type, rows: rows, columns: columns, copies: copies)
                 for batch in rows > 10_000 ? [1, 4, 16, 64] : [1, 4, 16, 64, 256] {
                     let x = UnsafeMutablePointer<Float>.allocate(capacity: batch * columns)

@@ -144,11 +144,14 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         try matmulMatchesReference(type: type, shape: shape)
     }
 
-    @Test("Q5_0, Q4_K and Q6_K rows dequantise to the values the gguf reference implementation gives",
+    @Test("rows of every quantised type dequantise to the values the gguf reference implementation gives",
           arguments: [
               (GGMLType.q5_0, KernelFixtures.q5_0Bytes, KernelFixtures.q5_0Values),
               (.q4_K, KernelFixtures.q4_KBytes, KernelFixtures.q4_KValues),
               (.q6_K, KernelFixtures.q6_KBytes, KernelFixtures.q6_KValues),
+              (.q4_0, KernelFixtures.q4_0Bytes, KernelFixtures.q4_0Values),
+              (.q4_1, KernelFixtures.q4_1Bytes, KernelFixtures.q4_1Values),
+              (.q8_0, KernelFixtures.q8_0Bytes, KernelFixtures.q8_0Values),
           ])
     func dequantizeMatchesGGUF(type: GGMLType, bytes: [UInt8], values: [Float]) throws {
         var out = [Float](repeating: .nan, count: values.count)

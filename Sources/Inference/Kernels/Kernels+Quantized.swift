@@ -117,8 +117,10 @@ extension Kernels {
         for first in stride(from: 0, to: a.rows, by: group) {
         let batch = min(a.rows, first + group)
         var r = rowRange.lowerBound
-        // Two weight rows × four input rows: each activation block loaded serves two weight blocks.
-        while r + 2 <= rowRange.upperBound, batch - first >= 4 {
+        // Two weight rows × four input rows: each activation block loaded serves two weight blocks. Only for
+        // 8+ input rows: with fewer, the weights stream from DRAM and reading two rows at once measured
+        // slower (the prefetcher keeps up less well) than one row at a time.
+        while r + 2 <= rowRange.upperBound, batch - first >= 8 {
             let wa = w.row(r), wb = w.row(r + 1)
             var t = first
             while t + 4 <= batch {
