@@ -61,8 +61,45 @@ struct BenchKernels {
         }
     }
 
+    /// All matmuls of SmolLM2-135M for `batch` tokens (30 layers of q, k, v, o, gate, up, down in Q4_1 and the
+    /// Q8_0 output matrix), with the model's own sizes, so that weights come from DRAM as in a forward pass.
+    /// Prints tokens per second counting matmuls only (no attention, norms or activations).
+    static func modelPass(threads: [Int]) {
+        let shapes = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
+        var matrices: [QuantizedMatrix] = []
+        for _ in 0..<30 {
+            for (rows, columns) in shapes { matrices += randomMatrix(.q4_1, rows: rows, columns: columns, copies: 1) }
+        }
+        matrices += randomMatrix(.q8_0, rows: 49152, columns: 576, copies: 1)
+        let bytes = matrices.map { $0.rows * $0.rowBytes }.reduce(0, +)
+        print(String(format: "model pass (%.1f MB of weights): threads batch  ms/pass  tokens/s  GB/s", Double(bytes) / 1e6))
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 1536)
+        for i in 0..<256 * 1536 { x[i] = Float.random(in: -1...1) }
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 49152)
+        for t in threads {
+            let pool = ThreadPool(threads: t)
+            for batch in [1, 4, 16, 64] {
+                let passes = batch == 1 ? 30 : max(2, 60 / batch)
+                var best = Double.infinity
+                for _ in 0..<3 {
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    for _ in 0..<passes {
+                        for m in matrices { Kernels.matmul(m, x: x, batch: batch, out: out, pool: pool) }
+                    }
+                    best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / Double(passes))
+                }
+                print(String(format: "                                   %7d %5d %8.2f %9.1f %5.1f", t, batch, best / 1e6,
+                             Double(batch) / best * 1e9, Double(bytes) / best))
+            }
+        }
+    }
+
     static func main() {
         let threadCounts = CommandLine.arguments.dropFirst().compactMap { Int($0) }
+        if ProcessInfo.processInfo.environment["BENCH_MODEL"] != nil {
+            modelPass(threads: threadCounts.isEmpty ? [1, 2] : threadCounts)
+            return
+        }
         let shapes: [(String, GGMLType, Int, Int)] = [
             ("576->576   Q4_1", .q4_1, 576, 576),
             ("576->1536  Q4_1", .q4_1, 1536, 576),
