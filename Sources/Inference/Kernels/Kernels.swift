@@ -3,6 +3,18 @@
 /// Contract (the model code relies on it):
 /// - `dequantizeRow` writes one row as `Float`s.
 /// - `matmul` computes `out[t·rows + r] = Σ_c W[r, c] · x[t·columns + c]` for every `t < batch`.
+///
+/// How `matmul` is fast on a CPU (the scheme of llama.cpp's CPU backend):
+/// 1. The input rows are quantised once per call to 8-bit blocks of 32 (`QuantizedActivations`).
+/// 2. Each weight block meets an input block in an exact integer dot product (plain `Int32` loops that
+///    compile to `vpmaddwd`/`vpdpwssd`), scaled by the two blocks' scales: `Kernels+Quantized.swift`,
+///    `Kernels+KQuants.swift`.
+/// 3. With several input rows, a weight block is unpacked once and used for 4 input rows (and two weight
+///    rows at a time from 8 input rows on), so batched decoding and prefill are compute-bound rather than
+///    bandwidth-bound.
+/// 4. Rows are split into about 8 chunks per thread, taken dynamically by the `ThreadPool`'s threads.
+///
+/// Float helpers for the rest of a forward pass (dot, axpy, RMS norm, softmax, SwiGLU, exp) are in `Vector`.
 public enum Kernels {
     /// Tensor types the kernels read.
     public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K]
