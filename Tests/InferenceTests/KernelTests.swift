@@ -113,6 +113,7 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         Shape(rows: 7, columns: 64, batch: 1), Shape(rows: 37, columns: 96, batch: 1),
         Shape(rows: 37, columns: 96, batch: 5), Shape(rows: 130, columns: 576, batch: 9),
         Shape(rows: 5, columns: 32, batch: 4), Shape(rows: 3, columns: 1536, batch: 2),
+        Shape(rows: 37, columns: 96, batch: 17), Shape(rows: 6, columns: 64, batch: 35),
     ]
 
     @Test("matmul matches a dequantise-then-dot reference within the 8-bit activation rounding bound",
@@ -135,7 +136,7 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
 
     static let kShapes = [
         Shape(rows: 5, columns: 256, batch: 1), Shape(rows: 13, columns: 512, batch: 7),
-        Shape(rows: 2, columns: 1536, batch: 4),
+        Shape(rows: 2, columns: 1536, batch: 4), Shape(rows: 3, columns: 256, batch: 20),
     ]
 
     @Test("Q5_0, Q4_K and Q6_K matmuls match the reference within the 8-bit activation rounding bound",
@@ -175,16 +176,17 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         #expect(error / scale < 0.01)
     }
 
-    @Test("matmul with batch T equals T separate batch-1 matmuls")
-    func batchEqualsSingles() throws {
-        let m = try RandomMatrix(.q4_1, rows: 45, columns: 160, seed: 3)
-        let batch = 6
-        let x = randomInput(count: batch * 160, seed: 11)
+    @Test("matmul with batch T equals T separate batch-1 matmuls, bit for bit",
+          arguments: [GGMLType.q4_1, .q4_0, .q8_0, .q5_0, .q4_K, .q6_K], [6, 19, 37])
+    func batchEqualsSingles(type: GGMLType, batch: Int) throws {
+        let rows = 45, columns = 512
+        let m = try RandomMatrix(type, rows: rows, columns: columns, seed: 3)
+        let x = randomInput(count: batch * columns, seed: 11)
         let pool = ThreadPool(threads: 2)
         let batched = matmul(m.matrix, x, batch: batch, pool: pool)
         for t in 0..<batch {
-            let single = matmul(m.matrix, Array(x[t * 160..<(t + 1) * 160]), batch: 1, pool: pool)
-            #expect(Array(batched[t * 45..<(t + 1) * 45]) == single)
+            let single = matmul(m.matrix, Array(x[t * columns..<(t + 1) * columns]), batch: 1, pool: pool)
+            #expect(Array(batched[t * rows..<(t + 1) * rows]) == single, "\(type.name) batch \(batch) row \(t)")
         }
     }
 

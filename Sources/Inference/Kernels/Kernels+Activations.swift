@@ -10,26 +10,60 @@ struct QuantizedActivations {
     let scales: UnsafeMutablePointer<Float>
     /// `rows × blocks` scaled sums `d·Σq`.
     let sums: UnsafeMutablePointer<Float>
+    /// The same numbers for the first `16 · laneGroups` rows, transposed so that 16 rows sit side by side
+    /// (one `SIMD16` per value): `lanes[((g·blocks + b)·32 + i)·16 + l]` is value `32b + i` of row `16g + l`, as
+    /// a float (an exact small integer); `laneScales`/`laneSums[(g·blocks + b)·16 + l]` likewise.
+    let lanes: UnsafeMutablePointer<Float>
+    let laneScales: UnsafeMutablePointer<Float>
+    let laneSums: UnsafeMutablePointer<Float>
     let rows: Int
     let columns: Int
     var blocks: Int { columns / 32 }
+    /// Groups of 16 rows in the transposed layout.
+    var laneGroups: Int { rows / 16 }
+
+    private static func layout(rows: Int, columns: Int) -> (values: Int, perBlock: Int, lanes: Int) {
+        let values = (rows * columns * 2 + 63) & ~63
+        let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
+        let lanes = (rows / 16) * 16 * columns * 4
+        return (values, perBlock, lanes)
+    }
 
     /// Bytes of scratch memory `rows × columns` activations need.
     static func byteCount(rows: Int, columns: Int) -> Int {
-        let values = (rows * columns * 2 + 63) & ~63
-        let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
-        return values + 2 * perBlock
+        let l = layout(rows: rows, columns: columns)
+        return l.values + 4 * l.perBlock + l.lanes
     }
 
     /// Lays out the activations in `scratch` (at least `byteCount(rows:columns:)` bytes, 64-byte aligned).
     init(scratch: UnsafeMutableRawPointer, rows: Int, columns: Int) {
         self.rows = rows
         self.columns = columns
-        let valueBytes = (rows * columns * 2 + 63) & ~63
-        let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
+        let l = Self.layout(rows: rows, columns: columns)
+        let nb = columns / 32
         values = scratch.bindMemory(to: Int16.self, capacity: rows * columns)
-        scales = (scratch + valueBytes).bindMemory(to: Float.self, capacity: rows * (columns / 32))
-        sums = (scratch + valueBytes + perBlock).bindMemory(to: Float.self, capacity: rows * (columns / 32))
+        scales = (scratch + l.values).bindMemory(to: Float.self, capacity: rows * nb)
+        sums = (scratch + l.values + l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        laneScales = (scratch + l.values + 2 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        laneSums = (scratch + l.values + 3 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        lanes = (scratch + l.values + 4 * l.perBlock).bindMemory(to: Float.self, capacity: (rows / 16) * 16 * columns)
+    }
+
+    /// Fills the transposed layout from the quantised rows.
+    func transpose() {
+        let nb = blocks
+        for g in 0..<laneGroups {
+            for b in 0..<nb {
+                let base = lanes + (g * nb + b) * 512
+                for l in 0..<16 {
+                    let row = 16 * g + l
+                    let src = values + row * columns + 32 * b
+                    for i in 0..<32 { base[i * 16 + l] = Float(src[i]) }
+                    laneScales[(g * nb + b) * 16 + l] = scales[row * nb + b]
+                    laneSums[(g * nb + b) * 16 + l] = sums[row * nb + b]
+                }
+            }
+        }
     }
 
     /// Quantises row `row` from `columns` floats at `x`.

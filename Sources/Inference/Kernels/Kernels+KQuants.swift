@@ -18,12 +18,20 @@ enum Q5_0Format: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
-    ) {
+    static func unpack(_ ref: BlockRef, into values: UnsafeMutablePointer<Float>) {
+        let block = ref.row + 22 * ref.index
+        let high = block.loadUnaligned(fromByteOffset: 2, as: UInt32.self)
+        let w = (block + 6).assumingMemoryBound(to: UInt8.self)
+        for i in 0..<16 {
+            values[i] = Float(UInt32(w[i] & 0x0F) | ((high >> UInt32(i)) & 1) << 4)
+            values[i + 16] = Float(UInt32(w[i] >> 4) | ((high >> UInt32(i + 16)) & 1) << 4)
+        }
+    }
+
+    @inline(__always)
+    static func factors(_ ref: BlockRef) -> (scale: Float, offset: Float) {
         let d = Float(halfBits: (ref.row + 22 * ref.index).loadUnaligned(as: UInt16.self))
-        acc = acc.addingProduct(d, dx * Float(dot))
-        offset = offset.addingProduct(d, sx)
+        return (d, d)
     }
 
     @inline(__always)
@@ -53,15 +61,20 @@ enum Q4_KFormat: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
-    ) {
+    static func unpack(_ ref: BlockRef, into values: UnsafeMutablePointer<Float>) {
+        let sub = ref.index & 7
+        let w = (ref.row + 144 * (ref.index >> 3) + 16 + 32 * (sub >> 1)).assumingMemoryBound(to: UInt8.self)
+        let shift = UInt8(4 * (sub & 1))
+        for i in 0..<32 { values[i] = Float((w[i] >> shift) & 0x0F) }
+    }
+
+    @inline(__always)
+    static func factors(_ ref: BlockRef) -> (scale: Float, offset: Float) {
         let block = ref.row + 144 * (ref.index >> 3)
         let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
         let dmin = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
         let (scale, min) = scaleMin(block + 4, ref.index & 7)
-        acc = acc.addingProduct(d * Float(scale), dx * Float(dot))
-        offset = offset.addingProduct(dmin * Float(min), sx)
+        return (d * Float(scale), dmin * Float(min))
     }
 
     @inline(__always)
@@ -97,11 +110,24 @@ enum Q6_KFormat: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
-    ) {
-        let d = Float(halfBits: (ref.row + 210 * (ref.index >> 3)).loadUnaligned(fromByteOffset: 208, as: UInt16.self))
-        acc = acc.addingProduct(d, dx * Float(dot))
+    static func unpack(_ ref: BlockRef, into values: UnsafeMutablePointer<Float>) {
+        let block = ref.row + 210 * (ref.index >> 3)
+        let k = ref.index & 7
+        let h = k >> 2, s = k & 3
+        let low = (block + 64 * h + 32 * (s & 1)).assumingMemoryBound(to: UInt8.self)
+        let high = (block + 128 + 32 * h).assumingMemoryBound(to: UInt8.self)
+        let lowShift = UInt8(4 * (s >> 1)), highShift = UInt8(2 * s)
+        let scales = (block + 192).assumingMemoryBound(to: Int8.self)
+        let scaleA = Int32(scales[2 * k]), scaleB = Int32(scales[2 * k + 1])
+        for i in 0..<32 {
+            let q = Int32((low[i] >> lowShift) & 0x0F | ((high[i] >> highShift) & 3) << 4) - 32
+            values[i] = Float(q * (i < 16 ? scaleA : scaleB))
+        }
+    }
+
+    @inline(__always)
+    static func factors(_ ref: BlockRef) -> (scale: Float, offset: Float) {
+        (Float(halfBits: (ref.row + 210 * (ref.index >> 3)).loadUnaligned(fromByteOffset: 208, as: UInt16.self)), 0)
     }
 
     @inline(__always)

@@ -15,12 +15,27 @@ struct BlockRef {
 protocol WeightBlockFormat {
     /// `Σ q_w·q_x` over the block and the 32 activation values at `x` (for Q6_K, with its sub-scales).
     static func integerDot(_ block: BlockRef, _ x: UnsafePointer<Int16>) -> Int32
-    /// Adds the block's contribution, given its integer dot and the activation block's numbers, to two
-    /// partial sums (two independent FMA chains): the result is `finish(acc, offset)`.
-    static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ block: BlockRef, dot: Int32, dx: Float, sx: Float)
+    /// The block's 32 weight integers as floats, in order, such that `Σ values[i]·x[i] == integerDot` (for
+    /// Q6_K multiplied by their sub-scales).
+    static func unpack(_ block: BlockRef, into values: UnsafeMutablePointer<Float>)
+    /// The block's factors: its contribution to the two partial sums is `acc += scale·(dx·Σ)` and
+    /// `offset += offset·sx`.
+    static func factors(_ block: BlockRef) -> (scale: Float, offset: Float)
     /// The dot product from the two partial sums.
     static func finish(_ acc: Float, _ offset: Float) -> Float
+}
+
+extension WeightBlockFormat {
+    /// Adds the block's contribution, given its integer dot and the activation block's numbers, to two
+    /// partial sums (two independent FMA chains): the result is `finish(acc, offset)`.
+    @inline(__always)
+    static func accumulate(
+        _ acc: inout Float, _ offset: inout Float, _ block: BlockRef, dot: Int32, dx: Float, sx: Float
+    ) {
+        let f = factors(block)
+        acc = acc.addingProduct(f.scale, dx * Float(dot))
+        offset = offset.addingProduct(f.offset, sx)
+    }
 }
 
 enum Q8_0Format: WeightBlockFormat {
@@ -34,12 +49,14 @@ enum Q8_0Format: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
-    ) {
-        let block = ref.row + 34 * ref.index
-        let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-        acc = acc.addingProduct(d, dx * Float(dot))
+    static func unpack(_ ref: BlockRef, into values: UnsafeMutablePointer<Float>) {
+        let w = (ref.row + 34 * ref.index + 2).assumingMemoryBound(to: Int8.self)
+        for i in 0..<32 { values[i] = Float(w[i]) }
+    }
+
+    @inline(__always)
+    static func factors(_ ref: BlockRef) -> (scale: Float, offset: Float) {
+        (Float(halfBits: (ref.row + 34 * ref.index).loadUnaligned(as: UInt16.self)), 0)
     }
 
     @inline(__always)
@@ -54,13 +71,14 @@ enum Q4_0Format: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
-    ) {
-        let block = ref.row + 18 * ref.index
-        let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-        acc = acc.addingProduct(d, dx * Float(dot))
-        offset = offset.addingProduct(d, sx)
+    static func unpack(_ ref: BlockRef, into values: UnsafeMutablePointer<Float>) {
+        unpackNibbles((ref.row + 18 * ref.index + 2).assumingMemoryBound(to: UInt8.self), values)
+    }
+
+    @inline(__always)
+    static func factors(_ ref: BlockRef) -> (scale: Float, offset: Float) {
+        let d = Float(halfBits: (ref.row + 18 * ref.index).loadUnaligned(as: UInt16.self))
+        return (d, d)
     }
 
     @inline(__always)
@@ -75,18 +93,28 @@ enum Q4_1Format: WeightBlockFormat {
     }
 
     @inline(__always)
-    static func accumulate(
-        _ acc: inout Float, _ offset: inout Float, _ ref: BlockRef, dot: Int32, dx: Float, sx: Float
-    ) {
+    static func unpack(_ ref: BlockRef, into values: UnsafeMutablePointer<Float>) {
+        unpackNibbles((ref.row + 20 * ref.index + 4).assumingMemoryBound(to: UInt8.self), values)
+    }
+
+    @inline(__always)
+    static func factors(_ ref: BlockRef) -> (scale: Float, offset: Float) {
         let block = ref.row + 20 * ref.index
-        let d = Float(halfBits: block.loadUnaligned(as: UInt16.self))
-        let m = Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))
-        acc = acc.addingProduct(d, dx * Float(dot))
-        offset = offset.addingProduct(m, sx)
+        return (Float(halfBits: block.loadUnaligned(as: UInt16.self)),
+                Float(halfBits: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
     }
 
     @inline(__always)
     static func finish(_ acc: Float, _ offset: Float) -> Float { acc + offset }
+}
+
+/// 16 bytes of nibble pairs as 32 floats: value `i` from the low nibble of byte `i`, `i + 16` from its high one.
+@inline(__always)
+func unpackNibbles(_ w: UnsafePointer<UInt8>, _ values: UnsafeMutablePointer<Float>) {
+    for i in 0..<16 {
+        values[i] = Float(w[i] & 0x0F)
+        values[i + 16] = Float(w[i] >> 4)
+    }
 }
 
 /// `Σ` over 16 bytes of nibble pairs: value `i` is the low nibble of byte `i`, value `i + 16` the high one.
@@ -114,7 +142,8 @@ extension Kernels {
         let columns = a.columns
         // Input rows in groups whose quantised values (2 bytes each) fit in L2 beside the weight rows.
         let group = max(4, (96 * 1024 / (2 * columns)) & ~3)
-        for first in stride(from: 0, to: a.rows, by: group) {
+        if a.laneGroups > 0 { laneRows(F.self, w, a, rowRange: rowRange, out: out) }
+        for first in stride(from: 16 * a.laneGroups, to: a.rows, by: group) {
         let batch = min(a.rows, first + group)
         var r = rowRange.lowerBound
         // Two weight rows × four input rows: each activation block loaded serves two weight blocks. Only for
@@ -240,6 +269,86 @@ extension Kernels {
             }
             out[t * w.rows + r] = F.finish(acc0 + acc1, off0 + off1)
             t += 1
+        }
+    }
+
+    /// Rows `rowRange` of `w · x` for the first `16 · a.laneGroups` input rows, 16 input rows at a time in
+    /// the lanes of `SIMD16<Float>` vectors and two weight rows at a time.
+    ///
+    /// Each weight row is unpacked to floats once (exact small integers), so a block's `Σ q_w·q_x` for 16
+    /// input rows is 32 vector FMAs with no horizontal sums; every product and partial sum is an integer
+    /// below 2^24, hence exact, and the per-block scaling repeats the one-row loop's arithmetic lane by
+    /// lane. The results are therefore bit-identical to those of the integer loops.
+    static func laneRows<F: WeightBlockFormat>(
+        _ format: F.Type, _ w: QuantizedMatrix, _ a: QuantizedActivations, rowRange: Range<Int>,
+        out: UnsafeMutablePointer<Float>
+    ) {
+        typealias V = SIMD16<Float>
+        let nb = a.blocks
+        let columns = a.columns
+        // Lane groups per pass: about 256 KB of transposed activations, so that they stay in L2.
+        let groupsPerPass = max(1, (256 * 1024) / (16 * columns * 4))
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * columns + 4 * nb) { buffer in
+            let wA = buffer.baseAddress.unsafelyUnwrapped, wB = wA + columns
+            let fA = wB + columns, oA = fA + nb, fB = oA + nb, oB = fB + nb
+            func unpack(row: Int, _ values: UnsafeMutablePointer<Float>, _ scales: UnsafeMutablePointer<Float>,
+                        _ offsets: UnsafeMutablePointer<Float>) {
+                let wr = w.row(row)
+                for b in 0..<nb {
+                    let ref = BlockRef(row: wr, index: b)
+                    F.unpack(ref, into: values + 32 * b)
+                    (scales[b], offsets[b]) = F.factors(ref)
+                }
+            }
+            for g0 in stride(from: 0, to: a.laneGroups, by: groupsPerPass) {
+                var r = rowRange.lowerBound
+                while r < rowRange.upperBound {
+                    // With an odd count the last pair repeats its row and writes it once.
+                    let rB = min(r + 1, rowRange.upperBound - 1)
+                    unpack(row: r, wA, fA, oA)
+                    unpack(row: rB, wB, fB, oB)
+                    for g in g0..<min(a.laneGroups, g0 + groupsPerPass) {
+                        let xs = UnsafeRawPointer(a.lanes + g * nb * 512)
+                        let ds = UnsafeRawPointer(a.laneScales + g * nb * 16)
+                        let ss = UnsafeRawPointer(a.laneSums + g * nb * 16)
+                        var accA = (V(), V()), offA = (V(), V()), accB = (V(), V()), offB = (V(), V())
+                        for b in 0..<nb {
+                            let xb = xs + b * 2048
+                            var pa0 = V(), pa1 = V(), pb0 = V(), pb1 = V()
+                            let wa = wA + 32 * b, wb = wB + 32 * b
+                            for i in stride(from: 0, to: 32, by: 2) {
+                                let x0 = xb.load(fromByteOffset: 64 * i, as: V.self)
+                                let x1 = xb.load(fromByteOffset: 64 * i + 64, as: V.self)
+                                pa0.addProduct(wa[i], x0)
+                                pa1.addProduct(wa[i + 1], x1)
+                                pb0.addProduct(wb[i], x0)
+                                pb1.addProduct(wb[i + 1], x1)
+                            }
+                            let dx = ds.load(fromByteOffset: 64 * b, as: V.self)
+                            let sx = ss.load(fromByteOffset: 64 * b, as: V.self)
+                            let pa = dx * (pa0 + pa1), pb = dx * (pb0 + pb1)
+                            if b & 1 == 0 {
+                                accA.0 = accA.0.addingProduct(fA[b], pa)
+                                offA.0 = offA.0.addingProduct(oA[b], sx)
+                                accB.0 = accB.0.addingProduct(fB[b], pb)
+                                offB.0 = offB.0.addingProduct(oB[b], sx)
+                            } else {
+                                accA.1 = accA.1.addingProduct(fA[b], pa)
+                                offA.1 = offA.1.addingProduct(oA[b], sx)
+                                accB.1 = accB.1.addingProduct(fB[b], pb)
+                                offB.1 = offB.1.addingProduct(oB[b], sx)
+                            }
+                        }
+                        let sumA = accA.0 + accA.1, offsetA = offA.0 + offA.1
+                        let sumB = accB.0 + accB.1, offsetB = offB.0 + offB.1
+                        for l in 0..<16 {
+                            out[(16 * g + l) * w.rows + r] = F.finish(sumA[l], offsetA[l])
+                            if rB != r { out[(16 * g + l) * w.rows + rB] = F.finish(sumB[l], offsetB[l]) }
+                        }
+                    }
+                    r += 2
+                }
+            }
         }
     }
 }

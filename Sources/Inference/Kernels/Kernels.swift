@@ -92,6 +92,7 @@ public enum Kernels {
             pool.withScratch(bytes: bytes) { scratch in
                 let a = QuantizedActivations(scratch: scratch, rows: batch, columns: w.columns)
                 for t in 0..<batch { a.quantize(row: t, from: x + t * w.columns) }
+                a.transpose()
                 pool.runLocked(tasks: tasks) { task in
                     let range = task * chunk..<min(w.rows, (task + 1) * chunk)
                     switch w.type {
