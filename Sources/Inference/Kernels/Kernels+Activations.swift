@@ -10,9 +10,10 @@ struct QuantizedActivations {
     let scales: UnsafeMutablePointer<Float>
     /// `rows × blocks` scaled sums `d·Σq`.
     let sums: UnsafeMutablePointer<Float>
-    /// The same numbers for the first `16 · laneGroups` rows, transposed so that 16 rows sit side by side
-    /// (one `SIMD16` per value): `lanes[((g·blocks + b)·32 + i)·16 + l]` is value `32b + i` of row `16g + l`, as
-    /// a float (an exact small integer); `laneScales`/`laneSums[(g·blocks + b)·16 + l]` likewise.
+    /// The same numbers for the first `laneRows` rows, transposed in groups of 16 rows (then at most one group
+    /// of 8) so that a group's rows sit side by side in one SIMD vector per value. The group of width `W`
+    /// starting at row `t0` keeps value `32b + i` of row `t0 + l` at `lanes[t0·columns + (32b + i)·W + l]` as a
+    /// float (an exact small integer), and its scale and sum at `laneScales`/`laneSums[t0·blocks + b·W + l]`.
     let lanes: UnsafeMutablePointer<Float>
     let laneScales: UnsafeMutablePointer<Float>
     let laneSums: UnsafeMutablePointer<Float>
@@ -20,12 +21,16 @@ struct QuantizedActivations {
     let columns: Int
     var blocks: Int { columns / 32 }
     /// Groups of 16 rows in the transposed layout.
-    var laneGroups: Int { rows / 16 }
+    var groups16: Int { rows / 16 }
+    /// Rows in the transposed layout: the groups of 16 and, when at least 8 rows are left, one group of 8.
+    var laneRows: Int { Self.laneRows(rows) }
+
+    static func laneRows(_ rows: Int) -> Int { rows / 16 * 16 + (rows % 16 >= 8 ? 8 : 0) }
 
     private static func layout(rows: Int, columns: Int) -> (values: Int, perBlock: Int, lanes: Int) {
         let values = (rows * columns * 2 + 63) & ~63
         let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
-        let lanes = (rows / 16) * 16 * columns * 4
+        let lanes = laneRows(rows) * columns * 4
         return (values, perBlock, lanes)
     }
 
@@ -46,23 +51,25 @@ struct QuantizedActivations {
         sums = (scratch + l.values + l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
         laneScales = (scratch + l.values + 2 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
         laneSums = (scratch + l.values + 3 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
-        lanes = (scratch + l.values + 4 * l.perBlock).bindMemory(to: Float.self, capacity: (rows / 16) * 16 * columns)
+        lanes = (scratch + l.values + 4 * l.perBlock).bindMemory(to: Float.self, capacity: Self.laneRows(rows) * columns)
     }
 
     /// Fills the transposed layout from the quantised rows.
     func transpose() {
         let nb = blocks
-        for g in 0..<laneGroups {
-            for b in 0..<nb {
-                let base = lanes + (g * nb + b) * 512
-                for l in 0..<16 {
-                    let row = 16 * g + l
-                    let src = values + row * columns + 32 * b
-                    for i in 0..<32 { base[i * 16 + l] = Float(src[i]) }
-                    laneScales[(g * nb + b) * 16 + l] = scales[row * nb + b]
-                    laneSums[(g * nb + b) * 16 + l] = sums[row * nb + b]
+        var t0 = 0
+        while t0 < laneRows {
+            let width = laneRows - t0 >= 16 ? 16 : 8
+            for l in 0..<width {
+                let src = values + (t0 + l) * columns
+                let dst = lanes + t0 * columns + l
+                for c in 0..<columns { dst[c * width] = Float(src[c]) }
+                for b in 0..<nb {
+                    laneScales[t0 * nb + b * width + l] = scales[(t0 + l) * nb + b]
+                    laneSums[t0 * nb + b * width + l] = sums[(t0 + l) * nb + b]
                 }
             }
+            t0 += width
         }
     }
 

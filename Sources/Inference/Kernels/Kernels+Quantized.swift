@@ -142,8 +142,14 @@ extension Kernels {
         let columns = a.columns
         // Input rows in groups whose quantised values (2 bytes each) fit in L2 beside the weight rows.
         let group = max(4, (96 * 1024 / (2 * columns)) & ~3)
-        if a.laneGroups > 0 { laneRows(F.self, w, a, rowRange: rowRange, out: out) }
-        for first in stride(from: 16 * a.laneGroups, to: a.rows, by: group) {
+        if a.groups16 > 0 {
+            laneRows(F.self, SIMD16<Float>.self, w, a, inputRows: 0..<16 * a.groups16, rowRange: rowRange, out: out)
+        }
+        if a.laneRows > 16 * a.groups16 {
+            laneRows(F.self, SIMD8<Float>.self, w, a, inputRows: 16 * a.groups16..<a.laneRows, rowRange: rowRange,
+                     out: out)
+        }
+        for first in stride(from: a.laneRows, to: a.rows, by: group) {
         let batch = min(a.rows, first + group)
         var r = rowRange.lowerBound
         // Two weight rows × four input rows: each activation block loaded serves two weight blocks. Only for
@@ -272,22 +278,22 @@ extension Kernels {
         }
     }
 
-    /// Rows `rowRange` of `w · x` for the first `16 · a.laneGroups` input rows, 16 input rows at a time in
-    /// the lanes of `SIMD16<Float>` vectors and two weight rows at a time.
+    /// Rows `rowRange` of `w · x` for input rows `inputRows` (groups of `V.scalarCount` in the transposed
+    /// layout), a group of input rows at a time in the lanes of `V` vectors and two weight rows at a time.
     ///
-    /// Each weight row is unpacked to floats once (exact small integers), so a block's `Σ q_w·q_x` for 16
-    /// input rows is 32 vector FMAs with no horizontal sums; every product and partial sum is an integer
+    /// Each weight row is unpacked to floats once (exact small integers), so a block's `Σ q_w·q_x` for a group
+    /// of input rows is 32 vector FMAs with no horizontal sums; every product and partial sum is an integer
     /// below 2^24, hence exact, and the per-block scaling repeats the one-row loop's arithmetic lane by
     /// lane. The results are therefore bit-identical to those of the integer loops.
-    static func laneRows<F: WeightBlockFormat>(
-        _ format: F.Type, _ w: QuantizedMatrix, _ a: QuantizedActivations, rowRange: Range<Int>,
-        out: UnsafeMutablePointer<Float>
-    ) {
-        typealias V = SIMD16<Float>
+    static func laneRows<F: WeightBlockFormat, V: SIMD>(
+        _ format: F.Type, _ lanes: V.Type, _ w: QuantizedMatrix, _ a: QuantizedActivations, inputRows: Range<Int>,
+        rowRange: Range<Int>, out: UnsafeMutablePointer<Float>
+    ) where V.Scalar == Float {
+        let width = V.scalarCount
         let nb = a.blocks
         let columns = a.columns
-        // Lane groups per pass: about 256 KB of transposed activations, so that they stay in L2.
-        let groupsPerPass = max(1, (256 * 1024) / (16 * columns * 4))
+        // Input rows per pass: about 256 KB of transposed activations, so that they stay in L2.
+        let rowsPerPass = max(width, (256 * 1024) / (columns * 4) / width * width)
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * columns + 4 * nb) { buffer in
             let wA = buffer.baseAddress.unsafelyUnwrapped, wB = wA + columns
             let fA = wB + columns, oA = fA + nb, fB = oA + nb, oB = fB + nb
@@ -300,32 +306,33 @@ extension Kernels {
                     (scales[b], offsets[b]) = F.factors(ref)
                 }
             }
-            for g0 in stride(from: 0, to: a.laneGroups, by: groupsPerPass) {
+            for pass in stride(from: inputRows.lowerBound, to: inputRows.upperBound, by: rowsPerPass) {
                 var r = rowRange.lowerBound
                 while r < rowRange.upperBound {
                     // With an odd count the last pair repeats its row and writes it once.
                     let rB = min(r + 1, rowRange.upperBound - 1)
                     unpack(row: r, wA, fA, oA)
                     unpack(row: rB, wB, fB, oB)
-                    for g in g0..<min(a.laneGroups, g0 + groupsPerPass) {
-                        let xs = UnsafeRawPointer(a.lanes + g * nb * 512)
-                        let ds = UnsafeRawPointer(a.laneScales + g * nb * 16)
-                        let ss = UnsafeRawPointer(a.laneSums + g * nb * 16)
+                    for t0 in stride(from: pass, to: min(inputRows.upperBound, pass + rowsPerPass), by: width) {
+                        let xs = UnsafeRawPointer(a.lanes + t0 * columns)
+                        let ds = UnsafeRawPointer(a.laneScales + t0 * nb)
+                        let ss = UnsafeRawPointer(a.laneSums + t0 * nb)
+                        let vector = 4 * width  // bytes
                         var accA = (V(), V()), offA = (V(), V()), accB = (V(), V()), offB = (V(), V())
                         for b in 0..<nb {
-                            let xb = xs + b * 2048
+                            let xb = xs + b * 32 * vector
                             var pa0 = V(), pa1 = V(), pb0 = V(), pb1 = V()
                             let wa = wA + 32 * b, wb = wB + 32 * b
                             for i in stride(from: 0, to: 32, by: 2) {
-                                let x0 = xb.load(fromByteOffset: 64 * i, as: V.self)
-                                let x1 = xb.load(fromByteOffset: 64 * i + 64, as: V.self)
+                                let x0 = xb.loadUnaligned(fromByteOffset: vector * i, as: V.self)
+                                let x1 = xb.loadUnaligned(fromByteOffset: vector * i + vector, as: V.self)
                                 pa0.addProduct(wa[i], x0)
                                 pa1.addProduct(wa[i + 1], x1)
                                 pb0.addProduct(wb[i], x0)
                                 pb1.addProduct(wb[i + 1], x1)
                             }
-                            let dx = ds.load(fromByteOffset: 64 * b, as: V.self)
-                            let sx = ss.load(fromByteOffset: 64 * b, as: V.self)
+                            let dx = ds.loadUnaligned(fromByteOffset: vector * b, as: V.self)
+                            let sx = ss.loadUnaligned(fromByteOffset: vector * b, as: V.self)
                             let pa = dx * (pa0 + pa1), pb = dx * (pb0 + pb1)
                             if b & 1 == 0 {
                                 accA.0 = accA.0.addingProduct(fA[b], pa)
@@ -341,9 +348,9 @@ extension Kernels {
                         }
                         let sumA = accA.0 + accA.1, offsetA = offA.0 + offA.1
                         let sumB = accB.0 + accB.1, offsetB = offB.0 + offB.1
-                        for l in 0..<16 {
-                            out[(16 * g + l) * w.rows + r] = F.finish(sumA[l], offsetA[l])
-                            if rB != r { out[(16 * g + l) * w.rows + rB] = F.finish(sumB[l], offsetB[l]) }
+                        for l in 0..<width {
+                            out[(t0 + l) * w.rows + r] = F.finish(sumA[l], offsetA[l])
+                            if rB != r { out[(t0 + l) * w.rows + rB] = F.finish(sumB[l], offsetB[l]) }
                         }
                     }
                     r += 2

@@ -9,9 +9,10 @@
 /// 2. Each weight block meets an input block in an exact integer dot product (plain `Int32` loops that
 ///    compile to `vpmaddwd`/`vpdpwssd`), scaled by the two blocks' scales: `Kernels+Quantized.swift`,
 ///    `Kernels+KQuants.swift`.
-/// 3. With several input rows, a weight block is unpacked once and used for 4 input rows (and two weight
-///    rows at a time from 8 input rows on), so batched decoding and prefill are compute-bound rather than
-///    bandwidth-bound.
+/// 3. With several input rows a weight block is unpacked once and used for many: 4 input rows per integer
+///    loop, and from 16 input rows on, 16 rows in the lanes of `SIMD16<Float>` FMAs over weights unpacked to
+///    floats (exact small integers, so the result is bit-identical to the integer loops: a row's output
+///    never depends on the batch it was computed in). Batched decoding and prefill are compute-bound.
 /// 4. Rows are split into about 8 chunks per thread, taken dynamically by the `ThreadPool`'s threads.
 ///
 /// Float helpers for the rest of a forward pass (dot, axpy, RMS norm, softmax, SwiGLU, exp) are in `Vector`.
@@ -76,9 +77,9 @@ public enum Kernels {
     /// the activation rounding, at most `|d_x|/2` per value (relative error of a dot product ≲ 0.4 % of
     /// `Σ|W|·|x|`). F32 and F16 weights use float dot products of the unquantised input.
     ///
-    /// The rows are split into chunks that the pool's threads take in turn; each weight row is read once per
-    /// four input rows. The quantised input lives in the pool's scratch buffer: steady-state calls allocate
-    /// nothing. Calls with the same pool are serialised.
+    /// The rows are split into chunks that the pool's threads take in turn. The quantised input lives in the
+    /// pool's scratch buffer: steady-state calls allocate nothing. Calls with the same pool are serialised.
+    /// Row `t` of the output is bit-for-bit the same whatever `batch` it was computed in.
     public static func matmul(
         _ w: QuantizedMatrix, x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>,
         pool: ThreadPool
