@@ -78,7 +78,7 @@ struct BenchKernels {
         let out = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 49152)
         for t in threads {
             let pool = ThreadPool(threads: t)
-            for batch in [1, 4, 16, 64] {
+            for batch in [1, 4, 8, 16, 64] {
                 let passes = batch == 1 ? 30 : max(2, 60 / batch)
                 var best = Double.infinity
                 for _ in 0..<3 {
@@ -121,7 +121,7 @@ struct BenchKernels {
                 let inCache = ProcessInfo.processInfo.environment["BENCH_IN_CACHE"] != nil
                 let copies = inCache ? 1 : max(1, (96 << 20) / bytes)
                 let matrices = randomMatrix(type, rows: rows, columns: columns, copies: copies)
-                for batch in rows > 10_000 ? [1, 4, 16, 64] : [1, 4, 16, 64, 256] {
+                for batch in rows > 10_000 ? [1, 4, 8, 16, 64] : [1, 4, 8, 16, 64, 256] {
                     let x = UnsafeMutablePointer<Float>.allocate(capacity: batch * columns)
                     for i in 0..<batch * columns { x[i] = Float.random(in: -1...1) }
                     let out = UnsafeMutablePointer<Float>.allocate(capacity: batch * rows)
