@@ -72,7 +72,8 @@ struct BenchKernels {
         }
         matrices += randomMatrix(.q8_0, rows: 49152, columns: 576, copies: 1)
         let bytes = matrices.map { $0.rows * $0.rowBytes }.reduce(0, +)
-        print(String(format: "model pass (%.1f MB of weights): threads batch  ms/pass  tokens/s  GB/s  tokens/CPU-s", Double(bytes) / 1e6))
+        print(String(format: "model pass (%.1f MB of weights): threads batch  ms/pass  tokens/s  GB/s  tokens/CPU-s",
+                     Double(bytes) / 1e6))
         let x = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 1536)
         for i in 0..<256 * 1536 { x[i] = Float.random(in: -1...1) }
         let out = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 49152)
