@@ -45,7 +45,7 @@ public final class ThreadPool: @unchecked Sendable {
             let shared = self.shared
             let thread = Thread { shared.workerLoop() }
             thread.name = "mope-pool-\(index)"
-            thread.stackSize = 1 << 20
+            thread.stackSize = 8 << 20  // like the main thread: kernels keep row buffers on the stack
             thread.start()
         }
     }
