@@ -224,14 +224,14 @@ extension ClusterConfig: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
         coordinator = try c.decodeIfPresent(String.self, forKey: .coordinator) ?? coordinator
-        heartbeatIntervalMs = try c.decodeIfPresent(UInt32.self, forKey: .heartbeatIntervalMs) ?? heartbeatIntervalMs
-        stepDeadlineMs = try c.decodeIfPresent(UInt32.self, forKey: .stepDeadlineMs) ?? stepDeadlineMs
-        openDeadlineMs = try c.decodeIfPresent(UInt32.self, forKey: .openDeadlineMs) ?? openDeadlineMs
+        heartbeatIntervalMs = try c.integer(UInt32.self, forKey: .heartbeatIntervalMs) ?? heartbeatIntervalMs
+        stepDeadlineMs = try c.integer(UInt32.self, forKey: .stepDeadlineMs) ?? stepDeadlineMs
+        openDeadlineMs = try c.integer(UInt32.self, forKey: .openDeadlineMs) ?? openDeadlineMs
         guard c.contains(.experts) else { throw ConfigError.missingField("experts") }
         experts = try c.decode([ExpertConfig].self, forKey: .experts)
         sampling = try c.decodeIfPresent(SamplingConfig.self, forKey: .sampling) ?? sampling
-        topK = try c.decodeIfPresent(UInt16.self, forKey: .topK) ?? topK
-        maxNewTokens = try c.decodeIfPresent(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
+        topK = try c.integer(UInt16.self, forKey: .topK) ?? topK
+        maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
         if let name = try c.decodeIfPresent(String.self, forKey: .merge) {
             switch name {
             case "probability": merge = .probability
@@ -287,7 +287,7 @@ extension ExpertConfig: Codable {
             dimension: dimension,
             systemPrompt: try c.decodeIfPresent(String.self, forKey: .systemPrompt),
             model: try c.decode(String.self, forKey: .model),
-            replicas: try c.decodeIfPresent(Int.self, forKey: .replicas) ?? 1
+            replicas: try c.integer(Int.self, forKey: .replicas) ?? 1
         )
     }
 
@@ -314,8 +314,8 @@ extension SamplingConfig: Codable {
         self.init()
         temperature = try c.decodeIfPresent(Float.self, forKey: .temperature) ?? temperature
         topP = try c.decodeIfPresent(Float.self, forKey: .topP) ?? topP
-        topK = try c.decodeIfPresent(UInt32.self, forKey: .topK) ?? topK
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        topK = try c.integer(UInt32.self, forKey: .topK) ?? topK
+        seed = try c.integer(UInt64.self, forKey: .seed) ?? seed
     }
 
     /// Encodes every field.
@@ -329,6 +329,19 @@ extension SamplingConfig: Codable {
 }
 
 // MARK: - Helpers
+
+extension KeyedDecodingContainer {
+    /// An optional whole number; a value of the wrong type or out of range is an error naming the field.
+    fileprivate func integer<T: FixedWidthInteger & Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        if let value = try? decode(T.self, forKey: key) { return value }
+        let field = keyPath(codingPath, key.stringValue)
+        guard let number = try? decode(Double.self, forKey: key) else {
+            throw ConfigError.invalidValue(field: field, reason: "expected a whole number")
+        }
+        throw ConfigError.invalidValue(field: field, reason: "\(number) is not a whole number in \(T.min)…\(T.max)")
+    }
+}
 
 private struct AnyKey: CodingKey {
     var stringValue: String

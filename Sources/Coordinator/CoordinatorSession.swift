@@ -467,7 +467,8 @@ public struct CoordinatorSession: Sendable {
             code = .unavailable
             let names = slots.map(\.expert.name).joined(separator: ", ")
             reason = slots.isEmpty
-                ? "the cluster has no experts" : "no worker could serve the experts (\(names)); check that workers are running"
+                ? "the cluster has no experts"
+                : "no worker could serve the experts (\(names)); check that workers are running"
         }
         let directives = enterFinishing(now: now)
         return directives + [.fail(ErrorReply(session: request.request, code: code, text: reason))]

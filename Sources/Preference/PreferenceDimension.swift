@@ -161,7 +161,9 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
     }
 
     /// Decodes and checks the contents of a dimensions file.
-    public static func decode(_ data: Data, path: String = "<data>") throws(PreferenceError) -> PreferenceDimensionsFile {
+    public static func decode(_ data: Data, path: String = "<data>") throws(PreferenceError)
+        -> PreferenceDimensionsFile
+    {
         let file: PreferenceDimensionsFile
         do {
             file = try JSONDecoder().decode(PreferenceDimensionsFile.self, from: data)

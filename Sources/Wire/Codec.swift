@@ -426,7 +426,8 @@ extension WireCodec {
         }
         for (index, logProb) in logProbs.enumerated() where logProb.isNaN || logProb == .infinity {
             throw .invalidValue(
-                field: "\(logProbsField)", reason: "entry \(index) is \(logProb); a log-probability is ≤ 0 or −∞"
+                field: "\(logProbsField)",
+                reason: "entry \(index) is \(logProb); a log-probability must be below +∞ (−∞ is allowed)"
             )
         }
         return (ids, logProbs)

@@ -23,11 +23,16 @@ struct WireReader {
         return T(littleEndian: value)
     }
 
+    @inline(__always)
     mutating func u8(_ field: StaticString) throws(WireError) -> UInt8 { try fixed(UInt8.self, field) }
+    @inline(__always)
     mutating func u16(_ field: StaticString) throws(WireError) -> UInt16 { try fixed(UInt16.self, field) }
+    @inline(__always)
     mutating func u32(_ field: StaticString) throws(WireError) -> UInt32 { try fixed(UInt32.self, field) }
+    @inline(__always)
     mutating func u64(_ field: StaticString) throws(WireError) -> UInt64 { try fixed(UInt64.self, field) }
 
+    @inline(__always)
     mutating func f32(_ field: StaticString) throws(WireError) -> Float {
         Float(bitPattern: try fixed(UInt32.self, field))
     }
@@ -79,6 +84,8 @@ struct WireReader {
     }
 
     /// `count` fixed-size values copied in one block, as they lie in the frame (little-endian).
+    /// Inlined so that it is specialised: a generic array allocation looks its metadata up at run time.
+    @inline(__always)
     private mutating func rawArray<T: BitwiseCopyable>(
         _: T.Type, _ field: StaticString, limit: Int
     ) throws(WireError) -> [T] {

@@ -39,7 +39,8 @@ extension TokenizerVocabulary {
             paddingTokenID: try optionalID("tokenizer.ggml.padding_token_id"),
             addBOS: try optionalBool("tokenizer.ggml.add_bos_token", default: false),
             addSpacePrefix: try optionalBool("tokenizer.ggml.add_space_prefix", default: false),
-            chatTemplate: gguf.value("tokenizer.chat_template") == nil ? nil : try gguf.string("tokenizer.chat_template")
+            chatTemplate: gguf.value("tokenizer.chat_template") == nil
+                ? nil : try gguf.string("tokenizer.chat_template")
         )
     }
 

@@ -40,6 +40,7 @@ public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A tensor's shape is invalid or does not fit the model.
     case badShape(tensor: String, shape: [Int], expected: String)
 
+    /// The error in words, for logs and users.
     public var description: String {
         switch self {
         case .unreadable(let path, let reason):

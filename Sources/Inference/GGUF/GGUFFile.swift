@@ -291,7 +291,9 @@ public final class GGUFFile: @unchecked Sendable {
     /// - Throws: `.missingMetadata` or `.wrongMetadataType`.
     public func string(_ key: String) throws(GGUFError) -> String {
         let v = try required(key)
-        guard case .string(let s) = v else { throw .wrongMetadataType(key: key, expected: "string", found: v.typeDescription) }
+        guard case .string(let s) = v else {
+            throw .wrongMetadataType(key: key, expected: "string", found: v.typeDescription)
+        }
         return s
     }
 
@@ -299,7 +301,9 @@ public final class GGUFFile: @unchecked Sendable {
     /// - Throws: `.missingMetadata` or `.wrongMetadataType`.
     public func int(_ key: String) throws(GGUFError) -> Int {
         let v = try required(key)
-        guard let i = v.intValue else { throw .wrongMetadataType(key: key, expected: "integer", found: v.typeDescription) }
+        guard let i = v.intValue else {
+            throw .wrongMetadataType(key: key, expected: "integer", found: v.typeDescription)
+        }
         return i
     }
 
@@ -307,7 +311,9 @@ public final class GGUFFile: @unchecked Sendable {
     /// - Throws: `.missingMetadata` or `.wrongMetadataType`.
     public func float(_ key: String) throws(GGUFError) -> Double {
         let v = try required(key)
-        guard let f = v.floatValue else { throw .wrongMetadataType(key: key, expected: "number", found: v.typeDescription) }
+        guard let f = v.floatValue else {
+            throw .wrongMetadataType(key: key, expected: "number", found: v.typeDescription)
+        }
         return f
     }
 
@@ -315,7 +321,9 @@ public final class GGUFFile: @unchecked Sendable {
     /// - Throws: `.missingMetadata` or `.wrongMetadataType`.
     public func bool(_ key: String) throws(GGUFError) -> Bool {
         let v = try required(key)
-        guard case .bool(let b) = v else { throw .wrongMetadataType(key: key, expected: "bool", found: v.typeDescription) }
+        guard case .bool(let b) = v else {
+            throw .wrongMetadataType(key: key, expected: "bool", found: v.typeDescription)
+        }
         return b
     }
 

@@ -1,17 +1,30 @@
 /// The value types of GGUF metadata, with the type ids of the format.
 public enum GGUFValueType: UInt32, Sendable, CaseIterable {
+    /// An unsigned 8-bit integer.
     case uint8 = 0
+    /// A signed 8-bit integer.
     case int8 = 1
+    /// An unsigned 16-bit integer.
     case uint16 = 2
+    /// A signed 16-bit integer.
     case int16 = 3
+    /// An unsigned 32-bit integer.
     case uint32 = 4
+    /// A signed 32-bit integer.
     case int32 = 5
+    /// A 32-bit float.
     case float32 = 6
+    /// A boolean (one byte).
     case bool = 7
+    /// A length-prefixed UTF-8 string.
     case string = 8
+    /// An array of values of one type.
     case array = 9
+    /// An unsigned 64-bit integer.
     case uint64 = 10
+    /// A signed 64-bit integer.
     case int64 = 11
+    /// A 64-bit float.
     case float64 = 12
 
     /// Bytes taken by one value of a fixed-width type; nil for strings and arrays.
@@ -28,17 +41,29 @@ public enum GGUFValueType: UInt32, Sendable, CaseIterable {
 
 /// One metadata value of a GGUF file.
 public enum GGUFValue: Sendable, Equatable {
+    /// An unsigned 8-bit integer.
     case uint8(UInt8)
+    /// A signed 8-bit integer.
     case int8(Int8)
+    /// An unsigned 16-bit integer.
     case uint16(UInt16)
+    /// A signed 16-bit integer.
     case int16(Int16)
+    /// An unsigned 32-bit integer.
     case uint32(UInt32)
+    /// A signed 32-bit integer.
     case int32(Int32)
+    /// A 32-bit float.
     case float32(Float)
+    /// A boolean (one byte).
     case bool(Bool)
+    /// A length-prefixed UTF-8 string.
     case string(String)
+    /// An unsigned 64-bit integer.
     case uint64(UInt64)
+    /// A signed 64-bit integer.
     case int64(Int64)
+    /// A 64-bit float.
     case float64(Double)
     /// An array whose elements all have type `elementType`.
     indirect case array(elementType: GGUFValueType, values: [GGUFValue])

@@ -20,6 +20,7 @@ public enum InferenceError: Error, Equatable, Sendable, CustomStringConvertible 
     /// A cache capacity outside `1...contextLength` was requested.
     case badCapacity(requested: Int, contextLength: Int)
 
+    /// The error in words, for logs and users.
     public var description: String {
         switch self {
         case .contextFull(let capacity, let count, let adding):

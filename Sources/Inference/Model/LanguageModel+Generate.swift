@@ -8,7 +8,8 @@ public struct GenerationOptions: Sendable, Equatable {
     public var topK: Int
     /// Seed of the sampler's random numbers (the same seed gives the same text).
     public var seed: UInt64
-    /// Tokens that end generation (not included in the output); the vocabulary's EOS is always one.
+    /// Tokens that end generation (not included in the output), besides the model's
+    /// `endOfGenerationTokens`, which always do.
     public var stopTokens: Set<Int32>
 
     /// Creates options; the defaults are greedy decoding of up to 128 tokens.
@@ -57,8 +58,7 @@ extension LanguageModel {
     ) throws(InferenceError) -> GenerationResult {
         let cache: KVCache
         if let given { cache = given } else { cache = try makeCache() }
-        var stops = options.stopTokens
-        if let eos = vocabulary.eosTokenID { stops.insert(eos) }
+        let stops = options.stopTokens.union(endOfGenerationTokens)
         var sampler = TokenSampler(temperature: options.temperature, topK: options.topK, seed: options.seed)
         var result = GenerationResult(tokens: [], promptTokens: prompt.count, stopped: false, prefillSeconds: 0,
                                       decodeSeconds: 0, decodeSteps: 0)

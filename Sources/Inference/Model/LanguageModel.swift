@@ -45,6 +45,19 @@ public final class LanguageModel: @unchecked Sendable {
         model = try LlamaModel(gguf: file, config: configuration, pool: pool)
     }
 
+    /// Tokens that end a reply: the vocabulary's EOS plus the control tokens that chat models use to end a
+    /// turn or a text (`<|im_end|>`, `<|endoftext|>`, `<|eot_id|>`, `<|end|>`, `</s>`), when present.
+    public var endOfGenerationTokens: Set<Int32> {
+        var ids = Set<Int32>()
+        if let eos = vocabulary.eosTokenID { ids.insert(eos) }
+        let names: Set<String> = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "</s>"]
+        for (i, text) in vocabulary.tokens.enumerated() where names.contains(text) {
+            let isControl = i < vocabulary.tokenTypes.count ? vocabulary.tokenTypes[i] == 3 : true
+            if isControl { ids.insert(Int32(i)) }
+        }
+        return ids
+    }
+
     /// The vocabulary size: the length of every logits row.
     public var vocabularySize: Int { configuration.vocabularySize }
 
@@ -67,7 +80,9 @@ public final class LanguageModel: @unchecked Sendable {
     /// `batch.count × vocabularySize` (reusing its storage).
     /// - Throws: `InferenceError` (empty entry, repeated or foreign cache, token out of range, context full);
     ///   no cache is changed when it throws.
-    public func forward(_ batch: [(cache: KVCache, tokens: [Int32])], into logits: inout [Float]) throws(InferenceError) {
+    public func forward(
+        _ batch: [(cache: KVCache, tokens: [Int32])], into logits: inout [Float]
+    ) throws(InferenceError) {
         let needed = batch.count * vocabularySize
         if logits.count != needed {
             if logits.count > needed {

@@ -128,6 +128,9 @@ final class LlamaModel {
         return v
     }
 
+    /// Attention work (multiply–adds per layer) below which the heads run on the calling thread.
+    static let parallelAttentionThreshold = 262_144
+
     func makeCache(capacity: Int, precision: KVCache.Precision) -> KVCache {
         KVCache(layers: config.blockCount, width: config.keyValueWidth, capacity: capacity, precision: precision)
     }
@@ -137,15 +140,19 @@ final class LlamaModel {
     /// Appends each entry's tokens to its cache and writes the logits of each entry's last new token into
     /// `logits` (row `s` = entry `s`, `vocabularySize` floats a row; `logits` must hold `batch.count` rows).
     /// Nothing is changed when an error is thrown.
-    func forward(_ batch: [(cache: KVCache, tokens: [Int32])], logits: UnsafeMutablePointer<Float>) throws(InferenceError) {
+    func forward(
+        _ batch: [(cache: KVCache, tokens: [Int32])], logits: UnsafeMutablePointer<Float>
+    ) throws(InferenceError) {
         let c = config
         // Validate everything before touching any cache.
-        var seen = Set<ObjectIdentifier>()
+        let s = scratch
+        s.seen.removeAll(keepingCapacity: true)
+        s.caches.removeAll(keepingCapacity: true)
         var total = 0
         var longest = 0
         for (cache, tokens) in batch {
             guard !tokens.isEmpty else { throw .emptyInput }
-            guard seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
+            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
             guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
             guard tokens.count <= cache.capacity - cache.count else {
                 throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
@@ -167,12 +174,12 @@ final class LlamaModel {
         let sessions = batch.count
         let headCount = c.headCount
         let groupSize = c.headCount / c.keyValueHeadCount
-        let s = scratch
         s.ensure(tokens: total, config: c, attentionTasks: sessions * headCount, longest: longest, sessions: sessions)
 
         // Row bookkeeping: which session and position each of the T rows belongs to.
         var row = 0
         for (b, (cache, tokens)) in batch.enumerated() {
+            s.caches.append(cache)
             cache.reserve(cache.count + tokens.count)
             s.sessionStart[b] = row
             for (i, token) in tokens.enumerated() {
@@ -190,6 +197,9 @@ final class LlamaModel {
         s.sessionStart[sessions] = row
 
         let T = total
+        // Multiply–adds of one layer's attention (scores and weighted values), to decide on threading.
+        var attentionWork = 0
+        for t in 0..<T { attentionWork += (s.rowPosition[t] + 1) * 2 * qWidth }
         let eps = c.rmsEpsilon
         let scale = 1 / Float(headDim).squareRoot()
         for (layer, block) in blocks.enumerated() {
@@ -220,9 +230,9 @@ final class LlamaModel {
                                 value: s.v + t * kvWidth)
                 }
             }
-            let caches = batch.map(\.cache)
+            let caches = s.caches
             let scoresStride = s.scoresStride
-            pool.run(tasks: sessions * headCount) { task in
+            let attendHead = { (task: Int) in
                 let b = task / headCount
                 let h = task % headCount
                 let cache = caches[b]
@@ -235,6 +245,12 @@ final class LlamaModel {
                     Self.attend(query: query, cache: cache, layer: layer, kvOffset: kvOffset, length: length,
                                 headDim: headDim, scale: scale, scores: scores, out: out)
                 }
+            }
+            // Waking other threads costs tens of microseconds: short attention work stays on this thread.
+            if attentionWork >= Self.parallelAttentionThreshold {
+                pool.run(tasks: sessions * headCount, attendHead)
+            } else {
+                for task in 0..<sessions * headCount { attendHead(task) }
             }
             Kernels.matmul(a.wo, x: s.attention, batch: T, out: s.xn, pool: pool)
             VectorMath.add(s.xn, into: s.x, T * dim)
@@ -330,6 +346,9 @@ final class Scratch {
     private(set) var sessionCapacity = 0
     private(set) var scoresStride = 0
     private var taskCapacity = 0
+    /// The batch's caches, for the attention tasks and the duplicate check (kept to reuse their storage).
+    var caches: [KVCache] = []
+    var seen = Set<ObjectIdentifier>()
 
     var x = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     var xn = UnsafeMutablePointer<Float>.allocate(capacity: 0)
@@ -510,7 +529,8 @@ public struct LlamaConfiguration: Sendable, Equatable {
         try check((1...limit).contains(headDimension), "the head dimension \(headDimension) is out of range")
         try check(ropeDimension >= 0 && ropeDimension % 2 == 0 && ropeDimension <= headDimension,
                   "rope.dimension_count \(ropeDimension) must be even and at most the head dimension \(headDimension)")
-        try check(ropeFrequencyBase.isFinite && ropeFrequencyBase > 0, "rope.freq_base \(ropeFrequencyBase) is not positive")
+        try check(ropeFrequencyBase.isFinite && ropeFrequencyBase > 0,
+                  "rope.freq_base \(ropeFrequencyBase) is not positive")
         try check(rmsEpsilon.isFinite && rmsEpsilon >= 0, "layer_norm_rms_epsilon \(rmsEpsilon) is negative")
         try check((1...(1 << 24)).contains(contextLength), "context_length \(contextLength) is out of range")
         try check((1...(1 << 24)).contains(vocabularySize), "the vocabulary size \(vocabularySize) is out of range")

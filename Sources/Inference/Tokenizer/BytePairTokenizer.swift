@@ -9,8 +9,9 @@ struct BytePairTokenizer: Tokenizer {
     let tables: VocabularyTables
     let preTokenizer: PreTokenizer
     let addsBOS: Bool
-    /// The token of each byte's scalar (the unknown token where the vocabulary lacks one).
-    private let byteTokens: [Int32]
+    /// The token of each byte's scalar; nil where the vocabulary lacks it (such bytes are dropped, as Hugging Face
+    /// tokenizers without an unknown token and llama.cpp do: SmolLM2 has no token for a few control bytes).
+    private let byteTokens: [Int32?]
     /// (left id, right id) packed into 64 bits → (rank, merged id).
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
     /// Decoded bytes of every token.
@@ -18,21 +19,11 @@ struct BytePairTokenizer: Tokenizer {
     private let cache = PieceCache()
 
     init(_ vocabulary: TokenizerVocabulary) throws(TokenizerError) {
-        tables = try VocabularyTables(vocabulary)
+        let tables = try VocabularyTables(vocabulary)
+        self.tables = tables
         preTokenizer = try PreTokenizer(name: vocabulary.pre)
         addsBOS = vocabulary.addBOS && tables.bosTokenID != nil
-
-        var byteTokens: [Int32] = []
-        for byte in 0 ..< 256 {
-            if let id = tables.idOfText[String(ByteLevel.scalarOfByte[byte])] {
-                byteTokens.append(id)
-            } else if let unknown = tables.unknownTokenID {
-                byteTokens.append(unknown)
-            } else {
-                throw .missingByteToken(UInt8(byte))
-            }
-        }
-        self.byteTokens = byteTokens
+        byteTokens = ByteLevel.scalarOfByte.map { tables.id(of: String($0)) }
 
         var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
         merges.reserveCapacity(vocabulary.merges.count)
@@ -45,9 +36,9 @@ struct BytePairTokenizer: Tokenizer {
             let left = String(scalars[..<cut])
             let right = String(scalars[scalars.index(after: cut)...])
             guard !right.isEmpty else { throw .badMerge(index: index, line: line) }
-            guard let leftID = tables.idOfText[left] else { throw .mergeTokenMissing(index: index, token: left) }
-            guard let rightID = tables.idOfText[right] else { throw .mergeTokenMissing(index: index, token: right) }
-            guard let mergedID = tables.idOfText[left + right] else {
+            guard let leftID = tables.id(of: left) else { throw .mergeTokenMissing(index: index, token: left) }
+            guard let rightID = tables.id(of: right) else { throw .mergeTokenMissing(index: index, token: right) }
+            guard let mergedID = tables.id(of: left + right) else {
                 throw .mergeTokenMissing(index: index, token: left + right)
             }
             let key = UInt64(UInt32(bitPattern: leftID)) << 32 | UInt64(UInt32(bitPattern: rightID))
@@ -76,25 +67,34 @@ struct BytePairTokenizer: Tokenizer {
                 ids.append(id)
             case .text(let text):
                 let scalars = Array(text.unicodeScalars)
+                let utf8 = Array(text.utf8)
+                // Byte offset of each scalar, and of the end.
+                var offsets: [Int] = []
+                offsets.reserveCapacity(scalars.count + 1)
+                var offset = 0
+                for scalar in scalars {
+                    offsets.append(offset)
+                    offset += UTF8.width(scalar)
+                }
+                offsets.append(offset)
                 for range in preTokenizer.pieceRanges(scalars) {
-                    var piece = String.UnicodeScalarView()
-                    piece.append(contentsOf: scalars[range])
-                    ids.append(contentsOf: encodePiece(String(piece)))
+                    let bytes = utf8[offsets[range.lowerBound] ..< offsets[range.upperBound]]
+                    ids.append(contentsOf: encodePiece(Array(bytes)))
                 }
             }
         }
         return ids
     }
 
-    /// The ids of one pre-tokenizer piece.
-    func encodePiece(_ piece: String) -> [Int32] {
+    /// The ids of one pre-tokenizer piece, given as UTF-8.
+    func encodePiece(_ piece: [UInt8]) -> [Int32] {
         if let cached = cache.lookup(piece) { return cached }
         // Llama 3 takes a piece that is a whole token as is, whatever the merges would make of it.
-        if preTokenizer == .llama3, let id = tables.idOfText[ByteLevel.encode(piece.utf8)] {
+        if preTokenizer == .llama3, let id = tables.id(of: ByteLevel.encode(piece)) {
             cache.store(piece, [id])
             return [id]
         }
-        let symbols = piece.utf8.map { byteTokens[Int($0)] }
+        let symbols = piece.compactMap { byteTokens[Int($0)] }
         let ids = symbols.count < 2 ? symbols : merge(symbols)
         cache.store(piece, ids)
         return ids
@@ -154,18 +154,19 @@ struct BytePairTokenizer: Tokenizer {
 
 /// Remembers the ids of recently seen pieces; shared by every copy of a tokenizer, safe across threads.
 final class PieceCache: Sendable {
-    private let entries = Mutex<[String: [Int32]]>([:])
+    /// Keyed by UTF-8 bytes: `String` keys would merge canonically equivalent pieces with different bytes.
+    private let entries = Mutex<[[UInt8]: [Int32]]>([:])
     /// Past this many pieces the cache starts over, bounding its memory.
     private let capacity = 65_536
     /// Longer pieces (runs of spaces, long words) are not worth keeping.
     private let longestPiece = 128
 
-    func lookup(_ piece: String) -> [Int32]? {
+    func lookup(_ piece: [UInt8]) -> [Int32]? {
         entries.withLock { $0[piece] }
     }
 
-    func store(_ piece: String, _ ids: [Int32]) {
-        guard piece.utf8.count <= longestPiece else { return }
+    func store(_ piece: [UInt8], _ ids: [Int32]) {
+        guard piece.count <= longestPiece else { return }
         entries.withLock { entries in
             if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
             entries[piece] = ids

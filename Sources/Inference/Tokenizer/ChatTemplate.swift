@@ -107,7 +107,8 @@ public struct ChatTemplate: Sendable, Equatable {
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws(TokenizerError) -> String {
         for message in messages {
             let role = message.role
-            if role.isEmpty || role.contains("<|") || role.unicodeScalars.contains(where: { $0 == "\n" || $0 == "\r" }) {
+            let breaksLine = role.unicodeScalars.contains { $0 == "\n" || $0 == "\r" }
+            if role.isEmpty || role.contains("<|") || breaksLine {
                 throw .invalidChatRole(role)
             }
         }

@@ -88,17 +88,22 @@ struct SentencePieceTokenizer: Tokenizer {
         guard !scalars.isEmpty else { return }
         // Symbol i covers scalars[i ..< i + length[i]]; the list links surviving symbols.
         var list = SymbolList(Array(repeating: 1, count: scalars.count))
-        func text(_ start: Int, _ length: Int) -> String {
-            var view = String.UnicodeScalarView()
-            view.append(contentsOf: scalars[start ..< start + length])
-            return String(view)
+        var utf8: [UInt8] = []
+        var offsets: [Int] = []
+        for scalar in scalars {
+            offsets.append(utf8.count)
+            UTF8.encode(scalar) { utf8.append($0) }
+        }
+        offsets.append(utf8.count)
+        func text(_ start: Int, _ length: Int) -> [UInt8] {
+            Array(utf8[offsets[start] ..< offsets[start + length]])
         }
         func candidate(_ left: Int32) -> Candidate? {
             guard left >= 0 else { return nil }
             let right = list.next[Int(left)]
             guard right >= 0 else { return nil }
             let leftLength = list.ids[Int(left)], rightLength = list.ids[Int(right)]
-            guard let id = tables.idOfText[text(Int(left), Int(leftLength + rightLength))] else { return nil }
+            guard let id = tables.idOfBytes[text(Int(left), Int(leftLength + rightLength))] else { return nil }
             let kind = tables.kinds[Int(id)]
             guard kind == .normal || kind == .userDefined else { return nil }
             return Candidate(score: scores[Int(id)], left: left, leftLength: leftLength, rightLength: rightLength,
@@ -121,10 +126,10 @@ struct SentencePieceTokenizer: Tokenizer {
         while start >= 0 {
             let length = Int(list.ids[Int(start)])
             let symbol = text(Int(start), length)
-            if let id = tables.idOfText[symbol], tables.kinds[Int(id)] != .byte {
+            if let id = tables.idOfBytes[symbol], tables.kinds[Int(id)] != .byte {
                 ids.append(id)
             } else {
-                for byte in symbol.utf8 {
+                for byte in symbol {
                     if let id = byteTokens[Int(byte)] {
                         ids.append(id)
                     } else if let unknown = tables.unknownTokenID {

@@ -90,8 +90,9 @@ public func makeTokenizer(_ vocabulary: TokenizerVocabulary) throws(TokenizerErr
 struct VocabularyTables: Sendable {
     let tokens: [String]
     let kinds: [TokenKind]
-    /// Text → id; the first id wins when two tokens share a text.
-    let idOfText: [String: Int32]
+    /// UTF-8 of a token's text → id; the first id wins when two tokens share a text. Keyed by bytes because
+    /// `String` equality is canonical equivalence, which would confuse "é" with "e\u{301}".
+    let idOfBytes: [[UInt8]: Int32]
     let bosTokenID: Int32?
     let unknownTokenID: Int32?
     let eosTokenIDs: [Int32]
@@ -121,17 +122,18 @@ struct VocabularyTables: Sendable {
         kinds = vocabulary.tokenTypes.isEmpty
             ? Array(repeating: .normal, count: count)
             : vocabulary.tokenTypes.map { TokenKind(rawValue: $0) ?? .normal }
-        var idOfText: [String: Int32] = [:]
-        idOfText.reserveCapacity(count)
-        for (id, text) in vocabulary.tokens.enumerated() where idOfText[text] == nil {
-            idOfText[text] = Int32(id)
+        var idOfBytes: [[UInt8]: Int32] = [:]
+        idOfBytes.reserveCapacity(count)
+        for (id, text) in vocabulary.tokens.enumerated() {
+            let key = Array(text.utf8)
+            if idOfBytes[key] == nil { idOfBytes[key] = Int32(id) }
         }
-        self.idOfText = idOfText
+        self.idOfBytes = idOfBytes
 
         var ends: Set<Int32> = []
         if let eos { ends.insert(eos) }
         for text in Self.endOfTurnTexts {
-            if let id = idOfText[text], kinds[Int(id)] == .control { ends.insert(id) }
+            if let id = idOfBytes[Array(text.utf8)], kinds[Int(id)] == .control { ends.insert(id) }
         }
         eosTokenIDs = ends.sorted()
 
@@ -142,6 +144,11 @@ struct VocabularyTables: Sendable {
             special.append((text, Int32(id), kind == .userDefined))
         }
         specials = SpecialTokenMatcher(special)
+    }
+
+    /// The id of the token whose text is exactly `text` (byte for byte).
+    func id(of text: String) -> Int32? {
+        idOfBytes[Array(text.utf8)]
     }
 
     func kind(_ id: Int32) -> TokenKind {

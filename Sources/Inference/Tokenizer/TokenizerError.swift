@@ -14,8 +14,6 @@ public enum TokenizerError: Error, Sendable, Equatable, CustomStringConvertible 
     case badMerge(index: Int, line: String)
     /// Merge number `index` names a token (or a merged result) that is not in the vocabulary.
     case mergeTokenMissing(index: Int, token: String)
-    /// A byte-level vocabulary has no token for this byte and no unknown token to stand in for it.
-    case missingByteToken(UInt8)
     /// A special token id from the metadata (`name`: "bos", "eos", …) lies outside the vocabulary.
     case specialTokenOutOfRange(name: String, id: Int32, vocabularySize: Int)
     /// The model ships no chat template, so chat requests cannot be formatted for it.
@@ -42,8 +40,6 @@ public enum TokenizerError: Error, Sendable, Equatable, CustomStringConvertible 
             return "merge \(index) (\"\(line)\") is not two tokens separated by a space"
         case .mergeTokenMissing(let index, let token):
             return "merge \(index) uses \"\(token)\", which is not in the vocabulary"
-        case .missingByteToken(let byte):
-            return "the byte-level vocabulary has no token for byte \(byte) and no unknown token"
         case .specialTokenOutOfRange(let name, let id, let size):
             return "the \(name) token id \(id) is outside the vocabulary of \(size) tokens"
         case .missingChatTemplate:

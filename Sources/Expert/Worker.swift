@@ -1,0 +1,193 @@
+import Foundation
+import Inference
+import Synchronization
+import Wire
+import ZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The expert worker process: the ZeroMQ shell around `ExpertSessions`.
+///
+/// A DEALER socket (routing id = the worker id) connects to the coordinator's ROUTER and registers with `hello`
+/// (sent again every `helloInterval` until `welcome`; `reject` ends the worker). Then one loop on one thread:
+/// poll (no wait while forward passes are pending), drain every queued message, tokenize requests through the
+/// model's chat template and the expert's system prompt, feed the session state machine, and carry out its
+/// directives; every pending prefill chunk and decode of every session runs in ONE batched forward pass per
+/// iteration, whose per-session top-k becomes the `dist` replies.
+///
+/// Heartbeats follow the Paranoid Pirate pattern: the worker sends `heartbeat` when it sent nothing for an
+/// interval; when the coordinator is silent for 3 intervals, the worker drops every session (freeing the caches)
+/// and registers again, since the coordinator may have restarted. `drain()` (SIGTERM/SIGINT in `mope worker`)
+/// sends `goodbye`, refuses new sessions and ends the loop when the last session is closed or after
+/// `drainGrace`. A malformed frame is logged and dropped; typed errors go back to the coordinator as `error`
+/// replies; neither stops the worker.
+///
+/// `Worker` itself is immutable and `Sendable`: `run()` keeps the loop's state on the calling thread, and
+/// `drain()` / `stop()` may be called from any thread (they wake the loop through a pipe).
+public final class Worker: Sendable {
+    /// The validated settings (every default filled in).
+    public let settings: WorkerSettings
+    /// The model served.
+    public let model: LanguageModel
+    /// How requests become prompt tokens.
+    public let prompt: WorkerPrompt
+    /// The worker's registration message.
+    public let hello: Hello
+
+    private let control: WorkerControl
+
+    /// Loads the model of `settings` and prepares the worker.
+    /// - Throws: `WorkerError.model` naming the file and the GGUF or inference error, `.tokenizer`,
+    ///   `.invalidSetting`.
+    public convenience init(settings: WorkerSettings) throws(WorkerError) {
+        let model: LanguageModel
+        do {
+            model = try LanguageModel(path: settings.modelPath, threads: settings.resolvedThreads)
+        } catch {
+            throw .model(path: settings.modelPath, reason: String(describing: error))
+        }
+        try self.init(settings: settings, model: model)
+    }
+
+    /// Prepares a worker serving an already loaded `model` (its thread count is the model's own).
+    /// - Throws: `WorkerError.tokenizer` or `.invalidSetting`.
+    public init(settings: WorkerSettings, model: LanguageModel) throws(WorkerError) {
+        let settings = try settings.validated(contextLength: model.configuration.contextLength)
+        self.settings = settings
+        self.model = model
+        do {
+            prompt = try WorkerPrompt(model: model, systemPrompt: settings.systemPrompt)
+        } catch {
+            throw .tokenizer(path: settings.modelPath, reason: error.description)
+        }
+        hello = Hello(
+            workerID: settings.resolvedWorkerID, expert: settings.expert, modelFingerprint: model.fingerprint,
+            vocabSize: UInt32(clamping: model.vocabularySize),
+            vocabHash: UInt64(model.vocabularyHash, radix: 16) ?? 0,
+            eosTokenIDs: prompt.tokenizer.eosTokenIDs.map { UInt32(bitPattern: $0) },
+            contextLimit: UInt32(clamping: settings.resolvedKVCapacity(contextLength: model.configuration.contextLength)),
+            sessionCapacity: UInt32(clamping: settings.sessionCapacity)
+        )
+        guard let control = WorkerControl() else {
+            throw .invalidSetting(name: "wake pipe", reason: "cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
+        self.control = control
+    }
+
+    /// The worker's id.
+    public var id: String { hello.workerID }
+
+    /// Starts draining, as SIGTERM does: `goodbye`, no new sessions, exit once the sessions are closed or the
+    /// grace period ends. Safe from any thread; calling it again does nothing.
+    public func drain() { control.request(.drain) }
+
+    /// Ends the loop at the next iteration without draining. Safe from any thread.
+    public func stop() { control.request(.stop) }
+
+    /// Whether a drain was requested.
+    public var isDrainRequested: Bool { control.isDrainRequested }
+
+    /// Runs the worker on the calling thread until it drains, is rejected or stopped.
+    /// - Throws: `WorkerError.socket` when the socket cannot be set up or ZeroMQ fails.
+    public func run() throws(WorkerError) -> WorkerExit {
+        do {
+            var loop = try WorkerLoop(worker: self, control: control)
+            return try loop.run()
+        } catch let error as ZMQError {
+            throw .socket(error)
+        } catch {
+            throw .socket(ZMQError(errno: EINVAL, function: "worker", detail: String(describing: error)))
+        }
+    }
+
+    /// Runs the worker on a new thread of its own (the loop blocks; it must not occupy the cooperative pool) and
+    /// returns how it ended.
+    public func runOnThread() async throws(WorkerError) -> WorkerExit {
+        let result: Result<WorkerExit, WorkerError> = await withCheckedContinuation { continuation in
+            let thread = Thread { [self] in
+                do throws(WorkerError) {
+                    continuation.resume(returning: .success(try run()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+            thread.name = "mope-worker"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        return try result.get()
+    }
+
+    /// Writes a line to standard error with the worker's prefix.
+    func log(_ text: String) {
+        let line = "[worker \(hello.workerID)] \(text)\n"
+        var bytes = Array(line.utf8)
+        var offset = 0
+        bytes.withUnsafeMutableBytes { buffer in
+            while offset < buffer.count {
+                let n = write(STDERR_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
+    }
+}
+
+// MARK: - Control from other threads
+
+/// Requests from other threads to the worker's loop, and the pipe that wakes its poll.
+final class WorkerControl: Sendable {
+    enum Request: Sendable { case drain, stop }
+
+    struct State: Sendable {
+        var drain = false
+        var stop = false
+    }
+
+    private let state = Mutex(State())
+    /// The pipe's read end (polled by the loop) and write end (written by `request`); both non-blocking.
+    let readDescriptor: Int32
+    private let writeDescriptor: Int32
+
+    /// Creates the pipe; nil when `pipe` fails (see `errno`).
+    init?() {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        readDescriptor = fds[0]
+        writeDescriptor = fds[1]
+    }
+
+    deinit {
+        close(readDescriptor)
+        close(writeDescriptor)
+    }
+
+    func request(_ request: Request) {
+        state.withLock {
+            switch request {
+            case .drain: $0.drain = true
+            case .stop: $0.stop = true
+            }
+        }
+        var byte: UInt8 = 1
+        _ = write(writeDescriptor, &byte, 1)  // A full pipe already wakes the loop.
+    }
+
+    var isDrainRequested: Bool { state.withLock { $0.drain } }
+
+    /// The requests so far, after emptying the pipe.
+    func take() -> State {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(readDescriptor, &buffer, buffer.count) > 0 {}
+        return state.withLock { $0 }
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import Inference
+import Wire
+import ZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Errors
+
+/// Why a worker cannot start or had to stop.
+public enum WorkerError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A setting is out of range; `reason` says which and why.
+    case invalidSetting(name: String, reason: String)
+    /// The model file could not be loaded (missing, unreadable, malformed or unsupported).
+    case model(path: String, reason: String)
+    /// The model's tokenizer data cannot be used.
+    case tokenizer(path: String, reason: String)
+    /// A ZeroMQ call failed (bad coordinator endpoint, bad CURVE key, context shut down).
+    case socket(ZMQError)
+
+    /// A message a user can act on.
+    public var description: String {
+        switch self {
+        case let .invalidSetting(name, reason): "invalid worker setting \(name): \(reason)"
+        case let .model(path, reason): "cannot load the model \(path): \(reason)"
+        case let .tokenizer(path, reason): "cannot use the tokenizer of the model \(path): \(reason)"
+        case let .socket(error): "ZeroMQ failure: \(error.description)"
+        }
+    }
+}
+
+// MARK: - CURVE
+
+/// CURVE encryption of the worker's connection: the coordinator's public key and the worker's own key pair.
+public struct WorkerCurve: Sendable, Equatable {
+    /// The coordinator's CURVE public key (40 Z85 characters).
+    public var serverPublicKey: String
+    /// The worker's own key pair (a fresh one when not configured).
+    public var keyPair: CurveKeyPair
+
+    /// Creates CURVE settings.
+    public init(serverPublicKey: String, keyPair: CurveKeyPair) {
+        self.serverPublicKey = serverPublicKey
+        self.keyPair = keyPair
+    }
+}
+
+// MARK: - Settings
+
+/// Everything a worker needs, validated once by `validated(model:)` before the worker starts.
+public struct WorkerSettings: Sendable, Equatable {
+    /// The GGUF model file.
+    public var modelPath: String
+    /// The expert this worker serves (replicas share a name).
+    public var expert: String
+    /// The system prompt put before every chat request; it replaces the template's default system prompt.
+    /// Nil keeps the template's default.
+    public var systemPrompt: String?
+    /// The coordinator's ROUTER endpoint.
+    public var coordinator: String = "tcp://127.0.0.1:5555"
+    /// The worker's id (its routing identity); nil means "<expert>-<hostname>-<pid>".
+    public var workerID: String?
+    /// Threads for the forward pass; nil means every core.
+    public var threads: Int?
+    /// The most sessions held at once.
+    public var sessionCapacity: Int = 32
+    /// Positions of each session's KV cache (prompt + generated); nil means min(2048, the model's context).
+    public var kvCapacity: Int?
+    /// The most prompt tokens one forward pass takes, so that decodes of other sessions wait at most one chunk.
+    public var prefillChunk: Int = 128
+    /// The heartbeat interval used until `welcome` gives the coordinator's; `hello` is repeated at this interval
+    /// until the coordinator answers.
+    public var defaultHeartbeatInterval: Duration = .seconds(1)
+    /// The longest back-off before reconnecting to a silent coordinator (it doubles from one interval).
+    public var maxReconnectDelay: Duration = .seconds(4)
+    /// How long a draining worker waits for its sessions to be closed before it exits anyway.
+    public var drainGrace: Duration = .seconds(30)
+    /// Queue limit of the socket, in messages, each way.
+    public var highWaterMark: Int32 = 10_000
+    /// How long unsent messages are kept when the worker exits.
+    public var linger: Duration = .seconds(1)
+    /// How long to wait between attempts to reach the coordinator.
+    public var reconnectInterval: Duration = .milliseconds(100)
+    /// CURVE keys; nil for a plain connection.
+    public var curve: WorkerCurve?
+
+    /// Creates settings with defaults for everything but the model and the expert's name.
+    public init(modelPath: String, expert: String) {
+        self.modelPath = modelPath
+        self.expert = expert
+    }
+
+    /// The worker id: `workerID`, else "<expert>-<hostname>-<pid>".
+    public var resolvedWorkerID: String {
+        if let workerID { return workerID }
+        return "\(expert)-\(Self.hostName())-\(getpid())"
+    }
+
+    /// The thread count: `threads`, else every active core.
+    public var resolvedThreads: Int { threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount) }
+
+    /// The KV capacity for a model whose context holds `contextLength` positions.
+    public func resolvedKVCapacity(contextLength: Int) -> Int {
+        kvCapacity ?? min(2048, contextLength)
+    }
+
+    /// These settings checked against the model, with every default filled in.
+    /// - Throws: `WorkerError.invalidSetting` naming the first bad setting.
+    public func validated(contextLength: Int) throws(WorkerError) -> WorkerSettings {
+        var s = self
+        s.workerID = resolvedWorkerID
+        s.threads = resolvedThreads
+        s.kvCapacity = resolvedKVCapacity(contextLength: contextLength)
+        func bad(_ name: String, _ reason: String) -> WorkerError { .invalidSetting(name: name, reason: reason) }
+        guard !expert.isEmpty else { throw bad("expert", "the expert's name is empty") }
+        guard let id = s.workerID, !id.isEmpty, id.utf8.count <= 255 else {
+            throw bad("id", "a worker id has 1 to 255 bytes")
+        }
+        guard !coordinator.isEmpty else { throw bad("coordinator", "the coordinator's endpoint is empty") }
+        guard let threads = s.threads, (1...1024).contains(threads) else {
+            throw bad("threads", "use 1 to 1024 threads")
+        }
+        guard sessionCapacity >= 1 else { throw bad("capacity", "a worker holds at least 1 session") }
+        guard let kv = s.kvCapacity, kv >= 2, kv <= contextLength else {
+            throw bad("kv-capacity", "use 2 to \(contextLength) positions (the model's context)")
+        }
+        guard prefillChunk >= 1 else { throw bad("prefill-chunk", "a forward pass takes at least 1 prompt token") }
+        guard defaultHeartbeatInterval >= .milliseconds(1), maxReconnectDelay >= .zero else {
+            throw bad("heartbeat", "intervals must be positive")
+        }
+        guard drainGrace >= .zero else { throw bad("drain-grace", "the grace period cannot be negative") }
+        guard highWaterMark >= 0 else { throw bad("high-water-mark", "cannot be negative") }
+        if let curve {
+            guard Z85.decode(curve.serverPublicKey)?.count == 32 else {
+                throw bad("curve-server-key", "a CURVE public key is 40 Z85 characters")
+            }
+        }
+        return s
+    }
+
+    private static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "host" }
+        let name = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name.isEmpty ? "host" : name
+    }
+}
+
+// MARK: - Exit
+
+/// How a worker's loop ended.
+public enum WorkerExit: Sendable, Equatable {
+    /// It drained (after SIGTERM/SIGINT or `drain()`): every session closed, or the grace period ran out.
+    case drained(abandonedSessions: Int)
+    /// The coordinator refused it; the reason is the coordinator's.
+    case rejected(reason: String)
+    /// `stop()` ended it at once.
+    case stopped
+}
