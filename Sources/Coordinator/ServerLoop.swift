@@ -38,6 +38,8 @@ struct ServerLoop {
     private var workerIdentity: [WorkerID: [UInt8]] = [:]
     private var workerByIdentity: [[UInt8]: WorkerID] = [:]
     private var nextSession: SessionID = 1
+    /// Per session: the slowest expert's forward-pass time of each step, summed (for the finish log line).
+    private var timings: [SessionID: SessionTiming] = [:]
 
     /// Workers found gone while carrying out directives; handled once the current event is done.
     private var pendingDead: [WorkerID] = []
@@ -215,6 +217,7 @@ struct ServerLoop {
             server.log("worker \(worker) is draining (\(goodbye.reason)); it gets no new sessions")
         case let .dist(dist):
             guard let worker, membership.onMessage(from: worker, now: now) else { return }
+            if sessions[dist.session] != nil { timings[dist.session, default: SessionTiming()].add(dist) }
             withSession(dist.session, now: now) { session, choose in
                 session.onDist(dist, from: worker, now: now, chooseReplica: choose)
             }
@@ -370,6 +373,7 @@ struct ServerLoop {
     }
 
     private mutating func forget(_ id: SessionID) {
+        timings[id] = nil
         for worker in loads.removeValue(forKey: id) ?? [] { membership.release(worker) }
         sessions[id] = nil
         if let route = routes.removeValue(forKey: id) {
@@ -388,6 +392,7 @@ struct ServerLoop {
                 if !sendToClient(route.identity, .token(event)) { pendingCancel.append(id) }
             case let .finish(done):
                 replyFinal(id, .done(done))
+                logFinish(id, done)
             case let .fail(reply):
                 replyFinal(id, .error(reply))
             }
@@ -399,6 +404,16 @@ struct ServerLoop {
         sendToClient(route.identity, message)
         let key = ClientKey(identity: route.identity, request: route.request)
         if inFlight[key] == id { inFlight[key] = nil }
+    }
+
+    private func logFinish(_ id: SessionID, _ done: Done) {
+        guard settings.verbose else { return }
+        let compute = timings[id]?.totalMicros ?? 0
+        var line = "session \(id) done: \(done.tokens) tokens in \(done.elapsedMicros / 1000) ms (\(done.finish)); "
+            + "slowest expert compute \(compute / 1000) ms"
+        if !done.lostExperts.isEmpty { line += "; lost experts " + done.lostExperts.joined(separator: ", ") }
+        if done.failovers > 0 { line += "; \(done.failovers) failovers" }
+        server.log(line)
     }
 
     /// Handles the consequences of the last event: dead workers and gone clients.
@@ -475,4 +490,24 @@ struct ServerLoop {
             return .dropped
         }
     }
+}
+
+/// The slowest expert's forward-pass time per step of one session, summed over its steps.
+struct SessionTiming {
+    private var step: UInt32 = 0
+    private var slowest: UInt32 = 0
+    private var earlier: UInt64 = 0
+
+    /// Counts one `dist`.
+    mutating func add(_ dist: Dist) {
+        if dist.step != step {
+            earlier += UInt64(slowest)
+            step = dist.step
+            slowest = 0
+        }
+        slowest = max(slowest, dist.timing.computeMicros)
+    }
+
+    /// The sum over steps, in microseconds.
+    var totalMicros: UInt64 { earlier + UInt64(slowest) }
 }
