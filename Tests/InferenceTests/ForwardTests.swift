@@ -95,6 +95,26 @@ struct ReferenceCase: Decodable {
         #expect(step.count == 4 && single.count == 2)
     }
 
+    @Test("a batch longer than one pass runs in several passes with the same results")
+    func severalPasses() throws {
+        let file = try GGUFFile(path: TestFiles.fixture("tiny-f32.gguf"))
+        let whole = try LanguageModel(file: file)
+        let chunked = try LanguageModel(file: file, maxTokensPerPass: 5)
+        let entries: [[Int32]] = [Array(1...12), [7, 8, 9], [40], Array(100...106)]
+        func run(_ model: LanguageModel) throws -> ([[Float]], [KVCache]) {
+            let caches = try entries.map { _ in try model.makeCache() }
+            _ = try model.forward(cache: caches[2], tokens: [1, 2])
+            let rows = try model.forward(zip(caches, entries).map { (cache: $0.0, tokens: $0.1) })
+            return (rows, caches)
+        }
+        let (expected, _) = try run(whole)
+        let (rows, caches) = try run(chunked)
+        for i in entries.indices {
+            #expect(maxAbsDifference(rows[i], expected[i]) < 1e-3, "entry \(i)")
+        }
+        #expect(caches.map(\.count) == [12, 3, 3, 7])
+    }
+
     @Test("appending past the cache's capacity is contextFull and leaves the cache as it was")
     func contextFull() throws {
         let model = try Self.load("tiny-a.gguf")

@@ -145,24 +145,9 @@ final class LlamaModel {
     ) throws(InferenceError) {
         let c = config
         // Validate everything before touching any cache.
+        let (total, longest) = try validate(batch)
         let s = scratch
-        s.seen.removeAll(keepingCapacity: true)
         s.caches.removeAll(keepingCapacity: true)
-        var total = 0
-        var longest = 0
-        for (cache, tokens) in batch {
-            guard !tokens.isEmpty else { throw .emptyInput }
-            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
-            guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
-            guard tokens.count <= cache.capacity - cache.count else {
-                throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
-            }
-            for t in tokens where t < 0 || Int(t) >= c.vocabularySize {
-                throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
-            }
-            total += tokens.count
-            longest = max(longest, cache.count + tokens.count)
-        }
         guard !batch.isEmpty else { return }
 
         let dim = c.embeddingLength
@@ -274,6 +259,30 @@ final class LlamaModel {
         Kernels.matmul(output, x: s.lastRows, batch: sessions, out: logits, pool: pool)
     }
 
+    /// Checks a batch: every entry has tokens in the vocabulary that fit its cache, and no cache appears
+    /// twice. Returns the number of new tokens and the longest sequence after the call.
+    func validate(_ batch: [(cache: KVCache, tokens: [Int32])]) throws(InferenceError) -> (total: Int, longest: Int) {
+        let c = config
+        let s = scratch
+        s.seen.removeAll(keepingCapacity: true)
+        var total = 0
+        var longest = 0
+        for (cache, tokens) in batch {
+            guard !tokens.isEmpty else { throw .emptyInput }
+            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
+            guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
+            guard tokens.count <= cache.capacity - cache.count else {
+                throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
+            }
+            for t in tokens where t < 0 || Int(t) >= c.vocabularySize {
+                throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
+            }
+            total += tokens.count
+            longest = max(longest, cache.count + tokens.count)
+        }
+        return (total, longest)
+    }
+
     /// Rotates the first `ropeDimension` values of one head in place.
     @inline(__always)
     private func rotate(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
@@ -319,10 +328,21 @@ final class LlamaModel {
             }
         }
         var sum: Float = 0
-        for j in 0..<length {
+        var j = 0
+        var sum16 = SIMD16<Float>()
+        let max16 = SIMD16<Float>(repeating: maxScore)
+        while j + 16 <= length {
+            let e = VectorMath.exp(VectorMath.load16(scores + j) - max16)
+            VectorMath.store16(e, scores + j)
+            sum16 += e
+            j += 16
+        }
+        sum = sum16.sum()
+        while j < length {
             let e = Float.exp(scores[j] - maxScore)
             scores[j] = e
             sum += e
+            j += 1
         }
         let inverse = 1 / sum
         out.update(repeating: 0, count: headDim)

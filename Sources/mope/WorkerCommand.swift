@@ -1,0 +1,146 @@
+import CLI
+import Coordinator
+import Dispatch
+import Expert
+import Foundation
+import ZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `mope worker`: one expert worker process.
+enum WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "worker",
+        abstract: "Serve one expert's next-token distributions to a coordinator.",
+        discussion: """
+            Loads a GGUF model, connects to the coordinator, registers as an expert and serves sessions:
+            each request is rendered through the model's chat template with the expert's system prompt,
+            and every step replies with the top-k next-token log-probabilities. Sessions are batched into
+            one forward pass per loop iteration.
+
+            The expert comes either from --model and --system-prompt, or from a cluster config:
+            --config FILE --expert NAME takes the expert's model and system prompt from the config
+            (--model and --system-prompt still override them).
+
+            SIGTERM or SIGINT drains the worker: it says goodbye, refuses new sessions, finishes the open
+            ones and exits 0 once they are closed or the grace period ends; a second signal exits at once.
+            Exit codes: 0 drained, 1 failure or rejected by the coordinator, 2 usage.
+            """,
+        options: [
+            .value("model", "file", help: "The GGUF model file."),
+            .value("expert", "name", help: "The expert this worker serves (replicas share a name)."),
+            .value("system-prompt", "text", help: "The expert's system prompt (replaces the template's default)."),
+            .value("config", "file", help: "A cluster config JSON to take the expert's model and prompt from."),
+            .value("coordinator", "endpoint", help: "The coordinator's endpoint (default: tcp://127.0.0.1:5555, "
+                + "or the config's)."),
+            .value("id", "id", help: "The worker id (default: <expert>-<hostname>-<pid>)."),
+            .value("threads", "n", help: "Threads for the forward pass (default: every core)."),
+            .value("capacity", "n", default: "32", help: "The most sessions held at once."),
+            .value("kv-capacity", "n", help: "Positions per session's KV cache (default: min(2048, context))."),
+            .value("prefill-chunk", "n", default: "128", help: "The most prompt tokens per forward pass."),
+            .value("drain-grace", "seconds", default: "30", help: "How long a drain waits for open sessions."),
+            .value("curve-server-key", "key", help: "The coordinator's CURVE public key: encrypt the connection."),
+            .value("curve-secret-key", "key", help: "This worker's CURVE secret key (default: a fresh key pair)."),
+        ]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let settings = try settings(arguments)
+        let worker: Worker
+        do {
+            worker = try Worker(settings: settings)
+        } catch {
+            CLI.writeErr("error: \(error.description)\n")
+            return CLI.failure
+        }
+        let signals = SignalDrain(worker: worker)
+        defer { signals.cancel() }
+        let exit: WorkerExit
+        do {
+            exit = try await worker.runOnThread()
+        } catch {
+            CLI.writeErr("error: \(error.description)\n")
+            return CLI.failure
+        }
+        switch exit {
+        case .drained, .stopped: return CLI.success
+        case .rejected: return CLI.failure
+        }
+    }
+
+    /// The worker's settings from the command line (and the cluster config, if given).
+    static func settings(_ arguments: ParsedArguments) throws -> WorkerSettings {
+        let expert = try arguments.require("expert")
+        var modelPath = arguments.value("model")
+        var systemPrompt = arguments.value("system-prompt")
+        var coordinator = arguments.value("coordinator")
+        if let configPath = arguments.value("config") {
+            let config = try ClusterConfig.load(contentsOf: configPath)
+            guard let entry = config.experts.first(where: { $0.name == expert }) else {
+                let names = config.experts.map(\.name).joined(separator: ", ")
+                throw UsageError.invalidValue(
+                    option: "expert", value: expert, expected: "an expert of \(configPath) (\(names))"
+                )
+            }
+            modelPath = modelPath ?? resolve(entry.model, relativeTo: configPath)
+            systemPrompt = systemPrompt ?? entry.systemPrompt
+            coordinator = coordinator ?? config.coordinator
+        }
+        guard let modelPath else {
+            throw UsageError.missingOption("model")
+        }
+        var settings = WorkerSettings(modelPath: modelPath, expert: expert)
+        settings.systemPrompt = systemPrompt
+        if let coordinator { settings.coordinator = coordinator }
+        settings.workerID = arguments.value("id")
+        settings.threads = try arguments.value("threads", as: Int.self)
+        settings.sessionCapacity = try arguments.require("capacity", as: Int.self)
+        settings.kvCapacity = try arguments.value("kv-capacity", as: Int.self)
+        settings.prefillChunk = try arguments.require("prefill-chunk", as: Int.self)
+        let grace = try arguments.require("drain-grace", as: Double.self)
+        guard grace.isFinite, grace >= 0 else {
+            throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
+        }
+        settings.drainGrace = .milliseconds(Int64(grace * 1000))
+        if let serverKey = arguments.value("curve-server-key") {
+            let keyPair: CurveKeyPair
+            if let secret = arguments.value("curve-secret-key") {
+                keyPair = try CurveKeyPair(secretKey: secret)
+            } else {
+                keyPair = try CurveKeyPair.generate()
+            }
+            settings.curve = WorkerCurve(serverPublicKey: serverKey, keyPair: keyPair)
+        }
+        return settings
+    }
+
+    /// A relative model path as given when it exists from the working directory, else from the config's folder.
+    static func resolve(_ path: String, relativeTo configPath: String) -> String {
+        guard !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return path }
+        let besideConfig = URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent(path).path
+        return FileManager.default.fileExists(atPath: besideConfig) ? besideConfig : path
+    }
+}
+
+/// SIGTERM and SIGINT drain the worker; a second one stops it at once.
+final class SignalDrain {
+    private let sources: [any DispatchSourceSignal]
+
+    init(worker: Worker) {
+        sources = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                if worker.isDrainRequested { worker.stop() } else { worker.drain() }
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}
