@@ -2,7 +2,10 @@ import CLI
 
 /// The subcommands of `mope`, in the order `mope --help` lists them.
 enum MopeCommands {
-    static let all: [any ParsableCommand.Type] = [Version.self, WorkerCommand.self, RunCommand.self]
+    static let all: [any ParsableCommand.Type] = [
+        Version.self, WorkerCommand.self, RunCommand.self, CoordinatorCommand.self, GenerateCommand.self,
+        ClusterCommand.self,
+    ]
 }
 
 /// `mope version`.
