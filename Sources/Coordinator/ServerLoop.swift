@@ -356,6 +356,7 @@ struct ServerLoop {
         _ body: (inout CoordinatorSession, ReplicaChooser) -> [SessionDirective]
     ) {
         guard var session = sessions.removeValue(forKey: id) else { return }
+        let (lostBefore, failoversBefore) = (session.lostExperts.count, session.failovers)
         let snapshot = membership
         let directives = body(&session) { expert, excluding in
             snapshot.chooseReplica(expert: expert, excluding: excluding)?.id
@@ -364,6 +365,13 @@ struct ServerLoop {
         for worker in loads[id] ?? [] { membership.release(worker) }
         for worker in assigned { membership.assign(worker) }
         loads[id] = assigned
+        if session.lostExperts.count > lostBefore {
+            server.log("session \(id) lost expert(s) " + session.lostExperts[lostBefore...].joined(separator: ", ")
+                + "; going on without them")
+        }
+        if session.failovers > failoversBefore {
+            server.log("session \(id) moved an expert to a replica (\(session.failovers) failovers so far)")
+        }
         if session.state == .closed {
             forget(id)
         } else {
