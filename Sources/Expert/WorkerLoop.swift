@@ -152,7 +152,9 @@ struct WorkerLoop {
             now = clock.now
             try checkTimers()
         }
-        return exit ?? .stopped
+        let how = exit ?? .stopped
+        worker.log("exiting (\(how))")
+        return how
     }
 
     /// Time until the next heartbeat, liveness check, reconnection or drain deadline.

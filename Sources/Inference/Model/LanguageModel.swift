@@ -143,6 +143,18 @@ public final class LanguageModel: @unchecked Sendable {
         }
     }
 
+    /// Runs `forward(_:into:)` and returns each entry's `k` most likely next tokens. `logits` is the caller's
+    /// reusable buffer (resized as in `forward(_:into:)`; afterwards it holds the logits rows).
+    public func topK(
+        _ batch: [(cache: KVCache, tokens: [Int32])], k: Int, logits: inout [Float]
+    ) throws(InferenceError) -> [TopK] {
+        try forward(batch, into: &logits)
+        let v = vocabularySize
+        return logits.withUnsafeBufferPointer { all in
+            (0..<batch.count).map { TopK(logits: UnsafeBufferPointer(rebasing: all[$0 * v..<($0 + 1) * v]), k: k) }
+        }
+    }
+
     /// As `forward(_:into:)`, returning one logits row per entry.
     public func forward(_ batch: [(cache: KVCache, tokens: [Int32])]) throws(InferenceError) -> [[Float]] {
         var flat: [Float] = []

@@ -314,10 +314,25 @@ final class LlamaModel {
         switch cache.precision {
         case .f32:
             let keys = UnsafePointer(cache.keys[layer].assumingMemoryBound(to: Float.self)) + kvOffset
-            for j in 0..<length {
-                let sc = VectorMath.dot(query, keys + j * width, headDim) * scale
-                scores[j] = sc
-                maxScore = max(maxScore, sc)
+            if headDim == 64 {
+                let q0 = VectorMath.load16(query), q1 = VectorMath.load16(query + 16)
+                let q2 = VectorMath.load16(query + 32), q3 = VectorMath.load16(query + 48)
+                for j in 0..<length {
+                    let k = keys + j * width
+                    var acc = q0 * VectorMath.load16(k)
+                    acc.addProduct(q1, VectorMath.load16(k + 16))
+                    acc.addProduct(q2, VectorMath.load16(k + 32))
+                    acc.addProduct(q3, VectorMath.load16(k + 48))
+                    let sc = VectorMath.horizontalSum(acc) * scale
+                    scores[j] = sc
+                    maxScore = max(maxScore, sc)
+                }
+            } else {
+                for j in 0..<length {
+                    let sc = VectorMath.dot(query, keys + j * width, headDim) * scale
+                    scores[j] = sc
+                    maxScore = max(maxScore, sc)
+                }
             }
         case .f16:
             let keys = UnsafePointer(cache.keys[layer].assumingMemoryBound(to: Float16.self)) + kvOffset
@@ -337,7 +352,7 @@ final class LlamaModel {
             sum16 += e
             j += 16
         }
-        sum = sum16.sum()
+        sum = VectorMath.horizontalSum(sum16)
         while j < length {
             let e = Float.exp(scores[j] - maxScore)
             scores[j] = e
@@ -349,7 +364,30 @@ final class LlamaModel {
         switch cache.precision {
         case .f32:
             let values = UnsafePointer(cache.values[layer].assumingMemoryBound(to: Float.self)) + kvOffset
-            for j in 0..<length { VectorMath.axpy(scores[j] * inverse, values + j * width, out, headDim) }
+            // 64 output values at a time stay in registers across all positions.
+            var d = 0
+            while d + 64 <= headDim {
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+                for j in 0..<length {
+                    let w = SIMD16<Float>(repeating: scores[j])
+                    let v = values + j * width + d
+                    a0.addProduct(w, VectorMath.load16(v))
+                    a1.addProduct(w, VectorMath.load16(v + 16))
+                    a2.addProduct(w, VectorMath.load16(v + 32))
+                    a3.addProduct(w, VectorMath.load16(v + 48))
+                }
+                let scale = SIMD16<Float>(repeating: inverse)
+                VectorMath.store16(a0 * scale, out + d)
+                VectorMath.store16(a1 * scale, out + d + 16)
+                VectorMath.store16(a2 * scale, out + d + 32)
+                VectorMath.store16(a3 * scale, out + d + 48)
+                d += 64
+            }
+            if d < headDim {
+                for j in 0..<length {
+                    VectorMath.axpy(scores[j] * inverse, values + j * width + d, out + d, headDim - d)
+                }
+            }
         case .f16:
             let values = UnsafePointer(cache.values[layer].assumingMemoryBound(to: Float16.self)) + kvOffset
             for j in 0..<length { VectorMath.axpy(scores[j] * inverse, values + j * width, out, headDim) }

@@ -11,6 +11,16 @@ enum VectorMath {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
 
+    /// The sum of the 16 lanes, by halving in vector registers (`.sum()` adds lane by lane in order, and
+    /// the compiler then scalarises the products that feed it).
+    @inline(__always)
+    static func horizontalSum(_ v: SIMD16<Float>) -> Float {
+        let h8 = v.lowHalf + v.highHalf
+        let h4 = h8.lowHalf + h8.highHalf
+        let h2 = h4.lowHalf + h4.highHalf
+        return h2.x + h2.y
+    }
+
     /// Σ a[i]·b[i].
     @inline(__always)
     static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
@@ -26,7 +36,7 @@ enum VectorMath {
             acc0.addProduct(load16(a + i), load16(b + i))
             i += 16
         }
-        var s = (acc0 + acc1).sum()
+        var s = horizontalSum(acc0 + acc1)
         while i < n {
             s += a[i] * b[i]
             i += 1
@@ -44,7 +54,7 @@ enum VectorMath {
             acc.addProduct(load16(a + i), SIMD16<Float>(h))
             i += 16
         }
-        var s = acc.sum()
+        var s = horizontalSum(acc)
         while i < n {
             s += a[i] * Float(b[i])
             i += 1
@@ -131,7 +141,7 @@ enum VectorMath {
 
     /// e^x lane by lane (Cephes' single-precision polynomial, relative error ~2e-7). Inputs are clamped to
     /// [−87.3, 88.7], so −∞ gives ~1e-38 rather than 0 and +∞ gives ~3e38.
-    @inline(__always)
+    @inline(__always) @_transparent
     static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
         let lo = SIMD16<Float>(repeating: -87.3), hi = SIMD16<Float>(repeating: 88.7)
         let x = x.replacing(with: lo, where: .!(x .>= lo)).replacing(with: hi, where: x .> hi)
