@@ -22,8 +22,8 @@ enum GenerateCommand: ParsableCommand {
             --trace FILE writes one JSON line per token: step, token id, text, alpha (the weight of each
             expert) and each expert's top-k ids and log-probabilities.
 
-            --concurrency N sends N copies of the request at once over N connections (a load test): the
-            text is not shown; standard error shows the aggregate tokens per second.
+            --concurrency N sends N copies of the request at once over N connections (a load test, also
+            with N = 1): the text is not shown; standard error shows the aggregate tokens per second.
             Exit codes: 0 done, 1 refused or failed (the coordinator's reason is shown), 2 usage.
             """,
         options: [
@@ -57,7 +57,7 @@ enum GenerateCommand: ParsableCommand {
         }
         let deadline = Duration.milliseconds(Int64(timeout * 1000))
         let serverKey = arguments.value("curve-server-key")
-        if concurrency > 1 {
+        if arguments.options["concurrency"] != nil {
             return await runLoad(request, endpoint: endpoint, serverKey: serverKey, timeout: deadline, count: concurrency)
         }
         var trace: TraceWriter?

@@ -18,6 +18,7 @@ struct ServerTests {
         let server: CoordinatorServer
         let endpoint: String
         private let ended = DispatchSemaphore(value: 0)
+        private var hasEnded = false
         private let socketPath: String
 
         init(stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100) throws {
@@ -47,7 +48,8 @@ struct ServerTests {
 
         /// Waits until `run()` returned (true) or `timeout` passed (false).
         func waitForEnd(timeout: Double = 10) -> Bool {
-            ended.wait(timeout: .now() + timeout) == .success
+            if !hasEnded { hasEnded = ended.wait(timeout: .now() + timeout) == .success }
+            return hasEnded
         }
 
         func finish() {
