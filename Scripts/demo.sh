@@ -10,15 +10,19 @@
 # and under "informative, unfriendly, knowledgeable". Only the three experts a preference names take part in
 # its answer. Everything is stopped on exit (the cluster's whole process group).
 #
-# Environment: MOPE_DEMO_ENDPOINT (default tcp://127.0.0.1:5555), MOPE_DEMO_MAX_TOKENS (default 120),
+# The demo's config is Configs/psoups-local.json with longer deadlines (heartbeat 10 s, step deadline 60 s):
+# a worker cannot send heartbeats during a forward pass, and on a busy 2-core machine one prefill of the
+# real model can take several seconds.
+#
+# Environment: MOPE_DEMO_ENDPOINT (default tcp://127.0.0.1:5555), MOPE_DEMO_MAX_TOKENS (default 80),
 # MOPE_DEMO_THREADS (forward-pass threads per worker, default 1: six workers share the machine's cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-case "${1:-}" in -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 PROMPT=${1:-"Why do leaves change color in the fall?"}
 ENDPOINT=${MOPE_DEMO_ENDPOINT:-tcp://127.0.0.1:5555}
-MAX_TOKENS=${MOPE_DEMO_MAX_TOKENS:-120}
+MAX_TOKENS=${MOPE_DEMO_MAX_TOKENS:-80}
 THREADS=${MOPE_DEMO_THREADS:-1}
 CONFIG=Configs/psoups-local.json
 MOPE=.build/release/mope
@@ -31,6 +35,15 @@ say "building the release binary"
 swift build -c release
 
 logs=$(mktemp -d)
+python3 - "$CONFIG" "$logs/demo.json" <<'PY'
+import json, os, sys
+config = json.load(open(sys.argv[1]))
+config.update(heartbeatIntervalMs=10000, stepDeadlineMs=60000, openDeadlineMs=120000)
+for expert in config["experts"]:
+    expert["model"] = os.path.abspath(expert["model"])
+json.dump(config, open(sys.argv[2], "w"), indent=2)
+PY
+CONFIG=$logs/demo.json
 cluster=""
 cleanup() {
     if [ -n "$cluster" ]; then
