@@ -260,7 +260,7 @@ struct ServerLoop {
             if let old = workerIdentity[hello.workerID], old != identity { workerByIdentity[old] = nil }
             workerIdentity[hello.workerID] = identity
             workerByIdentity[identity] = hello.workerID
-            if replaced != nil { sessionsLose(hello.workerID, now: now) }
+            if replaced != nil { sessionsRestart(on: hello.workerID, now: now) }
             if send(identity, .welcome(welcome)) { membership.onSent(to: hello.workerID, now: now) }
             if replaced == nil {
                 writeStandardError(CoordinatorServer.registeredLogPrefix + "\(hello.workerID) expert \(hello.expert)\n")
@@ -276,6 +276,17 @@ struct ServerLoop {
         membership.remove(worker)
         if let identity = workerIdentity.removeValue(forKey: worker) { workerByIdentity[identity] = nil }
         sessionsLose(worker, now: now)
+    }
+
+    /// A registered worker said `hello` again: it restarted, or dropped its sessions after taking the
+    /// coordinator for dead. Its sessions are rebuilt on it by replay (as after `error unknownSession`).
+    private mutating func sessionsRestart(on worker: WorkerID, now: UInt64) {
+        for id in sessions.keys.sorted() where loads[id]?.contains(worker) == true {
+            let reply = ErrorReply(session: id, code: .unknownSession, text: "the worker registered again")
+            withSession(id, now: now) { session, choose in
+                session.onError(reply, from: worker, now: now, chooseReplica: choose)
+            }
+        }
     }
 
     private mutating func sessionsLose(_ worker: WorkerID, now: UInt64) {
