@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import Synchronization
 import Testing
 import Wire
 import ZeroMQ
@@ -101,7 +102,12 @@ struct TestFailure: Error, CustomStringConvertible {
 final class RunningWorker {
     let worker: Worker
     let coordinator: FakeCoordinator
-    private let task: Task<WorkerExit, any Error>
+    /// How the worker's thread ended, once it has.
+    private let outcome = Outcome()
+
+    private final class Outcome: Sendable {
+        let value = Mutex<Result<WorkerExit, WorkerError>?>(nil)
+    }
 
     init(
         systemPrompt: String? = "You answer briefly.", capacity: Int = 8, prefillChunk: Int = 128,
@@ -119,18 +125,40 @@ final class RunningWorker {
         configure(&settings)
         let worker = try Worker(settings: settings, model: model)
         self.worker = worker
-        task = Task { try await worker.runOnThread() }
+        // A thread of its own, started here: a `Task` would need a free thread of the cooperative pool,
+        // which other tests blocking in socket receives can hold for as long as their deadlines.
+        let outcome = self.outcome
+        let thread = Thread {
+            let result: Result<WorkerExit, WorkerError>
+            do throws(WorkerError) {
+                result = .success(try worker.run())
+            } catch {
+                result = .failure(error)
+            }
+            outcome.value.withLock { $0 = result }
+        }
+        thread.name = "mope-worker-test"
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+
+    /// Waits for the worker's thread to end, sleeping (not blocking a thread) between looks.
+    private func result() async throws -> WorkerExit {
+        while true {
+            if let result = outcome.value.withLock({ $0 }) { return try result.get() }
+            try await Task.sleep(for: .milliseconds(5))
+        }
     }
 
     /// Stops the worker (if still running) and returns how it ended.
     @discardableResult
     func finish() async throws -> WorkerExit {
         worker.stop()
-        return try await task.value
+        return try await result()
     }
 
     /// Waits for the worker to end by itself.
-    func exit() async throws -> WorkerExit { try await task.value }
+    func exit() async throws -> WorkerExit { try await result() }
 
     /// Runs `body` with a new worker and always stops the worker afterwards.
     static func with(
