@@ -118,6 +118,7 @@ public struct CoordinatorCore: Sendable {
                 var directives: [CoordinatorDirective] = [.sendToWorker(worker, .welcome(welcome))]
                 membership.onSent(to: worker, now: now)
                 if replaced != nil { directives += workerLost(worker, now: now) }
+                for id in sessions.keys { sessions[id]!.onWorkerRegistered(worker) }
                 return directives
             }
         case .heartbeat:
@@ -227,6 +228,14 @@ public struct CoordinatorCore: Sendable {
             case let .send(worker, message):
                 out.append(.sendToWorker(worker, message))
                 membership.onSent(to: worker, now: now)
+                switch message {
+                case .open, .replay:
+                    membership.expectReply(from: worker, by: now &+ UInt64(config.openDeadlineMs) * 1_000_000)
+                case .step:
+                    membership.expectReply(from: worker, by: now &+ UInt64(config.stepDeadlineMs) * 1_000_000)
+                default:
+                    break
+                }
             case let .emitToken(event):
                 out.append(.sendToClient(client, .token(event)))
             case let .finish(done):

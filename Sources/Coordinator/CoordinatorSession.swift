@@ -310,6 +310,13 @@ public struct CoordinatorSession: Sendable {
         return directives
     }
 
+    /// A worker registered afresh under `worker`'s id (a restarted process, or one that lost the coordinator and
+    /// dropped its sessions): it holds nothing of this session, so it may serve it again as a replica.
+    public mutating func onWorkerRegistered(_ worker: WorkerID) {
+        deadWorkers.remove(worker)
+        for index in slots.indices { slots[index].abandoned.remove(worker) }
+    }
+
     /// The client went away or the coordinator shuts down: close every worker's part without a reply.
     public mutating func cancel(now: UInt64) -> [SessionDirective] {
         guard state == .opening || state == .running else { return [] }

@@ -33,6 +33,9 @@ public struct WorkerInfo: Sendable, Equatable {
     public var lastSeen: UInt64
     /// When the coordinator last sent it anything (nanoseconds).
     public var lastSent: UInt64
+    /// Until when the worker may stay silent because it computes a reply the coordinator asked for
+    /// (the request's own deadline governs it meanwhile); 0 when nothing is outstanding.
+    public var busyUntil: UInt64 = 0
     /// Live or draining.
     public var state: State
     /// How many sessions the coordinator has placed on it.
@@ -95,6 +98,8 @@ public struct Membership: Sendable {
     public private(set) var workers: [WorkerID: WorkerInfo] = [:]
     /// The vocabulary (size, hash) fixed by the first registered worker.
     public private(set) var vocabulary: (size: UInt32, hash: UInt64)?
+    /// When `onTick` last ran.
+    private var lastTick: UInt64?
 
     /// Creates an empty membership.
     public init(heartbeatIntervalMs: UInt32, expectedReplicas: [String: Int] = [:]) {
@@ -159,6 +164,14 @@ public struct Membership: Sendable {
         workers[worker]!.lastSent = max(workers[worker]!.lastSent, now)
     }
 
+    /// The coordinator sent a request whose reply is due by `deadline`: a worker busy computing it (a long
+    /// prefill, a large batch) sends nothing meanwhile, and is not taken for dead before that deadline; the
+    /// request's own deadline decides then.
+    public mutating func expectReply(from worker: WorkerID, by deadline: UInt64) {
+        guard workers[worker] != nil else { return }
+        workers[worker]!.busyUntil = max(workers[worker]!.busyUntil, deadline)
+    }
+
     /// A worker said goodbye: it drains.
     public mutating func onGoodbye(from worker: WorkerID, now: UInt64) {
         guard workers[worker] != nil else { return }
@@ -174,10 +187,20 @@ public struct Membership: Sendable {
 
     /// Time passes: dead workers are removed, silent links get a heartbeat. Directives are ordered by worker id.
     public mutating func onTick(now: UInt64) -> [MembershipDirective] {
+        // Ticks come at least once an interval while workers are registered. A longer gap means this process
+        // was not running (stopped, starved): the workers' messages of that time are still queued, unread, so
+        // the gap is not their silence.
+        if let lastTick, now > lastTick, now - lastTick > 2 * heartbeatIntervalNanos {
+            let paused = now - lastTick - heartbeatIntervalNanos
+            for id in workers.keys { workers[id]!.lastSeen = min(now, workers[id]!.lastSeen &+ paused) }
+        }
+        lastTick = now
         var directives: [MembershipDirective] = []
         for id in workers.keys.sorted() {
             let info = workers[id]!
-            if now >= info.lastSeen, now - info.lastSeen >= Self.missedIntervalsForDeath * heartbeatIntervalNanos {
+            if now >= info.lastSeen, now - info.lastSeen >= Self.missedIntervalsForDeath * heartbeatIntervalNanos,
+                now >= info.busyUntil
+            {
                 workers.removeValue(forKey: id)
                 directives.append(.dead(info))
             } else if now >= info.lastSent, now - info.lastSent >= heartbeatIntervalNanos {
@@ -190,7 +213,7 @@ public struct Membership: Sendable {
     /// The next instant at which `onTick` has something to do, if any worker is registered.
     public var nextTick: UInt64? {
         workers.values.map { info in
-            min(info.lastSeen &+ Self.missedIntervalsForDeath * heartbeatIntervalNanos,
+            min(max(info.lastSeen &+ Self.missedIntervalsForDeath * heartbeatIntervalNanos, info.busyUntil),
                 info.lastSent &+ heartbeatIntervalNanos)
         }.min()
     }

@@ -148,7 +148,14 @@ struct WorkerLoop {
             }
             if ready[0].contains(.readable) || !jobs.isEmpty { try receiveAll() }
             if exit != nil { break }
-            if !jobs.isEmpty { runForwardPass() }
+            if !jobs.isEmpty {
+                runForwardPass()
+                // A long pass (a prefill chunk of a big model on a loaded machine) can outlast heartbeat
+                // intervals: read what arrived meanwhile before judging the coordinator silent.
+                now = clock.now
+                try receiveAll()
+                if exit != nil { break }
+            }
             now = clock.now
             try checkTimers()
         }

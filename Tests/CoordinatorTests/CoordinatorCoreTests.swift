@@ -66,20 +66,36 @@ import Wire
         #expect(core.sessionCount == 0)
     }
 
-    @Test("a worker that stops answering heartbeats is declared dead and its sessions move to a replica")
+    @Test("a silent worker is dead once its outstanding request's deadline passes; its sessions move to a replica")
     func deadWorkerFailsOver() throws {
         var core = cluster()
         _ = core.onGenerate(generate(), from: Self.client, now: 0, decoder: TableDecoder(table: [:]))
-        for t in [UInt64(1), 2] {
+        let openDeadline = UInt64(core.config.openDeadlineMs) / 1000 + 1
+        _ = core.onWorkerMessage(dist(1, 0, 5), from: "f1", now: second / 2)
+        for t in 1...openDeadline {
             _ = core.onWorkerMessage(.heartbeat, from: "c2", now: t * second)
             _ = core.onWorkerMessage(.heartbeat, from: "f1", now: t * second)
         }
-        let out = core.onTick(now: 3 * second)
+        let out = core.onTick(now: openDeadline * second)
         let replays = workerSends(out).filter { if case .replay = $0.1 { true } else { false } }
         #expect(replays.map(\.0) == ["c2"])
         #expect(core.membership.workers["c1"] == nil)
         #expect(core.membership.workers["c2"]?.load == 1)
         #expect(core.session(1)?.failovers == 1)
+    }
+
+    @Test("a worker busy with a request (a long prefill) is not taken for dead before that request's deadline")
+    func busyWorkerIsNotDeadEarly() throws {
+        var core = cluster()
+        _ = core.onGenerate(generate(), from: Self.client, now: 0, decoder: TableDecoder(table: [:]))
+        for t in [UInt64(1), 2, 3, 4] {
+            _ = core.onWorkerMessage(.heartbeat, from: "c2", now: t * second)
+            _ = core.onWorkerMessage(.heartbeat, from: "f1", now: t * second)
+        }
+        let out = core.onTick(now: 4 * second)
+        #expect(workerSends(out).allSatisfy { if case .replay = $0.1 { false } else { true } })
+        #expect(core.membership.workers["c1"] != nil)
+        #expect(core.session(1)?.failovers == 0)
     }
 
     @Test("requests the coordinator cannot serve are refused with a typed error")

@@ -78,6 +78,24 @@ func isWelcome(_ outcome: HelloOutcome) -> Bool {
         #expect(!known)
     }
 
+    @Test("a pause of the coordinator itself is not counted as the workers' silence")
+    func ownPauseIsNotSilence() {
+        var members = Membership(heartbeatIntervalMs: 1000)
+        _ = members.onHello(hello("w1"), now: 0)
+        members.onMessage(from: "w1", now: 2 * second)
+        _ = members.onTick(now: 2 * second)
+        // The coordinator was stopped for 8 s: its next tick comes at 10 s, with the worker's messages unread.
+        let resumed = members.onTick(now: 10 * second)
+        #expect(!resumed.contains { if case .dead = $0 { true } else { false } })
+        #expect(members.workers["w1"] != nil)
+        // Silence after the pause still counts: 3 intervals of it, ticking regularly, and the worker is dead.
+        var dead = false
+        for t in 11...14 {
+            dead = dead || members.onTick(now: UInt64(t) * second).contains { if case .dead = $0 { true } else { false } }
+        }
+        #expect(dead)
+    }
+
     @Test("a heartbeat is due to a worker sent nothing for one interval")
     func heartbeatDue() {
         var members = Membership(heartbeatIntervalMs: 1000)
