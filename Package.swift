@@ -47,6 +47,8 @@ let package = Package(
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Wire", "Preference"]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
-        .testTarget(name: "ClusterTests", dependencies: ["mope", "Wire", "ZeroMQ"]),
+        .testTarget(name: "ClusterTests", dependencies: [
+            "mope", "Wire", "ZeroMQ", "Coordinator", "Preference", "Inference", "Expert",
+        ]),
     ]
 )

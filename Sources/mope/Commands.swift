@@ -3,7 +3,8 @@ import CLI
 /// The subcommands of `mope`, in the order `mope --help` lists them.
 enum MopeCommands {
     static let all: [any ParsableCommand.Type] = [
-        WorkerCommand.self, RunCommand.self, Bench.self, Keygen.self, Version.self,
+        CoordinatorCommand.self, WorkerCommand.self, GenerateCommand.self, ClusterCommand.self, RunCommand.self,
+        Bench.self, Keygen.self, Version.self,
     ]
 }
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs a whole cluster on this machine: the coordinator and one worker per expert replica of CONFIG.
+#
+#   Deploy/local-cluster.sh [CONFIG] [-- extra mope cluster options, e.g. --threads 1]
+#
+# CONFIG defaults to Configs/psoups-local.json. Prints "cluster ready" once every expert registered;
+# Ctrl-C (or SIGTERM) stops every process. MOPE overrides the mope binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+fi
+MOPE=${MOPE:-.build/release/mope}
+config=Configs/psoups-local.json
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then config=$1; shift; fi
+[ $# -gt 0 ] && [ "$1" = "--" ] && shift
+exec "$MOPE" cluster --config "$config" "$@"

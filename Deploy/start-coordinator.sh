@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Starts the coordinator of a mope cluster on this machine.
+#
+#   Deploy/start-coordinator.sh CONFIG [ENDPOINT] [-- extra mope coordinator options]
+#
+# ENDPOINT defaults to the config's "coordinator"; to accept workers and clients from other machines bind
+# every interface, e.g. tcp://0.0.0.0:5555. With MOPE_CURVE_SECRET set, traffic is CURVE-encrypted and the
+# public key is logged at start (give it to workers and clients). MOPE overrides the mope binary.
+# The coordinator drains on SIGTERM/SIGINT: running requests finish, new ones are refused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+MOPE=${MOPE:-.build/release/mope}
+config=$1; shift
+args=(coordinator --config "$config")
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then args+=(--endpoint "$1"); shift; fi
+[ $# -gt 0 ] && [ "$1" = "--" ] && shift
+[ -n "${MOPE_CURVE_SECRET:-}" ] && args+=(--curve-secret-key "$MOPE_CURVE_SECRET")
+exec "$MOPE" "${args[@]}" "$@"

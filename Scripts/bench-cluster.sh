@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmarks a local cluster of the real model: three experts (concise, friendly, knowledgeable), one worker
+# process each, one coordinator, real ZeroMQ sockets.
+#
+#   Scripts/bench-cluster.sh [--no-build]
+#
+# 1. Overhead: one request of MAX_TOKENS greedy tokens. The coordinator logs, per request, its wall time and
+#    the sum over steps of the slowest expert's forward-pass time (WorkerTiming.computeMicros in the dists of
+#    the same run). Per-token latency of the cluster vs the slowest expert's own step time = the cost of
+#    ZeroMQ, the merge, sampling and the loops (goal: at most 5%).
+# 2. Throughput: aggregate tokens/s with 1, 8 and 32 concurrent sessions (`mope generate --concurrency N`).
+#
+# The deadlines are long on purpose: a worker cannot send heartbeats during a forward pass, and a batched
+# prefill of 32 prompts on a busy 2-core machine takes minutes; this measures speed, not failover.
+#
+# Environment: BENCH_MAX_TOKENS (default 128), BENCH_LOAD_TOKENS (default 64), BENCH_THREADS (threads per
+# worker, default 1), BENCH_ENDPOINT (default tcp://127.0.0.1:5570).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MAX_TOKENS=${BENCH_MAX_TOKENS:-128}
+LOAD_TOKENS=${BENCH_LOAD_TOKENS:-64}
+THREADS=${BENCH_THREADS:-1}
+ENDPOINT=${BENCH_ENDPOINT:-tcp://127.0.0.1:5570}
+MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
+MOPE=.build/release/mope
+PROMPT="Explain how a rainbow forms."
+PREFERENCE="concise, friendly, knowledgeable"
+
+[ "${1:-}" = "--no-build" ] || swift build -c release
+[ -f "$MODEL" ] || Scripts/setup.sh
+
+work=$(mktemp -d)
+cluster=""
+cleanup() {
+    if [ -n "$cluster" ]; then
+        kill -TERM "$cluster" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$cluster" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL -- "-$cluster" 2>/dev/null || true
+        wait "$cluster" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cat >"$work/bench.json" <<JSON
+{
+  "coordinator": "$ENDPOINT", "heartbeatIntervalMs": 60000, "stepDeadlineMs": 300000, "openDeadlineMs": 600000,
+  "topK": 64, "maxNewTokens": $MAX_TOKENS,
+  "experts": [
+    { "name": "concise", "model": "$PWD/$MODEL" },
+    { "name": "friendly", "model": "$PWD/$MODEL" },
+    { "name": "knowledgeable", "model": "$PWD/$MODEL" }
+  ]
+}
+JSON
+
+"$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" >"$work/cluster.out" 2>"$work/cluster.err" &
+cluster=$!
+for _ in $(seq 1 1200); do grep -q "cluster ready" "$work/cluster.out" 2>/dev/null && break; sleep 0.1; done
+grep -q "cluster ready" "$work/cluster.out" || { cat "$work/cluster.err" >&2; exit 1; }
+echo "cluster: 3 workers ($THREADS thread(s) each) + coordinator on $(nproc) cores, $MODEL"
+
+# Warm-up (page in the weights), then the timed request (the coordinator's log line gives its figures).
+fail() { echo "bench: $1" >&2; cat "$work/cluster.err" >&2; exit 1; }
+"$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens 8 "$PROMPT" >/dev/null \
+    2>"$work/single.err" || fail "the warm-up request failed: $(cat "$work/single.err")"
+"$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$MAX_TOKENS" "$PROMPT" \
+    >/dev/null 2>"$work/single.err" || fail "the timed request failed: $(cat "$work/single.err")"
+grep -q "lost expert" "$work/cluster.err" && fail "an expert was lost during the run"
+line=$(grep "done:" "$work/cluster.err" | tail -1)
+tokens=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms.*/\1/' <<<"$line")
+wall=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms.*/\2/' <<<"$line")
+compute=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms.*/\3/' <<<"$line")
+echo
+echo "single request: $(head -1 "$work/single.err")"
+awk -v t="$tokens" -v w="$wall" -v c="$compute" 'BEGIN {
+    printf "per-token latency: cluster %.2f ms, slowest expert forward pass %.2f ms; overhead %.1f%%\n",
+        w / t, c / t, (w - c) / c * 100 }'
+
+echo
+for n in 1 8 32; do
+    "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$LOAD_TOKENS" \
+        --concurrency "$n" --timeout 900 "$PROMPT" 2>&1 | sed "s/^/concurrency $n: /"
+done

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The mope demo: one question answered by the same cluster under two different preferences.
+#
+#   Scripts/demo.sh [PROMPT]
+#
+# Installs what is missing (Scripts/setup.sh: libzmq, the SmolLM2-135M-Instruct model), builds the release
+# binary, starts a local cluster from Configs/psoups-local.json -- the coordinator and six expert workers (one
+# per Personalized Soups dimension: the same model, each with its dimension's system prompt) as real
+# processes talking over real ZeroMQ sockets -- then asks the question under "concise, friendly, elementary"
+# and under "informative, unfriendly, knowledgeable". Only the three experts a preference names take part in
+# its answer. Everything is stopped on exit (the cluster's whole process group).
+#
+# The demo's config is Configs/psoups-local.json with longer deadlines (heartbeat 10 s, step deadline 60 s):
+# a worker cannot send heartbeats during a forward pass, and on a busy 2-core machine one prefill of the
+# real model can take several seconds.
+#
+# Environment: MOPE_DEMO_ENDPOINT (default tcp://127.0.0.1:5555), MOPE_DEMO_MAX_TOKENS (default 80),
+# MOPE_DEMO_THREADS (forward-pass threads per worker, default 1: six workers share the machine's cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+
+PROMPT=${1:-"Why do leaves change color in the fall?"}
+ENDPOINT=${MOPE_DEMO_ENDPOINT:-tcp://127.0.0.1:5555}
+MAX_TOKENS=${MOPE_DEMO_MAX_TOKENS:-80}
+THREADS=${MOPE_DEMO_THREADS:-1}
+CONFIG=Configs/psoups-local.json
+MOPE=.build/release/mope
+PREFERENCES=("concise, friendly, elementary" "informative, unfriendly, knowledgeable")
+
+say() { printf '\033[1m[demo] %s\033[0m\n' "$*" >&2; }
+
+Scripts/setup.sh
+say "building the release binary"
+swift build -c release
+
+logs=$(mktemp -d)
+python3 - "$CONFIG" "$logs/demo.json" <<'PY'
+import json, os, sys
+config = json.load(open(sys.argv[1]))
+config.update(heartbeatIntervalMs=10000, stepDeadlineMs=60000, openDeadlineMs=120000)
+for expert in config["experts"]:
+    expert["model"] = os.path.abspath(expert["model"])
+json.dump(config, open(sys.argv[2], "w"), indent=2)
+PY
+CONFIG=$logs/demo.json
+cluster=""
+cleanup() {
+    if [ -n "$cluster" ]; then
+        say "stopping the cluster"
+        kill -TERM "$cluster" 2>/dev/null || true
+        for _ in $(seq 1 150); do kill -0 "$cluster" 2>/dev/null || break; sleep 0.1; done
+        # The launcher leads its own process group: this reaches every child still running.
+        kill -KILL -- "-$cluster" 2>/dev/null || true
+        wait "$cluster" 2>/dev/null || true
+    fi
+    rm -rf "$logs"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "starting the cluster: coordinator + 6 experts (logs in $logs)"
+"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --threads "$THREADS" >"$logs/cluster.out" 2>"$logs/cluster.err" &
+cluster=$!
+for _ in $(seq 1 3000); do
+    grep -q "cluster ready" "$logs/cluster.out" 2>/dev/null && break
+    if ! kill -0 "$cluster" 2>/dev/null; then
+        say "the cluster failed to start:"; cat "$logs/cluster.err" >&2; exit 1
+    fi
+    sleep 0.1
+done
+grep -q "cluster ready" "$logs/cluster.out" || { say "the cluster was not ready in 300 s"; cat "$logs/cluster.err" >&2; exit 1; }
+sed 's/^/    /' "$logs/cluster.out" >&2
+
+for preference in "${PREFERENCES[@]}"; do
+    echo
+    say "preference: \"$preference\""
+    say "prompt: $PROMPT"
+    "$MOPE" generate --coordinator "$ENDPOINT" --preference "$preference" --max-tokens "$MAX_TOKENS" "$PROMPT"
+done
+echo

@@ -1,0 +1,180 @@
+import Foundation
+import Preference
+import Synchronization
+import Wire
+import ZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The coordinator process: the ZeroMQ shell around `Membership` and `CoordinatorSession`.
+///
+/// ONE ROUTER socket is bound at the config's endpoint. Expert workers (DEALER, routing id = worker id) and
+/// clients (DEALER, any routing id) both connect to it; they are told apart by the messages they send: `hello`,
+/// `heartbeat`, `goodbye`, `dist` and `error` come from workers, `generate` from clients. The socket has
+/// `ROUTER_MANDATORY` on (a send to a peer that is gone fails with `EHOSTUNREACH`, which for a worker means it
+/// is dead and for a client that its request is cancelled), explicit high-water marks and a short linger.
+///
+/// One loop on one thread: poll with a timeout equal to the nearest deadline (session step deadlines, heartbeats
+/// due, membership expiry, the drain's end), decode every queued frame with `WireCodec` (a malformed one is
+/// logged and dropped; a client gets `error badRequest`), feed the pure state machines, and carry out their
+/// directives. Every request gets an answer: `error unavailable` at once when no live worker serves any of its
+/// experts, and every step has a deadline after which the expert fails over to a replica or is dropped.
+///
+/// `drain()` (SIGTERM/SIGINT in `mope coordinator`) refuses new `generate`s with `error draining`, lets the
+/// running sessions finish within `drainGrace` (then fails them), and returns from `run()`. `stop()` ends the loop
+/// at once. Both are safe from any thread.
+///
+/// The coordinator logs one line per registration to standard error, beginning with
+/// `CoordinatorServer.registeredLogPrefix` followed by the worker id, " expert ", and the expert's name;
+/// `mope cluster` waits for those lines to know every expert is up.
+public final class CoordinatorServer: Sendable {
+    /// The settings.
+    public let settings: CoordinatorSettings
+    /// The cluster's tokenizer.
+    public let tokenizer: ClusterTokenizer
+    /// The start of every registration log line.
+    public static let registeredLogPrefix = "[coordinator] registered worker "
+
+    private let controllerFactory: @Sendable () -> any PreferenceController
+    private let control: ServerControl
+
+    /// Prepares a coordinator: validates the config and loads the tokenizer of its first expert's model.
+    ///
+    /// - Parameter controller: makes the preference controller of each session (the uniform controller by
+    ///   default; a learned PCM plugs in here).
+    public convenience init(
+        settings: CoordinatorSettings,
+        controller: @escaping @Sendable () -> any PreferenceController = { UniformController() }
+    ) throws(CoordinatorError) {
+        do {
+            try settings.config.validate()
+        } catch {
+            throw .config(error)
+        }
+        guard let first = settings.config.experts.first else {
+            throw .config(.invalidValue(field: "experts", reason: "list at least one expert"))
+        }
+        let tokenizer = try ClusterTokenizer(modelPath: first.model)
+        try self.init(settings: settings, tokenizer: tokenizer, controller: controller)
+    }
+
+    /// Prepares a coordinator with an already loaded tokenizer.
+    public init(
+        settings: CoordinatorSettings, tokenizer: ClusterTokenizer,
+        controller: @escaping @Sendable () -> any PreferenceController = { UniformController() }
+    ) throws(CoordinatorError) {
+        try settings.validate()
+        self.settings = settings
+        self.tokenizer = tokenizer
+        controllerFactory = controller
+        guard let control = ServerControl() else {
+            throw .invalidSetting(name: "wake pipe", reason: "cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
+        self.control = control
+    }
+
+    /// Starts a drain: no new sessions, running ones finish (within `drainGrace`), then `run()` returns.
+    /// Calling it again while draining stops at once.
+    public func drain() { control.request(.drain) }
+
+    /// Ends `run()` at the next iteration; sessions in flight are cancelled without a reply.
+    public func stop() { control.request(.stop) }
+
+    /// Binds the endpoint and serves on the calling thread until drained or stopped.
+    /// - Throws: `CoordinatorError.socket` when the socket cannot be set up or bound.
+    public func run() throws(CoordinatorError) {
+        var loop = try ServerLoop(server: self, control: control, controller: controllerFactory)
+        try loop.run()
+    }
+
+    /// Runs the loop on a thread of its own (it blocks) and returns when it ends.
+    public func runOnThread() async throws(CoordinatorError) {
+        let result: Result<Void, CoordinatorError> = await withCheckedContinuation { continuation in
+            let thread = Thread { [self] in
+                do throws(CoordinatorError) {
+                    try run()
+                    continuation.resume(returning: .success(()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+            thread.name = "mope-coordinator"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        try result.get()
+    }
+
+    /// Writes one line to standard error.
+    func log(_ text: String) {
+        guard settings.verbose else { return }
+        writeStandardError("[coordinator] \(text)\n")
+    }
+}
+
+/// Writes all of `text` to standard error (retrying after EINTR).
+func writeStandardError(_ text: String) {
+    var bytes = Array(text.utf8)
+    var offset = 0
+    bytes.withUnsafeMutableBytes { buffer in
+        while offset < buffer.count {
+            let n = write(STDERR_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += n
+        }
+    }
+}
+
+// MARK: - Control
+
+/// Drain/stop requests from other threads, waking the loop through a non-blocking pipe it polls.
+final class ServerControl: Sendable {
+    enum Request: Sendable { case drain, stop }
+
+    struct State: Sendable, Equatable {
+        var drains = 0
+        var stop = false
+    }
+
+    private let state = Mutex(State())
+    let readDescriptor: Int32
+    private let writeDescriptor: Int32
+
+    init?() {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        readDescriptor = fds[0]
+        writeDescriptor = fds[1]
+    }
+
+    deinit {
+        close(readDescriptor)
+        close(writeDescriptor)
+    }
+
+    func request(_ request: Request) {
+        state.withLock {
+            switch request {
+            case .drain: $0.drains += 1
+            case .stop: $0.stop = true
+            }
+        }
+        var byte: UInt8 = 1
+        _ = write(writeDescriptor, &byte, 1)  // A full pipe wakes the loop already.
+    }
+
+    func take() -> State {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(readDescriptor, &buffer, buffer.count) > 0 {}
+        return state.withLock { $0 }
+    }
+}

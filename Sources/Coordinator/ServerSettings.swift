@@ -1,0 +1,83 @@
+import Foundation
+import Preference
+import ZeroMQ
+
+// MARK: - Errors
+
+/// Why the coordinator process cannot start or keep serving.
+public enum CoordinatorError: Error, Sendable, CustomStringConvertible {
+    /// The cluster config is unusable.
+    case config(ConfigError)
+    /// The tokenizer of the model named by the config could not be loaded.
+    case tokenizer(path: String, reason: String)
+    /// The ROUTER socket could not be set up or bound, or ZeroMQ failed while serving.
+    case socket(ZMQError)
+    /// A setting is out of range.
+    case invalidSetting(name: String, reason: String)
+
+    /// A message a user can act on.
+    public var description: String {
+        switch self {
+        case let .config(error): error.description
+        case let .tokenizer(path, reason):
+            "cannot load the tokenizer from \(path) (the first expert's model in the config): \(reason)"
+        case let .socket(error):
+            if error.isBadEndpoint || error.errno == EADDRINUSE {
+                "cannot bind the coordinator's endpoint: \(error.message); pick a free port with --endpoint"
+            } else {
+                "ZeroMQ failed in the coordinator: \(error)"
+            }
+        case let .invalidSetting(name, reason): "invalid coordinator setting \(name): \(reason)"
+        }
+    }
+}
+
+// MARK: - Settings
+
+/// Which experts take part in a request.
+public enum ExpertSelection: Sendable, Equatable {
+    /// The experts whose dimension the preference names; every expert when it names none that is served.
+    /// With `UniformController` the others would get weight 0, so they are not asked at all.
+    case namedByPreference
+    /// Every expert of the config (for a controller that weighs every expert, such as a learned PCM).
+    case all
+}
+
+/// The coordinator process's settings: the cluster config plus the shell's own knobs.
+public struct CoordinatorSettings: Sendable {
+    /// The cluster config (experts, deadlines, heartbeat interval, defaults).
+    public var config: ClusterConfig
+    /// The ROUTER endpoint to bind (defaults to `config.coordinator`).
+    public var endpoint: String
+    /// How long a drain (SIGTERM) lets running sessions finish before they are failed.
+    public var drainGrace: Duration = .seconds(30)
+    /// Send and receive high-water marks of the ROUTER (messages).
+    public var highWaterMark: Int32 = 100_000
+    /// How long queued replies may take to leave when the socket closes.
+    public var linger: Duration = .milliseconds(500)
+    /// The most sessions in flight; a `generate` beyond it gets `error unavailable`.
+    public var maxSessions: Int = 4096
+    /// Which experts take part in a request.
+    public var expertSelection: ExpertSelection = .namedByPreference
+    /// The CURVE key pair of the coordinator; nil for plain connections. Workers and clients then need the
+    /// public key.
+    public var curve: CurveKeyPair?
+    /// Log every registration, drop and failure to standard error.
+    public var verbose = true
+
+    /// Settings for `config`, binding its endpoint.
+    public init(config: ClusterConfig) {
+        self.config = config
+        endpoint = config.coordinator
+    }
+
+    /// Checks the shell's settings.
+    func validate() throws(CoordinatorError) {
+        guard !endpoint.isEmpty else {
+            throw .invalidSetting(name: "endpoint", reason: "give an endpoint such as tcp://0.0.0.0:5555")
+        }
+        guard highWaterMark > 0 else { throw .invalidSetting(name: "highWaterMark", reason: "must be positive") }
+        guard maxSessions > 0 else { throw .invalidSetting(name: "maxSessions", reason: "must be positive") }
+        guard drainGrace >= .zero else { throw .invalidSetting(name: "drainGrace", reason: "must not be negative") }
+    }
+}

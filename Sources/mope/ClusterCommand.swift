@@ -1,0 +1,230 @@
+import CLI
+import Coordinator
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `mope cluster`: a whole cluster on this machine, as child processes.
+enum ClusterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "cluster",
+        abstract: "Start a local cluster: the coordinator and one worker per expert replica.",
+        discussion: """
+            Starts `mope coordinator --config FILE` and, for every expert of the config, one
+            `mope worker --config FILE --expert NAME --id NAME[-N]` per replica, all as children in the
+            launcher's process group (the launcher makes itself a group leader, so `kill -- -PID` reaches
+            every process). Prints "coordinator pid P" and "worker ID pid P" for each child on standard output.
+
+            Readiness: the launcher reads the coordinator's log and waits until it has logged
+            "registered worker ID expert NAME" for as many distinct workers of each expert as the config's
+            replicas, then prints "cluster ready". Requests may be sent from then on
+            (`mope generate --coordinator ADDR ...`).
+
+            SIGTERM or SIGINT stops the cluster: every child gets SIGTERM (they drain), and SIGKILL after
+            --stop-grace seconds. The launcher exits 0 after a requested stop, 1 if the coordinator dies or
+            the cluster is not ready within --ready-timeout seconds (the children are stopped then too).
+            A worker that dies is reported and not restarted (the coordinator fails over or degrades).
+            """,
+        options: [
+            .value("config", "file", help: "The cluster config JSON."),
+            .value("endpoint", "endpoint", help: "The coordinator's endpoint (default: the config's)."),
+            .value("threads", "n", help: "Forward-pass threads per worker (default: each worker uses every core)."),
+            .value("ready-timeout", "seconds", default: "300", help: "How long to wait for every expert."),
+            .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
+        ]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let configPath = try arguments.require("config")
+        let config = try ClusterConfig.load(contentsOf: configPath)
+        let endpoint = arguments.value("endpoint") ?? config.coordinator
+        let threads = try arguments.value("threads", as: Int.self)
+        if let threads, threads < 1 {
+            throw UsageError.invalidValue(option: "threads", value: "\(threads)", expected: "at least 1")
+        }
+        let readyTimeout = try arguments.require("ready-timeout", as: Double.self)
+        let stopGrace = try arguments.require("stop-grace", as: Double.self)
+        guard readyTimeout.isFinite, readyTimeout > 0, stopGrace.isFinite, stopGrace >= 0 else {
+            throw UsageError.invalidValue(
+                option: "ready-timeout", value: "\(readyTimeout)", expected: "seconds > 0 (and --stop-grace ≥ 0)"
+            )
+        }
+        if getpgrp() != getpid() { _ = setpgid(0, 0) }
+
+        let launcher = Launcher(config: config, stopGrace: stopGrace)
+        let signals = SignalHandlers { launcher.events.yield(.signal) }
+        defer { signals.cancel() }
+
+        let executable = currentExecutable()
+        let connectTo = localAddress(of: endpoint)
+        do {
+            try launcher.startCoordinator(executable, ["coordinator", "--config", configPath, "--endpoint", endpoint])
+            for expert in config.experts {
+                for replica in 0..<expert.replicas {
+                    let id = expert.replicas > 1 ? "\(expert.name)-\(replica + 1)" : expert.name
+                    var args = ["worker", "--config", configPath, "--expert", expert.name, "--coordinator", connectTo,
+                                "--id", id]
+                    if let threads { args += ["--threads", "\(threads)"] }
+                    try launcher.startWorker(executable, args, id: id)
+                }
+            }
+        } catch {
+            CLI.writeErr("error: cannot start a child process: \(error)\n")
+            await launcher.stopAll()
+            return CLI.failure
+        }
+        Task {
+            try? await Task.sleep(for: .milliseconds(Int64(readyTimeout * 1000)))
+            launcher.events.yield(.readyTimeout)
+        }
+
+        var ready = false
+        for await event in launcher.stream {
+            switch event {
+            case .ready:
+                guard !ready else { continue }
+                ready = true
+                CLI.writeOut("cluster ready: coordinator \(endpoint), \(launcher.workerCount) workers\n")
+            case .readyTimeout:
+                guard !ready else { continue }
+                CLI.writeErr("error: the cluster was not ready within \(readyTimeout) s; stopping it\n")
+                await launcher.stopAll()
+                return CLI.failure
+            case .signal:
+                CLI.writeErr("[cluster] stopping every process\n")
+                await launcher.stopAll()
+                return CLI.success
+            case let .exited(name, status, isCoordinator):
+                CLI.writeErr("[cluster] \(name) exited with status \(status)\n")
+                if isCoordinator && !launcher.isStopping {
+                    CLI.writeErr("error: the coordinator exited; stopping the workers\n")
+                    await launcher.stopAll()
+                    return CLI.failure
+                }
+            }
+        }
+        return CLI.success
+    }
+
+    /// The path of the running `mope` binary.
+    static func currentExecutable() -> String {
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
+        return Bundle.main.executablePath ?? CommandLine.arguments[0]
+    }
+
+    /// A bind address (`tcp://0.0.0.0:5555`, `tcp://*:5555`) as a local client reaches it.
+    static func localAddress(of endpoint: String) -> String {
+        for wildcard in ["tcp://0.0.0.0:", "tcp://*:"] where endpoint.hasPrefix(wildcard) {
+            return "tcp://127.0.0.1:" + endpoint.dropFirst(wildcard.count)
+        }
+        return endpoint
+    }
+}
+
+/// What the launcher reacts to.
+enum LauncherEvent: Sendable {
+    case ready
+    case readyTimeout
+    case signal
+    case exited(name: String, status: Int32, isCoordinator: Bool)
+}
+
+/// The launcher's children and the readiness count; callbacks arrive on Foundation's threads.
+final class Launcher: Sendable {
+    private struct State {
+        var children: [(name: String, process: Process)] = []
+        var registered: [String: Set<String>] = [:]
+        var logBuffer: [UInt8] = []
+        var stopping = false
+        var ready = false
+    }
+
+    let stream: AsyncStream<LauncherEvent>
+    let events: AsyncStream<LauncherEvent>.Continuation
+    private let config: ClusterConfig
+    private let stopGrace: Double
+    private let state = Mutex(State())
+
+    init(config: ClusterConfig, stopGrace: Double) {
+        (stream, events) = AsyncStream.makeStream(of: LauncherEvent.self)
+        self.config = config
+        self.stopGrace = stopGrace
+    }
+
+    var isStopping: Bool { state.withLock { $0.stopping } }
+    var workerCount: Int { state.withLock { $0.children.count - 1 } }
+
+    func startCoordinator(_ executable: String, _ arguments: [String]) throws {
+        let pipe = Pipe()
+        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
+            let data = handle.availableData
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                return
+            }
+            FileHandle.standardError.write(data)
+            readLog(Array(data))
+        }
+        try start(executable, arguments, name: "coordinator", stderr: pipe, isCoordinator: true)
+    }
+
+    func startWorker(_ executable: String, _ arguments: [String], id: String) throws {
+        try start(executable, arguments, name: "worker \(id)", stderr: nil, isCoordinator: false)
+    }
+
+    private func start(
+        _ executable: String, _ arguments: [String], name: String, stderr: Pipe?, isCoordinator: Bool
+    ) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let stderr { process.standardError = stderr }
+        process.terminationHandler = { [events] process in
+            events.yield(.exited(name: name, status: process.terminationStatus, isCoordinator: isCoordinator))
+        }
+        try process.run()
+        state.withLock { $0.children.append((name, process)) }
+        CLI.writeOut("\(name) pid \(process.processIdentifier)\n")
+    }
+
+    /// Counts "registered worker ID expert NAME" lines of the coordinator's log.
+    private func readLog(_ bytes: [UInt8]) {
+        let becameReady: Bool = state.withLock { state in
+            state.logBuffer += bytes
+            while let newline = state.logBuffer.firstIndex(of: 0x0A) {
+                let line = String(decoding: state.logBuffer[..<newline], as: UTF8.self)
+                state.logBuffer.removeSubrange(...newline)
+                guard line.hasPrefix(CoordinatorServer.registeredLogPrefix) else { continue }
+                let rest = line.dropFirst(CoordinatorServer.registeredLogPrefix.count)
+                guard let range = rest.range(of: " expert ") else { continue }
+                let id = String(rest[..<range.lowerBound])
+                let expert = String(rest[range.upperBound...])
+                state.registered[expert, default: []].insert(id)
+            }
+            guard !state.ready else { return false }
+            let complete = config.experts.allSatisfy { (state.registered[$0.name]?.count ?? 0) >= $0.replicas }
+            if complete { state.ready = true }
+            return complete
+        }
+        if becameReady { events.yield(.ready) }
+    }
+
+    /// SIGTERM to every child, SIGKILL to those still running after the grace period.
+    func stopAll() async {
+        let children = state.withLock { state in
+            state.stopping = true
+            return state.children.map(\.process)
+        }
+        for process in children where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: .milliseconds(Int64(stopGrace * 1000)))
+        while clock.now < deadline, children.contains(where: \.isRunning) {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        for process in children where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for process in children { process.waitUntilExit() }
+    }
+}

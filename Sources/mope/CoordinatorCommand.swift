@@ -1,0 +1,107 @@
+import CLI
+import Coordinator
+import Dispatch
+import Foundation
+import ZeroMQ
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `mope coordinator`: the coordinator process.
+enum CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "coordinator",
+        abstract: "Run the coordinator: membership, sessions, merge, sampling and failover.",
+        discussion: """
+            Binds one ROUTER socket at the config's "coordinator" endpoint (or --endpoint). Expert workers
+            (`mope worker --coordinator ADDR`) and clients (`mope generate --coordinator ADDR`) both connect
+            to it. At every token the coordinator gathers the top-k of each expert the request's preference
+            names, merges them with the preference controller's weights, samples, and sends the token on.
+            A worker that misses 3 heartbeats or a step deadline is failed over to a replica by replay, or
+            dropped from the mixture (the answer says so).
+
+            The tokenizer (for the streamed text and stop strings) is read from the first expert's model file
+            in the config; workers whose vocabulary differs from it are rejected.
+
+            Each registration is logged to standard error as "[coordinator] registered worker ID expert NAME".
+            SIGTERM or SIGINT drains: new requests get "error draining", running ones may finish within
+            --drain-grace seconds, then the process exits 0; a second signal exits at once.
+            Use tcp://0.0.0.0:PORT to accept workers from other machines.
+            """,
+        options: [
+            .value("config", "file", help: "The cluster config JSON."),
+            .value("endpoint", "endpoint", help: "The endpoint to bind (default: the config's \"coordinator\")."),
+            .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
+            .value("curve-secret-key", "key", help: "Encrypt with CURVE using this secret key (workers and "
+                + "clients then need the public key, which is logged at start)."),
+            .flag("quiet", help: "Log only registrations and errors' causes, not every event."),
+        ]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let configPath = try arguments.require("config")
+        var config = try ClusterConfig.load(contentsOf: configPath)
+        for index in config.experts.indices {
+            config.experts[index].model = ConfigPaths.resolve(config.experts[index].model, relativeTo: configPath)
+        }
+        var settings = CoordinatorSettings(config: config)
+        if let endpoint = arguments.value("endpoint") { settings.endpoint = endpoint }
+        let grace = try arguments.require("drain-grace", as: Double.self)
+        guard grace.isFinite, grace >= 0 else {
+            throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
+        }
+        settings.drainGrace = .milliseconds(Int64(grace * 1000))
+        settings.verbose = !arguments.flag("quiet")
+        if let secret = arguments.value("curve-secret-key") {
+            let pair = try CurveKeyPair(secretKey: secret)
+            settings.curve = pair
+            CLI.writeErr("[coordinator] CURVE public key \(pair.publicKey)\n")
+        }
+        let server: CoordinatorServer
+        do {
+            server = try CoordinatorServer(settings: settings)
+        } catch {
+            CLI.writeErr("error: \(error.description)\n")
+            return CLI.failure
+        }
+        let signals = SignalHandlers { server.drain() }
+        defer { signals.cancel() }
+        do {
+            try await server.runOnThread()
+        } catch {
+            CLI.writeErr("error: \(error.description)\n")
+            return CLI.failure
+        }
+        return CLI.success
+    }
+}
+
+/// Runs `handler` on SIGTERM and SIGINT (the default actions are ignored while it is installed).
+final class SignalHandlers {
+    private let sources: [any DispatchSourceSignal]
+
+    init(signals: [Int32] = [SIGTERM, SIGINT], handler: @escaping @Sendable () -> Void) {
+        sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler(handler: handler)
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
+    }
+}
+
+/// Paths in a cluster config.
+enum ConfigPaths {
+    /// A relative model path as given when it exists from the working directory, else from the config's folder.
+    static func resolve(_ path: String, relativeTo configPath: String) -> String {
+        guard !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return path }
+        let besideConfig = URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent(path).path
+        return FileManager.default.fileExists(atPath: besideConfig) ? besideConfig : path
+    }
+}

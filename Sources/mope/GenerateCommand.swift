@@ -1,0 +1,245 @@
+import CLI
+import Coordinator
+import Foundation
+import Wire
+
+/// `mope generate`: one request to a coordinator, its text streamed to standard output.
+enum GenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "generate",
+        abstract: "Ask a mope cluster for an answer personalised by a preference.",
+        discussion: """
+            Sends the prompt and the preference to the coordinator, which merges its experts' next-token
+            distributions with the preference's weights at every token. The text streams to standard
+            output as tokens arrive; at the end standard error shows the finish reason, the token count,
+            tokens per second and, when the cluster lost experts or failed over, "degraded: lost expert X"
+            and the failover count.
+
+            The preference names dimensions of Personalized Soups, optionally weighted:
+            "concise, friendly", "informative:2 unfriendly", "elementary". Only the experts it names take
+            part; an empty preference weighs every expert equally.
+
+            --trace FILE writes one JSON line per token: step, token id, text, alpha (the weight of each
+            expert) and each expert's top-k ids and log-probabilities.
+
+            --concurrency N sends N copies of the request at once over N connections (a load test, also
+            with N = 1): the text is not shown; standard error shows the aggregate tokens per second.
+            Exit codes: 0 done, 1 refused or failed (the coordinator's reason is shown), 2 usage.
+            """,
+        options: [
+            .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5555", help: "The coordinator's endpoint."),
+            .value("preference", "text", default: "", help: "The preference, e.g. \"concise, friendly\"."),
+            .value("max-tokens", "n", default: "0", help: "The most new tokens (0: the cluster's default)."),
+            .value("temperature", "t", default: "0", help: "Sampling temperature; 0 is greedy."),
+            .value("top-p", "p", default: "1", help: "Nucleus threshold in (0, 1]."),
+            .value("top-k", "n", default: "0", help: "Sample among this many merged tokens (0: all)."),
+            .value("seed", "n", default: "0", help: "Seed of the sampler (the same seed gives the same text)."),
+            .value("merge", "mode", default: "probability", help: "probability (the paper's mixture) or logit."),
+            .repeating("stop", "text", help: "End the answer at this text (not included); may be repeated."),
+            .value("trace", "file", help: "Write one JSON line per token with the weights and each expert's top-k."),
+            .value("timeout", "seconds", default: "300", help: "The deadline of the whole request."),
+            .value("concurrency", "n", default: "1", help: "Send this many copies at once (load test)."),
+            .value("curve-server-key", "key", help: "The coordinator's CURVE public key, when it uses CURVE."),
+        ],
+        positionals: [Positional("prompt", help: "The user's message.")]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let endpoint = try arguments.require("coordinator")
+        let request = try makeRequest(arguments)
+        let timeout = try arguments.require("timeout", as: Double.self)
+        guard timeout.isFinite, timeout > 0 else {
+            throw UsageError.invalidValue(option: "timeout", value: "\(timeout)", expected: "seconds > 0")
+        }
+        let concurrency = try arguments.require("concurrency", as: Int.self)
+        guard (1...4096).contains(concurrency) else {
+            throw UsageError.invalidValue(option: "concurrency", value: "\(concurrency)", expected: "1 to 4096")
+        }
+        let deadline = Duration.milliseconds(Int64(timeout * 1000))
+        let serverKey = arguments.value("curve-server-key")
+        if arguments.options["concurrency"] != nil {
+            return await runLoad(request, endpoint: endpoint, serverKey: serverKey, timeout: deadline, count: concurrency)
+        }
+        var trace: TraceWriter?
+        if let path = arguments.value("trace") {
+            guard let writer = TraceWriter(path: path) else {
+                CLI.writeErr("error: cannot write the trace file \(path)\n")
+                return CLI.failure
+            }
+            trace = writer
+        }
+        let start = ContinuousClock.now
+        var firstToken: ContinuousClock.Instant?
+        do {
+            let client = try CoordinatorClient(endpoint: endpoint, curveServerKey: serverKey)
+            let done = try client.generate(request, timeout: deadline) { event in
+                if firstToken == nil { firstToken = .now }
+                if !event.text.isEmpty { writeStandardOutput(event.text) }
+                trace?.write(event)
+            }
+            // Text held back as a possible stop string and released only at the end.
+            writeStandardOutput("\n")
+            trace?.close()
+            report(done, start: start, firstToken: firstToken)
+            return CLI.success
+        } catch {
+            trace?.close()
+            CLI.writeErr("\nerror: \(error.description)\n")
+            return CLI.failure
+        }
+    }
+
+    /// The request the arguments describe.
+    static func makeRequest(_ arguments: ParsedArguments) throws -> Generate {
+        guard let prompt = arguments.positional("prompt"), !prompt.isEmpty else {
+            throw UsageError.invalidValue(option: "prompt", value: "", expected: "a non-empty message")
+        }
+        let maxTokens = try arguments.require("max-tokens", as: UInt32.self)
+        let temperature = try arguments.require("temperature", as: Float.self)
+        guard temperature.isFinite, temperature >= 0 else {
+            throw UsageError.invalidValue(option: "temperature", value: "\(temperature)", expected: "a number ≥ 0")
+        }
+        let topP = try arguments.require("top-p", as: Float.self)
+        guard topP > 0, topP <= 1 else {
+            throw UsageError.invalidValue(option: "top-p", value: "\(topP)", expected: "a number in (0, 1]")
+        }
+        let topK = try arguments.require("top-k", as: UInt32.self)
+        let seed = try arguments.require("seed", as: UInt64.self)
+        let mergeName = try arguments.require("merge")
+        let merge: MergeMode
+        switch mergeName {
+        case "probability": merge = .probability
+        case "logit": merge = .logit
+        default: throw UsageError.invalidValue(option: "merge", value: mergeName, expected: "probability or logit")
+        }
+        return Generate(
+            request: 0, prompt: prompt, preference: arguments.value("preference") ?? "", maxNewTokens: maxTokens,
+            sampling: SamplingParameters(temperature: temperature, topP: topP, topK: topK, seed: seed),
+            merge: merge, stop: arguments.values("stop"), trace: arguments.value("trace") != nil
+        )
+    }
+
+    /// The closing summary on standard error.
+    static func report(_ done: Done, start: ContinuousClock.Instant, firstToken: ContinuousClock.Instant?) {
+        let seconds = seconds(start.duration(to: .now))
+        let rate = seconds > 0 ? Double(done.tokens) / seconds : 0
+        var lines = "finish: \(done.finish), \(done.tokens) tokens in \(format(seconds)) s, \(format(rate)) tokens/s"
+        if let firstToken { lines += ", first token after \(format(self.seconds(start.duration(to: firstToken)))) s" }
+        lines += "\n"
+        for expert in done.lostExperts { lines += "degraded: lost expert \(expert)\n" }
+        if done.failovers > 0 { lines += "failovers: \(done.failovers) (moved to a replica by replay)\n" }
+        CLI.writeErr(lines)
+    }
+
+    /// `count` copies of the request at once, one connection each; prints the aggregate throughput.
+    static func runLoad(
+        _ request: Generate, endpoint: String, serverKey: String?, timeout: Duration, count: Int
+    ) async -> Int32 {
+        let start = ContinuousClock.now
+        let all = await withTaskGroup(of: Result<Done, ClientError>.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    await runOnThread { () -> Result<Done, ClientError> in
+                        do throws(ClientError) {
+                            let client = try CoordinatorClient(endpoint: endpoint, curveServerKey: serverKey)
+                            return .success(try client.generate(request, timeout: timeout))
+                        } catch {
+                            return .failure(error)
+                        }
+                    }
+                }
+            }
+            var results: [Result<Done, ClientError>] = []
+            for await result in group { results.append(result) }
+            return results
+        }
+        let elapsed = seconds(start.duration(to: .now))
+        var tokens = 0
+        var failures: [String] = []
+        var latencies: [Double] = []
+        for result in all {
+            switch result {
+            case let .success(done):
+                tokens += Int(done.tokens)
+                if done.tokens > 0 { latencies.append(Double(done.elapsedMicros) / 1000 / Double(done.tokens)) }
+            case let .failure(error):
+                failures.append(error.description)
+            }
+        }
+        let mean = latencies.isEmpty ? 0 : latencies.reduce(0, +) / Double(latencies.count)
+        CLI.writeErr(
+            "\(count) concurrent requests: \(all.count - failures.count) done, \(failures.count) failed; "
+                + "\(tokens) tokens in \(format(elapsed)) s: \(format(elapsed > 0 ? Double(tokens) / elapsed : 0)) "
+                + "tokens/s aggregate; mean \(format(mean)) ms per token per request\n"
+        )
+        for failure in Set(failures).sorted() { CLI.writeErr("error: \(failure)\n") }
+        return failures.isEmpty ? CLI.success : CLI.failure
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        let (s, atto) = duration.components
+        return Double(s) + Double(atto) * 1e-18
+    }
+
+    static func format(_ value: Double) -> String { String(format: "%.2f", value) }
+}
+
+/// Runs blocking work on a thread of its own (never on the cooperative pool).
+func runOnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        let thread = Thread { continuation.resume(returning: body()) }
+        thread.stackSize = 4 << 20
+        thread.start()
+    }
+}
+
+/// Writes text to standard output at once (unbuffered streaming).
+func writeStandardOutput(_ text: String) {
+    CLI.writeOut(text)
+}
+
+/// Writes the `--trace` JSON lines.
+struct TraceWriter {
+    private struct ExpertLine: Encodable {
+        var expert: String
+        var weight: Float
+        var ids: [UInt32]
+        var logprobs: [Float]
+    }
+
+    private struct Line: Encodable {
+        var step: UInt32
+        var token: UInt32
+        var text: String
+        var alpha: [String: Float]
+        var experts: [ExpertLine]
+    }
+
+    private let handle: FileHandle
+    private let encoder: JSONEncoder
+
+    init?(path: String) {
+        guard FileManager.default.createFile(atPath: path, contents: nil),
+            let handle = FileHandle(forWritingAtPath: path)
+        else { return nil }
+        self.handle = handle
+        encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+    }
+
+    func write(_ event: TokenEvent) {
+        var alpha: [String: Float] = [:]
+        for expert in event.experts { alpha[expert.expert] = expert.weight }
+        let line = Line(
+            step: event.step, token: event.token, text: event.text, alpha: alpha,
+            experts: event.experts.map {
+                ExpertLine(expert: $0.expert, weight: $0.weight, ids: $0.ids, logprobs: $0.logProbs)
+            }
+        )
+        guard var data = try? encoder.encode(line) else { return }
+        data.append(0x0A)
+        handle.write(data)
+    }
+
+    func close() { try? handle.close() }
+}

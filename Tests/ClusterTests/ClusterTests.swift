@@ -1,0 +1,246 @@
+import Coordinator
+import Expert
+import Foundation
+import Inference
+import Preference
+import Testing
+import Wire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// End-to-end tests: a real coordinator and real workers (`mope` processes) on an ipc socket, tiny models.
+@Suite(.serialized)
+struct ClusterTests {
+    static let prompt = "Tell me about cats."
+
+    @Test("with the weight on one expert, the cluster's greedy answer is that expert's own greedy answer")
+    func oneHotEqualsExpert() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly, TinyExperts.knowledgeable])
+        try cluster.start()
+        for expert in cluster.experts {
+            let (done, events) = try cluster.generate(Self.prompt, preference: expert.name, maxTokens: 20)
+            let reference = try greedyTokens(expert, prompt: Self.prompt, maxTokens: 20)
+            #expect(events.map(\.token) == reference, "expert \(expert.name)")
+            // `mope run` shows the same text; it also flushes an unfinished trailing UTF-8 character as U+FFFD,
+            // which the cluster's answer leaves out.
+            var local = try runLocally(expert, prompt: Self.prompt, maxTokens: 20, mope: cluster.mope)
+            if local.count == done.text.count + 1, local.hasSuffix("\u{FFFD}") { local.removeLast() }
+            #expect(done.text == local, "expert \(expert.name)")
+            #expect(events.map(\.text).joined() == done.text)
+            #expect(done.lostExperts.isEmpty)
+        }
+    }
+
+    @Test("each traced token is the argmax of the merge of the traced top-k lists with the traced weights")
+    func tracedMergeMatchesInProcessMerge() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 16)
+        try cluster.start()
+        let (done, events) = try cluster.generate(Self.prompt, preference: "concise:3, friendly", trace: true)
+        #expect(events.count == Int(done.tokens))
+        try #require(!events.isEmpty)
+        var merger = Merger(vocabSize: 448)
+        for event in events {
+            try #require(event.experts.map(\.expert) == ["concise", "friendly"])
+            #expect(abs(event.experts[0].weight - 0.75) < 1e-6)
+            #expect(abs(event.experts[1].weight - 0.25) < 1e-6)
+            let candidates = event.experts.map { expert in
+                let listed = expert.logProbs.reduce(Float(0)) { $0 + exp($1) }
+                return Optional(TopKCandidates(ids: expert.ids, logProbs: expert.logProbs, tailMass: max(0, 1 - listed)))
+            }
+            let merged = merger.merge(candidates, weights: event.experts.map(\.weight), mode: .probability)
+            #expect(merged.ids.first == event.token, "step \(event.step)")
+        }
+    }
+
+    @Test("a worker killed mid-answer fails over to its replica and the answer is unchanged")
+    func killedWorkerFailsOverToReplica() throws {
+        var concise = TinyExperts.concise
+        concise.replicas = 2
+        let cluster = try TestCluster(experts: [concise, TinyExperts.friendly], maxNewTokens: 40)
+        try cluster.start()
+        let clean = try cluster.generate(Self.prompt, preference: "concise, friendly").done
+        // Idle, the least loaded replica with the lowest id ("concise-1") takes the next session.
+        let victim = try #require(cluster.workerPIDs["concise-1"])
+        let faulty = try cluster.generate(Self.prompt, preference: "concise, friendly") { event in
+            if event.step == 2 {
+                cluster.group.signal(victim, SIGSTOP)  // Freeze it so the answer cannot finish without it …
+                cluster.group.signal(victim, SIGKILL)  // … then kill it.
+            }
+        }.done
+        #expect(faulty.text == clean.text)
+        #expect(faulty.tokens == clean.tokens)
+        #expect(faulty.failovers >= 1)
+        #expect(faulty.lostExperts.isEmpty)
+    }
+
+    @Test("a worker killed mid-answer without a replica: the answer completes degraded and names the lost expert")
+    func killedWorkerWithoutReplicaDegrades() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 40)
+        try cluster.start()
+        let victim = try #require(cluster.workerPIDs["friendly"])
+        let done = try cluster.generate(Self.prompt, preference: "concise, friendly") { event in
+            if event.step == 2 {
+                cluster.group.signal(victim, SIGSTOP)
+                cluster.group.signal(victim, SIGKILL)
+            }
+        }.done
+        #expect(done.lostExperts == ["friendly"])
+        #expect(done.tokens > 2)
+        // The next request starts degraded at once, and says so.
+        let next = try cluster.generate(Self.prompt, preference: "concise, friendly", maxTokens: 4).done
+        #expect(next.lostExperts == ["friendly"])
+    }
+
+    @Test("a stopped worker is dropped at its deadline; resumed, it rejoins and later answers are right")
+    func stoppedWorkerDegradesThenRejoins() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 24)
+        try cluster.start()
+        let clean = try cluster.generate(Self.prompt, preference: "concise, friendly").done
+        let victim = try #require(cluster.workerPIDs["friendly"])
+        let stopped = try cluster.generate(Self.prompt, preference: "concise, friendly", timeout: .seconds(60)) { event in
+            if event.step == 2 { cluster.group.signal(victim, SIGSTOP) }
+        }.done
+        #expect(stopped.lostExperts == ["friendly"])
+        #expect(stopped.tokens > 2)
+
+        cluster.group.signal(victim, SIGCONT)
+        try cluster.waitForRegistrations([("friendly", 2)])
+        // The resumed worker's stale replies must not leak into later answers.
+        for _ in 0..<2 {
+            let again = try cluster.generate(Self.prompt, preference: "concise, friendly").done
+            #expect(again.text == clean.text)
+            #expect(again.lostExperts.isEmpty)
+        }
+    }
+
+    @Test("32 concurrent sessions through 3 workers each get the answer they get alone")
+    func concurrentSessionsMatchSequential() throws {
+        let cluster = try TestCluster(
+            experts: [TinyExperts.concise, TinyExperts.friendly, TinyExperts.knowledgeable], stepDeadlineMs: 60000,
+            openDeadlineMs: 120_000, heartbeatMs: 2000, maxNewTokens: 12
+        )
+        try cluster.start()
+        let prompts = ["Tell me about cats.", "Why is the sky blue?", "Write a haiku.", "What is 2+2?"]
+        let preference = "concise, friendly, knowledgeable"
+        var alone: [String] = []
+        for prompt in prompts { alone.append(try cluster.generate(prompt, preference: preference).done.text) }
+        let endpoint = cluster.endpoint
+        let results = concurrently(32) { index -> Result<Done, ClientError> in
+            do throws(ClientError) {
+                let client = try CoordinatorClient(endpoint: endpoint)
+                let request = Generate(request: 0, prompt: prompts[index % prompts.count], preference: preference,
+                                       maxNewTokens: 0)
+                return .success(try client.generate(request, timeout: .seconds(120)))
+            } catch {
+                return .failure(error)
+            }
+        }
+        #expect(results.count == 32)
+        for (index, result) in results.enumerated() {
+            guard case let .success(done) = result else {
+                Issue.record("session \(index): \(result)\n\(cluster.logs())")
+                continue
+            }
+            #expect(done.text == alone[index % prompts.count], "session \(index)")
+            #expect(done.lostExperts.isEmpty)
+        }
+    }
+
+    @Test("requests the cluster cannot serve are refused at once with the reason")
+    func refusals() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise], extraExperts: [TinyExperts.friendly])
+        try cluster.start()
+        let client = try cluster.client()
+        let cases: [(String, ErrorCode)] = [("friendly", .unavailable), ("concize", .badRequest)]
+        for (preference, code) in cases {
+            let error = #expect(throws: ClientError.self) {
+                _ = try client.generate(Generate(request: 0, prompt: "hi", preference: preference, maxNewTokens: 4))
+            }
+            #expect(error?.code == code, "preference \(preference)")
+        }
+        // The cluster still serves what it can.
+        #expect(try client.generate(Generate(request: 0, prompt: "hi", preference: "concise", maxNewTokens: 4))
+            .tokens > 0)
+    }
+
+    @Test("SIGTERM drains the coordinator: it exits 0 and refuses nothing it had accepted")
+    func coordinatorDrainsOnSIGTERM() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise], maxNewTokens: 8)
+        try cluster.start()
+        let done = try cluster.generate(Self.prompt, preference: "concise") { event in
+            if event.step == 1 { cluster.group.signal(cluster.coordinatorPID, SIGTERM) }
+        }.done
+        #expect(done.tokens >= 1)
+        #expect(cluster.group.wait(cluster.coordinatorPID, timeout: .seconds(20)) == 0)
+    }
+
+    @Test("mope cluster starts every process, reports ready, serves mope generate, and stops them all on SIGTERM")
+    func launcherStartsAndStops() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 6)
+        let output = cluster.directory.appendingPathComponent("launcher.out").path
+        let launcher = try cluster.group.spawn(
+            cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
+            log: output
+        )
+        let deadline = ContinuousClock.now.advanced(by: .seconds(90))
+        while ContinuousClock.now < deadline {
+            if ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("cluster ready") { break }
+            usleep(50_000)
+        }
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        try #require(text.contains("cluster ready"), "\(text)")
+        let children = text.split(separator: "\n").compactMap { line -> pid_t? in
+            guard let range = line.range(of: " pid ") else { return nil }
+            return pid_t(line[range.upperBound...])
+        }
+        #expect(children.count == 3)
+
+        let generated = cluster.directory.appendingPathComponent("generate.out").path
+        let generate = try cluster.group.spawn(
+            cluster.mope,
+            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "60", "hello"],
+            log: generated
+        )
+        #expect(cluster.group.wait(generate, timeout: .seconds(90)) == 0)
+        #expect(((try? String(contentsOfFile: generated, encoding: .utf8)) ?? "").contains("finish: "))
+
+        cluster.group.signal(launcher, SIGTERM)
+        #expect(cluster.group.wait(launcher, timeout: .seconds(30)) == 0)
+        for child in children {
+            #expect(kill(child, 0) != 0, "child \(child) still running")
+        }
+    }
+
+    // MARK: Helpers
+
+    /// The expert's own greedy token ids, computed in this process with the worker's prompt rendering.
+    func greedyTokens(_ expert: TestExpert, prompt: String, maxTokens: Int) throws -> [UInt32] {
+        let model = try LanguageModel(path: expert.model, threads: 1)
+        let rendering = try WorkerPrompt(model: model, systemPrompt: expert.systemPrompt)
+        let ids = try rendering.tokens(for: .chat([ChatTurn(role: "user", content: prompt)]))
+        let result = try model.generate(
+            prompt: ids.map { Int32(bitPattern: $0) }, options: GenerationOptions(maxTokens: maxTokens, temperature: 0)
+        )
+        return result.tokens.map { UInt32(bitPattern: $0) }
+    }
+
+    /// The expert's own greedy answer from `mope run` with the same model and system prompt.
+    func runLocally(_ expert: TestExpert, prompt: String, maxTokens: Int, mope: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: mope)
+        process.arguments = ["run", "--model", expert.model, "--system-prompt", expert.systemPrompt,
+                             "--prompt", prompt, "--max-tokens", "\(maxTokens)", "--threads", "1"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        try #require(process.terminationStatus == 0)
+        var text = String(decoding: data, as: UTF8.self)
+        if text.hasSuffix("\n") { text.removeLast() }
+        return text
+    }
+}

@@ -1,0 +1,202 @@
+import Dispatch
+import Foundation
+import Testing
+import Wire
+import ZeroMQ
+
+@testable import Coordinator
+
+/// The coordinator's shell in this process, against hand-driven worker and client sockets (no model runs).
+@Suite(.serialized)
+struct ServerTests {
+    static let tinyModel = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Tests/Fixtures/tiny-a.gguf").path
+
+    /// A running coordinator on a fresh ipc endpoint; `finish()` stops it and waits for its thread.
+    final class Running {
+        let server: CoordinatorServer
+        let endpoint: String
+        private let ended = DispatchSemaphore(value: 0)
+        private var hasEnded = false
+        private let socketPath: String
+
+        init(stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100) throws {
+            socketPath = "/tmp/mope-server-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+            endpoint = "ipc://" + socketPath
+            var config = ClusterConfig(experts: [
+                ExpertConfig(name: "concise", model: ServerTests.tinyModel),
+                ExpertConfig(name: "friendly", model: ServerTests.tinyModel),
+            ])
+            config.coordinator = endpoint
+            config.stepDeadlineMs = stepDeadlineMs
+            config.openDeadlineMs = stepDeadlineMs
+            config.heartbeatIntervalMs = heartbeatMs
+            config.topK = 4
+            var settings = CoordinatorSettings(config: config)
+            settings.verbose = false
+            settings.drainGrace = .seconds(5)
+            server = try CoordinatorServer(settings: settings)
+            let server = server
+            let ended = ended
+            let thread = Thread {
+                try? server.run()
+                ended.signal()
+            }
+            thread.start()
+        }
+
+        /// Waits until `run()` returned (true) or `timeout` passed (false).
+        func waitForEnd(timeout: Double = 10) -> Bool {
+            if !hasEnded { hasEnded = ended.wait(timeout: .now() + timeout) == .success }
+            return hasEnded
+        }
+
+        func finish() {
+            server.stop()
+            _ = waitForEnd()
+            unlink(socketPath)
+        }
+    }
+
+    /// A DEALER speaking the protocol by hand.
+    final class Peer {
+        let socket: ZMQSocket
+
+        init(_ endpoint: String, id: String? = nil) throws {
+            socket = try ZMQSocket(.dealer)
+            try socket.set(.linger, .zero)
+            if let id { try socket.set(.routingID, Array(id.utf8)) }
+            try socket.connect(endpoint)
+        }
+
+        deinit { socket.close() }
+
+        func send(_ message: Message) throws { try socket.send([WireCodec.encode(message)]) }
+
+        /// The next message other than a heartbeat, within `timeout` seconds.
+        func receive(timeout: Double = 10) throws -> Message? {
+            let deadline = ContinuousClock.now.advanced(by: .milliseconds(Int64(timeout * 1000)))
+            while ContinuousClock.now < deadline {
+                guard let frames = try socket.receiveMultipart(timeout: ContinuousClock.now.duration(to: deadline)),
+                    let payload = frames.last
+                else { return nil }
+                let message = try WireCodec.decode(payload)
+                if message != .heartbeat { return message }
+            }
+            return nil
+        }
+
+        func hello(_ id: String, expert: String, vocabHash: UInt64) throws -> Message? {
+            try send(.hello(Hello(
+                workerID: id, expert: expert, modelFingerprint: "test", vocabSize: 448, vocabHash: vocabHash,
+                eosTokenIDs: [0], contextLimit: 256, sessionCapacity: 8
+            )))
+            return try receive()
+        }
+    }
+
+    @Test("a malformed frame from a client gets error badRequest and the coordinator keeps serving")
+    func malformedFrame() throws {
+        let running = try Running()
+        defer { running.finish() }
+        let client = try Peer(running.endpoint)
+        try client.socket.send([[0xFF, 0x00, 0x01]])
+        guard case let .error(reply)? = try client.receive() else {
+            Issue.record("no error reply")
+            return
+        }
+        #expect(reply.code == .badRequest)
+        try client.send(.generate(Generate(request: 7, prompt: "hi", preference: "concise", maxNewTokens: 2)))
+        guard case let .error(second)? = try client.receive() else {
+            Issue.record("no reply to the well-formed request")
+            return
+        }
+        #expect(second.session == 7)
+        #expect(second.code == .unavailable)
+    }
+
+    @Test("a worker whose vocabulary differs from the cluster tokenizer's is rejected with the reason")
+    func vocabularyMismatch() throws {
+        let running = try Running()
+        defer { running.finish() }
+        let worker = try Peer(running.endpoint, id: "w1")
+        guard case let .reject(reject)? = try worker.hello("w1", expert: "concise", vocabHash: 1) else {
+            Issue.record("no reject")
+            return
+        }
+        #expect(reject.reason.contains("vocabulary"))
+    }
+
+    @Test("a registered worker drives a session to done; every step carries the token chosen before it")
+    func sessionThroughFakeWorker() throws {
+        let running = try Running(stepDeadlineMs: 5000, heartbeatMs: 1000)
+        defer { running.finish() }
+        let worker = try Peer(running.endpoint, id: "w1")
+        guard case .welcome? = try worker.hello("w1", expert: "concise", vocabHash: running.server.tokenizer.vocabHash)
+        else {
+            Issue.record("not welcomed")
+            return
+        }
+        let client = try Peer(running.endpoint)
+        try client.send(.generate(Generate(request: 3, prompt: "hi", preference: "concise", maxNewTokens: 3)))
+        guard case let .open(open)? = try worker.receive() else {
+            Issue.record("no open")
+            return
+        }
+        // Step n's favourite is token 10 + n.
+        func reply(step: UInt32) throws {
+            try worker.send(.dist(Dist(
+                session: open.session, step: step, ids: [10 + step, 50], logProbs: [-0.1, -3], tailMass: 0.05
+            )))
+        }
+        try reply(step: 0)
+        for step in UInt32(1)...2 {
+            guard case let .step(message)? = try worker.receive() else {
+                Issue.record("no step \(step)")
+                return
+            }
+            #expect(message.step == step)
+            #expect(message.token == 10 + step - 1)
+            try reply(step: step)
+        }
+        var tokens: [UInt32] = []
+        while let message = try client.receive() {
+            if case let .token(event) = message { tokens.append(event.token) }
+            if case let .done(done) = message {
+                #expect(done.request == 3)
+                #expect(done.tokens == 3)
+                break
+            }
+        }
+        #expect(tokens == [10, 11, 12])
+        guard case let .close(close)? = try worker.receive() else {
+            Issue.record("no close")
+            return
+        }
+        #expect(close.session == open.session)
+    }
+
+    @Test("a worker that never answers is dropped at its deadline and the client is told, not left waiting")
+    func silentWorker() throws {
+        let running = try Running(stepDeadlineMs: 300, heartbeatMs: 100)
+        defer { running.finish() }
+        let worker = try Peer(running.endpoint, id: "w1")
+        _ = try worker.hello("w1", expert: "concise", vocabHash: running.server.tokenizer.vocabHash)
+        let client = try Peer(running.endpoint)
+        try client.send(.generate(Generate(request: 1, prompt: "hi", preference: "concise", maxNewTokens: 3)))
+        guard case let .error(reply)? = try client.receive() else {
+            Issue.record("no error for the client")
+            return
+        }
+        #expect(reply.code == .unavailable)
+    }
+
+    @Test("a drain with nothing running ends run()")
+    func drain() throws {
+        let running = try Running()
+        defer { running.finish() }
+        running.server.drain()
+        #expect(running.waitForEnd())
+    }
+}
