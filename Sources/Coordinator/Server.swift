@@ -70,7 +70,8 @@ public final class CoordinatorServer: Sendable {
         self.tokenizer = tokenizer
         controllerFactory = controller
         guard let control = ServerControl() else {
-            throw .invalidSetting(name: "wake pipe", reason: "cannot create a pipe: \(String(cString: strerror(errno)))")
+            let reason = "cannot create a pipe: \(String(cString: strerror(errno)))"
+            throw .invalidSetting(name: "wake pipe", reason: reason)
         }
         self.control = control
     }

@@ -138,7 +138,8 @@ struct ServerLoop {
         }
         draining = true
         let grace = settings.drainGrace.components
-        let graceNanos = UInt64(max(0, grace.seconds)) * 1_000_000_000 + UInt64(max(0, grace.attoseconds)) / 1_000_000_000
+        let graceNanos = UInt64(max(0, grace.seconds)) * 1_000_000_000
+            + UInt64(max(0, grace.attoseconds)) / 1_000_000_000
         drainDeadline = now &+ graceNanos
         server.log("draining: new requests are refused; \(activeSessionCount) running sessions may finish")
     }

@@ -35,7 +35,7 @@ enum CoordinatorCommand: ParsableCommand {
             .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
             .value("curve-secret-key", "key", help: "Encrypt with CURVE using this secret key (workers and "
                 + "clients then need the public key, which is logged at start)."),
-            .flag("quiet", help: "Log only registrations and errors' causes, not every event."),
+            .flag("quiet", help: "Log only registrations (no per-request, failover or drop lines)."),
         ]
     )
 
@@ -101,7 +101,8 @@ enum ConfigPaths {
     /// A relative model path as given when it exists from the working directory, else from the config's folder.
     static func resolve(_ path: String, relativeTo configPath: String) -> String {
         guard !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return path }
-        let besideConfig = URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent(path).path
+        let folder = URL(fileURLWithPath: configPath).deletingLastPathComponent()
+        let besideConfig = folder.appendingPathComponent(path).path
         return FileManager.default.fileExists(atPath: besideConfig) ? besideConfig : path
     }
 }

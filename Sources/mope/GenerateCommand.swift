@@ -58,7 +58,9 @@ enum GenerateCommand: ParsableCommand {
         let deadline = Duration.milliseconds(Int64(timeout * 1000))
         let serverKey = arguments.value("curve-server-key")
         if arguments.options["concurrency"] != nil {
-            return await runLoad(request, endpoint: endpoint, serverKey: serverKey, timeout: deadline, count: concurrency)
+            return await runLoad(
+                request, endpoint: endpoint, serverKey: serverKey, timeout: deadline, count: concurrency
+            )
         }
         var trace: TraceWriter?
         if let path = arguments.value("trace") {

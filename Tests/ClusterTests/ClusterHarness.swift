@@ -143,8 +143,8 @@ final class TestCluster {
     /// Writes the config. `stepDeadlineMs` is short so that faults resolve quickly; the heartbeat interval is
     /// longer than a debug build's forward pass on a loaded machine (a worker cannot send while it computes).
     init(
-        experts: [TestExpert], stepDeadlineMs: Int = 1500, openDeadlineMs: Int = 5000, heartbeatMs: Int = 500, maxNewTokens: Int = 24,
-        topK: Int = 16, extraExperts: [TestExpert] = []
+        experts: [TestExpert], stepDeadlineMs: Int = 1500, openDeadlineMs: Int = 5000, heartbeatMs: Int = 500,
+        maxNewTokens: Int = 24, topK: Int = 16, extraExperts: [TestExpert] = []
     ) throws {
         mope = try mopeBinary()
         self.experts = experts

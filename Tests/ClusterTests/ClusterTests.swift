@@ -47,7 +47,8 @@ struct ClusterTests {
             #expect(abs(event.experts[1].weight - 0.25) < 1e-6)
             let candidates = event.experts.map { expert in
                 let listed = expert.logProbs.reduce(Float(0)) { $0 + exp($1) }
-                return Optional(TopKCandidates(ids: expert.ids, logProbs: expert.logProbs, tailMass: max(0, 1 - listed)))
+                let tail = max(0, 1 - listed)
+                return Optional(TopKCandidates(ids: expert.ids, logProbs: expert.logProbs, tailMass: tail))
             }
             let merged = merger.merge(candidates, weights: event.experts.map(\.weight), mode: .probability)
             #expect(merged.ids.first == event.token, "step \(event.step)")
@@ -99,7 +100,7 @@ struct ClusterTests {
         try cluster.start()
         let clean = try cluster.generate(Self.prompt, preference: "concise, friendly").done
         let victim = try #require(cluster.workerPIDs["friendly"])
-        let stopped = try cluster.generate(Self.prompt, preference: "concise, friendly", timeout: .seconds(60)) { event in
+        let stopped = try cluster.generate(Self.prompt, preference: "concise, friendly") { event in
             if event.step == 2 { cluster.group.signal(victim, SIGSTOP) }
         }.done
         #expect(stopped.lostExperts == ["friendly"])

@@ -1,10 +1,9 @@
+import Coordinator
 import Dispatch
 import Foundation
 import Testing
 import Wire
 import ZeroMQ
-
-@testable import Coordinator
 
 /// The coordinator's shell in this process, against hand-driven worker and client sockets (no model runs).
 @Suite(.serialized)
