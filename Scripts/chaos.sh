@@ -4,7 +4,8 @@
 # (SIGSTOP for a few seconds, then SIGCONT) or drained (SIGTERM, restarted once they exit).
 #
 #   Scripts/chaos.sh [--seconds N] [--config FILE] [--concurrency C] [--seed S] [--timeout T]
-#                    [--max-tokens M] [--replicas R] [--heartbeat-ms H] [--release] [--no-build] [--keep]
+#                    [--max-tokens M] [--replicas R] [--heartbeat-ms H] [--freeze-coordinator]
+#                    [--release] [--no-build] [--keep]
 #
 #   --seconds N      how long faults are injected and requests started (default 60)
 #   --config FILE    a cluster config (default: a generated one over Tests/Fixtures/tiny-{a,b,c}.gguf with
@@ -18,6 +19,7 @@
 #                    open deadline 10 H). A worker silent for 3 H is taken for dead, and a worker cannot send
 #                    while it computes: on a machine loaded far beyond its cores, short intervals make live
 #                    workers look dead (the run still passes, with more degraded answers and refusals)
+#   --freeze-coordinator  also draw a fourth fault: SIGSTOP the coordinator for 1–3 s, then SIGCONT
 #   --release        build and run the release binary (default: debug)
 #   --no-build       use the binary already built
 #   --keep           keep the logs (their folder is printed)
@@ -33,8 +35,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SECONDS_TOTAL=60 CONFIG="" CONCURRENCY=4 SEED=1 TIMEOUT=60 MAX_TOKENS=16 REPLICAS=2 HEARTBEAT=1000 MODE=debug
-BUILD=1 KEEP=0
-usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+BUILD=1 KEEP=0 FREEZE_COORDINATOR=0
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) SECONDS_TOTAL=$2; shift 2 ;;
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
         --max-tokens) MAX_TOKENS=$2; shift 2 ;;
         --replicas) REPLICAS=$2; shift 2 ;;
         --heartbeat-ms) HEARTBEAT=$2; shift 2 ;;
+        --freeze-coordinator) FREEZE_COORDINATOR=1; shift ;;
         --release) MODE=release; shift ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
@@ -118,7 +121,8 @@ if [ -z "$CONFIG" ]; then
 }
 JSON
 fi
-mapfile -t EXPERTS < <(python3 -c 'import json, sys; [print(e["name"]) for e in json.load(open(sys.argv[1]))["experts"]]' "$CONFIG")
+mapfile -t EXPERTS < <(python3 -c \
+    'import json, sys; [print(e["name"]) for e in json.load(open(sys.argv[1]))["experts"]]' "$CONFIG")
 [ "${#EXPERTS[@]}" -gt 0 ] || { echo "chaos: no experts in $CONFIG" >&2; exit 2; }
 WORKERS=()
 for expert in "${EXPERTS[@]}"; do
@@ -152,7 +156,9 @@ wait_registered() {  # ID TIMES SECONDS
 start_coordinator
 for id in "${WORKERS[@]}"; do start_worker "$id"; done
 for id in "${WORKERS[@]}"; do
-    wait_registered "$id" 1 180 || { echo "chaos: worker $id did not register" >&2; tail -20 "$work"/*.log >&2; exit 1; }
+    if ! wait_registered "$id" 1 180; then
+        echo "chaos: worker $id did not register" >&2; tail -20 "$work"/*.log >&2; exit 1
+    fi
 done
 log "cluster up: coordinator + ${#WORKERS[@]} workers (${#EXPERTS[@]} experts × $REPLICAS), $MODE build, $ENDPOINT"
 
@@ -201,7 +207,7 @@ done
 
 # The faults, on a seeded schedule. A worker is faulted only while it is up; recoveries run in the background.
 RANDOM=$SEED
-declare -A FAULTS=([kill]=0 [stop]=0 [term]=0)
+declare -A FAULTS=([kill]=0 [stop]=0 [term]=0 [freeze]=0)
 UNEXPECTED=()
 recoveries=()
 : >"$work/faults.log"
@@ -222,6 +228,15 @@ while [ "$(date +%s)" -lt "$END" ]; do
         candidates+=("$id")
     done
     [ "${#candidates[@]}" -gt 0 ] || continue
+    if [ "$FREEZE_COORDINATOR" = 1 ] && [ $(( RANDOM % 4 )) = 0 ]; then
+        FAULTS[freeze]=$((FAULTS[freeze] + 1))
+        pause=$(( 1 + RANDOM % 3 ))
+        log "SIGSTOP the coordinator (pid $COORDINATOR) for $pause s" | tee -a "$work/faults.log"
+        kill -STOP "$COORDINATOR"
+        sleep "$pause"
+        kill -CONT "$COORDINATOR"
+        continue
+    fi
     victim=${candidates[$(( RANDOM % ${#candidates[@]} ))]}
     pid=$(cat "$work/state/$victim.pid")
     pause=$(( 2 + RANDOM % 4 ))
@@ -290,7 +305,9 @@ for rc_file in "$work"/req/*.rc; do
                 LOST[$lost]=$(( ${LOST[$lost]:-0} + 1 ))
             elif ! cmp -s "$work/req/$name.out" "$work/ref/$p.$q.out"; then
                 wrong=$((wrong + 1))
-                problems+=("WRONG TEXT $what${moved:+, $moved failover(s)}: got '$(head -c 200 "$work/req/$name.out" | tr '\n' ' ')', expected '$(head -c 200 "$work/ref/$p.$q.out" | tr '\n' ' ')'")
+                got=$(head -c 200 "$work/req/$name.out" | tr '\n' ' ')
+                expected=$(head -c 200 "$work/ref/$p.$q.out" | tr '\n' ' ')
+                problems+=("WRONG TEXT $what${moved:+, $moved failover(s)}: got '$got', expected '$expected'")
             fi
             ;;
         1)
@@ -323,8 +340,10 @@ fi
 
 echo
 echo "== chaos summary (seed $SEED, $SECONDS_TOTAL s, concurrency $CONCURRENCY, timeout $TIMEOUT s, $MAX_TOKENS tokens)"
-echo "faults injected: ${FAULTS[kill]} kill -9, ${FAULTS[stop]} SIGSTOP/SIGCONT, ${FAULTS[term]} SIGTERM (drain + restart)"
-echo "requests: $total; completed $completed ($((completed - degraded)) exact, $degraded degraded); typed errors $errors; hung $hangs; client crashes $crashes"
+echo "faults injected: ${FAULTS[kill]} kill -9, ${FAULTS[stop]} SIGSTOP/SIGCONT, ${FAULTS[term]} SIGTERM" \
+    "(drain + restart), ${FAULTS[freeze]} coordinator SIGSTOP/SIGCONT"
+echo "requests: $total; completed $completed ($((completed - degraded)) exact, $degraded degraded);" \
+    "typed errors $errors; hung $hangs; client crashes $crashes"
 echo "failovers: $failovers in $failed_over requests"
 for key in "${!LOST[@]}"; do echo "  degraded, lost $key: ${LOST[$key]}"; done
 for key in "${!ERRORS[@]}"; do echo "  error ×${ERRORS[$key]}: $key"; done

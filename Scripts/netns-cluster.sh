@@ -61,7 +61,10 @@ cleanup() {
     trap - EXIT INT TERM
     # Every process in these namespaces is one this script started.
     for ns in "${made[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -CONT "$pid" 2>/dev/null || true; kill -KILL "$pid" 2>/dev/null || true; done
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+        done
     done
     for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     if [ "$KEEP" = 1 ]; then echo "netns-cluster: logs kept in $work" >&2; else rm -rf "$work"; fi
@@ -85,7 +88,8 @@ for ns in "${HOSTS[@]}"; do
     ip -n "$ns" link set lo up
     index=$((index + 1))
 done
-echo "network: coordinator ${ADDRESS[$NS_C]} ($NS_C), workers ${ADDRESS[$NS_W1]} ($NS_W1) and ${ADDRESS[$NS_W2]} ($NS_W2), client ${ADDRESS[$NS_CL]} ($NS_CL), bridged in $NS_BRIDGE"
+echo "network: coordinator ${ADDRESS[$NS_C]} ($NS_C), workers ${ADDRESS[$NS_W1]} ($NS_W1) and" \
+    "${ADDRESS[$NS_W2]} ($NS_W2), client ${ADDRESS[$NS_CL]} ($NS_CL), bridged in $NS_BRIDGE"
 
 cat >"$work/cluster.json" <<JSON
 {
@@ -139,7 +143,9 @@ phase() {  # NAME SECONDS
             if grep -q "degraded" "$err"; then
                 echo "  $1 request $n was degraded: $(grep degraded "$err")"; failures=$((failures + 1))
             fi
-            if [ "$n" -lt 3 ]; then echo "  [$1] ${PROMPTS[$((n % ${#PROMPTS[@]}))]} → $(head -c 80 "$out" | tr '\n' ' ')"; fi
+            if [ "$n" -lt 3 ]; then
+                echo "  [$1] ${PROMPTS[$((n % ${#PROMPTS[@]}))]} → $(head -c 80 "$out" | tr '\n' ' ')"
+            fi
         else
             echo "  $1 request $n failed: $(tail -1 "$err")"; failures=$((failures + 1))
         fi
