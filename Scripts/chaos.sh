@@ -86,6 +86,7 @@ trap 'exit 130' INT TERM
 # One process group for the whole cluster: a sleeping leader keeps it alive; every process joins it.
 python3 -c 'import os; os.setpgid(0, 0); os.execvp("sleep", ["sleep", "86400"])' &
 PGID=$!
+disown "$PGID"  # Killed at the end on purpose: no job notice.
 sleep 0.2
 # Replaces the calling (sub)shell with a command in the cluster's process group: call it only in a subshell or
 # as a background job, where `$!` is then the command's pid.
