@@ -3,13 +3,19 @@
 # hosts and a client each get a namespace of their own, joined by veth pairs to a bridge that lives in a fifth
 # namespace. Traffic goes over tcp between the namespaces' own addresses (10.213.0.0/24, which exist only
 # inside these namespaces), as it would between machines. Optionally (when `tc` and netem work) every host
-# gets 2 ms of added latency on its link, and the per-token latency is reported with and without it.
+# gets 2 ms of added latency on its link, and the per-token latency is reported with and without it. Last,
+# worker host 2 is cut off the network in the middle of an answer for longer than 3 heartbeat intervals (a
+# partition): the answer must complete (its concise expert moved to host 1's replica; knowledgeable, which
+# only host 2 serves, lost) and, once the link is back and the workers have registered again, the next
+# answer must equal the one given before the partition.
 #
-#   Scripts/netns-cluster.sh [--seconds N] [--delay-ms D] [--max-tokens M] [--release] [--no-build] [--keep]
+#   Scripts/netns-cluster.sh [--seconds N] [--delay-ms D] [--max-tokens M] [--partition-seconds P]
+#                            [--release] [--no-build] [--keep]
 #
 #   --seconds N     how long requests run, half without and half with the delay (default 30)
 #   --delay-ms D    the netem delay added on each host's link (default 2; 0 skips that phase)
 #   --max-tokens M  tokens per answer (default 32)
+#   --partition-seconds P  how long host 2's link is down (default 8; 0 skips the partition)
 #   --release       build and run the release binary (default: debug)
 #   --no-build      use the binary already built
 #   --keep          keep the logs (their folder is printed)
@@ -19,13 +25,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN_SECONDS=30 DELAY_MS=2 MAX_TOKENS=32 MODE=debug BUILD=1 KEEP=0
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+RUN_SECONDS=30 DELAY_MS=2 MAX_TOKENS=32 PARTITION=8 MODE=debug BUILD=1 KEEP=0
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) RUN_SECONDS=$2; shift 2 ;;
         --delay-ms) DELAY_MS=$2; shift 2 ;;
         --max-tokens) MAX_TOKENS=$2; shift 2 ;;
+        --partition-seconds) PARTITION=$2; shift 2 ;;
         --release) MODE=release; shift ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
@@ -33,7 +40,7 @@ while [ $# -gt 0 ]; do
         *) echo "netns-cluster: unknown option $1" >&2; usage ;;
     esac
 done
-for value in "$RUN_SECONDS" "$DELAY_MS" "$MAX_TOKENS"; do
+for value in "$RUN_SECONDS" "$DELAY_MS" "$MAX_TOKENS" "$PARTITION"; do
     [[ $value =~ ^[0-9]+$ ]] || { echo "netns-cluster: expected a whole number, got '$value'" >&2; exit 2; }
 done
 
@@ -108,11 +115,14 @@ JSON
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 in_ns "$NS_C" "$MOPE" coordinator --config "$work/cluster.json" --endpoint "$ENDPOINT" >"$work/coordinator.log" 2>&1 &
-# Worker host 1 serves concise and friendly, worker host 2 knowledgeable and a second concise.
-declare -A PLACEMENT=([concise-1]=$NS_W1 [friendly-1]=$NS_W1 [knowledgeable-1]=$NS_W2 [concise-2]=$NS_W2)
+disown $!  # Killed on exit on purpose (as every process in the namespaces): no job notice.
+# Worker host 1 serves friendly and concise-2; host 2 serves knowledgeable and concise-1, the replica an idle
+# cluster picks first (lowest id), so that the partition moves concise to host 1.
+declare -A PLACEMENT=([concise-2]=$NS_W1 [friendly-1]=$NS_W1 [knowledgeable-1]=$NS_W2 [concise-1]=$NS_W2)
 for id in "${!PLACEMENT[@]}"; do
     in_ns "${PLACEMENT[$id]}" "$MOPE" worker --config "$work/cluster.json" --expert "${id%-*}" --id "$id" \
         --coordinator "$ENDPOINT" --threads 1 >"$work/worker-$id.log" 2>&1 &
+    disown $!
 done
 end=$(( $(date +%s) + 180 ))
 for id in "${!PLACEMENT[@]}"; do
@@ -174,14 +184,67 @@ if [ "$DELAY_MS" -gt 0 ]; then
         read -r delay_n delay_ms <"$work/delayed.result"
         echo "  $delay_n requests, mean $delay_ms ms per token"
         delayed="$delay_ms ms per token over $delay_n requests"
+        for ns in "${HOSTS[@]}"; do ip netns exec "$ns" tc qdisc del dev eth0 root 2>/dev/null || true; done
     else
         echo "phase 2 skipped: tc netem unavailable ($(head -1 "$work/tc.err"))"
     fi
+fi
+
+# The partition: host 2 (knowledgeable-1, concise-1) is cut off mid-answer for longer than 3 heartbeats.
+partitioned="skipped"
+if [ "$PARTITION" -gt 0 ]; then
+    long=150 prompt="Tell me about cats."
+    ask() {  # NAME: one long answer from the client namespace; NAME.out, NAME.err, NAME.rc
+        local rc=0
+        in_ns "$NS_CL" "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$long" \
+            --timeout 180 "$prompt" >"$work/$1.out" 2>"$work/$1.err" || rc=$?
+        echo "$rc" >"$work/$1.rc"
+    }
+    registered() { grep -c "^\[coordinator\] registered worker $1 expert " "$work/coordinator.log" || true; }
+    echo "phase 3: host 2 ($NS_W2) cut off for $PARTITION s in the middle of a $long-token answer"
+    ask before
+    before=$(registered knowledgeable-1)
+    ask cut &
+    client=$!
+    sleep 1
+    ip -n "$NS_W2" link set eth0 down
+    sleep "$PARTITION"
+    ip -n "$NS_W2" link set eth0 up
+    wait "$client" || true
+    if [ "$(cat "$work/before.rc")" != 0 ]; then
+        partitioned="FAILED: the answer before the partition failed: $(tail -1 "$work/before.err")"
+    elif [ "$(cat "$work/cut.rc")" != 0 ]; then
+        partitioned="FAILED: the answer during the partition failed: $(tail -1 "$work/cut.err")"
+    else
+        lost=$(sed -n 's/^degraded: lost expert //p' "$work/cut.err" | paste -sd, -)
+        moved=$(sed -n 's/^failovers: \([0-9]*\).*/\1/p' "$work/cut.err")
+        partitioned="answer during the partition completed: lost ${lost:-no expert}, ${moved:-0} failovers"
+        if [ -z "$lost" ] && ! cmp -s "$work/cut.out" "$work/before.out"; then
+            partitioned="FAILED: $partitioned, but its text differs from the answer before"
+        fi
+        end=$(( $(date +%s) + 60 ))
+        until [ "$(registered knowledgeable-1)" -gt "$before" ] || [ "$(date +%s)" -ge "$end" ]; do sleep 0.2; done
+        if [ "$(registered knowledgeable-1)" -le "$before" ]; then
+            partitioned="FAILED: $partitioned; knowledgeable-1 did not register again within 60 s of the link's return"
+        else
+            ask after
+            if [ "$(cat "$work/after.rc")" != 0 ] || grep -q degraded "$work/after.err" \
+                || ! cmp -s "$work/after.out" "$work/before.out"; then
+                partitioned="FAILED: $partitioned; after the link came back the answer differs:"
+                partitioned+=" $(tail -2 "$work/after.err" | tr '\n' ' ')"
+            else
+                partitioned="$partitioned; after the link came back host 2 registered again and the answer is exact"
+            fi
+        fi
+    fi
+    echo "  $partitioned"
+    case $partitioned in FAILED*) failures=$((failures + 1)) ;; esac
 fi
 
 echo
 echo "== netns cluster summary ($MODE build, $MAX_TOKENS tokens, preference \"$PREFERENCE\")"
 echo "no added latency: $plain_ms ms per token over $plain_n requests"
 echo "netem ${DELAY_MS} ms per link: $delayed"
+echo "partition of host 2 for $PARTITION s: $partitioned"
 if [ "$failures" -gt 0 ]; then echo "FAILED: $failures requests failed or were degraded"; KEEP=1; exit 1; fi
 echo "PASSED"
