@@ -81,5 +81,5 @@ awk -v t="$tokens" -v w="$wall" -v c="$compute" 'BEGIN {
 echo
 for n in 1 8 32; do
     "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$LOAD_TOKENS" \
-        --concurrency "$n" --timeout 900 "$PROMPT" 2>&1 | sed "s/^/concurrency $n: /"
+        --concurrency "$n" --timeout 3600 "$PROMPT" 2>&1 | sed "s/^/concurrency $n: /"
 done
