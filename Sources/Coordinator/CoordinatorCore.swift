@@ -227,15 +227,7 @@ public struct CoordinatorCore: Sendable {
             switch directive {
             case let .send(worker, message):
                 out.append(.sendToWorker(worker, message))
-                membership.onSent(to: worker, now: now)
-                switch message {
-                case .open, .replay:
-                    membership.expectReply(from: worker, by: now &+ UInt64(config.openDeadlineMs) * 1_000_000)
-                case .step:
-                    membership.expectReply(from: worker, by: now &+ UInt64(config.stepDeadlineMs) * 1_000_000)
-                default:
-                    break
-                }
+                membership.onSent(message, to: worker, now: now, config: config)
             case let .emitToken(event):
                 out.append(.sendToClient(client, .token(event)))
             case let .finish(done):

@@ -172,6 +172,20 @@ public struct Membership: Sendable {
         workers[worker]!.busyUntil = max(workers[worker]!.busyUntil, deadline)
     }
 
+    /// The coordinator sent `message` to a worker: a heartbeat to it, and for a request (`open`, `replay`,
+    /// `step`) a reply expected by the matching deadline of `config`.
+    public mutating func onSent(_ message: Message, to worker: WorkerID, now: UInt64, config: ClusterConfig) {
+        onSent(to: worker, now: now)
+        switch message {
+        case .open, .replay:
+            expectReply(from: worker, by: now &+ UInt64(config.openDeadlineMs) &* 1_000_000)
+        case .step:
+            expectReply(from: worker, by: now &+ UInt64(config.stepDeadlineMs) &* 1_000_000)
+        default:
+            break
+        }
+    }
+
     /// A worker said goodbye: it drains.
     public mutating func onGoodbye(from worker: WorkerID, now: UInt64) {
         guard workers[worker] != nil else { return }

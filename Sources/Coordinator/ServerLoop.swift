@@ -262,6 +262,8 @@ struct ServerLoop {
             workerIdentity[hello.workerID] = identity
             workerByIdentity[identity] = hello.workerID
             if replaced != nil { sessionsRestart(on: hello.workerID, now: now) }
+            // A fresh registration holds nothing of any session: sessions that saw this id fail may use it again.
+            for id in sessions.keys { sessions[id]!.onWorkerRegistered(hello.workerID) }
             if send(identity, .welcome(welcome)) { membership.onSent(to: hello.workerID, now: now) }
             if replaced == nil {
                 writeStandardError(CoordinatorServer.registeredLogPrefix + "\(hello.workerID) expert \(hello.expert)\n")
@@ -480,7 +482,7 @@ struct ServerLoop {
     private mutating func sendToWorker(_ worker: WorkerID, _ message: Message, now: UInt64) {
         guard let identity = workerIdentity[worker] else { return }
         switch trySend(identity, message) {
-        case .sent: membership.onSent(to: worker, now: now)
+        case .sent: membership.onSent(message, to: worker, now: now, config: config)
         case .unreachable: pendingDead.append(worker)
         case .dropped: break
         }
