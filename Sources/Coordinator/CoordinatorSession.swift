@@ -1,0 +1,476 @@
+import Preference
+import Wire
+
+// MARK: - Inputs and directives
+
+/// One expert taking part in a session.
+public struct SessionExpert: Sendable, Equatable {
+    /// The expert's name (workers of the same expert are replicas).
+    public var name: String
+    /// The dimension it serves, if any (for the preference controller).
+    public var dimension: PreferenceDimension?
+
+    /// Creates a session expert.
+    public init(name: String, dimension: PreferenceDimension?) {
+        self.name = name
+        self.dimension = dimension
+    }
+}
+
+/// The settings a session runs with (from the cluster config and the registered workers).
+public struct SessionSettings: Sendable, Equatable {
+    /// Candidates per expert per step.
+    public var topK: UInt16
+    /// How long to wait for a `dist` after a `step`.
+    public var stepDeadlineMs: UInt32
+    /// How long to wait for a `dist` after an `open` or a `replay`.
+    public var openDeadlineMs: UInt32
+    /// Tokens to generate when the request says 0.
+    public var defaultMaxNewTokens: UInt32
+    /// The cluster's vocabulary size.
+    public var vocabSize: Int
+    /// Token ids that end the generation: the union of every expert's EOS ids.
+    public var eosTokenIDs: Set<UInt32>
+
+    /// Creates settings.
+    public init(
+        topK: UInt16 = 64, stepDeadlineMs: UInt32 = 5000, openDeadlineMs: UInt32 = 30000,
+        defaultMaxNewTokens: UInt32 = 256, vocabSize: Int, eosTokenIDs: Set<UInt32>
+    ) {
+        self.topK = topK
+        self.stepDeadlineMs = stepDeadlineMs
+        self.openDeadlineMs = openDeadlineMs
+        self.defaultMaxNewTokens = defaultMaxNewTokens
+        self.vocabSize = vocabSize
+        self.eosTokenIDs = eosTokenIDs
+    }
+
+    /// Settings from a config, the cluster's vocabulary size and the EOS ids of its workers.
+    public init(config: ClusterConfig, vocabSize: Int, eosTokenIDs: Set<UInt32>) {
+        self.init(
+            topK: config.topK, stepDeadlineMs: config.stepDeadlineMs, openDeadlineMs: config.openDeadlineMs,
+            defaultMaxNewTokens: config.maxNewTokens, vocabSize: vocabSize, eosTokenIDs: eosTokenIDs
+        )
+    }
+}
+
+/// What a session asks its shell to do.
+public enum SessionDirective: Sendable, Equatable {
+    /// Send a message to a worker.
+    case send(WorkerID, Message)
+    /// Stream a token to the client.
+    case emitToken(TokenEvent)
+    /// The generation ended: send `done` to the client.
+    case finish(Done)
+    /// The generation failed: send `error` to the client (`session` is the client's request id).
+    case fail(ErrorReply)
+}
+
+/// Picks a worker of an expert for a session, not one of `excluding`; nil when none is available.
+/// The coordinator passes `Membership.chooseReplica`.
+public typealias ReplicaChooser = (_ expert: String, _ excluding: Set<WorkerID>) -> WorkerID?
+
+// MARK: - Session
+
+/// One generation request on the coordinator, as a pure state machine.
+///
+/// States: `opening` (waiting for every expert's step-0 `dist`) → `running` (one step at a time) → `finishing`
+/// (the outcome is sent; late replies are swallowed until a grace deadline) → `closed`.
+///
+/// At each step the session waits for a `dist` from every expert still present, each with a deadline. When all
+/// are in, it asks the controller for weights, merges (`Merger`), samples (`TokenSampler`), checks the end
+/// conditions and sends `step n+1` with the chosen token to every worker.
+///
+/// Failures:
+/// - `error desync` / `error unknownSession`: `replay` (request + every chosen token) to the same worker; a second
+///   one within the same step counts as a failure of that worker.
+/// - a missed deadline, `error capacity` / `draining` / `internal`, a malformed `dist`, or the worker declared dead:
+///   the worker is abandoned for this session (sent `close` unless dead) and the expert moves to a replica by
+///   `replay`; with no replica left, the expert is dropped, recorded in `lostExperts`, and the weights are
+///   renormalised over the experts left.
+/// - `error badRequest`, or `error contextFull` on `open`/`replay`: the expert is dropped (its replicas share the
+///   model). `error contextFull` on a `step` ends the generation with `FinishReason.contextFull`.
+/// - every expert lost: the request fails (`contextFull` / `badRequest` when every expert said so, else
+///   `unavailable`).
+///
+/// End conditions, after each chosen token: an EOS id (the union over experts; the EOS token is neither
+/// counted nor shown), a stop string (`StopMatcher`; excluded from the text), `maxNewTokens`. On the end every
+/// worker holding the session is sent `close`.
+///
+/// Streaming: every generated token is sent as a `TokenEvent` whose text is what the `StopMatcher` releases; text
+/// held back as a possible stop string is added to the last event when the end is known at that token (max
+/// tokens); after an EOS it only appears in `Done.text`, which is always the whole text.
+public struct CoordinatorSession: Sendable {
+    /// The session's lifecycle.
+    public enum State: Sendable, Equatable {
+        /// Waiting for the step-0 distributions.
+        case opening
+        /// Generating.
+        case running
+        /// The outcome was sent; late replies are ignored until the grace deadline.
+        case finishing
+        /// Nothing left to do; the shell may forget the session.
+        case closed
+    }
+
+    private enum SlotStatus: Sendable, Equatable {
+        case waiting(Deadline, isStep: Bool)
+        case ready
+        case lost
+    }
+
+    private struct Slot: Sendable {
+        var expert: SessionExpert
+        var worker: WorkerID?
+        var status: SlotStatus
+        var candidates: TopKCandidates?
+        var abandoned: Set<WorkerID> = []
+        var replaysThisStep = 0
+        var lostBecause: ErrorCode?
+    }
+
+    /// The session id used with the workers.
+    public let id: SessionID
+    /// The client's request.
+    public let request: Generate
+    /// The parsed preference.
+    public let preference: PreferenceSpec
+    /// The settings.
+    public let settings: SessionSettings
+    /// The most tokens this session generates.
+    public let maxNewTokens: UInt32
+    /// The current state.
+    public private(set) var state: State = .opening
+    /// The step whose distributions are being gathered.
+    public private(set) var step: UInt32 = 0
+    /// The tokens chosen so far (without an ending EOS).
+    public private(set) var tokens: [UInt32] = []
+    /// The text released so far.
+    public private(set) var text = ""
+    /// Experts dropped from the mixture, in the order they were lost.
+    public private(set) var lostExperts: [String] = []
+    /// How many times an expert moved to a replica.
+    public private(set) var failovers: UInt32 = 0
+
+    private var slots: [Slot]
+    private let descriptors: [ExpertDescriptor]
+    private let promptTokens: [UInt32]
+    private let startedAt: UInt64
+    private var controller: any PreferenceController
+    private var decoder: any TokenTextDecoder
+    private var sampler: TokenSampler
+    private var merger: Merger
+    private var matcher: StopMatcher
+    private var lingerUntil: Deadline?
+    private var deadWorkers: Set<WorkerID> = []
+
+    /// Creates a session; `start` sends the `open`s.
+    ///
+    /// - Parameters:
+    ///   - promptTokens: the user prompt's token ids for the controller (may be empty).
+    ///   - now: the request's arrival (nanoseconds), for `Done.elapsedMicros`.
+    public init(
+        id: SessionID, request: Generate, preference: PreferenceSpec, experts: [SessionExpert],
+        settings: SessionSettings, controller: any PreferenceController, decoder: any TokenTextDecoder,
+        promptTokens: [UInt32] = [], now: UInt64
+    ) {
+        self.id = id
+        self.request = request
+        self.preference = preference
+        self.settings = settings
+        maxNewTokens = request.maxNewTokens > 0 ? request.maxNewTokens : settings.defaultMaxNewTokens
+        slots = experts.map { Slot(expert: $0, worker: nil, status: .lost) }
+        descriptors = experts.map { ExpertDescriptor(name: $0.name, dimension: $0.dimension) }
+        self.promptTokens = promptTokens
+        startedAt = now
+        self.controller = controller
+        self.decoder = decoder
+        sampler = TokenSampler(parameters: request.sampling)
+        merger = Merger(vocabSize: settings.vocabSize)
+        matcher = StopMatcher(stops: request.stop)
+    }
+
+    // MARK: Queries
+
+    /// The workers currently holding this session (the coordinator counts them as load).
+    public var assignedWorkers: [WorkerID] {
+        guard state == .opening || state == .running else { return [] }
+        return slots.compactMap { $0.status == .lost ? nil : $0.worker }
+    }
+
+    /// The worker currently serving each expert (nil when lost), aligned with the experts.
+    public var expertWorkers: [WorkerID?] { slots.map { $0.status == .lost ? nil : $0.worker } }
+
+    /// The earliest deadline the shell must call `onTick` at; nil only when closed.
+    public var nextDeadline: Deadline? {
+        if state == .finishing { return lingerUntil }
+        var earliest: Deadline?
+        for slot in slots {
+            if case let .waiting(deadline, _) = slot.status, deadline < (earliest ?? Deadline(nanoseconds: .max)) {
+                earliest = deadline
+            }
+        }
+        return earliest
+    }
+
+    // MARK: Events
+
+    /// Places every expert on a worker and sends the `open`s.
+    public mutating func start(now: UInt64, chooseReplica: ReplicaChooser) -> [SessionDirective] {
+        var directives: [SessionDirective] = []
+        let open = Message.open(Open(
+            session: id, request: expertRequest, topK: settings.topK, maxNewTokens: maxNewTokens
+        ))
+        for index in slots.indices {
+            if let worker = chooseReplica(slots[index].expert.name, []) {
+                slots[index].worker = worker
+                slots[index].status = .waiting(.after(milliseconds: settings.openDeadlineMs, from: now), isStep: false)
+                directives.append(.send(worker, open))
+            } else {
+                markLost(index, because: .unavailable)
+            }
+        }
+        directives += advanceIfComplete(now: now)
+        return directives
+    }
+
+    /// A `dist` arrived from a worker. Stale, duplicate or foreign ones are ignored.
+    public mutating func onDist(
+        _ dist: Dist, from worker: WorkerID, now: UInt64, chooseReplica: ReplicaChooser
+    ) -> [SessionDirective] {
+        guard state == .opening || state == .running, dist.session == id, dist.step == step,
+            let index = slotIndex(of: worker), case .waiting = slots[index].status
+        else { return [] }
+        guard dist.ids.count == dist.logProbs.count, !dist.ids.isEmpty,
+            dist.ids.allSatisfy({ Int($0) < settings.vocabSize })
+        else {
+            var directives = failover(index, now: now, chooseReplica: chooseReplica, because: .internal)
+            directives += advanceIfComplete(now: now)
+            return directives
+        }
+        slots[index].candidates = TopKCandidates(ids: dist.ids, logProbs: dist.logProbs, tailMass: dist.tailMass)
+        slots[index].status = .ready
+        return advanceIfComplete(now: now)
+    }
+
+    /// An `error` arrived from a worker for this session.
+    public mutating func onError(
+        _ error: ErrorReply, from worker: WorkerID, now: UInt64, chooseReplica: ReplicaChooser
+    ) -> [SessionDirective] {
+        guard state == .opening || state == .running, error.session == id,
+            let index = slotIndex(of: worker), case let .waiting(_, isStep) = slots[index].status
+        else { return [] }
+        var directives: [SessionDirective] = []
+        switch error.code {
+        case .desync, .unknownSession:
+            if slots[index].replaysThisStep < 2 {
+                slots[index].replaysThisStep += 1
+                directives.append(.send(worker, replayMessage()))
+                slots[index].status = .waiting(.after(milliseconds: settings.openDeadlineMs, from: now), isStep: false)
+                return directives
+            }
+            directives += failover(index, now: now, chooseReplica: chooseReplica, because: error.code)
+        case .contextFull where isStep:
+            return finish(.contextFull, now: now)
+        case .contextFull, .badRequest:
+            markLost(index, because: error.code)
+        case .capacity, .draining, .internal, .unavailable, .timeout:
+            directives += failover(index, now: now, chooseReplica: chooseReplica, because: error.code)
+        }
+        directives += advanceIfComplete(now: now)
+        return directives
+    }
+
+    /// Time passed: experts whose deadline passed move to a replica (or are dropped); a finishing session closes
+    /// after its grace deadline.
+    public mutating func onTick(now: UInt64, chooseReplica: ReplicaChooser) -> [SessionDirective] {
+        if state == .finishing {
+            if let lingerUntil, lingerUntil.hasPassed(now: now) { state = .closed }
+            return []
+        }
+        guard state == .opening || state == .running else { return [] }
+        var directives: [SessionDirective] = []
+        for index in slots.indices {
+            if case let .waiting(deadline, _) = slots[index].status, deadline.hasPassed(now: now) {
+                directives += failover(index, now: now, chooseReplica: chooseReplica, because: .timeout)
+            }
+        }
+        directives += advanceIfComplete(now: now)
+        return directives
+    }
+
+    /// Membership declared a worker dead: its part of the session moves to a replica (or is dropped).
+    public mutating func onWorkerDead(
+        _ worker: WorkerID, now: UInt64, chooseReplica: ReplicaChooser
+    ) -> [SessionDirective] {
+        deadWorkers.insert(worker)
+        guard state == .opening || state == .running, let index = slotIndex(of: worker) else { return [] }
+        var directives = failover(index, now: now, chooseReplica: chooseReplica, because: .unavailable)
+        directives += advanceIfComplete(now: now)
+        return directives
+    }
+
+    /// The client went away or the coordinator shuts down: close every worker's part without a reply.
+    public mutating func cancel(now: UInt64) -> [SessionDirective] {
+        guard state == .opening || state == .running else { return [] }
+        let directives = closeAll()
+        state = .closed
+        return directives
+    }
+
+    // MARK: Steps
+
+    private var expertRequest: Request { .chat([ChatTurn(role: "user", content: request.prompt)]) }
+
+    private func replayMessage() -> Message {
+        .replay(Replay(session: id, request: expertRequest, topK: settings.topK, maxNewTokens: maxNewTokens,
+                       tokens: tokens))
+    }
+
+    private func slotIndex(of worker: WorkerID) -> Int? {
+        slots.firstIndex { $0.worker == worker && $0.status != .lost }
+    }
+
+    private mutating func markLost(_ index: Int, because code: ErrorCode) {
+        slots[index].status = .lost
+        slots[index].candidates = nil
+        slots[index].lostBecause = code
+        slots[index].worker = nil
+        if !lostExperts.contains(slots[index].expert.name) { lostExperts.append(slots[index].expert.name) }
+    }
+
+    /// Abandons the slot's worker and moves the expert to a replica by replay, or drops it.
+    private mutating func failover(
+        _ index: Int, now: UInt64, chooseReplica: ReplicaChooser, because code: ErrorCode
+    ) -> [SessionDirective] {
+        var directives: [SessionDirective] = []
+        if let old = slots[index].worker {
+            slots[index].abandoned.insert(old)
+            if !deadWorkers.contains(old) { directives.append(.send(old, .close(Close(session: id)))) }
+        }
+        let excluded = slots[index].abandoned.union(deadWorkers)
+        if let replica = chooseReplica(slots[index].expert.name, excluded) {
+            slots[index].worker = replica
+            slots[index].replaysThisStep = 0
+            slots[index].status = .waiting(.after(milliseconds: settings.openDeadlineMs, from: now), isStep: false)
+            failovers += 1
+            directives.append(.send(replica, replayMessage()))
+        } else {
+            markLost(index, because: code)
+        }
+        return directives
+    }
+
+    /// When every present expert's distribution of this step is in: merge, sample, emit, and go on or end.
+    private mutating func advanceIfComplete(now: UInt64) -> [SessionDirective] {
+        guard state == .opening || state == .running else { return [] }
+        var present = 0
+        for slot in slots {
+            switch slot.status {
+            case .waiting: return []
+            case .ready: present += 1
+            case .lost: break
+            }
+        }
+        guard present > 0 else { return failAll(now: now) }
+        state = .running
+
+        let candidates = slots.map(\.candidates)
+        let context = ControllerContext(
+            promptTokens: promptTokens, generatedTokens: tokens, step: Int(step), candidates: candidates
+        )
+        let requested = controller.weights(preference: preference, experts: descriptors, context: context)
+        let merged = merger.merge(candidates, weights: requested, mode: request.merge)
+        guard let token = sampler.sample(merged) else { return failAll(now: now) }
+
+        if settings.eosTokenIDs.contains(token) {
+            return finish(.endOfSequence, now: now)
+        }
+        tokens.append(token)
+        var released = matcher.push(decoder.decode(token))
+        let ending: FinishReason?
+        if matcher.stopped {
+            ending = .stopString
+        } else if tokens.count >= Int(maxNewTokens) {
+            ending = .maxTokens
+            released += matcher.finish()
+        } else {
+            ending = nil
+        }
+        text += released
+        var directives: [SessionDirective] = [.emitToken(tokenEvent(token, text: released, merged: merged))]
+        if let ending { return directives + finish(ending, now: now) }
+
+        step += 1
+        let message = Message.step(Step(session: id, step: step, token: token))
+        for index in slots.indices where slots[index].status == .ready {
+            slots[index].status = .waiting(.after(milliseconds: settings.stepDeadlineMs, from: now), isStep: true)
+            slots[index].replaysThisStep = 0
+            if let worker = slots[index].worker { directives.append(.send(worker, message)) }
+        }
+        return directives
+    }
+
+    private func tokenEvent(_ token: UInt32, text: String, merged: MergedDistribution) -> TokenEvent {
+        var experts: [ExpertTrace] = []
+        if request.trace {
+            for (index, slot) in slots.enumerated() {
+                experts.append(ExpertTrace(
+                    expert: slot.expert.name,
+                    weight: index < merged.weights.count ? merged.weights[index] : 0,
+                    ids: slot.candidates?.ids ?? [],
+                    logProbs: slot.candidates?.logProbs ?? []
+                ))
+            }
+        }
+        return TokenEvent(request: request.request, step: step, token: token, text: text, experts: experts)
+    }
+
+    private mutating func closeAll() -> [SessionDirective] {
+        var directives: [SessionDirective] = []
+        for slot in slots where slot.status != .lost {
+            if let worker = slot.worker, !deadWorkers.contains(worker) {
+                directives.append(.send(worker, .close(Close(session: id))))
+            }
+        }
+        return directives
+    }
+
+    private mutating func enterFinishing(now: UInt64) -> [SessionDirective] {
+        let directives = closeAll()
+        state = .finishing
+        lingerUntil = .after(milliseconds: settings.stepDeadlineMs, from: now)
+        return directives
+    }
+
+    private mutating func finish(_ reason: FinishReason, now: UInt64) -> [SessionDirective] {
+        if reason != .stopString && reason != .maxTokens { text += matcher.finish() }
+        let done = Done(
+            request: request.request, finish: reason, tokens: UInt32(tokens.count), text: text,
+            lostExperts: lostExperts, failovers: failovers, elapsedMicros: (now &- startedAt) / 1000
+        )
+        return enterFinishing(now: now) + [.finish(done)]
+    }
+
+    private mutating func failAll(now: UInt64) -> [SessionDirective] {
+        let codes = Set(slots.compactMap(\.lostBecause))
+        let code: ErrorCode
+        let reason: String
+        if codes == [.contextFull] {
+            code = .contextFull
+            reason = "the prompt plus \(maxNewTokens) new tokens does not fit any expert's context; "
+                + "shorten the prompt or ask for fewer tokens"
+        } else if codes == [.badRequest] {
+            code = .badRequest
+            reason = "every expert refused the request as malformed"
+        } else {
+            code = .unavailable
+            let names = slots.map(\.expert.name).joined(separator: ", ")
+            reason = slots.isEmpty
+                ? "the cluster has no experts"
+                : "no worker could serve the experts (\(names)); check that workers are running"
+        }
+        let directives = enterFinishing(now: now)
+        return directives + [.fail(ErrorReply(session: request.request, code: code, text: reason))]
+    }
+}

@@ -1,0 +1,238 @@
+import Wire
+
+/// A worker's id in the cluster (also its ZeroMQ routing identity).
+public typealias WorkerID = String
+
+/// What the coordinator knows of one registered worker.
+public struct WorkerInfo: Sendable, Equatable {
+    /// Whether a worker takes new sessions.
+    public enum State: Sendable, Equatable {
+        /// Serving and taking new sessions.
+        case live
+        /// Finishing its sessions after `goodbye`; takes no new ones.
+        case draining
+    }
+
+    /// The worker's id.
+    public var id: WorkerID
+    /// The expert it serves.
+    public var expert: String
+    /// Its model's fingerprint.
+    public var modelFingerprint: String
+    /// Its vocabulary size.
+    public var vocabSize: UInt32
+    /// Its vocabulary hash.
+    public var vocabHash: UInt64
+    /// The token ids that end a generation for it.
+    public var eosTokenIDs: [UInt32]
+    /// The most tokens one of its sessions may hold.
+    public var contextLimit: UInt32
+    /// The most sessions it holds at once.
+    public var sessionCapacity: UInt32
+    /// When it was last heard from (nanoseconds).
+    public var lastSeen: UInt64
+    /// When the coordinator last sent it anything (nanoseconds).
+    public var lastSent: UInt64
+    /// Live or draining.
+    public var state: State
+    /// How many sessions the coordinator has placed on it.
+    public var load: Int
+
+    /// Creates the record of a worker from its `hello`.
+    public init(hello: Hello, now: UInt64) {
+        id = hello.workerID
+        expert = hello.expert
+        modelFingerprint = hello.modelFingerprint
+        vocabSize = hello.vocabSize
+        vocabHash = hello.vocabHash
+        eosTokenIDs = hello.eosTokenIDs
+        contextLimit = hello.contextLimit
+        sessionCapacity = hello.sessionCapacity
+        lastSeen = now
+        lastSent = now
+        state = .live
+        load = 0
+    }
+
+    /// True when it can take one more session.
+    public var acceptsSessions: Bool { state == .live && load < Int(sessionCapacity) }
+}
+
+/// The answer to a `hello`.
+public enum HelloOutcome: Sendable, Equatable {
+    /// Accepted: send `welcome`. `replaced` is set when a worker with the same id was registered before
+    /// (it restarted): every session on the old registration is lost and must be handled like a dead worker.
+    case welcome(Welcome, replaced: WorkerInfo?)
+    /// Refused: send `reject` with this reason.
+    case reject(Reject)
+}
+
+/// What the membership asks the shell to do on a tick.
+public enum MembershipDirective: Sendable, Equatable {
+    /// The worker missed 3 heartbeat intervals: it is removed; fail over its sessions.
+    case dead(WorkerInfo)
+    /// Nothing was sent to the worker for one interval: send it a heartbeat.
+    case sendHeartbeat(WorkerID)
+}
+
+/// The workers of the cluster, their health and their load (pure: time is passed in).
+///
+/// - Registration: the first accepted worker fixes the cluster's vocabulary (size + hash); a later `hello` with
+///   another vocabulary, another protocol version, or (when the config lists experts) an unknown expert is
+///   rejected. A `hello` from a registered id replaces the old registration.
+/// - Health (the Paranoid Pirate pattern): any message from a worker is a sign of life; a worker not heard
+///   from for 3 heartbeat intervals is dead. The coordinator sends a heartbeat to a worker it has sent nothing
+///   to for one interval.
+/// - `goodbye` puts a worker in draining: it keeps its sessions but is not chosen for new ones.
+public struct Membership: Sendable {
+    /// How often each side sends a heartbeat when otherwise silent (nanoseconds).
+    public let heartbeatIntervalNanos: UInt64
+    /// How many missed intervals make a worker dead.
+    public static let missedIntervalsForDeath: UInt64 = 3
+    /// Expected experts and their replica counts from the config (empty: any expert is accepted).
+    public let expectedReplicas: [String: Int]
+    /// The registered workers by id.
+    public private(set) var workers: [WorkerID: WorkerInfo] = [:]
+    /// The vocabulary (size, hash) fixed by the first registered worker.
+    public private(set) var vocabulary: (size: UInt32, hash: UInt64)?
+
+    /// Creates an empty membership.
+    public init(heartbeatIntervalMs: UInt32, expectedReplicas: [String: Int] = [:]) {
+        heartbeatIntervalNanos = UInt64(max(heartbeatIntervalMs, 1)) * 1_000_000
+        self.expectedReplicas = expectedReplicas
+    }
+
+    /// Creates the membership a config describes.
+    public init(config: ClusterConfig) {
+        var expected: [String: Int] = [:]
+        for expert in config.experts { expected[expert.name, default: 0] += expert.replicas }
+        self.init(heartbeatIntervalMs: config.heartbeatIntervalMs, expectedReplicas: expected)
+    }
+
+    // MARK: Events
+
+    /// A worker registers.
+    public mutating func onHello(_ hello: Hello, now: UInt64) -> HelloOutcome {
+        guard hello.protocolVersion == Wire.version else {
+            return .reject(Reject(
+                reason: "protocol version \(hello.protocolVersion) is not supported; this coordinator speaks "
+                    + "version \(Wire.version): run the same mope release on every machine"
+            ))
+        }
+        guard !hello.workerID.isEmpty else {
+            return .reject(Reject(reason: "the worker id is empty; start the worker with a unique --id"))
+        }
+        if !expectedReplicas.isEmpty, expectedReplicas[hello.expert] == nil {
+            let known = expectedReplicas.keys.sorted().joined(separator: ", ")
+            return .reject(Reject(
+                reason: "expert \"\(hello.expert)\" is not in the cluster config (experts: \(known))"
+            ))
+        }
+        if let vocabulary {
+            guard hello.vocabSize == vocabulary.size, hello.vocabHash == vocabulary.hash else {
+                return .reject(Reject(
+                    reason: "the model's vocabulary (size \(hello.vocabSize), hash \(hex(hello.vocabHash))) differs "
+                        + "from the cluster's (size \(vocabulary.size), hash \(hex(vocabulary.hash))): every expert "
+                        + "must share one tokenizer"
+                ))
+            }
+        } else {
+            vocabulary = (hello.vocabSize, hello.vocabHash)
+        }
+        let replaced = workers[hello.workerID]
+        workers[hello.workerID] = WorkerInfo(hello: hello, now: now)
+        return .welcome(Welcome(heartbeatIntervalMs: UInt32(heartbeatIntervalNanos / 1_000_000)), replaced: replaced)
+    }
+
+    /// Any message arrived from a worker. Returns false when the worker is not registered (it should be asked
+    /// to register again, e.g. by ignoring it until it sends `hello`).
+    @discardableResult
+    public mutating func onMessage(from worker: WorkerID, now: UInt64) -> Bool {
+        guard workers[worker] != nil else { return false }
+        workers[worker]!.lastSeen = max(workers[worker]!.lastSeen, now)
+        return true
+    }
+
+    /// The coordinator sent something to a worker (it counts as a heartbeat to it).
+    public mutating func onSent(to worker: WorkerID, now: UInt64) {
+        guard workers[worker] != nil else { return }
+        workers[worker]!.lastSent = max(workers[worker]!.lastSent, now)
+    }
+
+    /// A worker said goodbye: it drains.
+    public mutating func onGoodbye(from worker: WorkerID, now: UInt64) {
+        guard workers[worker] != nil else { return }
+        workers[worker]!.state = .draining
+        workers[worker]!.lastSeen = max(workers[worker]!.lastSeen, now)
+    }
+
+    /// Removes a worker (it left, or the shell could not reach it). Returns its record.
+    @discardableResult
+    public mutating func remove(_ worker: WorkerID) -> WorkerInfo? {
+        workers.removeValue(forKey: worker)
+    }
+
+    /// Time passes: dead workers are removed, silent links get a heartbeat. Directives are ordered by worker id.
+    public mutating func onTick(now: UInt64) -> [MembershipDirective] {
+        var directives: [MembershipDirective] = []
+        for id in workers.keys.sorted() {
+            let info = workers[id]!
+            if now >= info.lastSeen, now - info.lastSeen >= Self.missedIntervalsForDeath * heartbeatIntervalNanos {
+                workers.removeValue(forKey: id)
+                directives.append(.dead(info))
+            } else if now >= info.lastSent, now - info.lastSent >= heartbeatIntervalNanos {
+                directives.append(.sendHeartbeat(id))
+            }
+        }
+        return directives
+    }
+
+    /// The next instant at which `onTick` has something to do, if any worker is registered.
+    public var nextTick: UInt64? {
+        workers.values.map { info in
+            min(info.lastSeen &+ Self.missedIntervalsForDeath * heartbeatIntervalNanos,
+                info.lastSent &+ heartbeatIntervalNanos)
+        }.min()
+    }
+
+    // MARK: Placement
+
+    /// The least loaded live worker of an expert that takes sessions, not among `excluding`
+    /// (ties: the lowest id).
+    public func chooseReplica(expert: String, excluding: Set<WorkerID> = []) -> WorkerInfo? {
+        var best: WorkerInfo?
+        for info in workers.values where info.expert == expert && info.acceptsSessions && !excluding.contains(info.id) {
+            if let current = best, (current.load, current.id) <= (info.load, info.id) { continue }
+            best = info
+        }
+        return best
+    }
+
+    /// A session was placed on a worker.
+    public mutating func assign(_ worker: WorkerID) {
+        workers[worker]?.load += 1
+    }
+
+    /// A session left a worker.
+    public mutating func release(_ worker: WorkerID) {
+        guard let load = workers[worker]?.load, load > 0 else { return }
+        workers[worker]!.load = load - 1
+    }
+
+    /// The names of the experts that have at least one live worker, sorted.
+    public var availableExperts: [String] {
+        Set(workers.values.filter { $0.state == .live }.map(\.expert)).sorted()
+    }
+
+    /// Expected experts (from the config) with fewer live workers than replicas configured, with the count
+    /// missing, sorted by name.
+    public var missingReplicas: [(expert: String, missing: Int)] {
+        expectedReplicas.keys.sorted().compactMap { name in
+            let live = workers.values.filter { $0.expert == name && $0.state == .live }.count
+            let missing = expectedReplicas[name]! - live
+            return missing > 0 ? (name, missing) : nil
+        }
+    }
+}
+
+private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }

@@ -1,0 +1,126 @@
+import Foundation
+import Preference
+import Testing
+import Wire
+
+@testable import Coordinator
+
+@Suite struct ClusterConfigTests {
+    static let configs = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Configs")
+
+    func decode(_ json: String) throws(ConfigError) -> ClusterConfig {
+        try ClusterConfig.decode(Data(json.utf8))
+    }
+
+    @Test("a config with only its experts takes every default")
+    func defaults() throws {
+        let config = try decode(#"{"experts": [{"name": "concise", "model": "m.gguf"}]}"#)
+        #expect(config.coordinator == "tcp://127.0.0.1:5555")
+        #expect(config.heartbeatIntervalMs == 1000)
+        #expect(config.stepDeadlineMs == 5000)
+        #expect(config.openDeadlineMs == 30000)
+        #expect(config.topK == 64)
+        #expect(config.merge == .probability)
+        #expect(config.sampling == SamplingConfig())
+        #expect(config.experts == [ExpertConfig(
+            name: "concise", dimension: .concise, systemPrompt: PreferenceDimension.concise.defaultPrompt,
+            model: "m.gguf", replicas: 1
+        )])
+        try config.validate()
+    }
+
+    @Test(
+        "decoding errors name the field",
+        arguments: [
+            (#"{}"#, "experts"),
+            (#"{"experts": [{"name": "a"}]}"#, "experts[0].model"),
+            (#"{"experts": [{"name": "a", "model": "m"}, {"model": "m"}]}"#, "experts[1].name"),
+            (#"{"experts": [], "heartbeatIntervalMs": "fast"}"#, "heartbeatIntervalMs"),
+            (#"{"experts": [], "topK": 70000}"#, "topK"),
+            (#"{"experts": [{"name": "a", "model": "m", "dimension": "concize"}]}"#, "experts[0].dimension"),
+            (#"{"experts": [{"name": "a", "model": "m", "replicas": -1.5}]}"#, "experts[0].replicas"),
+            (#"{"experts": [], "merge": "sum"}"#, "merge"),
+            (#"{"experts": [], "sampling": {"temperature": "hot"}}"#, "sampling.temperature"),
+            (#"{"experts": [], "stepDeadlinMs": 5}"#, "stepDeadlinMs"),
+            (#"{"experts": [{"name": "a", "modle": "m"}]}"#, "experts[0].modle"),
+        ]
+    )
+    func errorsNameTheField(json: String, field: String) {
+        do {
+            _ = try decode(json)
+            Issue.record("decoded \(json)")
+        } catch {
+            #expect(error.field == field)
+            #expect(error.description.contains(field))
+        }
+    }
+
+    @Test("an unknown field suggests the closest known one")
+    func unknownFieldSuggestion() {
+        #expect(throws: ConfigError.unknownField("stepDeadlinMs", suggestion: "stepDeadlineMs")) {
+            try decode(#"{"experts": [], "stepDeadlinMs": 5}"#)
+        }
+    }
+
+    @Test("text that is not JSON is reported as such")
+    func notJSON() {
+        #expect(throws: ConfigError.self) { try decode("{experts") }
+        do { _ = try decode("{experts") } catch { #expect(error.field == nil) }
+    }
+
+    @Test(
+        "validation refuses values that cannot work, naming the field",
+        arguments: [
+            (#"{"experts": []}"#, "experts"),
+            (#"{"coordinator": "localhost:5555", "experts": [{"name": "a", "model": "m"}]}"#, "coordinator"),
+            (#"{"topK": 0, "experts": [{"name": "a", "model": "m"}]}"#, "topK"),
+            (#"{"stepDeadlineMs": 0, "experts": [{"name": "a", "model": "m"}]}"#, "stepDeadlineMs"),
+            (#"{"experts": [{"name": "a", "model": "m"}, {"name": "a", "model": "m"}]}"#, "experts[1].name"),
+            (#"{"experts": [{"name": "a", "model": ""}]}"#, "experts[0].model"),
+            (#"{"experts": [{"name": "a", "model": "m", "replicas": 0}]}"#, "experts[0].replicas"),
+            (#"{"sampling": {"topP": 1.5}, "experts": [{"name": "a", "model": "m"}]}"#, "sampling.topP"),
+            (#"{"sampling": {"temperature": -1}, "experts": [{"name": "a", "model": "m"}]}"#, "sampling.temperature"),
+        ]
+    )
+    func validation(json: String, field: String) throws {
+        let config = try decode(json)
+        do {
+            try config.validate()
+            Issue.record("validated \(json)")
+        } catch {
+            #expect(error.field == field)
+        }
+    }
+
+    @Test("a config encodes and decodes back to itself")
+    func roundTrip() throws {
+        var config = ClusterConfig(experts: [ExpertConfig(name: "x", dimension: .friendly, model: "m", replicas: 2)])
+        config.merge = .logit
+        config.sampling = SamplingConfig(temperature: 0.7, topP: 0.9, topK: 40, seed: 3)
+        #expect(try ClusterConfig.decode(config.encoded()) == config)
+    }
+
+    @Test("the demo config has the six dimensions with their Personalized Soups prompts on the real model")
+    func psoupsLocal() throws {
+        let config = try ClusterConfig.load(contentsOf: Self.configs.appendingPathComponent("psoups-local.json").path)
+        #expect(config.experts.compactMap(\.dimension) == PreferenceDimension.allCases)
+        for expert in config.experts {
+            #expect(expert.systemPrompt == expert.dimension?.defaultPrompt)
+            #expect(expert.model == "models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        }
+    }
+
+    @Test("the tiny test config has three experts on the tiny fixtures")
+    func tinyTest() throws {
+        let config = try ClusterConfig.load(contentsOf: Self.configs.appendingPathComponent("tiny-test.json").path)
+        #expect(config.experts.map(\.name) == ["concise", "friendly", "knowledgeable"])
+        #expect(config.experts.map(\.model) == ["a", "b", "c"].map { "Tests/Fixtures/tiny-\($0).gguf" })
+    }
+
+    @Test("a missing file is reported with its path")
+    func missingFile() {
+        #expect(throws: ConfigError.self) { try ClusterConfig.load(contentsOf: "/nonexistent/cluster.json") }
+    }
+}
