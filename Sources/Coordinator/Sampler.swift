@@ -111,16 +111,21 @@ public struct TokenSampler: Sendable {
         if isGreedy { return distribution.ids[0] }
         let kept = keptCount(distribution)
         if kept == 1 { return distribution.ids[0] }
-        let inverseTemperature = 1 / Double(parameters.temperature)
-        let top = Double(distribution.probs[0])
+        let inverseTemperature = 1 / parameters.temperature
+        let top = distribution.probs[0]
         weights.removeAll(keepingCapacity: true)
         var total: Double = 0
         for j in 0..<kept {
-            let p = Double(distribution.probs[j])
-            // (p / top)^(1/T), computed in log space to stay finite for small T.
-            let w = p > 0 && top > 0 ? exp((log(p) - log(top)) * inverseTemperature) : 0
-            weights.append(w)
-            total += w
+            let p = distribution.probs[j]
+            // (p / top)^(1/T): relative to the top candidate so that a small T stays finite.
+            let w: Float
+            if inverseTemperature == 1 {
+                w = p
+            } else {
+                w = p > 0 && top > 0 ? exp(log(p / top) * inverseTemperature) : 0
+            }
+            weights.append(Double(w))
+            total += Double(w)
         }
         guard total > 0, total.isFinite else { return distribution.ids[0] }
         let u = generator.nextUnit() * total

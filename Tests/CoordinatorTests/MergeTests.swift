@@ -223,3 +223,76 @@ func probability(_ merged: MergedDistribution, _ id: UInt32) -> Double {
         #expect(run([""], ["a", "b"]).released == ["a", "b"])
     }
 }
+
+@Suite struct MergeReferenceTests {
+    /// A direct transcription of the documented rule, with dictionaries, for comparison.
+    func reference(_ experts: [TopKCandidates?], weights: [Float], mode: MergeMode, vocabSize: Int)
+        -> [(UInt32, Double)]
+    {
+        var alpha = zip(experts, weights).map { $0.0 == nil ? 0 : Double(max($0.1, 0)) }
+        let total = alpha.reduce(0, +)
+        alpha = alpha.map { $0 / total }
+        var union = Set<UInt32>()
+        var tables: [[UInt32: Double]] = []
+        var estimates: [Double] = []
+        for (i, expert) in experts.enumerated() {
+            var table: [UInt32: Double] = [:]
+            if let expert {
+                for (id, lp) in zip(expert.ids, expert.logProbs) { table[id] = exp(Double(lp)) }
+                if alpha[i] > 0 { union.formUnion(expert.ids) }
+                let spread = Double(expert.tailMass) / Double(vocabSize - expert.ids.count)
+                estimates.append(min(spread, table.values.min()!))
+            } else {
+                estimates.append(0)
+            }
+            tables.append(table)
+        }
+        var raw: [(UInt32, Double)] = union.map { id in
+            var value = 0.0
+            for i in experts.indices where alpha[i] > 0 {
+                let p = tables[i][id] ?? estimates[i]
+                value += mode == .probability ? alpha[i] * p : alpha[i] * log(p)
+            }
+            return (id, value)
+        }
+        if mode == .logit {
+            let top = raw.map(\.1).max()!
+            raw = raw.map { ($0.0, exp($0.1 - top)) }
+        }
+        let sum = raw.map(\.1).reduce(0, +)
+        return raw.map { ($0.0, $0.1 / sum) }.sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
+    }
+
+    @Test("on random inputs the merger agrees with a direct transcription of the rule",
+          arguments: [MergeMode.probability, .logit])
+    func agreesWithReference(mode: MergeMode) {
+        var generator = Xoshiro256StarStar(seed: 2024)
+        var merger = Merger(vocabSize: 5000)
+        for _ in 0..<50 {
+            var experts: [TopKCandidates?] = []
+            var weights: [Float] = []
+            for e in 0..<Int(generator.next() % 6 + 1) {
+                let k = Int(generator.next() % 64 + 1)
+                var ids = Set<UInt32>()
+                while ids.count < k { ids.insert(UInt32(generator.next() % 300)) }
+                var probs = ids.map { _ in Double(generator.nextUnit() + 0.01) }
+                let tail = generator.nextUnit() * 0.5
+                let scale = (1 - tail) / probs.reduce(0, +)
+                probs = probs.map { $0 * scale }.sorted(by: >)
+                let lost = e > 0 && generator.next() % 5 == 0
+                experts.append(lost ? nil : TopKCandidates(
+                    ids: Array(ids), logProbs: probs.map { Float(log($0)) }, tailMass: Float(tail)))
+                weights.append(Float(generator.nextUnit()) + 0.01)
+            }
+            let merged = merger.merge(experts, weights: weights, mode: mode)
+            let expected = reference(experts, weights: weights, mode: mode, vocabSize: 5000)
+            #expect(merged.ids.count == expected.count)
+            for (index, (id, p)) in expected.enumerated() where index < merged.ids.count {
+                #expect(abs(Double(merged.probs[index]) - p) < 1e-4)
+                if index + 1 < expected.count, abs(expected[index + 1].1 - p) > 1e-5 {
+                    #expect(merged.ids[index] == id)
+                }
+            }
+        }
+    }
+}
