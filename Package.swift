@@ -30,11 +30,12 @@ let package = Package(
         .target(name: "Preference", dependencies: ["Inference"], swiftSettings: fastFlags),
         .target(name: "Coordinator", dependencies: ["Wire", "ZeroMQ", "Preference"]),
         .target(name: "CLI"),
+        .target(name: "Training", dependencies: ["Inference", "Preference", "Coordinator"], swiftSettings: fastFlags),
 
         // MARK: Executables
         .executableTarget(
             name: "mope",
-            dependencies: ["CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference"]
+            dependencies: ["CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference", "Training"]
         ),
         // A tiny peer process for the ZeroMQ binding's multi-process tests.
         .executableTarget(name: "mope-zmq-peer", dependencies: ["ZeroMQ"]),
@@ -46,6 +47,7 @@ let package = Package(
         .testTarget(name: "ExpertTests", dependencies: ["Expert", "Wire", "Inference"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Wire", "Preference"]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ClusterTests", dependencies: ["mope", "Wire", "ZeroMQ"]),
     ]
