@@ -31,7 +31,8 @@ public struct SentimentAnalyzer: Sendable {
             throw .unreadableLexicon(path: path, reason: error.localizedDescription)
         }
         var table: [String: Double] = [:]
-        for line in text.split(separator: "\n") {
+        // Split on any line break: the file has CRLF line ends, and "\r\n" is one Character in Swift.
+        for line in text.split(whereSeparator: \.isNewline) {
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard fields.count >= 2, let valence = Double(fields[1].trimmingCharacters(in: .whitespaces)) else {
                 continue
