@@ -82,7 +82,9 @@ public struct PCMConfiguration: Sendable, Codable, Equatable {
 
     func check(path: String) throws(PCMError) {
         guard slots == 6 else { throw .badShape(path: path, reason: "slots must be 6, found \(slots)") }
-        guard (1...1024).contains(hidden) else { throw .badShape(path: path, reason: "hidden \(hidden) not in 1…1024") }
+        guard (1...1024).contains(hidden) else {
+            throw .badShape(path: path, reason: "hidden \(hidden) not in 1…1024")
+        }
         guard (0...256).contains(projection) else {
             throw .badShape(path: path, reason: "projection \(projection) not in 0…256")
         }

@@ -49,7 +49,9 @@ public struct SentimentAnalyzer: Sendable {
         if let path = ProcessInfo.processInfo.environment["MOPE_VADER_LEXICON"] { return path }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import vaderSentiment,os;print(os.path.dirname(vaderSentiment.__file__))"]
+        process.arguments = [
+            "python3", "-c", "import vaderSentiment,os;print(os.path.dirname(vaderSentiment.__file__))",
+        ]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice

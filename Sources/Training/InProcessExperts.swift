@@ -264,8 +264,8 @@ extension InProcessExperts {
                 case let .fixed(w):
                     alpha = (0..<6).map { mask[$0] && $0 < w.count ? w[$0] : 0 }
                     let total = alpha.reduce(0, +)
-                    alpha = total > 0 ? alpha.map { $0 / total } : PCMNetwork.maskedSoftmax([Float](repeating: 0,
-                                                                                                   count: 6), mask: mask)
+                    let even = PCMNetwork.maskedSoftmax([Float](repeating: 0, count: 6), mask: mask)
+                    alpha = total > 0 ? alpha.map { $0 / total } : even
                 case let .pcm(network, preference):
                     let featurizer = featurizers[r]!
                     let recentIDs = results[r].tokens.suffix(network.configuration.recentTokens).map { Int($0) }

@@ -76,7 +76,9 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(resumed.completedSteps == 2)
         try resumed.run()
         #expect(resumed.network == whole.network)
-        #expect(resumed.history.map(\.meanReward) == whole.history.map(\.meanReward))
+        // The first two steps come back from the CSV, which keeps 5 decimals.
+        #expect(resumed.history.count == 4)
+        for (a, b) in zip(resumed.history, whole.history) { #expect(abs(a.meanReward - b.meanReward) < 1e-4) }
         let loaded = try PCMFile.load(dir + "/pcm.json")
         #expect(loaded == resumed.network)
         let csv = try String(contentsOfFile: dir + "/rewards.csv", encoding: .utf8)
