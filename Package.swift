@@ -4,9 +4,14 @@ import PackageDescription
 // Release builds of the hot kernels target the build machine's CPU (AVX-512 here); the default baseline
 // x86-64 turns vector FMAs into library calls. Set MOPE_PORTABLE=1 for a binary that runs on any x86-64.
 let portable = Context.environment["MOPE_PORTABLE"] != nil
-let fastFlags: [SwiftSetting] = portable
-    ? [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
-    : [.unsafeFlags(["-Ounchecked", "-target-cpu", "native"], .when(configuration: .release))]
+// Debug builds optimise these targets too (testability stays on): unoptimised, or for the baseline CPU (where
+// `addingProduct` becomes a library call per lane), the kernels are one to two orders of magnitude slower and the
+// model tests would crawl.
+let cpuFlags = portable ? [] : ["-target-cpu", "native"]
+let fastFlags: [SwiftSetting] = [
+    .unsafeFlags(["-O"] + cpuFlags, .when(configuration: .debug)),
+    .unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release)),
+]
 
 let package = Package(
     name: "mope",
@@ -30,11 +35,12 @@ let package = Package(
         .target(name: "Preference", dependencies: ["Inference"], swiftSettings: fastFlags),
         .target(name: "Coordinator", dependencies: ["Wire", "ZeroMQ", "Preference"]),
         .target(name: "CLI"),
+        .target(name: "Training", dependencies: ["Inference", "Preference", "Coordinator"], swiftSettings: fastFlags),
 
         // MARK: Executables
         .executableTarget(
             name: "mope",
-            dependencies: ["CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference"]
+            dependencies: ["CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference", "Training"]
         ),
         // A tiny peer process for the ZeroMQ binding's multi-process tests.
         .executableTarget(name: "mope-zmq-peer", dependencies: ["ZeroMQ"]),
@@ -46,6 +52,7 @@ let package = Package(
         .testTarget(name: "ExpertTests", dependencies: ["Expert", "Wire", "Inference"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Wire", "Preference"]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ClusterTests", dependencies: [
             "mope", "Wire", "ZeroMQ", "Coordinator", "Preference", "Inference", "Expert",

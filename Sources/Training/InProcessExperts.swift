@@ -1,0 +1,334 @@
+import Coordinator
+import Foundation
+import Inference
+import Preference
+import Wire
+
+/// Why training or evaluation could not run.
+public enum TrainingError: Error, Sendable, CustomStringConvertible {
+    /// A prompts file could not be read or has no prompt.
+    case unreadablePrompts(path: String, reason: String)
+    /// The model could not be used (no chat template, no tokenizer, …).
+    case unusableModel(String)
+    /// An output file or directory could not be written or read.
+    case io(path: String, reason: String)
+    /// A checkpoint does not match the run being resumed.
+    case badCheckpoint(path: String, reason: String)
+    /// A forward pass failed.
+    case inference(String)
+
+    /// A message a user can act on.
+    public var description: String {
+        switch self {
+        case let .unreadablePrompts(path, reason): "cannot read the prompts file \(path): \(reason)"
+        case let .unusableModel(reason): "the model cannot serve as the experts: \(reason)"
+        case let .io(path, reason): "cannot write or read \(path): \(reason)"
+        case let .badCheckpoint(path, reason): "cannot resume from \(path): \(reason); start without --resume"
+        case let .inference(reason): "a forward pass failed: \(reason)"
+        }
+    }
+}
+
+/// A prompts file: a JSON array of `{"id": …, "prompt": …}` (the project's data files).
+public struct PromptSet: Sendable {
+    /// The prompts' texts.
+    public var prompts: [String]
+
+    /// Creates a set.
+    public init(_ prompts: [String]) { self.prompts = prompts }
+
+    /// Reads a prompts file.
+    public static func load(_ path: String) throws(TrainingError) -> PromptSet {
+        struct Entry: Decodable { var prompt: String }
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            let entries = try JSONDecoder().decode([Entry].self, from: data)
+            guard !entries.isEmpty else { throw TrainingError.unreadablePrompts(path: path, reason: "no prompt") }
+            return PromptSet(entries.map(\.prompt))
+        } catch let error as TrainingError {
+            throw error
+        } catch {
+            throw .unreadablePrompts(path: path, reason: "expected a JSON array of {\"prompt\": …}: \(error)")
+        }
+    }
+}
+
+/// The 8 combinations of Personalized Soups: one pole of each axis, each with weight 1.
+public enum Combinations {
+    /// All 8, in the order P1A+P2A+P3A, P1A+P2A+P3B, … P1B+P2B+P3B.
+    public static let all: [PreferenceSpec] = {
+        var out: [PreferenceSpec] = []
+        for a in [PreferenceDimension.elementary, .knowledgeable] {
+            for b in [PreferenceDimension.concise, .informative] {
+                for c in [PreferenceDimension.friendly, .unfriendly] {
+                    if let spec = try? PreferenceSpec(a, b, c) { out.append(spec) }
+                }
+            }
+        }
+        return out
+    }()
+
+    /// A short label such as "P1A+P2B+P3A".
+    public static func label(_ spec: PreferenceSpec) -> String {
+        spec.dimensions.map(\.id).joined(separator: "+")
+    }
+}
+
+/// The experts run inside one process: one model, one expert per dimension that differs only by its system
+/// prompt, every session of every sequence advanced by ONE batched forward pass per token. The math is the
+/// cluster's (top-k lists, `Merger` in probability mode, the coordinator's `TokenSampler`), without the network.
+public final class InProcessExperts: @unchecked Sendable {
+    // Safe to share: every stored property is immutable; decoding creates its own caches.
+
+    /// The model.
+    public let model: LanguageModel
+    /// Its tokenizer.
+    public let tokenizer: any Tokenizer
+    /// Its chat template.
+    public let template: ChatTemplate
+    /// The system prompt of each dimension's expert.
+    public let prompts: PreferencePrompts
+    /// The token embeddings the PCM reads.
+    public let embeddings: TokenEmbeddings?
+    /// The length of each expert's top-k list.
+    public let topK: Int
+    private let stops: Set<Int32>
+
+    /// Wraps a loaded model.
+    public init(model: LanguageModel, prompts: PreferencePrompts = .builtIn, topK: Int = 32) throws(TrainingError) {
+        self.model = model
+        do {
+            tokenizer = try makeTokenizer(model.vocabulary)
+            template = try ChatTemplate(vocabulary: model.vocabulary)
+        } catch {
+            throw .unusableModel("\(error)")
+        }
+        self.prompts = prompts
+        embeddings = try? TokenEmbeddings(model: model)
+        self.topK = topK
+        stops = model.endOfGenerationTokens.union(tokenizer.eosTokenIDs)
+    }
+
+    /// The prompt tokens of one session: the chat template with `system` (the template's default when nil)
+    /// and the user's message, ending with the assistant's turn.
+    public func sessionPrompt(system: String?, user: String) throws(TrainingError) -> [Int32] {
+        var messages: [ChatMessage] = []
+        if let system { messages.append(ChatMessage(role: "system", content: system)) }
+        messages.append(ChatMessage(role: "user", content: user))
+        do {
+            return tokenizer.encode(try template.render(messages, addGenerationPrompt: true), parseSpecial: true)
+        } catch {
+            throw .unusableModel("\(error)")
+        }
+    }
+
+    /// The user's message alone, as the PCM's prompt feature sees it.
+    public func userTokens(_ user: String) -> [UInt32] {
+        tokenizer.encode(user, parseSpecial: false).map { UInt32(bitPattern: $0) }
+    }
+
+    /// Whether a token ends the answer.
+    public func isStop(_ id: Int32) -> Bool { stops.contains(id) }
+}
+
+// MARK: - Decoding
+
+/// How a sequence's expert weights are chosen at each step.
+public enum WeightPolicy: Sendable {
+    /// Fixed weights per slot.
+    case fixed([Float])
+    /// The PCM's weights for a preference.
+    case pcm(PCMNetwork, PreferenceSpec)
+}
+
+/// One sequence to generate: its sessions (slot → system prompt), how to weight them, how to sample.
+public struct DecodeRequest: Sendable {
+    /// The user's message.
+    public var user: String
+    /// The sessions: slot (dimension ordinal, 0…5) and the session's system prompt (nil: the template's default).
+    public var sessions: [(slot: Int, system: String?)]
+    /// The weights.
+    public var policy: WeightPolicy
+    /// Sampling (temperature 0: greedy).
+    public var sampling: SamplingParameters
+    /// Whether to record the PCM's features and the experts' probabilities at every step (for REBEL).
+    public var record: Bool
+
+    /// Creates a request.
+    public init(user: String, sessions: [(slot: Int, system: String?)], policy: WeightPolicy,
+                sampling: SamplingParameters, record: Bool = false)
+    {
+        self.user = user
+        self.sessions = sessions
+        self.policy = policy
+        self.sampling = sampling
+        self.record = record
+    }
+}
+
+/// A generated sequence.
+public struct DecodeResult: Sendable {
+    /// The generated tokens (without the end token).
+    public var tokens: [Int32]
+    /// Their text.
+    public var text: String
+    /// The recorded steps (when requested; the end token's step included).
+    public var steps: [RebelStep]
+    /// log Σ_i α_i π_i(y_t) summed over the steps.
+    public var logProb: Double
+    /// The mean of the weights α over the steps, per slot.
+    public var meanWeights: [Float]
+}
+
+extension InProcessExperts {
+    /// Generates every request at once: all sessions of all requests go through one forward pass per token.
+    /// - Parameter onStep: called after every token step with the number of sessions advanced.
+    public func decode(_ requests: [DecodeRequest], maxTokens: Int, onStep: (Int) -> Void = { _ in })
+        throws(TrainingError) -> [DecodeResult]
+    {
+        let vocab = model.vocabularySize
+        struct Session {
+            var request: Int
+            var slot: Int
+            var cache: KVCache
+        }
+        var sessions: [Session] = []
+        var prefill: [[Int32]] = []
+        for (r, request) in requests.enumerated() {
+            for s in request.sessions {
+                let prompt = try sessionPrompt(system: s.system, user: request.user)
+                let cache: KVCache
+                do {
+                    cache = try model.makeCache(capacity: min(prompt.count + maxTokens + 1,
+                                                              model.configuration.contextLength))
+                } catch {
+                    throw .inference("\(error)")
+                }
+                sessions.append(Session(request: r, slot: s.slot, cache: cache))
+                prefill.append(prompt)
+            }
+        }
+        var featurizers: [PCMFeaturizer?] = []
+        var promptFeatures: [[Float]] = []
+        var samplers: [MergedSampler] = []
+        for request in requests {
+            samplers.append(MergedSampler(parameters: request.sampling))
+            if case let .pcm(network, _) = request.policy {
+                let f = PCMFeaturizer(configuration: network.configuration)
+                featurizers.append(f)
+                let ids = userTokens(request.user).map { Int($0) }
+                promptFeatures.append(embeddings.map { f.project($0.mean(ids)) }
+                                      ?? [Float](repeating: 0, count: network.configuration.projection))
+            } else {
+                featurizers.append(nil)
+                promptFeatures.append([])
+            }
+        }
+        var results = requests.map { _ in
+            DecodeResult(tokens: [], text: "", steps: [], logProb: 0, meanWeights: [Float](repeating: 0, count: 6))
+        }
+        var done = [Bool](repeating: false, count: requests.count)
+        var stepsTaken = [Int](repeating: 0, count: requests.count)
+        var merger = Merger(vocabSize: vocab)
+        var logits: [Float] = []
+        var pending: [Int] = Array(sessions.indices)
+        var inputs = prefill
+        var lists = [TopKCandidates?](repeating: nil, count: sessions.count)
+        var step = 0
+        while !pending.isEmpty {
+            let batch = pending.map { (cache: sessions[$0].cache, tokens: inputs[$0]) }
+            do {
+                try model.forward(batch, into: &logits)
+            } catch {
+                throw .inference("\(error)")
+            }
+            onStep(pending.count)
+            for (row, s) in pending.enumerated() {
+                let top = logits.withUnsafeBufferPointer { buffer in
+                    TopK(logits: UnsafeBufferPointer(rebasing: buffer[(row * vocab)..<((row + 1) * vocab)]), k: topK)
+                }
+                lists[s] = TopKCandidates(ids: top.ids.map { UInt32(bitPattern: $0) }, logProbs: top.logProbs,
+                                          tailMass: top.tailMass)
+            }
+            pending.removeAll(keepingCapacity: true)
+            for r in requests.indices where !done[r] {
+                var slotLists = [TopKCandidates?](repeating: nil, count: 6)
+                var mask = [Bool](repeating: false, count: 6)
+                for (s, session) in sessions.enumerated() where session.request == r {
+                    slotLists[session.slot] = lists[s]
+                    mask[session.slot] = true
+                }
+                var alpha: [Float]
+                var features: [Float] = []
+                switch requests[r].policy {
+                case let .fixed(w):
+                    alpha = (0..<6).map { mask[$0] && $0 < w.count ? w[$0] : 0 }
+                    let total = alpha.reduce(0, +)
+                    let even = PCMNetwork.maskedSoftmax([Float](repeating: 0, count: 6), mask: mask)
+                    alpha = total > 0 ? alpha.map { $0 / total } : even
+                case let .pcm(network, preference):
+                    let featurizer = featurizers[r]!
+                    let recentIDs = results[r].tokens.suffix(network.configuration.recentTokens).map { Int($0) }
+                    let recent = embeddings.map { featurizer.project($0.mean(recentIDs)) }
+                        ?? [Float](repeating: 0, count: network.configuration.projection)
+                    features = featurizer.features(preference: PCMFeaturizer.preferenceVector(preference),
+                                                   prompt: promptFeatures[r], recent: recent, step: step,
+                                                   candidates: slotLists)
+                    var m = PCMFeaturizer.mask(preference)
+                    for i in 0..<6 where !mask[i] { m[i] = false }
+                    if !m.contains(true) { m = mask }
+                    mask = m
+                    alpha = network.weights(features, mask: mask)
+                }
+                let merged = merger.merge(slotLists, weights: alpha, mode: .probability)
+                guard let chosen = samplers[r].sample(merged) else {
+                    done[r] = true
+                    continue
+                }
+                var probs = [Float](repeating: 0, count: 6)
+                var pi: Float = 0
+                for i in 0..<6 where mask[i] {
+                    guard let list = slotLists[i] else { continue }
+                    if let j = list.ids.firstIndex(of: chosen) {
+                        probs[i] = exp(list.logProbs[j])
+                    } else {
+                        probs[i] = Merger.missingTokenEstimate(list, vocabSize: vocab)
+                    }
+                    pi += alpha[i] * probs[i]
+                }
+                results[r].logProb += Double(log(max(pi, 1e-30)))
+                for i in 0..<6 { results[r].meanWeights[i] += alpha[i] }
+                stepsTaken[r] += 1
+                if requests[r].record {
+                    results[r].steps.append(RebelStep(features: features, mask: mask, expertProbs: probs))
+                }
+                let token = Int32(bitPattern: chosen)
+                if isStop(token) {
+                    done[r] = true
+                    continue
+                }
+                results[r].tokens.append(token)
+                if results[r].tokens.count >= maxTokens {
+                    done[r] = true
+                    continue
+                }
+                for (s, session) in sessions.enumerated() where session.request == r {
+                    if session.cache.remaining < 1 {
+                        done[r] = true
+                        break
+                    }
+                    pending.append(s)
+                    inputs[s] = [token]
+                }
+                if done[r] { pending.removeAll { sessions[$0].request == r } }
+            }
+            step += 1
+        }
+        for r in results.indices {
+            results[r].text = tokenizer.decode(results[r].tokens, skipControlTokens: true)
+            let count = Float(max(stepsTaken[r], 1))
+            results[r].meanWeights = results[r].meanWeights.map { $0 / count }
+        }
+        return results
+    }
+}

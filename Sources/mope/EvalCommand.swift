@@ -1,0 +1,76 @@
+import CLI
+import Foundation
+import Inference
+import Preference
+import Training
+
+/// `mope eval`: the learned PCM against preference prompting, the uniform mixture and each single expert.
+enum EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "eval",
+        abstract: "Compare the PCM with its baselines on every combination and write a table and a plot.",
+        discussion: """
+            For each prompt (the first --limit) and each of the 8 combinations: the PCM mixing the
+            combination's three experts, preference prompting (one model, the three prompts as its system
+            prompt), the uniform mixture, and each of the three experts alone; every method samples with the
+            same seed per prompt. Scores are the combined normalised rewards. Writes DIR/results.md,
+            DIR/results.csv and DIR/results.png.
+            """,
+        options: [
+            .value("model", "FILE", help: "The GGUF model the experts share."),
+            .value("prompts", "FILE", help: "Evaluation prompts: a JSON array of {\"prompt\": …}."),
+            .value("pcm", "FILE", help: "The trained PCM file."),
+            .value("out", "DIR", help: "Output directory."),
+            .value("limit", "N", default: "12", help: "Use the first N prompts."),
+            .value("max-tokens", "T", default: "48", help: "Response length limit."),
+            .value("temperature", "X", default: "1", help: "Sampling temperature of every method."),
+            .value("seed", "S", default: "1", help: "Sampling seed."),
+            .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
+            .value("threads", "N", default: "2", help: "Threads of the forward pass."),
+            .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
+        ]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let out = try arguments.require("out")
+        let limit = try arguments.require("limit", as: Int.self)
+        let maxTokens = try arguments.require("max-tokens", as: Int.self)
+        guard limit > 0, maxTokens > 0 else { throw UsageError.other("--limit and --max-tokens must be positive") }
+        let network = try PCMFile.load(try arguments.require("pcm"))
+        let experts = try InProcessExperts(
+            model: try LanguageModel(path: try arguments.require("model"),
+                                     threads: try arguments.require("threads", as: Int.self)))
+        var prompts = try PromptSet.load(try arguments.require("prompts"))
+        prompts.prompts = Array(prompts.prompts.prefix(limit))
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        var reward = ReferenceNormalisedReward(
+            model: RewardModel(sentiment: try TrainCommand.loadSentiment(arguments.value("lexicon"))),
+            prompts: prompts, cachePath: out + "/references.json")
+        let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: maxTokens,
+                                  temperature: try arguments.require("temperature", as: Float.self),
+                                  seed: try arguments.require("seed", as: UInt64.self))
+        let start = Date()
+        let scores = try evaluator.run(pcm: network, reward: &reward) { done, total in
+            let elapsed = Date().timeIntervalSince(start)
+            CLI.writeErr(String(format: "\rprompt %d/%d  %.0fs elapsed, %.0fs left   ", done, total, elapsed,
+                                elapsed / Double(done) * Double(total - done)))
+        }
+        CLI.writeErr("\n")
+        let seconds = Date().timeIntervalSince(start)
+        let header = String(format: "# PCM evaluation\n\n%d Koala prompts × 8 combinations, %d tokens, "
+                            + "temperature %@, %.0f s", prompts.prompts.count, maxTokens,
+                            arguments.value("temperature") ?? "1", seconds)
+        let (markdown, csv) = Evaluator.report(scores, header: header)
+        var examples = "\n## Responses to the first prompt\n\n> " + (prompts.prompts.first ?? "") + "\n\n"
+        for (label, method, text) in scores.examples {
+            let oneLine = text.replacingOccurrences(of: "\n", with: " ")
+            examples += "- \(label), \(method): \(oneLine)\n"
+        }
+        try Data((markdown + examples).utf8).write(to: URL(fileURLWithPath: out + "/results.md"))
+        try Data(csv.utf8).write(to: URL(fileURLWithPath: out + "/results.csv"))
+        TrainCommand.plot(script: arguments.value("plot-script") ?? "Scripts/plot.py",
+                          arguments: ["eval", out + "/results.csv", out + "/results.png"])
+        CLI.writeOut(markdown)
+        return CLI.success
+    }
+}

@@ -1,0 +1,99 @@
+import CLI
+import Foundation
+import Inference
+import Preference
+import Training
+
+/// `mope train`: online REBEL training of the Preference Control Model with in-process experts.
+enum TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "train",
+        abstract: "Train the Preference Control Model by online REBEL on rule-based rewards.",
+        discussion: """
+            The experts run in this process: one model, one expert per dimension (its preference prompt as
+            the system prompt), all sessions advanced by one batched forward pass per token. Each step samples
+            two responses for each of --batch (prompt, combination) items from the merged policy and regresses
+            the PCM's log-ratio differences onto the reward differences. Writes DIR/pcm.json,
+            DIR/checkpoint.json (every --checkpoint-every steps; --resume continues from it), DIR/rewards.csv,
+            DIR/references.json (the base model's answers) and DIR/rewards.png.
+            """,
+        options: [
+            .value("model", "FILE", help: "The GGUF model the experts share."),
+            .value("prompts", "FILE", help: "Training prompts: a JSON array of {\"prompt\": …}."),
+            .value("steps", "N", default: "60", help: "REBEL iterations."),
+            .value("batch", "B", default: "4", help: "(prompt, combination) items per iteration."),
+            .value("max-tokens", "T", default: "48", help: "Response length limit."),
+            .value("seed", "S", default: "1", help: "Seed of everything random in the run."),
+            .value("out", "DIR", help: "Output directory."),
+            .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
+            .value("threads", "N", default: "2", help: "Threads of the forward pass."),
+            .value("checkpoint-every", "K", default: "5", help: "Steps between checkpoints."),
+            .value("learning-rate", "X", default: "0.01", help: "Adam's step size."),
+            .value("eta", "X", default: "4", help: "REBEL's reward scale η."),
+            .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
+            .flag("resume", help: "Continue from DIR/checkpoint.json."),
+        ]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let modelPath = try arguments.require("model")
+        let promptsPath = try arguments.require("prompts")
+        let out = try arguments.require("out")
+        var options = TrainingOptions(
+            steps: try arguments.require("steps", as: Int.self), batch: try arguments.require("batch", as: Int.self),
+            maxTokens: try arguments.require("max-tokens", as: Int.self),
+            seed: try arguments.require("seed", as: UInt64.self))
+        options.checkpointEvery = max(1, try arguments.require("checkpoint-every", as: Int.self))
+        options.learningRate = try arguments.require("learning-rate", as: Float.self)
+        options.eta = try arguments.require("eta", as: Double.self)
+        guard options.steps > 0, options.batch > 0, options.maxTokens > 0 else {
+            throw UsageError.other("--steps, --batch and --max-tokens must be positive")
+        }
+        let threads = try arguments.require("threads", as: Int.self)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let experts = try InProcessExperts(model: try LanguageModel(path: modelPath, threads: threads))
+        let prompts = try PromptSet.load(promptsPath)
+        let rewardModel = RewardModel(sentiment: try loadSentiment(arguments.value("lexicon")))
+        let reward = ReferenceNormalisedReward(model: rewardModel, prompts: prompts,
+                                               cachePath: out + "/references.json")
+        let trainer = Trainer(experts: experts, prompts: prompts, reward: reward, options: options,
+                              outputDirectory: out)
+        if arguments.flag("resume") { try trainer.resume() }
+        let start = Date()
+        let first = trainer.completedSteps
+        try trainer.run { log in
+            let recent = trainer.history.suffix(10)
+            let mean = recent.map(\.meanReward).reduce(0, +) / Double(max(recent.count, 1))
+            let elapsed = Date().timeIntervalSince(start)
+            let eta = elapsed / Double(log.step - first) * Double(options.steps - log.step)
+            CLI.writeErr(String(format: "\rstep %d/%d  reward %.3f (last 10: %.3f)  loss %.3f  %.0f tok/s  "
+                                + "%.0fs left   ", log.step, options.steps, log.meanReward, mean, log.loss,
+                                log.tokensPerSecond, eta))
+        }
+        CLI.writeErr("\n")
+        plot(script: arguments.value("plot-script") ?? "Scripts/plot.py",
+             arguments: ["train", out + "/rewards.csv", out + "/rewards.png"])
+        CLI.writeOut("wrote \(out)/pcm.json, \(out)/rewards.csv, \(out)/rewards.png\n")
+        return CLI.success
+    }
+
+    /// The sentiment analyzer from `path`, or from the installed vaderSentiment package.
+    static func loadSentiment(_ path: String?) throws -> SentimentAnalyzer {
+        guard let path = path ?? SentimentAnalyzer.locateLexicon() else { throw RewardError.lexiconNotFound }
+        return try SentimentAnalyzer(lexiconPath: path)
+    }
+
+    /// Runs the plotting script with python3; a failure is reported, not fatal.
+    static func plot(script: String, arguments: [String]) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script] + arguments
+        do {
+            try process.run()
+            process.waitUntilExit()
+            if process.terminationStatus != 0 { CLI.writeErr("note: \(script) failed; no plot written\n") }
+        } catch {
+            CLI.writeErr("note: cannot run python3 \(script): \(error); no plot written\n")
+        }
+    }
+}

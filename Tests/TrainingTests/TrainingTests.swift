@@ -1,0 +1,103 @@
+import Foundation
+import Inference
+import Preference
+import Testing
+import Training
+
+/// A reward the tiny random-weight experts differ on by construction: the share of each drawn token's
+/// probability that the combination's expertise expert (elementary or knowledgeable) gave it, averaged over
+/// the response. Putting more weight on that expert raises it.
+struct ExpertiseShareReward: TrainingReward {
+    mutating func prepare(promptIndices: [Int], prompts: PromptSet, experts: InProcessExperts,
+                          maxTokens: Int) throws(TrainingError) {}
+
+    func score(_ response: ScoredResponse) -> Double {
+        let steps = response.result.steps
+        guard !steps.isEmpty else { return 0 }
+        var total = 0.0
+        for step in steps {
+            let sum = step.expertProbs.reduce(0, +)
+            let slot = step.mask[0] ? 0 : 1
+            total += sum > 0 ? Double(step.expertProbs[slot] / sum) : 0
+        }
+        return total / Double(steps.count)
+    }
+}
+
+@Suite struct TrainingTests {
+    static let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/tiny-a.gguf").path
+    static let prompts = PromptSet(["hi", "a story", "sky", "fruits"])
+
+    /// Short system prompts keep the tiny model's prefill cheap in a debug build.
+    static func experts() throws -> InProcessExperts {
+        let file = PreferenceDimensionsFile(dimensions: PreferenceDimension.allCases.map {
+            PreferenceDimensionsFile.Entry(id: $0.id, axis: $0.axis.rawValue, pole: $0.rawValue,
+                                           prompt: "Be \($0.rawValue).")
+        })
+        return try InProcessExperts(model: try LanguageModel(path: tinyModel), prompts: try file.prompts(), topK: 16)
+    }
+
+    static func options(steps: Int) -> TrainingOptions {
+        var o = TrainingOptions(steps: steps, batch: 4, maxTokens: 4, seed: 3)
+        o.learningRate = 0.05
+        o.hidden = 8
+        o.projection = 4
+        o.checkpointEvery = 2
+        return o
+    }
+
+    @Test("a short REBEL run raises the reward on its own training prompts")
+    func trainingRaisesReward() throws {
+        let experts = try Self.experts()
+        let trainer = Trainer(experts: experts, prompts: Self.prompts, reward: ExpertiseShareReward(),
+                              options: Self.options(steps: 16), outputDirectory: nil)
+        try trainer.run()
+        let first = trainer.history.prefix(4).map(\.meanReward).reduce(0, +) / 4
+        let last = trainer.history.suffix(4).map(\.meanReward).reduce(0, +) / 4
+        #expect(last > first + 0.05, "first steps \(first), last steps \(last)")
+    }
+
+    @Test("a resumed run ends with the same PCM as an uninterrupted one")
+    func resumeIsExact() throws {
+        let experts = try Self.experts()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pcm-resume-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let whole = Trainer(experts: experts, prompts: Self.prompts, reward: ExpertiseShareReward(),
+                            options: Self.options(steps: 4), outputDirectory: nil)
+        try whole.run()
+        let half = Trainer(experts: experts, prompts: Self.prompts, reward: ExpertiseShareReward(),
+                           options: Self.options(steps: 2), outputDirectory: dir)
+        try half.run()
+        let resumed = Trainer(experts: experts, prompts: Self.prompts, reward: ExpertiseShareReward(),
+                              options: Self.options(steps: 4), outputDirectory: dir)
+        try resumed.resume()
+        #expect(resumed.completedSteps == 2)
+        try resumed.run()
+        #expect(resumed.network == whole.network)
+        // The first two steps come back from the CSV, which keeps 5 decimals.
+        #expect(resumed.history.count == 4)
+        for (a, b) in zip(resumed.history, whole.history) { #expect(abs(a.meanReward - b.meanReward) < 1e-4) }
+        let loaded = try PCMFile.load(dir + "/pcm.json")
+        #expect(loaded == resumed.network)
+        let csv = try String(contentsOfFile: dir + "/rewards.csv", encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 5)
+    }
+
+    @Test("the bootstrap interval contains the mean and narrows with more data")
+    func bootstrap() {
+        let small = Interval.bootstrap([0.2, 0.4, 0.6, 0.8])
+        let large = Interval.bootstrap((0..<400).map { [0.2, 0.4, 0.6, 0.8][$0 % 4] })
+        #expect(small.low <= small.mean && small.mean <= small.high)
+        #expect(abs(large.mean - 0.5) < 1e-12)
+        #expect(large.width < small.width)
+    }
+
+    @Test("the 8 combinations take one pole of each axis")
+    func combinations() {
+        #expect(Combinations.all.count == 8)
+        #expect(Set(Combinations.all.map(Combinations.label)).count == 8)
+        #expect(Combinations.label(Combinations.all[0]) == "P1A+P2A+P3A")
+    }
+}
