@@ -49,20 +49,77 @@ public enum Kernels {
         }
     }
 
-    /// `out[t·rows + r] = Σ_c W[r, c] · x[t·columns + c]` for `t < batch`. Reference implementation.
+    /// `out[t·rows + r] = Σ_c W[r, c] · x[t·columns + c]` for `t < batch`, spread over `pool`.
+    ///
+    /// Numerics follow llama.cpp's CPU backend: for quantised weights (Q8_0, Q4_0, Q4_1) each input row is
+    /// first quantised to 8-bit blocks of 32 (scale `max|x|/127`, round to nearest), and every block product
+    /// is an exact integer dot product scaled by the two blocks' scales (plus the Q4_1 offset times the
+    /// activation block's sum). Integer dot products are several times faster than float ones here, and the
+    /// answers match the common CPU engine within its tolerance; they differ from an all-float product by
+    /// the activation rounding, at most `|d_x|/2` per value (relative error of a dot product ≲ 0.4 % of
+    /// `Σ|W|·|x|`). F32 and F16 weights use float dot products of the unquantised input.
+    ///
+    /// The rows are split into chunks that the pool's threads take in turn; each weight row is read once per
+    /// four input rows. The quantised input lives in the pool's scratch buffer: steady-state calls allocate
+    /// nothing. Calls with the same pool are serialised.
     public static func matmul(
         _ w: QuantizedMatrix, x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>,
         pool: ThreadPool
     ) {
-        let row = UnsafeMutablePointer<Float>.allocate(capacity: w.columns)
-        defer { row.deallocate() }
-        for r in 0..<w.rows {
-            dequantizeRow(w, row: r, into: row)
-            for t in 0..<batch {
-                var sum: Float = 0
-                let xt = x + t * w.columns
-                for c in 0..<w.columns { sum += row[c] * xt[c] }
-                out[t * w.rows + r] = sum
+        guard batch > 0 else { return }
+        let chunk = rowChunk(rows: w.rows, batch: batch, threads: pool.threads)
+        let tasks = (w.rows + chunk - 1) / chunk
+        switch w.type {
+        case .q8_0, .q4_0, .q4_1:
+            let bytes = QuantizedActivations.byteCount(rows: batch, columns: w.columns)
+            pool.withScratch(bytes: bytes) { scratch in
+                let a = QuantizedActivations(scratch: scratch, rows: batch, columns: w.columns)
+                for t in 0..<batch { a.quantize(row: t, from: x + t * w.columns) }
+                pool.runLocked(tasks: tasks) { task in
+                    let range = task * chunk..<min(w.rows, (task + 1) * chunk)
+                    switch w.type {
+                    case .q8_0: quantizedRows(Q8_0Format.self, w, a, rowRange: range, out: out)
+                    case .q4_0: quantizedRows(Q4_0Format.self, w, a, rowRange: range, out: out)
+                    default: quantizedRows(Q4_1Format.self, w, a, rowRange: range, out: out)
+                    }
+                }
+            }
+        default:
+            // F32 and F16 (QuantizedMatrix.init admits supported types only).
+            pool.withScratch(bytes: 0) { _ in
+                pool.runLocked(tasks: tasks) { task in
+                    floatRows(w, x: x, batch: batch, rowRange: task * chunk..<min(w.rows, (task + 1) * chunk), out: out)
+                }
+            }
+        }
+    }
+
+    /// Rows per task: enough tasks (about 8 per thread) to balance uneven threads, each big enough that
+    /// handing it out costs little next to its work.
+    static func rowChunk(rows: Int, batch: Int, threads: Int) -> Int {
+        if threads == 1 { return rows }
+        let perTask = max(1, 16 / min(batch, 16))  // about 16 row·batch products at least
+        return max(perTask, (rows + threads * 8 - 1) / (threads * 8))
+    }
+
+    /// Rows `rowRange` of `w · x` for F32/F16 weights.
+    static func floatRows(
+        _ w: QuantizedMatrix, x: UnsafePointer<Float>, batch: Int, rowRange: Range<Int>,
+        out: UnsafeMutablePointer<Float>
+    ) {
+        let n = w.columns
+        if w.type == .f32 {
+            for r in rowRange {
+                let wr = w.row(r).assumingMemoryBound(to: Float.self)
+                for t in 0..<batch { out[t * w.rows + r] = Vector.dot(wr, x + t * n, count: n) }
+            }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { buffer in
+            let row = buffer.baseAddress.unsafelyUnwrapped
+            for r in rowRange {
+                dequantizeRow(w, row: r, into: row)
+                for t in 0..<batch { out[t * w.rows + r] = Vector.dot(row, x + t * n, count: n) }
             }
         }
     }

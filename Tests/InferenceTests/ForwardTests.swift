@@ -1,0 +1,226 @@
+import Foundation
+import Testing
+
+@testable import Inference
+
+/// Expected logits from Scripts/reference-forward.py (numpy, f32 activations, gguf's dequantisation).
+struct ReferenceCase: Decodable {
+    var tokens: [Int32]
+    var logits: [Float]
+}
+
+@Suite struct ForwardTests {
+    static let reference: [String: [ReferenceCase]] = {
+        guard let data = try? Data(contentsOf: TestFiles.fixtures.appendingPathComponent("reference-tiny.json")),
+              let cases = try? JSONDecoder().decode([String: [ReferenceCase]].self, from: data)
+        else { return [:] }
+        return cases
+    }()
+
+    static func load(_ name: String) throws -> LanguageModel {
+        try LanguageModel(path: TestFiles.fixture(name), threads: 2)
+    }
+
+    // Tolerances: the all-F32 model is compared at 2e-3 (f32 rounding over two layers, logits of size ~5);
+    // quantised models at 0.25, which leaves room for kernels that quantise activations to 8 bits as
+    // llama.cpp does, yet catches any real error in the forward pass (those move logits by whole units).
+    static func tolerance(_ name: String) -> Float { name == "tiny-f32.gguf" ? 2e-3 : 0.25 }
+
+    @Test("the last position's logits match the independent numpy forward pass", arguments: TestFiles.tinyModels)
+    func matchesReference(model name: String) throws {
+        let model = try Self.load(name)
+        let cases = try #require(Self.reference[name])
+        #expect(cases.count >= 2)
+        for c in cases {
+            let cache = try model.makeCache()
+            let logits = try model.forward(cache: cache, tokens: c.tokens)
+            #expect(logits.count == c.logits.count)
+            let diff = maxAbsDifference(logits, c.logits)
+            #expect(diff < Self.tolerance(name), "\(name) \(c.tokens): max |Δlogit| \(diff)")
+            #expect(cache.count == c.tokens.count)
+        }
+    }
+
+    @Test("a f16 KV cache gives nearly the logits of a f32 cache")
+    func halfPrecisionCache() throws {
+        let model = try Self.load("tiny-f32.gguf")
+        let c = try #require(Self.reference["tiny-f32.gguf"]?.last)
+        let logits = try model.forward(cache: try model.makeCache(precision: .f16), tokens: c.tokens)
+        #expect(maxAbsDifference(logits, c.logits) < 0.05)
+    }
+
+    @Test("prefilling n tokens gives the same cache and logits as n single steps",
+          arguments: ["tiny-f32.gguf", "tiny-a.gguf", "tiny-qwen2.gguf"])
+    func prefillEqualsSteps(model name: String) throws {
+        let model = try Self.load(name)
+        let tokens: [Int32] = [1, 40, 41, 42, 300, 7, 2, 1, 99]
+        let prefilled = try model.makeCache()
+        let all = try model.forward(cache: prefilled, tokens: tokens)
+        let stepped = try model.makeCache()
+        var last: [Float] = []
+        for t in tokens { last = try model.forward(cache: stepped, tokens: [t]) }
+        #expect(maxAbsDifference(all, last) < 1e-3)
+        // Both caches continue identically.
+        let a = try model.forward(cache: prefilled, tokens: [5])
+        let b = try model.forward(cache: stepped, tokens: [5])
+        #expect(maxAbsDifference(a, b) < 1e-3)
+    }
+
+    @Test("a batch of sessions at different positions gives each session the logits it gets alone",
+          arguments: ["tiny-f32.gguf", "tiny-b.gguf", "tiny-qwen2.gguf"])
+    func batchEqualsSingle(model name: String) throws {
+        let model = try Self.load(name)
+        let prefixes: [[Int32]] = [[1, 10, 11], [1], [1, 20, 21, 22, 23, 24, 25], []]
+        let news: [[Int32]] = [[12], [30, 31, 32, 33], [26], [1, 50, 51]]
+        var alone: [[Float]] = []
+        for (prefix, new) in zip(prefixes, news) {
+            let cache = try model.makeCache(capacity: 64)
+            if !prefix.isEmpty { _ = try model.forward(cache: cache, tokens: prefix) }
+            alone.append(try model.forward(cache: cache, tokens: new))
+        }
+        let caches = try prefixes.map { prefix in
+            let cache = try model.makeCache(capacity: 64)
+            if !prefix.isEmpty { _ = try model.forward(cache: cache, tokens: prefix) }
+            return cache
+        }
+        let together = try model.forward(Array(zip(caches, news)).map { (cache: $0.0, tokens: $0.1) })
+        #expect(together.count == 4)
+        for i in 0..<4 {
+            #expect(maxAbsDifference(together[i], alone[i]) < 1e-3, "session \(i)")
+            #expect(caches[i].count == prefixes[i].count + news[i].count)
+        }
+        // The batch keeps going: one more step each, batched and with a larger then smaller batch.
+        let step = try model.forward(caches.map { (cache: $0, tokens: [Int32(3)]) })
+        let single = try model.forward(caches.prefix(2).map { (cache: $0, tokens: [Int32(4)]) })
+        #expect(step.count == 4 && single.count == 2)
+    }
+
+    @Test("appending past the cache's capacity is contextFull and leaves the cache as it was")
+    func contextFull() throws {
+        let model = try Self.load("tiny-a.gguf")
+        let cache = try model.makeCache(capacity: 4)
+        _ = try model.forward(cache: cache, tokens: [1, 2, 3])
+        #expect(throws: InferenceError.contextFull(capacity: 4, count: 3, adding: 2)) {
+            try model.forward(cache: cache, tokens: [4, 5])
+        }
+        #expect(cache.count == 3)
+        _ = try model.forward(cache: cache, tokens: [4])
+        #expect(cache.remaining == 0)
+        #expect(throws: InferenceError.contextFull(capacity: 4, count: 4, adding: 1)) {
+            try model.forward(cache: cache, tokens: [5])
+        }
+        #expect(throws: InferenceError.badCapacity(requested: 257, contextLength: 256)) {
+            try model.makeCache(capacity: 257)
+        }
+        #expect(throws: InferenceError.badCapacity(requested: 0, contextLength: 256)) {
+            try model.makeCache(capacity: 0)
+        }
+    }
+
+    @Test("bad batches are typed errors and change no cache")
+    func badBatches() throws {
+        let model = try Self.load("tiny-a.gguf")
+        let good = try model.makeCache()
+        let other = try model.makeCache()
+        let vocab = model.vocabularySize
+        #expect(throws: InferenceError.tokenOutOfRange(token: Int32(vocab), vocabularySize: vocab)) {
+            try model.forward([(cache: good, tokens: [1]), (cache: other, tokens: [2, Int32(vocab)])])
+        }
+        #expect(throws: InferenceError.tokenOutOfRange(token: -1, vocabularySize: vocab)) {
+            try model.forward(cache: good, tokens: [-1])
+        }
+        #expect(throws: InferenceError.emptyInput) { try model.forward(cache: good, tokens: []) }
+        #expect(throws: InferenceError.duplicateCache) {
+            try model.forward([(cache: good, tokens: [1]), (cache: good, tokens: [2])])
+        }
+        #expect(good.count == 0 && other.count == 0)
+        #expect(try model.forward([]).isEmpty)
+    }
+
+    @Test("truncating a cache rolls back tokens: continuing equals a fresh prefill of the kept prefix")
+    func truncateAndReset() throws {
+        let model = try Self.load("tiny-f32.gguf")
+        let cache = try model.makeCache()
+        _ = try model.forward(cache: cache, tokens: [1, 50, 60, 70, 80])
+        try cache.truncate(to: 2)
+        let rolled = try model.forward(cache: cache, tokens: [90, 91])
+        let fresh = try model.forward(cache: try model.makeCache(), tokens: [1, 50, 90, 91])
+        #expect(maxAbsDifference(rolled, fresh) < 1e-4)
+        #expect(throws: InferenceError.badTruncation(requested: 5, count: 4)) { try cache.truncate(to: 5) }
+        cache.reset()
+        #expect(cache.count == 0)
+        let again = try model.forward(cache: cache, tokens: [1, 50, 90, 91])
+        #expect(maxAbsDifference(again, fresh) < 1e-4)
+    }
+
+    @Test("a cache grown over many steps matches a single prefill")
+    func longSequence() throws {
+        let model = try Self.load("tiny-q4_0.gguf")
+        let tokens: [Int32] = (0..<150).map { Int32(($0 * 37 + 11) % 440) }
+        let stepped = try model.makeCache()
+        var last: [Float] = []
+        for t in tokens { last = try model.forward(cache: stepped, tokens: [t]) }
+        let prefill = try model.forward(cache: try model.makeCache(), tokens: tokens)
+        #expect(maxAbsDifference(last, prefill) < 1e-3)
+    }
+
+    @Test("the three tiny experts are different models with one vocabulary: greedy continuations differ")
+    func expertsDiffer() throws {
+        let models = try ["tiny-a.gguf", "tiny-b.gguf", "tiny-c.gguf"].map(Self.load)
+        let prompt: [Int32] = [1, 57, 300, 12]
+        var continuations: [[Int32]] = []
+        for m in models {
+            let result = try m.generate(prompt: prompt, options: GenerationOptions(maxTokens: 8, stopTokens: []))
+            continuations.append(result.tokens)
+        }
+        #expect(Set(continuations.map { $0.map(String.init).joined(separator: ",") }).count == 3)
+        #expect(Set(models.map(\.vocabularyHash)).count == 1)
+        #expect(Set(models.map(\.fingerprint)).count == 3)
+        // Not degenerate: no expert repeats one token forever, and together they use many distinct tokens.
+        #expect(continuations.allSatisfy { Set($0).count >= 2 }, "\(continuations)")
+        #expect(Set(continuations.joined()).count >= 10, "\(continuations)")
+    }
+
+    @Test("greedy generation picks the argmax at each step and honours maxTokens and the callback")
+    func greedyGeneration() throws {
+        let model = try Self.load("tiny-b.gguf")
+        let prompt: [Int32] = [1, 100, 101]
+        var streamed: [Int32] = []
+        let result = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6)) {
+            streamed.append($0)
+            return true
+        }
+        // The same by hand.
+        let cache = try model.makeCache()
+        var logits = try model.forward(cache: cache, tokens: prompt)
+        var expected: [Int32] = []
+        while expected.count < result.tokens.count {
+            let next = Int32(argmax(logits))
+            expected.append(next)
+            logits = try model.forward(cache: cache, tokens: [next])
+        }
+        #expect(result.tokens == expected)
+        #expect(streamed == result.tokens)
+        #expect(result.tokens.count == 6 || result.stopped)
+        #expect(result.promptTokens == 3)
+
+        let stopped = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6)) { _ in false }
+        #expect(stopped.tokens.count == 1)
+        let sampling = GenerationOptions(maxTokens: 6, temperature: 1, seed: 7)
+        let sampled1 = try model.generate(prompt: prompt, options: sampling)
+        let sampled2 = try model.generate(prompt: prompt, options: sampling)
+        #expect(sampled1.tokens == sampled2.tokens)
+    }
+
+    @Test("the configuration is read from the tiny models' metadata")
+    func configuration() throws {
+        let llama = try Self.load("tiny-a.gguf").configuration
+        #expect(llama.architecture == "llama" && llama.ropeStyle == .adjacentPairs && !llama.attentionBias)
+        #expect(llama.blockCount == 2 && llama.embeddingLength == 64 && llama.feedForwardLength == 128)
+        #expect(llama.headCount == 4 && llama.keyValueHeadCount == 2 && llama.headDimension == 16)
+        #expect(llama.contextLength == 256 && llama.ropeFrequencyBase == 10000)
+        #expect(try Self.load("tiny-a.gguf").endOfGenerationTokens == [0, 2])
+        let qwen = try Self.load("tiny-qwen2.gguf").configuration
+        #expect(qwen.architecture == "qwen2" && qwen.ropeStyle == .splitHalf && qwen.attentionBias)
+    }
+}

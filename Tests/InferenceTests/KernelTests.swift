@@ -1,0 +1,196 @@
+import Foundation
+import Testing
+
+@testable import Inference
+
+/// A deterministic generator, so a failing case can be rerun.
+private struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A matrix of random values in `type`'s block format, with realistic scales.
+private final class RandomMatrix {
+    let bytes: UnsafeMutableRawPointer
+    let matrix: QuantizedMatrix
+
+    init(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) throws {
+        var rng = SplitMix(state: seed)
+        let rowBytes = try #require(type.byteCount(values: columns))
+        let bytes = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
+        for i in 0..<rows * rowBytes {
+            bytes.storeBytes(of: UInt8.random(in: 0...255, using: &rng), toByteOffset: i, as: UInt8.self)
+        }
+        func half(_ v: Float) -> UInt16 { Float16(v).bitPattern }
+        func store(_ v: Float, _ offset: Int) { bytes.storeBytes(of: half(v), toByteOffset: offset, as: UInt16.self) }
+        switch type {
+        case .f32:
+            let f = bytes.assumingMemoryBound(to: Float.self)
+            for i in 0..<rows * columns { f[i] = Float.random(in: -1...1, using: &rng) }
+        case .f16:
+            for i in 0..<rows * columns { store(Float.random(in: -1...1, using: &rng), 2 * i) }
+        case .q8_0, .q4_0:
+            for b in 0..<rows * columns / 32 { store(Float.random(in: 0.001...0.1, using: &rng), b * type.blockBytes) }
+        case .q4_1:
+            for b in 0..<rows * columns / 32 {
+                store(Float.random(in: 0.001...0.1, using: &rng), b * 20)
+                store(Float.random(in: -0.8...0, using: &rng), b * 20 + 2)
+            }
+        default:
+            break
+        }
+        self.bytes = bytes
+        matrix = try QuantizedMatrix(type: type, rows: rows, columns: columns, data: bytes)
+    }
+
+    deinit { bytes.deallocate() }
+}
+
+private func randomInput(count: Int, seed: UInt64) -> [Float] {
+    var rng = SplitMix(state: seed)
+    return (0..<count).map { _ in Float.random(in: -2...2, using: &rng) }
+}
+
+/// `W·x` by dequantising each row and summing in Double (the exact answer for the stored weights), and for
+/// each output the bound on the error 8-bit activations may add: every activation moves by at most half a
+/// quantisation step, `max|x_block| / 254`, so an output moves by at most `Σ |W[r, c]| · step(c)`.
+private func reference(_ w: QuantizedMatrix, _ x: [Float], batch: Int) -> (values: [Float], bounds: [Float]) {
+    var values = [Float](repeating: 0, count: batch * w.rows)
+    var bounds = [Float](repeating: 0, count: batch * w.rows)
+    var row = [Float](repeating: 0, count: w.columns)
+    for r in 0..<w.rows {
+        row.withUnsafeMutableBufferPointer { Kernels.dequantizeRow(w, row: r, into: $0.baseAddress!) }
+        for t in 0..<batch {
+            var sum = 0.0
+            var bound = 0.0
+            for b in 0..<w.columns / 32 {
+                let start = t * w.columns + 32 * b
+                let step = Double(x[start..<start + 32].map(abs).max()!) / 254
+                for c in 0..<32 {
+                    sum += Double(row[32 * b + c]) * Double(x[start + c])
+                    bound += abs(Double(row[32 * b + c])) * step
+                }
+            }
+            values[t * w.rows + r] = Float(sum)
+            bounds[t * w.rows + r] = Float(bound)
+        }
+    }
+    return (values, bounds)
+}
+
+private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: ThreadPool) -> [Float] {
+    var out = [Float](repeating: .nan, count: batch * w.rows)
+    x.withUnsafeBufferPointer { xp in
+        out.withUnsafeMutableBufferPointer { op in
+            Kernels.matmul(w, x: xp.baseAddress!, batch: batch, out: op.baseAddress!, pool: pool)
+        }
+    }
+    return out
+}
+
+@Suite struct KernelTests {
+    struct Shape: Sendable, CustomStringConvertible {
+        let rows: Int, columns: Int, batch: Int
+        var description: String { "\(rows)×\(columns) batch \(batch)" }
+    }
+
+    static let shapes = [
+        Shape(rows: 7, columns: 64, batch: 1), Shape(rows: 37, columns: 96, batch: 1),
+        Shape(rows: 37, columns: 96, batch: 5), Shape(rows: 130, columns: 576, batch: 9),
+        Shape(rows: 5, columns: 32, batch: 4), Shape(rows: 3, columns: 1536, batch: 2),
+    ]
+
+    @Test("matmul matches a dequantise-then-dot reference within the 8-bit activation rounding bound",
+          arguments: [GGMLType.f32, .f16, .q8_0, .q4_0, .q4_1], shapes)
+    func matmulMatchesReference(type: GGMLType, shape: Shape) throws {
+        let m = try RandomMatrix(type, rows: shape.rows, columns: shape.columns,
+                                 seed: UInt64(shape.rows * 31 + shape.batch))
+        let x = randomInput(count: shape.batch * shape.columns, seed: 7)
+        let (expected, bounds) = reference(m.matrix, x, batch: shape.batch)
+        for threads in [1, 2, 3] {
+            let out = matmul(m.matrix, x, batch: shape.batch, pool: ThreadPool(threads: threads))
+            for i in 0..<out.count {
+                // Quantised weights: the activation rounding bound; all types: float rounding on top.
+                let quantised = type != .f32 && type != .f16
+                let allowed = (quantised ? bounds[i] : 0) + 1e-4 * (1 + abs(expected[i]))
+                #expect(abs(out[i] - expected[i]) <= allowed, "\(type.name) \(shape) threads \(threads) output \(i)")
+            }
+        }
+    }
+
+    @Test("8-bit activations cost far less than the worst-case bound on typical data")
+    func activationErrorIsSmall() throws {
+        let m = try RandomMatrix(.q4_1, rows: 64, columns: 576, seed: 9)
+        let x = randomInput(count: 576, seed: 13)
+        let (expected, _) = reference(m.matrix, x, batch: 1)
+        let out = matmul(m.matrix, x, batch: 1, pool: ThreadPool(threads: 1))
+        let error = zip(out, expected).map { Double(abs($0 - $1)) }.reduce(0, +)
+        let scale = expected.map { Double(abs($0)) }.reduce(0, +)
+        #expect(error / scale < 0.01)
+    }
+
+    @Test("matmul with batch T equals T separate batch-1 matmuls")
+    func batchEqualsSingles() throws {
+        let m = try RandomMatrix(.q4_1, rows: 45, columns: 160, seed: 3)
+        let batch = 6
+        let x = randomInput(count: batch * 160, seed: 11)
+        let pool = ThreadPool(threads: 2)
+        let batched = matmul(m.matrix, x, batch: batch, pool: pool)
+        for t in 0..<batch {
+            let single = matmul(m.matrix, Array(x[t * 160..<(t + 1) * 160]), batch: 1, pool: pool)
+            #expect(Array(batched[t * 45..<(t + 1) * 45]) == single)
+        }
+    }
+
+    @Test("a zero input row gives zero outputs (no division by a zero scale)")
+    func zeroInput() throws {
+        let m = try RandomMatrix(.q4_1, rows: 9, columns: 64, seed: 5)
+        let out = matmul(m.matrix, [Float](repeating: 0, count: 64), batch: 1, pool: ThreadPool(threads: 1))
+        #expect(out == [Float](repeating: 0, count: 9))
+    }
+
+    @Test("the thread pool runs every task exactly once", arguments: [1, 2, 4])
+    func poolRunsEveryTaskOnce(threads: Int) {
+        let pool = ThreadPool(threads: threads)
+        for tasks in [0, 1, 2, 3, 17, 1000, 70_000] {
+            let counts = UnsafeMutablePointer<Int>.allocate(capacity: max(1, tasks))
+            counts.initialize(repeating: 0, count: max(1, tasks))
+            // Each task writes only its own slot, so no two threads touch the same memory.
+            pool.run(tasks: tasks) { counts[$0] += 1 }
+            #expect((0..<tasks).allSatisfy { counts[$0] == 1 }, "\(tasks) tasks on \(threads) threads")
+            counts.deallocate()
+        }
+    }
+
+    @Test("a thousand back-to-back loops complete without deadlock, with and without spinning",
+          arguments: [(2, 50), (2, 0), (4, 0), (4, 50)])
+    func poolRepeatedLoops(threads: Int, spin: Int) {
+        let pool = ThreadPool(threads: threads, spinMicroseconds: spin)
+        let total = UnsafeMutablePointer<Int>.allocate(capacity: 8)
+        total.initialize(repeating: 0, count: 8)
+        for loop in 0..<1000 {
+            pool.run(tasks: 1 + loop % 8) { total[$0] += 1 }
+        }
+        // Task t runs in every loop that has at least t + 1 tasks.
+        for t in 0..<8 { #expect(total[t] == (0..<1000).filter { 1 + $0 % 8 > t }.count) }
+        total.deallocate()
+    }
+
+    @Test("a pool can be created, used and dropped repeatedly")
+    func poolLifecycle() {
+        for _ in 0..<20 {
+            let pool = ThreadPool(threads: 3, spinMicroseconds: 0)
+            let seen = UnsafeMutablePointer<Int>.allocate(capacity: 4)
+            seen.initialize(repeating: 0, count: 4)
+            pool.run(tasks: 4) { seen[$0] = 1 }
+            #expect((0..<4).allSatisfy { seen[$0] == 1 })
+            seen.deallocate()
+        }
+    }
+}
