@@ -45,9 +45,20 @@ def field_value(reader, key):
     return f.parts[f.data[0]][0].item()
 
 
+def q8_blocks(x):
+    """x rounded as llama.cpp's 8-bit activation blocks do: per 32 values, scale max|x|/127, round to nearest."""
+    shape = x.shape
+    b = x.reshape(-1, 32).astype(np.float32)
+    d = np.abs(b).max(axis=1, keepdims=True) / 127
+    q = np.trunc(b / np.where(d == 0, 1, d) + np.copysign(0.5, b))  # round half away from zero, like roundf
+    return (q * d).astype(np.float32).reshape(shape)
+
+
 class Model:
-    def __init__(self, path):
+    def __init__(self, path, q8_activations=False):
         r = gguf.GGUFReader(path)
+        self.q8 = q8_activations
+        self.types = {t.name: t.tensor_type for t in r.tensors}
         self.reader = r
         arch = field_value(r, "general.architecture")
         assert arch in ("llama", "qwen2"), arch
@@ -66,7 +77,16 @@ class Model:
             a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)
             shape = [int(x) for x in reversed(t.shape)]  # numpy order: rows, columns
             self.w[t.name] = a.reshape(shape)
-        self.out = self.w.get("output.weight", self.w["token_embd.weight"])
+        self.out_name = "output.weight" if "output.weight" in self.w else "token_embd.weight"
+        self.out = self.w[self.out_name]
+
+    def mm(self, x, name):
+        """x @ W.T, with x first rounded to 8-bit blocks for quantised weights when emulating llama.cpp."""
+        w = self.w[name]
+        quantised = self.types[name] not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16)
+        if self.q8 and quantised:
+            x = q8_blocks(x)
+        return x @ w.T
 
     def rms(self, x, weight):
         return (x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + self.eps)) * weight
@@ -98,9 +118,9 @@ class Model:
         for n in range(self.layers):
             p = f"blk.{n}."
             h = self.rms(x, self.w[p + "attn_norm.weight"])
-            q = h @ self.w[p + "attn_q.weight"].T
-            k = h @ self.w[p + "attn_k.weight"].T
-            v = h @ self.w[p + "attn_v.weight"].T
+            q = self.mm(h, p + "attn_q.weight")
+            k = self.mm(h, p + "attn_k.weight")
+            v = self.mm(h, p + "attn_v.weight")
             if self.arch == "qwen2":
                 q = q + self.w[p + "attn_q.bias"]
                 k = k + self.w[p + "attn_k.bias"]
@@ -115,13 +135,13 @@ class Model:
                 s = np.exp(s - s.max(axis=-1, keepdims=True))
                 s /= s.sum(axis=-1, keepdims=True)
                 att[:, hd] = (s @ vh.astype(np.float64)).astype(np.float32)
-            x = x + att.reshape(T, -1) @ self.w[p + "attn_output.weight"].T
+            x = x + self.mm(att.reshape(T, -1), p + "attn_output.weight")
             h = self.rms(x, self.w[p + "ffn_norm.weight"])
-            gt = h @ self.w[p + "ffn_gate.weight"].T
-            up = h @ self.w[p + "ffn_up.weight"].T
-            x = x + ((gt / (1 + np.exp(-gt))) * up) @ self.w[p + "ffn_down.weight"].T
+            gt = self.mm(h, p + "ffn_gate.weight")
+            up = self.mm(h, p + "ffn_up.weight")
+            x = x + self.mm((gt / (1 + np.exp(-gt))) * up, p + "ffn_down.weight")
         last = self.rms(x[-1:], self.w["output_norm.weight"])
-        return (last @ self.out.T)[0]
+        return self.mm(last, self.out_name)[0]
 
 
 def chatml_ids(reader, prompt):
@@ -141,11 +161,41 @@ def chatml_ids(reader, prompt):
     return tok.encode(text, add_special_tokens=False).ids
 
 
+def centered_max_diff(a, b):
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs((a - a.mean()) - (b - b.mean())).max())
+
+
+def compare_q8(model_path):
+    """How far 8-bit activation rounding alone moves logits from the f32 fixtures (mean-centred)."""
+    with open(os.path.join(FIXTURES, "reference-tiny.json")) as f:
+        tiny = json.load(f)
+    for name in TINY:
+        m = Model(os.path.join(FIXTURES, name), q8_activations=True)
+        diffs = [centered_max_diff(m.last_logits(c["tokens"]), c["logits"]) for c in tiny[name]]
+        print(f"{name}: centred max |dlogit| {max(diffs):.4f}")
+    path = os.path.join(FIXTURES, "reference-smollm2.json")
+    if os.path.exists(model_path) and os.path.exists(path):
+        m = Model(model_path, q8_activations=True)
+        with open(path) as f:
+            for c in json.load(f):
+                logits = m.last_logits(c["tokens"])
+                d = centered_max_diff([logits[i] for i in c["top_ids"]], c["top_logits"])
+                print(f"{c['prompt']!r}: centred max |dlogit| over the top 20 {d:.4f}, "
+                      f"top-1 {int(np.argmax(logits))} (f32 {c['top_ids'][0]})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_model = os.environ.get("MOPE_MODEL", os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--model", default=default_model)
+    ap.add_argument("--q8-activations", action="store_true",
+                    help="compare a llama.cpp-style run (activations rounded to 8-bit blocks before quantised "
+                         "matmuls) with the stored f32 fixtures, and write nothing")
     args = ap.parse_args()
+    if args.q8_activations:
+        compare_q8(args.model)
+        return
 
     tiny = {}
     for name in TINY:

@@ -1,9 +1,11 @@
 /// The `k` most likely next tokens of a logits row, with their log-probabilities, and the probability mass
 /// of all other tokens.
 ///
-/// One pass over the row keeps a running maximum and a rescaled sum of exponentials (the online
-/// log-sum-exp) and, at the same time, a min-heap of the `k` best entries, so most entries cost one compare;
-/// only the `k` survivors are sorted. Log-probabilities are `logit − logsumexp(logits)`.
+/// One pass over the row, 16 values at a time, keeps running maxima and rescaled sums of exponentials (the
+/// online log-sum-exp, with a vectorised exp) and collects the values above the current k-th best into a
+/// candidate buffer; when the buffer fills, a quickselect keeps the best `k` and raises the bar. A chunk with
+/// no value above the bar costs one vector compare. Only the final `k` are sorted.
+/// Log-probabilities are `logit − logsumexp(logits)`.
 public struct TopK: Sendable, Equatable {
     /// Token ids, most likely first (ties: lower id first).
     public var ids: [Int32]
@@ -27,44 +29,74 @@ public struct TopK: Sendable, Equatable {
             self.init(ids: [], logProbs: [], tailMass: 1)
             return
         }
-        var heapValues = [Float](repeating: 0, count: k)
-        var heapIDs = [Int32](repeating: 0, count: k)
-        var heapCount = 0
-        var maxLogit = -Float.infinity
-        var sum: Float = 0
-        heapValues.withUnsafeMutableBufferPointer { hv in
-            heapIDs.withUnsafeMutableBufferPointer { hi in
-                for i in 0..<n {
-                    let x = logits[i]
-                    // Online log-sum-exp.
-                    if x > maxLogit {
-                        sum = sum * Float.exp(maxLogit - x) + 1
-                        maxLogit = x
-                    } else {
-                        sum += Float.exp(x - maxLogit)
-                    }
-                    // Keep the k best. Indices rise, so an equal value never displaces an earlier id.
-                    if heapCount < k {
-                        Self.push(x, Int32(i), hv, hi, &heapCount)
-                    } else if k > 0 && x > hv[0] {
-                        Self.replaceRoot(x, Int32(i), hv, hi, heapCount)
-                    }
+        // Candidates as keys that order like (value descending, id ascending): the value's bits made
+        // order-preserving in the high half, the complemented id in the low half.
+        let cap = max(2 * k, k + 256)
+        let keys = UnsafeMutablePointer<UInt64>.allocate(capacity: cap + 16)
+        defer { keys.deallocate() }
+        var count = 0
+        var logZ: Float = 0
+        let p = logits.baseAddress!
+        // Per-lane online log-sum-exp: lane maxima `m`, lane sums `s` of e^(x − m), rescaled as a lane's
+        // maximum rises. Starting from the most negative finite value keeps −∞ logits from producing NaN.
+        var m = SIMD16<Float>(repeating: -.greatestFiniteMagnitude)
+        var s = SIMD16<Float>()
+        // Values at or below the k-th best candidate so far cannot enter the top k.
+        var threshold = -Float.infinity
+        var i = 0
+        while i + 16 <= n {
+            let x = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
+            let rising = x .> m
+            if any(rising) {
+                let raised = m.replacing(with: x, where: rising)
+                s *= VectorMath.exp(m - raised)
+                m = raised
+            }
+            s += VectorMath.exp(x - m)
+            if k > 0 && any(x .> SIMD16(repeating: threshold)) {
+                for lane in 0..<16 where x[lane] > threshold {
+                    keys[count] = Self.key(x[lane], Int32(i + lane))
+                    count += 1
+                }
+                if count >= cap {
+                    threshold = Self.keepBest(k, of: UnsafeMutableBufferPointer(start: keys, count: count))
+                    count = k
                 }
             }
+            i += 16
         }
-        let logZ = maxLogit + Float.log(sum)
-        var order = Array(0..<heapCount)
-        order.sort { a, b in
-            heapValues[a] != heapValues[b] ? heapValues[a] > heapValues[b] : heapIDs[a] < heapIDs[b]
+        var maxLogit = m.max()
+        var sum = (s * VectorMath.exp(m - SIMD16(repeating: maxLogit))).sum()
+        while i < n {
+            let x = p[i]
+            if x > maxLogit {
+                sum = sum * Float.exp(maxLogit - x) + 1
+                maxLogit = x
+            } else {
+                sum += Float.exp(x - maxLogit)
+            }
+            if k > 0 && x > threshold {
+                keys[count] = Self.key(x, Int32(i))
+                count += 1
+            }
+            i += 1
         }
+        logZ = maxLogit + Float.log(sum)
+        if count > k {
+            _ = Self.keepBest(k, of: UnsafeMutableBufferPointer(start: keys, count: count))
+            count = k
+        }
+        var best = UnsafeMutableBufferPointer(start: keys, count: count)
+        best.sort()  // ascending: best last
+
         var ids = [Int32]()
         var logProbs = [Float]()
-        ids.reserveCapacity(heapCount)
-        logProbs.reserveCapacity(heapCount)
+        ids.reserveCapacity(count)
+        logProbs.reserveCapacity(count)
         var mass: Float = 0
-        for j in order {
-            let lp = heapValues[j] - logZ
-            ids.append(heapIDs[j])
+        for key in best.reversed() {
+            let lp = Self.value(of: key) - logZ
+            ids.append(Self.id(of: key))
             logProbs.append(lp)
             mass += Float.exp(lp)
         }
@@ -76,47 +108,61 @@ public struct TopK: Sendable, Equatable {
         self = logits.withUnsafeBufferPointer { TopK(logits: $0, k: k) }
     }
 
-    // MARK: Min-heap, worst entry at the root (smaller value, or equal value and larger id).
+    // MARK: Selection
+
+    /// A key that orders like (value descending, id ascending) when compared as an unsigned number.
+    @inline(__always)
+    static func key(_ value: Float, _ id: Int32) -> UInt64 {
+        let b = value.bitPattern
+        let ordered = b & 0x8000_0000 != 0 ? ~b : b | 0x8000_0000
+        return UInt64(ordered) << 32 | UInt64(~UInt32(bitPattern: id))
+    }
 
     @inline(__always)
-    private static func worse(_ va: Float, _ ia: Int32, _ vb: Float, _ ib: Int32) -> Bool {
-        va < vb || (va == vb && ia > ib)
+    static func value(of key: UInt64) -> Float {
+        let ordered = UInt32(truncatingIfNeeded: key >> 32)
+        return Float(bitPattern: ordered & 0x8000_0000 != 0 ? ordered & 0x7FFF_FFFF : ~ordered)
     }
 
-    private static func push(
-        _ v: Float, _ id: Int32, _ hv: UnsafeMutableBufferPointer<Float>, _ hi: UnsafeMutableBufferPointer<Int32>,
-        _ count: inout Int
-    ) {
-        var i = count
-        count += 1
-        while i > 0 {
-            let parent = (i - 1) / 2
-            guard worse(v, id, hv[parent], hi[parent]) else { break }
-            hv[i] = hv[parent]
-            hi[i] = hi[parent]
-            i = parent
-        }
-        hv[i] = v
-        hi[i] = id
-    }
+    @inline(__always)
+    static func id(of key: UInt64) -> Int32 { Int32(bitPattern: ~UInt32(truncatingIfNeeded: key)) }
 
-    private static func replaceRoot(
-        _ v: Float, _ id: Int32, _ hv: UnsafeMutableBufferPointer<Float>, _ hi: UnsafeMutableBufferPointer<Int32>,
-        _ count: Int
-    ) {
-        var i = 0
-        while true {
-            let l = 2 * i + 1
-            guard l < count else { break }
-            var child = l
-            let r = l + 1
-            if r < count && worse(hv[r], hi[r], hv[l], hi[l]) { child = r }
-            guard worse(hv[child], hi[child], v, id) else { break }
-            hv[i] = hv[child]
-            hi[i] = hi[child]
-            i = child
+    /// Moves the `k` largest keys to the front of `a` (in any order) and returns the value of the smallest
+    /// of them. Quickselect with median-of-three pivots; keys are distinct (ids differ).
+    static func keepBest(_ k: Int, of a: UnsafeMutableBufferPointer<UInt64>) -> Float {
+        do {
+            var lo = 0
+            var hi = a.count - 1
+            // Invariant: the k largest lie in a[0..<k] once lo...hi shrinks around position k − 1.
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2
+                // Median of three, descending order.
+                if a[mid] > a[lo] { a.swapAt(mid, lo) }
+                if a[hi] > a[lo] { a.swapAt(hi, lo) }
+                if a[hi] > a[mid] { a.swapAt(hi, mid) }
+                let pivot = a[mid]
+                var i = lo
+                var j = hi
+                while i <= j {
+                    while a[i] > pivot { i += 1 }
+                    while a[j] < pivot { j -= 1 }
+                    if i <= j {
+                        a.swapAt(i, j)
+                        i += 1
+                        j -= 1
+                    }
+                }
+                if k - 1 <= j {
+                    hi = j
+                } else if k - 1 >= i {
+                    lo = i
+                } else {
+                    break
+                }
+            }
         }
-        hv[i] = v
-        hi[i] = id
+        var smallest = UInt64.max
+        for key in a[0..<k] { smallest = min(smallest, key) }
+        return value(of: smallest)
     }
 }

@@ -21,10 +21,11 @@ struct ReferenceCase: Decodable {
         try LanguageModel(path: TestFiles.fixture(name), threads: 2)
     }
 
-    // Tolerances: the all-F32 model is compared at 2e-3 (f32 rounding over two layers, logits of size ~5);
-    // quantised models at 0.25, which leaves room for kernels that quantise activations to 8 bits as
-    // llama.cpp does, yet catches any real error in the forward pass (those move logits by whole units).
-    static func tolerance(_ name: String) -> Float { name == "tiny-f32.gguf" ? 2e-3 : 0.25 }
+    // Tolerances, on logits with each row's mean subtracted (a common offset does not change probabilities):
+    // the all-F32 model at 2e-3 (f32 rounding over two layers, logits of size ~5); quantised models at 0.6,
+    // which leaves room for kernels that round activations to 8 bits as llama.cpp does (measured up to ~0.45
+    // on these models), yet catches real errors in the forward pass, which move logits by whole units.
+    static func tolerance(_ name: String) -> Float { name == "tiny-f32.gguf" ? 2e-3 : 0.6 }
 
     @Test("the last position's logits match the independent numpy forward pass", arguments: TestFiles.tinyModels)
     func matchesReference(model name: String) throws {
@@ -35,8 +36,13 @@ struct ReferenceCase: Decodable {
             let cache = try model.makeCache()
             let logits = try model.forward(cache: cache, tokens: c.tokens)
             #expect(logits.count == c.logits.count)
-            let diff = maxAbsDifference(logits, c.logits)
+            let diff = maxCenteredDifference(logits, c.logits)
             #expect(diff < Self.tolerance(name), "\(name) \(c.tokens): max |Δlogit| \(diff)")
+            if name != "tiny-f32.gguf" {
+                // Where the reference's best token leads by a clear margin, the engine picks it too.
+                let sorted = c.logits.sorted(by: >)
+                if sorted[0] - sorted[1] > 1 { #expect(argmax(logits) == argmax(c.logits), "\(name) \(c.tokens)") }
+            }
             #expect(cache.count == c.tokens.count)
         }
     }
@@ -46,7 +52,7 @@ struct ReferenceCase: Decodable {
         let model = try Self.load("tiny-f32.gguf")
         let c = try #require(Self.reference["tiny-f32.gguf"]?.last)
         let logits = try model.forward(cache: try model.makeCache(precision: .f16), tokens: c.tokens)
-        #expect(maxAbsDifference(logits, c.logits) < 0.05)
+        #expect(maxCenteredDifference(logits, c.logits) < 0.05)
     }
 
     @Test("prefilling n tokens gives the same cache and logits as n single steps",
@@ -93,6 +99,45 @@ struct ReferenceCase: Decodable {
         let step = try model.forward(caches.map { (cache: $0, tokens: [Int32(3)]) })
         let single = try model.forward(caches.prefix(2).map { (cache: $0, tokens: [Int32(4)]) })
         #expect(step.count == 4 && single.count == 2)
+    }
+
+    @Test("a batch longer than one pass runs in several passes with the same results")
+    func severalPasses() throws {
+        let file = try GGUFFile(path: TestFiles.fixture("tiny-f32.gguf"))
+        let whole = try LanguageModel(file: file)
+        let chunked = try LanguageModel(file: file, maxTokensPerPass: 5)
+        let entries: [[Int32]] = [Array(1...12), [7, 8, 9], [40], Array(100...106)]
+        func run(_ model: LanguageModel) throws -> ([[Float]], [KVCache]) {
+            let caches = try entries.map { _ in try model.makeCache() }
+            _ = try model.forward(cache: caches[2], tokens: [1, 2])
+            let rows = try model.forward(zip(caches, entries).map { (cache: $0.0, tokens: $0.1) })
+            return (rows, caches)
+        }
+        let (expected, _) = try run(whole)
+        let (rows, caches) = try run(chunked)
+        for i in entries.indices {
+            #expect(maxAbsDifference(rows[i], expected[i]) < 1e-3, "entry \(i)")
+        }
+        #expect(caches.map(\.count) == [12, 3, 3, 7])
+    }
+
+    @Test("topK over a batch equals TopK of each session's logits row")
+    func batchTopK() throws {
+        let model = try Self.load("tiny-c.gguf")
+        let caches = try (0..<2).map { _ in try model.makeCache(capacity: 32) }
+        var buffer: [Float] = []
+        let tops = try model.topK([(cache: caches[0], tokens: [1, 2, 3]), (cache: caches[1], tokens: [9])], k: 8,
+                                  logits: &buffer)
+        let rows = [try model.forward(cache: try model.makeCache(), tokens: [1, 2, 3]),
+                    try model.forward(cache: try model.makeCache(), tokens: [9])]
+        #expect(tops.count == 2)
+        for (top, row) in zip(tops, rows) {
+            let want = TopK(logits: row, k: 8)
+            #expect(top.ids == want.ids)
+            #expect(zip(top.logProbs, want.logProbs).allSatisfy { abs($0 - $1) < 1e-4 })
+        }
+        #expect(caches[0].allocatedBytes > 0 && caches[0].allocatedBytes <= caches[0].maxBytes)
+        #expect(caches[0].maxBytes == 2 * 2 * 32 * 32 * 4)
     }
 
     @Test("appending past the cache's capacity is contextFull and leaves the cache as it was")

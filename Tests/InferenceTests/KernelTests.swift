@@ -42,6 +42,15 @@ private final class RandomMatrix {
                 store(Float.random(in: 0.001...0.1, using: &rng), b * 20)
                 store(Float.random(in: -0.8...0, using: &rng), b * 20 + 2)
             }
+        case .q5_0:
+            for b in 0..<rows * columns / 32 { store(Float.random(in: 0.001...0.05, using: &rng), b * 22) }
+        case .q4_K:
+            for b in 0..<rows * columns / 256 {
+                store(Float.random(in: 0.0005...0.003, using: &rng), b * 144)
+                store(Float.random(in: 0.0005...0.003, using: &rng), b * 144 + 2)
+            }
+        case .q6_K:
+            for b in 0..<rows * columns / 256 { store(Float.random(in: 0.0001...0.001, using: &rng), b * 210 + 208) }
         default:
             break
         }
@@ -104,6 +113,7 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         Shape(rows: 7, columns: 64, batch: 1), Shape(rows: 37, columns: 96, batch: 1),
         Shape(rows: 37, columns: 96, batch: 5), Shape(rows: 130, columns: 576, batch: 9),
         Shape(rows: 5, columns: 32, batch: 4), Shape(rows: 3, columns: 1536, batch: 2),
+        Shape(rows: 37, columns: 96, batch: 17), Shape(rows: 6, columns: 64, batch: 35),
     ]
 
     @Test("matmul matches a dequantise-then-dot reference within the 8-bit activation rounding bound",
@@ -124,6 +134,37 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         }
     }
 
+    static let kShapes = [
+        Shape(rows: 5, columns: 256, batch: 1), Shape(rows: 13, columns: 512, batch: 7),
+        Shape(rows: 2, columns: 1536, batch: 4), Shape(rows: 3, columns: 256, batch: 20),
+    ]
+
+    @Test("Q5_0, Q4_K and Q6_K matmuls match the reference within the 8-bit activation rounding bound",
+          arguments: [GGMLType.q5_0, .q4_K, .q6_K], kShapes)
+    func kQuantMatmulMatchesReference(type: GGMLType, shape: Shape) throws {
+        try matmulMatchesReference(type: type, shape: shape)
+    }
+
+    @Test("rows of every quantised type dequantise to the values the gguf reference implementation gives",
+          arguments: [
+              (GGMLType.q5_0, KernelFixtures.q5_0Bytes, KernelFixtures.q5_0Values),
+              (.q4_K, KernelFixtures.q4_KBytes, KernelFixtures.q4_KValues),
+              (.q6_K, KernelFixtures.q6_KBytes, KernelFixtures.q6_KValues),
+              (.q4_0, KernelFixtures.q4_0Bytes, KernelFixtures.q4_0Values),
+              (.q4_1, KernelFixtures.q4_1Bytes, KernelFixtures.q4_1Values),
+              (.q8_0, KernelFixtures.q8_0Bytes, KernelFixtures.q8_0Values),
+          ])
+    func dequantizeMatchesGGUF(type: GGMLType, bytes: [UInt8], values: [Float]) throws {
+        var out = [Float](repeating: .nan, count: values.count)
+        try bytes.withUnsafeBytes { raw in
+            let m = try QuantizedMatrix(type: type, rows: 1, columns: values.count, data: raw.baseAddress!)
+            out.withUnsafeMutableBufferPointer { Kernels.dequantizeRow(m, row: 0, into: $0.baseAddress!) }
+        }
+        for i in values.indices {
+            #expect(abs(out[i] - values[i]) <= 1e-6 * (1 + abs(values[i])), "\(type.name) value \(i)")
+        }
+    }
+
     @Test("8-bit activations cost far less than the worst-case bound on typical data")
     func activationErrorIsSmall() throws {
         let m = try RandomMatrix(.q4_1, rows: 64, columns: 576, seed: 9)
@@ -135,16 +176,17 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         #expect(error / scale < 0.01)
     }
 
-    @Test("matmul with batch T equals T separate batch-1 matmuls")
-    func batchEqualsSingles() throws {
-        let m = try RandomMatrix(.q4_1, rows: 45, columns: 160, seed: 3)
-        let batch = 6
-        let x = randomInput(count: batch * 160, seed: 11)
+    @Test("matmul with batch T equals T separate batch-1 matmuls, bit for bit",
+          arguments: [GGMLType.q4_1, .q4_0, .q8_0, .q5_0, .q4_K, .q6_K], [6, 12, 19, 27, 37])
+    func batchEqualsSingles(type: GGMLType, batch: Int) throws {
+        let rows = 45, columns = 512
+        let m = try RandomMatrix(type, rows: rows, columns: columns, seed: 3)
+        let x = randomInput(count: batch * columns, seed: 11)
         let pool = ThreadPool(threads: 2)
         let batched = matmul(m.matrix, x, batch: batch, pool: pool)
         for t in 0..<batch {
-            let single = matmul(m.matrix, Array(x[t * 160..<(t + 1) * 160]), batch: 1, pool: pool)
-            #expect(Array(batched[t * 45..<(t + 1) * 45]) == single)
+            let single = matmul(m.matrix, Array(x[t * columns..<(t + 1) * columns]), batch: 1, pool: pool)
+            #expect(Array(batched[t * rows..<(t + 1) * rows]) == single, "\(type.name) batch \(batch) row \(t)")
         }
     }
 

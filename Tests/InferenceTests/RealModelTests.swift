@@ -34,9 +34,11 @@ struct RealModelTests {
         #expect(model.vocabulary.chatTemplate?.contains("SmolLM") == true)
     }
 
-    // Tolerance: |Δlogit| < 0.5 over the reference's top 20. The reference is f32 over gguf's dequantised
-    // weights; kernels that quantise activations to 8 bits (as llama.cpp does) move logits by up to a few
-    // tenths. Top-1 must agree only where the reference's top-2 margin exceeds 0.5 (near-ties may flip).
+    // Tolerance: |Δlogit| < 0.5 over the reference's top 20, after subtracting each side's mean over those 20
+    // (a common offset does not change probabilities). The reference is f32 over gguf's dequantised weights;
+    // kernels that round activations to 8 bits as llama.cpp does shift all logits together by up to ~1 and
+    // move them apart by a few tenths. Top-1 must agree only where the reference's top-2 margin exceeds 0.5
+    // (near-ties flip: "What is the capital of France?" leads by 0.08).
     @Test("the last position's top logits match the numpy reference within 0.5 for ChatML prompts")
     func matchesReference() throws {
         let model = try LanguageModel(path: TestFiles.realModel, threads: 2)
@@ -47,8 +49,9 @@ struct RealModelTests {
             let caches = try group.map { _ in try model.makeCache(capacity: 128) }
             let rows = try model.forward(zip(caches, group).map { (cache: $0.0, tokens: $0.1.tokens) })
             for (c, logits) in zip(group, rows) {
-                let deltas = zip(c.top_ids, c.top_logits).map { abs(logits[Int($0.0)] - $0.1) }
-                #expect(deltas.max()! < 0.5, "\(c.prompt): max |Δlogit| over the top 20 = \(deltas.max()!)")
+                let engine = c.top_ids.map { logits[Int($0)] }
+                let delta = maxCenteredDifference(engine, c.top_logits)
+                #expect(delta < 0.5, "\(c.prompt): max |Δlogit| over the top 20 = \(delta)")
                 let top = TopK(logits: logits, k: 10)
                 // The reference's top 5 are among the engine's top 10, and the engine's top 5 in the reference's 20.
                 #expect(Set(c.top_ids.prefix(5)).isSubset(of: Set(top.ids)), "\(c.prompt)")

@@ -52,5 +52,14 @@ import Testing
         let p = top.logProbs.map { Foundation.exp($0) }
         #expect(abs(p[0] + p[1] + top.tailMass - 1) < 1e-5)
         #expect(top.tailMass > 0.08 && top.tailMass < 0.1)
+
+        var long = [Float](repeating: -.infinity, count: 1000)
+        long[500] = 1000
+        long[700] = 999
+        long[999] = -1e30
+        let sparse = TopK(logits: long, k: 3)
+        #expect(Array(sparse.ids.prefix(2)) == [500, 700])
+        #expect(abs(sparse.logProbs[0] + Float(Foundation.log(1 + Foundation.exp(-1.0)))) < 2e-4)
+        #expect(sparse.tailMass < 1e-5)
     }
 }

@@ -10,26 +10,67 @@ struct QuantizedActivations {
     let scales: UnsafeMutablePointer<Float>
     /// `rows × blocks` scaled sums `d·Σq`.
     let sums: UnsafeMutablePointer<Float>
+    /// The same numbers for the first `laneRows` rows, transposed in groups of 16 rows (then at most one group
+    /// of 8) so that a group's rows sit side by side in one SIMD vector per value. The group of width `W`
+    /// starting at row `t0` keeps value `32b + i` of row `t0 + l` at `lanes[t0·columns + (32b + i)·W + l]` as a
+    /// float (an exact small integer), and its scale and sum at `laneScales`/`laneSums[t0·blocks + b·W + l]`.
+    let lanes: UnsafeMutablePointer<Float>
+    let laneScales: UnsafeMutablePointer<Float>
+    let laneSums: UnsafeMutablePointer<Float>
     let rows: Int
     let columns: Int
     var blocks: Int { columns / 32 }
+    /// Groups of 16 rows in the transposed layout.
+    var groups16: Int { rows / 16 }
+    /// Rows in the transposed layout: the groups of 16 and, when at least 8 rows are left, one group of 8.
+    var laneRows: Int { Self.laneRows(rows) }
+
+    static func laneRows(_ rows: Int) -> Int { rows / 16 * 16 + (rows % 16 >= 8 ? 8 : 0) }
+
+    private static func layout(rows: Int, columns: Int) -> (values: Int, perBlock: Int, lanes: Int) {
+        let values = (rows * columns * 2 + 63) & ~63
+        let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
+        let lanes = laneRows(rows) * columns * 4
+        return (values, perBlock, lanes)
+    }
 
     /// Bytes of scratch memory `rows × columns` activations need.
     static func byteCount(rows: Int, columns: Int) -> Int {
-        let values = (rows * columns * 2 + 63) & ~63
-        let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
-        return values + 2 * perBlock
+        let l = layout(rows: rows, columns: columns)
+        return l.values + 4 * l.perBlock + l.lanes
     }
 
     /// Lays out the activations in `scratch` (at least `byteCount(rows:columns:)` bytes, 64-byte aligned).
     init(scratch: UnsafeMutableRawPointer, rows: Int, columns: Int) {
         self.rows = rows
         self.columns = columns
-        let valueBytes = (rows * columns * 2 + 63) & ~63
-        let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
+        let l = Self.layout(rows: rows, columns: columns)
+        let nb = columns / 32
         values = scratch.bindMemory(to: Int16.self, capacity: rows * columns)
-        scales = (scratch + valueBytes).bindMemory(to: Float.self, capacity: rows * (columns / 32))
-        sums = (scratch + valueBytes + perBlock).bindMemory(to: Float.self, capacity: rows * (columns / 32))
+        scales = (scratch + l.values).bindMemory(to: Float.self, capacity: rows * nb)
+        sums = (scratch + l.values + l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        laneScales = (scratch + l.values + 2 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        laneSums = (scratch + l.values + 3 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        lanes = (scratch + l.values + 4 * l.perBlock).bindMemory(to: Float.self, capacity: Self.laneRows(rows) * columns)
+    }
+
+    /// Fills the transposed layout from the quantised rows.
+    func transpose() {
+        let nb = blocks
+        var t0 = 0
+        while t0 < laneRows {
+            let width = laneRows - t0 >= 16 ? 16 : 8
+            for l in 0..<width {
+                let src = values + (t0 + l) * columns
+                let dst = lanes + t0 * columns + l
+                for c in 0..<columns { dst[c * width] = Float(src[c]) }
+                for b in 0..<nb {
+                    laneScales[t0 * nb + b * width + l] = scales[(t0 + l) * nb + b]
+                    laneSums[t0 * nb + b * width + l] = sums[(t0 + l) * nb + b]
+                }
+            }
+            t0 += width
+        }
     }
 
     /// Quantises row `row` from `columns` floats at `x`.

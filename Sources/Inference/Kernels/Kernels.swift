@@ -3,9 +3,22 @@
 /// Contract (the model code relies on it):
 /// - `dequantizeRow` writes one row as `Float`s.
 /// - `matmul` computes `out[t·rows + r] = Σ_c W[r, c] · x[t·columns + c]` for every `t < batch`.
+///
+/// How `matmul` is fast on a CPU (the scheme of llama.cpp's CPU backend):
+/// 1. The input rows are quantised once per call to 8-bit blocks of 32 (`QuantizedActivations`).
+/// 2. Each weight block meets an input block in an exact integer dot product (plain `Int32` loops that
+///    compile to `vpmaddwd`/`vpdpwssd`), scaled by the two blocks' scales: `Kernels+Quantized.swift`,
+///    `Kernels+KQuants.swift`.
+/// 3. With several input rows a weight block is unpacked once and used for many: 4 input rows per integer
+///    loop, and from 16 input rows on, 16 rows in the lanes of `SIMD16<Float>` FMAs over weights unpacked to
+///    floats (exact small integers, so the result is bit-identical to the integer loops: a row's output
+///    never depends on the batch it was computed in). Batched decoding and prefill are compute-bound.
+/// 4. Rows are split into about 8 chunks per thread, taken dynamically by the `ThreadPool`'s threads.
+///
+/// Float helpers for the rest of a forward pass (dot, axpy, RMS norm, softmax, SwiGLU, exp) are in `Vector`.
 public enum Kernels {
     /// Tensor types the kernels read.
-    public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q8_0]
+    public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K]
 
     /// Writes row `row` of `w` as `w.columns` floats into `out`.
     public static func dequantizeRow(_ w: QuantizedMatrix, row: Int, into out: UnsafeMutablePointer<Float>) {
@@ -15,7 +28,9 @@ public enum Kernels {
         case .f32:
             out.update(from: src.assumingMemoryBound(to: Float.self), count: w.columns)
         case .f16:
-            for i in 0..<w.columns { out[i] = Float(halfBits: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+            for i in 0..<w.columns {
+                out[i] = Float(halfBits: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+            }
         case .q8_0:
             for b in 0..<blocks {
                 let block = src + b * 34
@@ -43,6 +58,8 @@ public enum Kernels {
                     out[b * 32 + i + 16] = d * Float(q >> 4) + m
                 }
             }
+        case .q5_0, .q4_K, .q6_K:
+            dequantizeKRow(w.type, row: src, columns: w.columns, into: out)
         default:
             // Unreachable: QuantizedMatrix.init admits supported types only.
             out.update(repeating: 0, count: w.columns)
@@ -51,7 +68,8 @@ public enum Kernels {
 
     /// `out[t·rows + r] = Σ_c W[r, c] · x[t·columns + c]` for `t < batch`, spread over `pool`.
     ///
-    /// Numerics follow llama.cpp's CPU backend: for quantised weights (Q8_0, Q4_0, Q4_1) each input row is
+    /// Numerics follow llama.cpp's CPU backend: for quantised weights (Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)
+    /// each input row is
     /// first quantised to 8-bit blocks of 32 (scale `max|x|/127`, round to nearest), and every block product
     /// is an exact integer dot product scaled by the two blocks' scales (plus the Q4_1 offset times the
     /// activation block's sum). Integer dot products are several times faster than float ones here, and the
@@ -59,9 +77,9 @@ public enum Kernels {
     /// the activation rounding, at most `|d_x|/2` per value (relative error of a dot product ≲ 0.4 % of
     /// `Σ|W|·|x|`). F32 and F16 weights use float dot products of the unquantised input.
     ///
-    /// The rows are split into chunks that the pool's threads take in turn; each weight row is read once per
-    /// four input rows. The quantised input lives in the pool's scratch buffer: steady-state calls allocate
-    /// nothing. Calls with the same pool are serialised.
+    /// The rows are split into chunks that the pool's threads take in turn. The quantised input lives in the
+    /// pool's scratch buffer: steady-state calls allocate nothing. Calls with the same pool are serialised.
+    /// Row `t` of the output is bit-for-bit the same whatever `batch` it was computed in.
     public static func matmul(
         _ w: QuantizedMatrix, x: UnsafePointer<Float>, batch: Int, out: UnsafeMutablePointer<Float>,
         pool: ThreadPool
@@ -70,16 +88,20 @@ public enum Kernels {
         let chunk = rowChunk(rows: w.rows, batch: batch, threads: pool.threads)
         let tasks = (w.rows + chunk - 1) / chunk
         switch w.type {
-        case .q8_0, .q4_0, .q4_1:
+        case .q8_0, .q4_0, .q4_1, .q5_0, .q4_K, .q6_K:
             let bytes = QuantizedActivations.byteCount(rows: batch, columns: w.columns)
             pool.withScratch(bytes: bytes) { scratch in
                 let a = QuantizedActivations(scratch: scratch, rows: batch, columns: w.columns)
                 for t in 0..<batch { a.quantize(row: t, from: x + t * w.columns) }
+                a.transpose()
                 pool.runLocked(tasks: tasks) { task in
                     let range = task * chunk..<min(w.rows, (task + 1) * chunk)
                     switch w.type {
                     case .q8_0: quantizedRows(Q8_0Format.self, w, a, rowRange: range, out: out)
                     case .q4_0: quantizedRows(Q4_0Format.self, w, a, rowRange: range, out: out)
+                    case .q5_0: quantizedRows(Q5_0Format.self, w, a, rowRange: range, out: out)
+                    case .q4_K: quantizedRows(Q4_KFormat.self, w, a, rowRange: range, out: out)
+                    case .q6_K: quantizedRows(Q6_KFormat.self, w, a, rowRange: range, out: out)
                     default: quantizedRows(Q4_1Format.self, w, a, rowRange: range, out: out)
                     }
                 }

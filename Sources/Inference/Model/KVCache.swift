@@ -44,6 +44,12 @@ public final class KVCache: @unchecked Sendable {
     /// Positions still free.
     public var remaining: Int { capacity - count }
 
+    /// Bytes of memory the cache holds now (it grows with use, up to `maxBytes`).
+    public var allocatedBytes: Int { 2 * layers * allocated * width * bytesPerValue }
+
+    /// Bytes the cache holds when full.
+    public var maxBytes: Int { 2 * layers * capacity * width * bytesPerValue }
+
     /// Forgets every position (the memory is kept for reuse).
     public func reset() { count = 0 }
 

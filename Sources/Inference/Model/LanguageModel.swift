@@ -22,21 +22,26 @@ public final class LanguageModel: @unchecked Sendable {
     public let file: GGUFFile
     /// The threads the kernels and attention use.
     public let pool: ThreadPool
+    /// Most new tokens one pass over the weights takes; longer batches (long prompts, replays) run in several
+    /// passes, which bounds the activation memory at about `maxTokensPerPass × (4·dim + 2·ffn) × 4` bytes.
+    public let maxTokensPerPass: Int
 
     private let model: LlamaModel
     private let lock = NSLock()
+    private var passLogits: [Float] = []
 
     /// Loads the GGUF model at `path`, computing with `threads` threads.
     /// - Throws: `GGUFError` for an unreadable or malformed file (or missing tensors/metadata),
     ///   `InferenceError` for an unsupported architecture or inconsistent hyperparameters.
-    public convenience init(path: String, threads: Int = 1) throws {
-        try self.init(file: try GGUFFile(path: path), threads: threads)
+    public convenience init(path: String, threads: Int = 1, maxTokensPerPass: Int = 512) throws {
+        try self.init(file: try GGUFFile(path: path), threads: threads, maxTokensPerPass: maxTokensPerPass)
     }
 
     /// Builds the model from an opened GGUF file.
     /// - Throws: as `init(path:threads:)`.
-    public init(file: GGUFFile, threads: Int = 1) throws {
+    public init(file: GGUFFile, threads: Int = 1, maxTokensPerPass: Int = 512) throws {
         self.file = file
+        self.maxTokensPerPass = max(1, maxTokensPerPass)
         configuration = try LlamaConfiguration(gguf: file)
         vocabulary = try TokenizerVocabulary(gguf: file)
         fingerprint = file.fingerprint
@@ -91,10 +96,62 @@ public final class LanguageModel: @unchecked Sendable {
                 logits.append(contentsOf: repeatElement(0, count: needed - logits.count))
             }
         }
-        try logits.withUnsafeMutableBufferPointer { (buffer) throws(InferenceError) in
-            lock.lock()
-            defer { lock.unlock() }
-            try model.forward(batch, logits: buffer.baseAddress!)
+        lock.lock()
+        defer { lock.unlock() }
+        let (total, _) = try model.validate(batch)
+        if total <= maxTokensPerPass {
+            try logits.withUnsafeMutableBufferPointer { (buffer) throws(InferenceError) in
+                try model.forward(batch, logits: buffer.baseAddress!)
+            }
+            return
+        }
+        try forwardInPasses(batch, into: &logits)
+    }
+
+    /// Runs a validated batch of more than `maxTokensPerPass` new tokens as several passes, each taking the
+    /// next tokens of every unfinished entry up to the limit; an entry's logits are kept from the pass that
+    /// holds its last token.
+    private func forwardInPasses(
+        _ batch: [(cache: KVCache, tokens: [Int32])], into logits: inout [Float]
+    ) throws(InferenceError) {
+        let v = vocabularySize
+        var done = [Int](repeating: 0, count: batch.count)
+        var pending = Array(batch.indices)
+        while !pending.isEmpty {
+            var pass: [(cache: KVCache, tokens: [Int32])] = []
+            var members: [Int] = []
+            var budget = maxTokensPerPass
+            for i in pending where budget > 0 {
+                let n = min(batch[i].tokens.count - done[i], budget)
+                pass.append((cache: batch[i].cache, tokens: Array(batch[i].tokens[done[i]..<done[i] + n])))
+                members.append(i)
+                budget -= n
+            }
+            if passLogits.count < pass.count * v {
+                passLogits.append(contentsOf: repeatElement(0, count: pass.count * v - passLogits.count))
+            }
+            try passLogits.withUnsafeMutableBufferPointer { (buffer) throws(InferenceError) in
+                try model.forward(pass, logits: buffer.baseAddress!)
+            }
+            for (j, i) in members.enumerated() {
+                done[i] += pass[j].tokens.count
+                if done[i] == batch[i].tokens.count {
+                    logits.replaceSubrange(i * v..<(i + 1) * v, with: passLogits[j * v..<(j + 1) * v])
+                }
+            }
+            pending.removeAll { done[$0] == batch[$0].tokens.count }
+        }
+    }
+
+    /// Runs `forward(_:into:)` and returns each entry's `k` most likely next tokens. `logits` is the caller's
+    /// reusable buffer (resized as in `forward(_:into:)`; afterwards it holds the logits rows).
+    public func topK(
+        _ batch: [(cache: KVCache, tokens: [Int32])], k: Int, logits: inout [Float]
+    ) throws(InferenceError) -> [TopK] {
+        try forward(batch, into: &logits)
+        let v = vocabularySize
+        return logits.withUnsafeBufferPointer { all in
+            (0..<batch.count).map { TopK(logits: UnsafeBufferPointer(rebasing: all[$0 * v..<($0 + 1) * v]), k: k) }
         }
     }
 

@@ -145,24 +145,9 @@ final class LlamaModel {
     ) throws(InferenceError) {
         let c = config
         // Validate everything before touching any cache.
+        let (total, longest) = try validate(batch)
         let s = scratch
-        s.seen.removeAll(keepingCapacity: true)
         s.caches.removeAll(keepingCapacity: true)
-        var total = 0
-        var longest = 0
-        for (cache, tokens) in batch {
-            guard !tokens.isEmpty else { throw .emptyInput }
-            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
-            guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
-            guard tokens.count <= cache.capacity - cache.count else {
-                throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
-            }
-            for t in tokens where t < 0 || Int(t) >= c.vocabularySize {
-                throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
-            }
-            total += tokens.count
-            longest = max(longest, cache.count + tokens.count)
-        }
         guard !batch.isEmpty else { return }
 
         let dim = c.embeddingLength
@@ -274,6 +259,30 @@ final class LlamaModel {
         Kernels.matmul(output, x: s.lastRows, batch: sessions, out: logits, pool: pool)
     }
 
+    /// Checks a batch: every entry has tokens in the vocabulary that fit its cache, and no cache appears
+    /// twice. Returns the number of new tokens and the longest sequence after the call.
+    func validate(_ batch: [(cache: KVCache, tokens: [Int32])]) throws(InferenceError) -> (total: Int, longest: Int) {
+        let c = config
+        let s = scratch
+        s.seen.removeAll(keepingCapacity: true)
+        var total = 0
+        var longest = 0
+        for (cache, tokens) in batch {
+            guard !tokens.isEmpty else { throw .emptyInput }
+            guard s.seen.insert(ObjectIdentifier(cache)).inserted else { throw .duplicateCache }
+            guard cache.layers == c.blockCount, cache.width == c.keyValueWidth else { throw .cacheMismatch }
+            guard tokens.count <= cache.capacity - cache.count else {
+                throw .contextFull(capacity: cache.capacity, count: cache.count, adding: tokens.count)
+            }
+            for t in tokens where t < 0 || Int(t) >= c.vocabularySize {
+                throw .tokenOutOfRange(token: t, vocabularySize: c.vocabularySize)
+            }
+            total += tokens.count
+            longest = max(longest, cache.count + tokens.count)
+        }
+        return (total, longest)
+    }
+
     /// Rotates the first `ropeDimension` values of one head in place.
     @inline(__always)
     private func rotate(_ x: UnsafeMutablePointer<Float>, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
@@ -305,10 +314,25 @@ final class LlamaModel {
         switch cache.precision {
         case .f32:
             let keys = UnsafePointer(cache.keys[layer].assumingMemoryBound(to: Float.self)) + kvOffset
-            for j in 0..<length {
-                let sc = VectorMath.dot(query, keys + j * width, headDim) * scale
-                scores[j] = sc
-                maxScore = max(maxScore, sc)
+            if headDim == 64 {
+                let q0 = VectorMath.load16(query), q1 = VectorMath.load16(query + 16)
+                let q2 = VectorMath.load16(query + 32), q3 = VectorMath.load16(query + 48)
+                for j in 0..<length {
+                    let k = keys + j * width
+                    var acc = q0 * VectorMath.load16(k)
+                    acc.addProduct(q1, VectorMath.load16(k + 16))
+                    acc.addProduct(q2, VectorMath.load16(k + 32))
+                    acc.addProduct(q3, VectorMath.load16(k + 48))
+                    let sc = VectorMath.horizontalSum(acc) * scale
+                    scores[j] = sc
+                    maxScore = max(maxScore, sc)
+                }
+            } else {
+                for j in 0..<length {
+                    let sc = VectorMath.dot(query, keys + j * width, headDim) * scale
+                    scores[j] = sc
+                    maxScore = max(maxScore, sc)
+                }
             }
         case .f16:
             let keys = UnsafePointer(cache.keys[layer].assumingMemoryBound(to: Float16.self)) + kvOffset
@@ -319,17 +343,51 @@ final class LlamaModel {
             }
         }
         var sum: Float = 0
-        for j in 0..<length {
+        var j = 0
+        var sum16 = SIMD16<Float>()
+        let max16 = SIMD16<Float>(repeating: maxScore)
+        while j + 16 <= length {
+            let e = VectorMath.exp(VectorMath.load16(scores + j) - max16)
+            VectorMath.store16(e, scores + j)
+            sum16 += e
+            j += 16
+        }
+        sum = VectorMath.horizontalSum(sum16)
+        while j < length {
             let e = Float.exp(scores[j] - maxScore)
             scores[j] = e
             sum += e
+            j += 1
         }
         let inverse = 1 / sum
         out.update(repeating: 0, count: headDim)
         switch cache.precision {
         case .f32:
             let values = UnsafePointer(cache.values[layer].assumingMemoryBound(to: Float.self)) + kvOffset
-            for j in 0..<length { VectorMath.axpy(scores[j] * inverse, values + j * width, out, headDim) }
+            // 64 output values at a time stay in registers across all positions.
+            var d = 0
+            while d + 64 <= headDim {
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+                for j in 0..<length {
+                    let w = SIMD16<Float>(repeating: scores[j])
+                    let v = values + j * width + d
+                    a0.addProduct(w, VectorMath.load16(v))
+                    a1.addProduct(w, VectorMath.load16(v + 16))
+                    a2.addProduct(w, VectorMath.load16(v + 32))
+                    a3.addProduct(w, VectorMath.load16(v + 48))
+                }
+                let scale = SIMD16<Float>(repeating: inverse)
+                VectorMath.store16(a0 * scale, out + d)
+                VectorMath.store16(a1 * scale, out + d + 16)
+                VectorMath.store16(a2 * scale, out + d + 32)
+                VectorMath.store16(a3 * scale, out + d + 48)
+                d += 64
+            }
+            if d < headDim {
+                for j in 0..<length {
+                    VectorMath.axpy(scores[j] * inverse, values + j * width + d, out + d, headDim - d)
+                }
+            }
         case .f16:
             let values = UnsafePointer(cache.values[layer].assumingMemoryBound(to: Float16.self)) + kvOffset
             for j in 0..<length { VectorMath.axpy(scores[j] * inverse, values + j * width, out, headDim) }
