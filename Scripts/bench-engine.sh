@@ -83,6 +83,8 @@ build_llama
 echo "== building mope (release)" >&2
 swift build -c release --product mope >&2
 mope="$(swift build -c release --show-bin-path)/mope"
+# `mope bench engine` (the benchmark group), or `mope engine` in a tree without the group.
+if "$mope" bench engine --help >/dev/null 2>&1; then engine=(bench engine); else engine=(engine); fi
 
 [ -f "$model" ] || { echo "model not found: $model (pass --model FILE)" >&2; exit 1; }
 
@@ -113,7 +115,7 @@ print(pp[0] if pp else "nan", tg[0] if tg else "nan")' <<< "$lb_json")
             awk -F'|' -v b="$sessions" '$4 + 0 == b && NF > 9 { gsub(/ /, "", $9); print $9 }'
     done | median)"
 
-    mope_json="$("$mope" engine --model "$model" --threads "$t" --prompt-tokens "$prompt_tokens" \
+    mope_json="$("$mope" "${engine[@]}" --model "$model" --threads "$t" --prompt-tokens "$prompt_tokens" \
         --decode-tokens "$decode_tokens" --sessions "$sessions" --repeat "$repeat" | grep '^{')"
     read -r mope_pp mope_tg mope_agg < <(python3 -c '
 import json, sys

@@ -2,7 +2,7 @@ import CLI
 
 /// The subcommands of `mope`, in the order `mope --help` lists them.
 enum MopeCommands {
-    static let all: [any ParsableCommand.Type] = [Version.self]
+    static let all: [any ParsableCommand.Type] = [Version.self, BenchEngine.self]
 }
 
 /// `mope version`.
