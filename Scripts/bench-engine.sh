@@ -84,7 +84,7 @@ echo "== building mope (release)" >&2
 swift build -c release --product mope >&2
 mope="$(swift build -c release --show-bin-path)/mope"
 # `mope bench engine` (the benchmark group), or `mope engine` in a tree without the group.
-if "$mope" bench engine --help >/dev/null 2>&1; then engine=(bench engine); else engine=(engine); fi
+if "$mope" --help | grep -q "^  bench "; then engine=(bench engine); else engine=(engine); fi
 
 [ -f "$model" ] || { echo "model not found: $model (pass --model FILE)" >&2; exit 1; }
 
@@ -111,7 +111,7 @@ print(pp[0] if pp else "nan", tg[0] if tg else "nan")' <<< "$lb_json")
     # S_TG = B * TG / T_TG counts generated tokens only. Repeat the run and take the median.
     llama_agg="$(for _ in $(seq "$repeat"); do
         "$bin/llama-batched-bench" -m "$model" -t "$t" -tb "$t" -c $(( sessions * (batched_prompt + decode_tokens) + 64 )) \
-            -b 2048 -ub 512 -npp "$batched_prompt" -ntg "$decode_tokens" -npl "$sessions" 2>/dev/null |
+            -b 2048 -ub 512 -npp "$batched_prompt" -ntg "$decode_tokens" -npl "$sessions" 2>&1 |
             awk -F'|' -v b="$sessions" '$4 + 0 == b && NF > 9 { gsub(/ /, "", $9); print $9 }'
     done | median)"
 
