@@ -48,5 +48,6 @@ let package = Package(
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ClusterTests", dependencies: ["mope", "Wire", "ZeroMQ"]),
+        .testTarget(name: "BenchEngineTests", dependencies: ["mope", "Inference", "CLI"]),
     ]
 )
