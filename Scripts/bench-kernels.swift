@@ -37,27 +37,32 @@ struct BenchKernels {
         return Double(t.tv_sec) * 1e9 + Double(t.tv_nsec)
     }
 
-    /// How long a loop of `threads` trivial tasks takes: back to back (workers spinning), and after a pause
-    /// long enough that the workers have parked (a wake-up through the condition variable).
+    /// The cost of a parallel loop: `threads` tasks of 20 µs of busy work each, so that every thread must take
+    /// one. Printed: the loop's time minus 20 µs, back to back (workers still spinning) and after a pause long
+    /// enough for the workers to park (a wake-up through the condition variable). With 1 thread there is a
+    /// single task and the figure is the bare loop overhead.
     static func poolLatency() {
-        print("pool: threads spin(us)  back-to-back(us)  after-park(us)")
-        for (threads, spin) in [(1, 50), (2, 50), (2, 0), (2, 1000)] {
+        func busy(_ nanoseconds: UInt64) {
+            let end = DispatchTime.now().uptimeNanoseconds + nanoseconds
+            while DispatchTime.now().uptimeNanoseconds < end {}
+        }
+        print("pool: threads spin(us)  back-to-back overhead(us)  after-park overhead(us)   (median of 200)")
+        for (threads, spin) in [(1, 50), (2, 50), (2, 0)] {
             let pool = ThreadPool(threads: threads, spinMicroseconds: spin)
-            let sink = UnsafeMutablePointer<Int>.allocate(capacity: 8)
-            sink.initialize(repeating: 0, count: 8)
-            let loops = 20_000
-            var start = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<loops { pool.run(tasks: threads) { sink[$0] &+= 1 } }
-            let backToBack = Double(DispatchTime.now().uptimeNanoseconds - start) / Double(loops)
-            var parked = 0.0
+            var backToBack: [Double] = [], parked: [Double] = []
+            for _ in 0..<200 {
+                let start = DispatchTime.now().uptimeNanoseconds
+                pool.run(tasks: threads) { _ in busy(20_000) }
+                backToBack.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1000 - 20)
+            }
             for _ in 0..<200 {
                 usleep(UInt32(spin + 2000))
-                start = DispatchTime.now().uptimeNanoseconds
-                pool.run(tasks: threads) { sink[$0] &+= 1 }
-                parked += Double(DispatchTime.now().uptimeNanoseconds - start)
+                let start = DispatchTime.now().uptimeNanoseconds
+                pool.run(tasks: threads) { _ in busy(20_000) }
+                parked.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1000 - 20)
             }
-            print(String(format: "      %7d %8d %17.2f %15.2f", threads, spin, backToBack / 1000, parked / 200 / 1000))
-            sink.deallocate()
+            print(String(format: "      %7d %8d %26.2f %25.2f", threads, spin, backToBack.sorted()[100],
+                         parked.sorted()[100]))
         }
     }
 
@@ -72,7 +77,8 @@ struct BenchKernels {
         }
         matrices += randomMatrix(.q8_0, rows: 49152, columns: 576, copies: 1)
         let bytes = matrices.map { $0.rows * $0.rowBytes }.reduce(0, +)
-        print(String(format: "model pass (%.1f MB of weights): threads batch  ms/pass  tokens/s  GB/s  tokens/CPU-s", Double(bytes) / 1e6))
+        print(String(format: "model pass (%.1f MB of weights): threads batch  ms/pass  tokens/s  GB/s  tokens/CPU-s",
+                     Double(bytes) / 1e6))
         let x = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 1536)
         for i in 0..<256 * 1536 { x[i] = Float.random(in: -1...1) }
         let out = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 49152)

@@ -51,7 +51,8 @@ struct QuantizedActivations {
         sums = (scratch + l.values + l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
         laneScales = (scratch + l.values + 2 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
         laneSums = (scratch + l.values + 3 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
-        lanes = (scratch + l.values + 4 * l.perBlock).bindMemory(to: Float.self, capacity: Self.laneRows(rows) * columns)
+        lanes = (scratch + l.values + 4 * l.perBlock)
+            .bindMemory(to: Float.self, capacity: Self.laneRows(rows) * columns)
     }
 
     /// Fills the transposed layout from the quantised rows.

@@ -38,8 +38,8 @@ extension WeightBlockFormat {
     }
 }
 
+/// Q8_0: 34 bytes per 32 weights, an f16 scale `d` and 32 signed bytes; `w = d·q`.
 enum Q8_0Format: WeightBlockFormat {
-
     @inline(__always)
     static func integerDot(_ ref: BlockRef, _ x: UnsafePointer<Int16>) -> Int32 {
         let w = (ref.row + 34 * ref.index + 2).assumingMemoryBound(to: Int8.self)
@@ -63,8 +63,8 @@ enum Q8_0Format: WeightBlockFormat {
     static func finish(_ acc: Float, _ offset: Float) -> Float { acc }
 }
 
+/// Q4_0: 18 bytes per 32 weights, an f16 scale `d` and 16 bytes of nibbles; `w = d·(q − 8)`.
 enum Q4_0Format: WeightBlockFormat {
-
     @inline(__always)
     static func integerDot(_ ref: BlockRef, _ x: UnsafePointer<Int16>) -> Int32 {
         nibbleDot((ref.row + 18 * ref.index + 2).assumingMemoryBound(to: UInt8.self), x)
@@ -85,8 +85,8 @@ enum Q4_0Format: WeightBlockFormat {
     static func finish(_ acc: Float, _ offset: Float) -> Float { acc - 8 * offset }
 }
 
+/// Q4_1: 20 bytes per 32 weights, f16 scale `d` and minimum `m`, 16 bytes of nibbles; `w = d·q + m`.
 enum Q4_1Format: WeightBlockFormat {
-
     @inline(__always)
     static func integerDot(_ ref: BlockRef, _ x: UnsafePointer<Int16>) -> Int32 {
         nibbleDot((ref.row + 20 * ref.index + 4).assumingMemoryBound(to: UInt8.self), x)
@@ -131,8 +131,9 @@ private func nibbleDot(_ w: UnsafePointer<UInt8>, _ x: UnsafePointer<Int16>) -> 
 extension Kernels {
     /// Rows `rowRange` of `w · x` for all activation rows, weights in format `F`.
     ///
-    /// Each weight row is read once per group of 4 activation rows: its blocks stay in L1 while the
-    /// activations (at most a few hundred KB) stream from L2.
+    /// Groups of 16 (then 8) input rows go to `laneRows`; the rest are done here, a weight row at a time
+    /// (two from 8 input rows on) against 4 input rows, then single rows, with integer block dot products.
+    /// A weight row stays in L1 while the input rows (grouped to a few hundred KB) stream from L2.
     @inline(never)
     static func quantizedRows<F: WeightBlockFormat>(
         _ format: F.Type, _ w: QuantizedMatrix, _ a: QuantizedActivations, rowRange: Range<Int>,
