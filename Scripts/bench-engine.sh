@@ -94,6 +94,10 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if
     else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 echo "== load before: $(uptime)" >&2
+# Other processes on the same CPUs distort both sides, llama.cpp's spinning threads most: say so.
+if awk -v n="$(nproc)" '{ exit !($1 > n) }' /proc/loadavg; then
+    echo "warning: load average $(cut -d' ' -f1 /proc/loadavg) exceeds $(nproc) CPUs; figures are unreliable" >&2
+fi
 IFS=',' read -r -a thread_list <<< "$threads"
 for t in "${thread_list[@]}"; do
     echo "== $t thread(s)" >&2
