@@ -23,9 +23,14 @@ protocol WeightBlockFormat {
     static func factors(_ block: BlockRef) -> (scale: Float, offset: Float)
     /// The dot product from the two partial sums.
     static func finish(_ acc: Float, _ offset: Float) -> Float
+    /// Whether a group of 8 input rows goes to the `SIMD8` lanes kernel (faster for 4-bit formats, whose
+    /// unpacking it shares) rather than the integer loops (faster for Q8_0).
+    static var usesEightLanes: Bool { get }
 }
 
 extension WeightBlockFormat {
+    static var usesEightLanes: Bool { true }
+
     /// Adds the block's contribution, given its integer dot and the activation block's numbers, to two
     /// partial sums (two independent FMA chains): the result is `finish(acc, offset)`.
     @inline(__always)
@@ -61,6 +66,8 @@ enum Q8_0Format: WeightBlockFormat {
 
     @inline(__always)
     static func finish(_ acc: Float, _ offset: Float) -> Float { acc }
+
+    static var usesEightLanes: Bool { false }
 }
 
 /// Q4_0: 18 bytes per 32 weights, an f16 scale `d` and 16 bytes of nibbles; `w = d·(q − 8)`.
@@ -146,11 +153,12 @@ extension Kernels {
         if a.groups16 > 0 {
             laneRows(F.self, SIMD16<Float>.self, w, a, inputRows: 0..<16 * a.groups16, rowRange: rowRange, out: out)
         }
-        if a.laneRows > 16 * a.groups16 {
+        let lanes8 = F.usesEightLanes && a.laneRows > 16 * a.groups16
+        if lanes8 {
             laneRows(F.self, SIMD8<Float>.self, w, a, inputRows: 16 * a.groups16..<a.laneRows, rowRange: rowRange,
                      out: out)
         }
-        for first in stride(from: a.laneRows, to: a.rows, by: group) {
+        for first in stride(from: lanes8 ? a.laneRows : 16 * a.groups16, to: a.rows, by: group) {
         let batch = min(a.rows, first + group)
         var r = rowRange.lowerBound
         // Two weight rows × four input rows: each activation block loaded serves two weight blocks. Only for
