@@ -57,5 +57,6 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: [
             "mope", "Wire", "ZeroMQ", "Coordinator", "Preference", "Inference", "Expert",
         ]),
+        .testTarget(name: "BenchEngineTests", dependencies: ["mope", "Inference", "CLI"]),
     ]
 )

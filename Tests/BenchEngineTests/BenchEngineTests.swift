@@ -1,0 +1,59 @@
+import CLI
+import Foundation
+import Inference
+import Testing
+
+@testable import mope
+
+private let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures/tiny-a.gguf").path
+
+@Suite struct BenchEngineTests {
+    private func settings(repeats: Int = 3) -> EngineBenchmark.Settings {
+        EngineBenchmark.Settings(threads: 1, promptTokens: 12, decodeTokens: 5, sessions: 3, sessionPromptTokens: 4,
+                                 repeats: repeats)
+    }
+
+    @Test("every figure is measured once per repeat, and the reported figure is the median")
+    func measuresEachRepeat() throws {
+        var benchmark = EngineBenchmark(model: try LanguageModel(path: tinyModel), settings: settings())
+        let result = try benchmark.run()
+        #expect(result.prefill.count == 3 && result.decode.count == 3 && result.aggregate.count == 3)
+        for value in result.prefill + result.decode + result.aggregate { #expect(value > 0 && value.isFinite) }
+        #expect(result.prefillMedian == result.prefill.sorted()[1])
+        #expect(result.aggregateMedian == result.aggregate.sorted()[1])
+    }
+
+    @Test("the JSON line carries the settings and the three medians under the names the script reads")
+    func jsonLine() throws {
+        let result = EngineBenchmark.Result(settings: settings(repeats: 2), prefill: [100, 300], decode: [50, 60],
+                                            aggregate: [400, 410, 420], load: 1.5)
+        let line = result.jsonLine(modelPath: "/some/dir/model \"x\".gguf")
+        #expect(!line.contains("\n"))
+        let object = try #require(
+            try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["model"] as? String == "model \"x\".gguf")
+        #expect(object["threads"] as? Int == 1 && object["sessions"] as? Int == 3)
+        #expect(object["prefill_tok_s"] as? Double == 200)
+        #expect(object["decode_tok_s"] as? Double == 55)
+        #expect(object["aggregate_decode_tok_s"] as? Double == 410)
+        #expect(object["load"] as? Double == 1.5)
+        #expect(result.table(modelPath: "m.gguf").contains("prefill pp12"))
+    }
+
+    @Test("lengths beyond the model's context are refused before anything runs")
+    func tooLong() throws {
+        var s = settings()
+        s.promptTokens = 10_000
+        var benchmark = EngineBenchmark(model: try LanguageModel(path: tinyModel), settings: s)
+        #expect(throws: BenchEngineError.self) { try benchmark.run() }
+    }
+
+    @Test("the command refuses a missing model file and non-positive counts")
+    func commandErrors() async throws {
+        let missing = await CLI.run(BenchEngine.self, arguments: ["--model", "/nonexistent.gguf"])
+        #expect(missing == CLI.failure)
+        let zero = await CLI.run(BenchEngine.self, arguments: ["--model", tinyModel, "--sessions", "0"])
+        #expect(zero == CLI.usage)
+    }
+}
