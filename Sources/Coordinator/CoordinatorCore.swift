@@ -129,11 +129,13 @@ public struct CoordinatorCore: Sendable {
             return []
         case let .dist(dist):
             guard membership.onMessage(from: worker, now: now) else { return [] }
+            membership.onReply(from: worker)
             return update(dist.session, now: now) { session, choose in
                 session.onDist(dist, from: worker, now: now, chooseReplica: choose)
             }
         case let .error(reply):
             guard membership.onMessage(from: worker, now: now) else { return [] }
+            membership.onReply(from: worker)
             return update(reply.session, now: now) { session, choose in
                 session.onError(reply, from: worker, now: now, chooseReplica: choose)
             }

@@ -36,6 +36,9 @@ public struct WorkerInfo: Sendable, Equatable {
     /// Until when the worker may stay silent because it computes a reply the coordinator asked for
     /// (the request's own deadline governs it meanwhile); 0 when nothing is outstanding.
     public var busyUntil: UInt64 = 0
+    /// Requests sent to the worker and not yet answered (each `open`, `replay` and `step` gets one `dist` or
+    /// `error`); when none is left, `busyUntil` no longer protects it.
+    public var outstanding: Int = 0
     /// Live or draining.
     public var state: State
     /// How many sessions the coordinator has placed on it.
@@ -170,6 +173,15 @@ public struct Membership: Sendable {
     public mutating func expectReply(from worker: WorkerID, by deadline: UInt64) {
         guard workers[worker] != nil else { return }
         workers[worker]!.busyUntil = max(workers[worker]!.busyUntil, deadline)
+        workers[worker]!.outstanding += 1
+    }
+
+    /// A worker answered one request (`dist` or `error`): once every request is answered, only heartbeats
+    /// judge it again.
+    public mutating func onReply(from worker: WorkerID) {
+        guard workers[worker] != nil else { return }
+        workers[worker]!.outstanding = max(0, workers[worker]!.outstanding - 1)
+        if workers[worker]!.outstanding == 0 { workers[worker]!.busyUntil = 0 }
     }
 
     /// The coordinator sent `message` to a worker: a heartbeat to it, and for a request (`open`, `replay`,

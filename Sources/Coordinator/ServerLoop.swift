@@ -218,12 +218,14 @@ struct ServerLoop {
             server.log("worker \(worker) is draining (\(goodbye.reason)); it gets no new sessions")
         case let .dist(dist):
             guard let worker, membership.onMessage(from: worker, now: now) else { return }
+            membership.onReply(from: worker)
             if sessions[dist.session] != nil { timings[dist.session, default: SessionTiming()].add(dist) }
             withSession(dist.session, now: now) { session, choose in
                 session.onDist(dist, from: worker, now: now, chooseReplica: choose)
             }
         case let .error(reply):
             guard let worker, membership.onMessage(from: worker, now: now) else { return }
+            membership.onReply(from: worker)
             if settings.verbose, reply.code != .desync {
                 server.log("worker \(worker) failed session \(reply.session): \(reply.code) \(reply.text)")
             }
