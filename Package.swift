@@ -31,10 +31,11 @@ let package = Package(
         // MARK: Protocol, engine, roles
         .target(name: "Wire"),
         .target(name: "Inference", swiftSettings: fastFlags),
-        .target(name: "Expert", dependencies: ["Wire", "ZeroMQ", "Inference"]),
+        .target(name: "Expert", dependencies: ["Wire", "ZeroMQ", "Inference", "ProcessSupport"]),
         .target(name: "Preference", dependencies: ["Inference"], swiftSettings: fastFlags),
-        .target(name: "Coordinator", dependencies: ["Wire", "ZeroMQ", "Preference"]),
-        .target(name: "CLI"),
+        .target(name: "Coordinator", dependencies: ["Wire", "ZeroMQ", "Inference", "Preference", "ProcessSupport"]),
+        .target(name: "ProcessSupport"),
+        .target(name: "CLI", dependencies: ["ProcessSupport"]),
         .target(name: "Training", dependencies: ["Inference", "Preference", "Coordinator"], swiftSettings: fastFlags),
 
         // MARK: Executables
@@ -47,15 +48,17 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
-        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer"]),
+        // Helpers shared by the test targets that run the package's executables as child processes.
+        .target(name: "TestKit", path: "Tests/TestKit"),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "TestKit"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference"]),
         .testTarget(name: "ExpertTests", dependencies: ["Expert", "Wire", "Inference"]),
-        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Wire", "Preference"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Wire", "Preference", "Inference"]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ClusterTests", dependencies: [
-            "mope", "Wire", "ZeroMQ", "Coordinator", "Preference", "Inference", "Expert",
+            "mope", "Wire", "ZeroMQ", "Coordinator", "Preference", "Inference", "Expert", "TestKit",
         ]),
         .testTarget(name: "BenchEngineTests", dependencies: ["mope", "Inference", "CLI"]),
     ]

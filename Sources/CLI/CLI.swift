@@ -1,3 +1,5 @@
+import ProcessSupport
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -140,29 +142,14 @@ public enum CLI {
 
     /// Writes to standard output and flushes (output to a pipe is otherwise block-buffered).
     public static func writeOut(_ text: String) {
-        writeAll(STDOUT_FILENO, text)
+        StandardStreams.writeOutput(text)
     }
 
     /// Writes to standard error.
     public static func writeErr(_ text: String) {
-        writeAll(STDERR_FILENO, text)
+        StandardStreams.writeError(text)
     }
 
-    /// Writes every byte of `text` to `fd` unbuffered, retrying on EINTR and partial writes.
-    static func writeAll(_ fd: Int32, _ text: String) {
-        var bytes = Array(text.utf8)
-        var offset = 0
-        bytes.withUnsafeMutableBytes { buffer in
-            while offset < buffer.count {
-                let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                offset += n
-            }
-        }
-    }
 }
 
 /// A command of the tree.

@@ -46,7 +46,8 @@ public enum ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 /// { "coordinator": "tcp://127.0.0.1:5555", "heartbeatIntervalMs": 1000, "stepDeadlineMs": 5000,
 ///   "openDeadlineMs": 30000, "topK": 64, "maxNewTokens": 256, "merge": "probability",
 ///   "sampling": { "temperature": 0, "topP": 1, "topK": 0, "seed": 0 },
-///   "experts": [ { "name": "concise", "dimension": "concise", "model": "models/m.gguf", "replicas": 1 } ] }
+///   "experts": [ { "name": "concise", "dimension": "concise", "model": "models/m.gguf", "replicas": 1 } ],
+///   "pcm": "pcm/pcm.json" }
 /// ```
 public struct ClusterConfig: Sendable, Equatable {
     /// The coordinator's ROUTER endpoint (workers connect to it, clients too).
@@ -67,6 +68,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var maxNewTokens: UInt32 = 256
     /// How expert distributions are combined by default.
     public var merge: MergeMode = .probability
+    /// The learned Preference Control Model (a `mope train` output file) that weighs the experts at every token;
+    /// a relative path is found from the working directory or beside the config. Nil: the uniform controller.
+    public var pcm: String?
 
     /// Creates a config; every field has its default.
     public init(experts: [ExpertConfig] = []) { self.experts = experts }
@@ -142,6 +146,9 @@ public struct ClusterConfig: Sendable, Equatable {
             }
         }
         try sampling.validate(path: "sampling")
+        if let pcm, pcm.isEmpty {
+            throw .invalidValue(field: "pcm", reason: "give the path of a PCM file, or leave the field out")
+        }
     }
 
     /// The experts as the preference controller sees them.
@@ -215,7 +222,7 @@ public struct SamplingConfig: Sendable, Equatable {
 extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case coordinator, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
-        case maxNewTokens, merge
+        case maxNewTokens, merge, pcm
     }
 
     /// Decodes a config; absent fields take their defaults, unknown fields are an error.
@@ -232,6 +239,7 @@ extension ClusterConfig: Codable {
         sampling = try c.decodeIfPresent(SamplingConfig.self, forKey: .sampling) ?? sampling
         topK = try c.integer(UInt16.self, forKey: .topK) ?? topK
         maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
+        pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
         if let name = try c.decodeIfPresent(String.self, forKey: .merge) {
             switch name {
             case "probability": merge = .probability
@@ -256,6 +264,7 @@ extension ClusterConfig: Codable {
         try c.encode(topK, forKey: .topK)
         try c.encode(maxNewTokens, forKey: .maxNewTokens)
         try c.encode(merge == .logit ? "logit" : "probability", forKey: .merge)
+        try c.encodeIfPresent(pcm, forKey: .pcm)
     }
 }
 

@@ -6,61 +6,234 @@ public typealias ClientID = [UInt8]
 
 /// What the coordinator's shell must send.
 public enum CoordinatorDirective: Sendable, Equatable {
-    /// Send a message to a worker (its routing identity is its worker id's UTF-8 bytes).
+    /// Send a message to a worker (its routing identity is its worker id's UTF-8 bytes). When the send fails
+    /// because the worker is gone, the shell calls `CoordinatorCore.onWorkerUnreachable`.
     case sendToWorker(WorkerID, Message)
-    /// Send a message to a client.
+    /// Send a message to a client. When the client is gone, the shell calls `CoordinatorCore.onClientGone`.
     case sendToClient(ClientID, Message)
 }
 
-/// The whole coordinator as one pure value: membership plus every session, routing each event to the right
-/// part and turning their directives into messages. The shell owns the ROUTER socket and the clock; it calls an
-/// `on…` method for every frame received and at `nextDeadline`, and sends what comes back.
+/// Something that happened, for the coordinator's log. The core decides; the shell only writes the lines.
+public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
+    /// A worker registered for the first time under its id.
+    case workerRegistered(WorkerID, expert: String)
+    /// A worker's `hello` was refused.
+    case workerRejected(WorkerID, reason: String)
+    /// A worker was taken for dead and its sessions moved or degraded.
+    case workerDead(WorkerID, reason: String)
+    /// A worker said `goodbye`: it is draining and gets no new sessions.
+    case workerDraining(WorkerID, reason: String)
+    /// A worker failed one session with a typed error (desyncs are routine and not reported).
+    case workerFailedSession(WorkerID, SessionID, ErrorCode, String)
+    /// A frame could not be decoded (the worker id when a worker sent it).
+    case malformedFrame(from: WorkerID?, reason: String)
+    /// A worker sent a message only clients send.
+    case unexpectedFromWorker(WorkerID, kind: String)
+    /// A session lost experts and goes on without them.
+    case sessionLostExperts(SessionID, [String])
+    /// A session moved an expert to a replica.
+    case sessionFailover(SessionID, total: UInt32)
+    /// A session finished; `computeMicros` sums the slowest expert's forward-pass time of each step.
+    case sessionFinished(SessionID, Done, computeMicros: UInt64)
+    /// A drain began with this many sessions running.
+    case drainStarted(running: Int)
+    /// Every session finished during a drain.
+    case drained
+    /// The drain's grace ran out with this many sessions still running; they were failed.
+    case drainExpired(failed: Int)
+
+    /// The log line.
+    public var description: String {
+        switch self {
+        case let .workerRegistered(id, expert): "registered worker \(id) expert \(expert)"
+        case let .workerRejected(id, reason): "rejected worker \(id): \(reason)"
+        case let .workerDead(id, reason): "worker \(id) \(reason): taken for dead"
+        case let .workerDraining(id, reason): "worker \(id) is draining (\(reason)); it gets no new sessions"
+        case let .workerFailedSession(id, session, code, text):
+            "worker \(id) failed session \(session): \(code) \(text)"
+        case let .malformedFrame(worker?, reason): "dropped a malformed frame from worker \(worker): \(reason)"
+        case let .malformedFrame(nil, reason): "dropped a malformed frame from a client: \(reason)"
+        case let .unexpectedFromWorker(id, kind): "dropped an unexpected \(kind) from worker \(id)"
+        case let .sessionLostExperts(id, names):
+            "session \(id) lost expert(s) \(names.joined(separator: ", ")); going on without them"
+        case let .sessionFailover(id, total): "session \(id) moved an expert to a replica (\(total) failovers so far)"
+        case let .sessionFinished(id, done, compute):
+            "session \(id) done: \(done.tokens) tokens in \(done.elapsedMicros / 1000) ms (\(done.finish)); "
+                + "slowest expert compute \(compute / 1000) ms"
+                + (done.lostExperts.isEmpty ? "" : "; lost experts " + done.lostExperts.joined(separator: ", "))
+                + (done.failovers > 0 ? "; \(done.failovers) failovers" : "")
+        case let .drainStarted(running): "draining: new requests are refused; \(running) running sessions may finish"
+        case .drained: "drained: every session finished"
+        case let .drainExpired(failed): "drain grace over: failing \(failed) sessions"
+        }
+    }
+}
+
+/// What a new session needs from outside the core: the text decoder of the cluster's tokenizer, the preference
+/// controller, and the prompt's token ids (for a controller that reads them).
+public struct SessionResources: Sendable {
+    /// Turns token ids into text as they stream.
+    public var decoder: any TokenTextDecoder
+    /// Weighs the experts at every step.
+    public var controller: any PreferenceController
+    /// The user's message as token ids (may be empty).
+    public var promptTokens: [UInt32]
+
+    /// Bundles a session's resources.
+    public init(decoder: any TokenTextDecoder, controller: any PreferenceController, promptTokens: [UInt32] = []) {
+        self.decoder = decoder
+        self.controller = controller
+        self.promptTokens = promptTokens
+    }
+}
+
+/// The coordinator's policy knobs that are not part of the cluster config.
+public struct CoordinatorPolicy: Sendable, Equatable {
+    /// The most sessions in flight; a `generate` beyond it gets `error unavailable`.
+    public var maxSessions: Int = 4096
+    /// Which experts take part in a request.
+    public var expertSelection: ExpertSelection = .namedByPreference
+    /// The cluster tokenizer's vocabulary hash; a worker whose model hashes differently is rejected. Nil: the
+    /// first registered worker sets the vocabulary every later one must match.
+    public var vocabHash: UInt64?
+    /// The file the vocabulary hash was read from (named in rejections).
+    public var vocabSource: String = "the cluster tokenizer"
+
+    /// The defaults: 4096 sessions, experts named by the preference, vocabulary set by the first worker.
+    public init() {}
+}
+
+/// The whole coordinator as one pure value: frame decoding, membership, every session, drain, and the routing
+/// between them. The shell (`CoordinatorServer`) owns only the ROUTER socket, the clock and the wake-up pipe:
+/// it calls `onFrame` for every message received, `onTick` at `nextDeadline`, and sends what comes back; a send
+/// that fails because the peer is gone comes back as `onWorkerUnreachable` / `onClientGone`.
 public struct CoordinatorCore: Sendable {
     /// The cluster's settings.
     public let config: ClusterConfig
+    /// The policy knobs.
+    public let policy: CoordinatorPolicy
     /// The workers.
     public private(set) var membership: Membership
+    /// True once a drain began: new requests are refused.
+    public private(set) var isDraining = false
+    /// True when the coordinator has nothing left to do after a drain (every session finished or was failed).
+    public private(set) var isFinished = false
+
+    private let makeResources: @Sendable (Generate) -> SessionResources
     private var sessions: [SessionID: CoordinatorSession] = [:]
-    private var clients: [SessionID: ClientID] = [:]
+    private var routes: [SessionID: Route] = [:]
+    private var inFlight: [Route: SessionID] = [:]
+    private var timings: [SessionID: SessionTiming] = [:]
     private var nextSession: SessionID = 1
+    private var drainDeadline: UInt64?
+    private var events: [CoordinatorEvent] = []
+
+    /// A client's request, as the client numbers it.
+    private struct Route: Hashable, Sendable {
+        let client: ClientID
+        let request: UInt64
+    }
 
     /// Creates a coordinator for a validated config.
-    public init(config: ClusterConfig) {
+    ///
+    /// - Parameter resources: makes each new session's decoder, controller and prompt tokens (by default a
+    ///   decoder that writes each token as `<id>`, the uniform controller and no prompt tokens).
+    public init(
+        config: ClusterConfig, policy: CoordinatorPolicy = CoordinatorPolicy(),
+        resources: (@Sendable (Generate) -> SessionResources)? = nil
+    ) {
         self.config = config
+        self.policy = policy
         membership = Membership(config: config)
+        makeResources = resources ?? { _ in
+            SessionResources(decoder: TokenIDDecoder(), controller: UniformController())
+        }
     }
 
     /// How many sessions are in progress (including finishing ones).
     public var sessionCount: Int { sessions.count }
+
+    /// How many sessions are opening or running.
+    public var activeSessionCount: Int {
+        sessions.values.filter { $0.state == .opening || $0.state == .running }.count
+    }
 
     /// A session by id.
     public func session(_ id: SessionID) -> CoordinatorSession? { sessions[id] }
 
     /// The earliest instant the shell must call `onTick` at, if any.
     public var nextDeadline: UInt64? {
-        let sessionDeadline = sessions.values.compactMap { $0.nextDeadline?.nanoseconds }.min()
-        switch (sessionDeadline, membership.nextTick) {
-        case let (a?, b?): return min(a, b)
-        case let (a, b): return a ?? b
+        var next = membership.nextTick
+        for session in sessions.values {
+            if let deadline = session.nextDeadline?.nanoseconds { next = min(next ?? deadline, deadline) }
         }
+        if let drainDeadline { next = min(next ?? drainDeadline, drainDeadline) }
+        return next
+    }
+
+    /// The log events since the last call.
+    public mutating func takeEvents() -> [CoordinatorEvent] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
+    // MARK: Frames
+
+    /// One frame received on the ROUTER from the peer whose routing identity is `identity`. Workers are told
+    /// apart from clients by their registration: a registered worker's identity is its id's UTF-8 bytes.
+    public mutating func onFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
+        let worker = registeredWorker(identity)
+        let message: Message
+        do {
+            message = try WireCodec.decode(payload)
+        } catch {
+            events.append(.malformedFrame(from: worker, reason: error.description))
+            if let worker {
+                membership.onMessage(from: worker, now: now)
+                return []
+            }
+            return [.sendToClient(identity, .error(ErrorReply(
+                session: 0, code: .badRequest, text: "the coordinator could not decode the request: \(error)"
+            )))]
+        }
+        switch message {
+        case .hello:
+            return onWorkerMessage(message, from: String(decoding: identity, as: UTF8.self), now: now)
+        case .generate(let generate):
+            return onGenerate(generate, from: identity, now: now)
+        case .heartbeat, .goodbye, .dist, .error:
+            // From a worker that is not (or no longer) registered: nothing to act on.
+            guard let worker else { return [] }
+            return onWorkerMessage(message, from: worker, now: now)
+        default:
+            if let worker { return onWorkerMessage(message, from: worker, now: now) }
+            return [.sendToClient(identity, .error(ErrorReply(
+                session: 0, code: .badRequest,
+                text: "the coordinator takes only generate requests from clients, not \(message.kind)"
+            )))]
+        }
+    }
+
+    private func registeredWorker(_ identity: [UInt8]) -> WorkerID? {
+        guard let id = String(validating: identity, as: UTF8.self), membership.workers[id] != nil else { return nil }
+        return id
     }
 
     // MARK: Client events
 
-    /// A client asks for a generation. The shell supplies the session's text decoder, the controller and
-    /// (optionally) the prompt's token ids for the controller.
+    /// A client asks for a generation. `resources` overrides the core's factory (tests pass a decoder).
     public mutating func onGenerate(
-        _ generate: Generate, from client: ClientID, now: UInt64, decoder: any TokenTextDecoder,
-        controller: any PreferenceController = UniformController(), promptTokens: [UInt32] = []
+        _ generate: Generate, from client: ClientID, now: UInt64, resources: SessionResources? = nil
     ) -> [CoordinatorDirective] {
         func refuse(_ code: ErrorCode, _ text: String) -> [CoordinatorDirective] {
             [.sendToClient(client, .error(ErrorReply(session: generate.request, code: code, text: text)))]
         }
-        let preference: PreferenceSpec
-        do {
-            preference = try PreferenceSpec.parse(generate.preference)
-        } catch {
-            return refuse(.badRequest, error.description)
+        guard !isDraining else {
+            return refuse(.draining, "the coordinator is shutting down and takes no new requests")
+        }
+        let route = Route(client: client, request: generate.request)
+        guard inFlight[route] == nil else {
+            return refuse(.badRequest, "request id \(generate.request) is already in flight on this connection")
         }
         guard !generate.prompt.isEmpty else { return refuse(.badRequest, "the prompt is empty") }
         let sampling = generate.sampling
@@ -68,31 +241,53 @@ public struct CoordinatorCore: Sendable {
             return refuse(.badRequest, "temperature must be 0 (greedy) or a positive number")
         }
         guard sampling.topP.isFinite, sampling.topP > 0, sampling.topP <= 1 else {
-            return refuse(.badRequest, "topP must be in (0, 1]")
+            return refuse(.badRequest, "top-p must be in (0, 1]")
         }
-        guard let vocabulary = membership.vocabulary, !membership.availableExperts.isEmpty else {
-            return refuse(.unavailable, "no expert worker is registered yet; start workers and try again")
+        let preference: PreferenceSpec
+        do {
+            preference = try PreferenceSpec.parse(generate.preference)
+        } catch {
+            return refuse(.badRequest, error.description)
         }
-        let eos = Set(membership.workers.values.flatMap(\.eosTokenIDs))
+        guard sessions.count < policy.maxSessions else {
+            return refuse(.unavailable, "the coordinator holds \(sessions.count) sessions, its limit; retry later")
+        }
+        let experts = selectExperts(for: preference)
+        let served = experts.filter { membership.chooseReplica(expert: $0.name) != nil }
+        guard !served.isEmpty, let vocabulary = membership.vocabulary else {
+            let names = experts.map(\.name).joined(separator: ", ")
+            return refuse(.unavailable, "no live worker serves the experts this request needs (\(names)); "
+                + "start them with mope worker --expert NAME")
+        }
+        var eos = Set<UInt32>()
+        for info in membership.workers.values { eos.formUnion(info.eosTokenIDs) }
+        let made = resources ?? makeResources(generate)
         let id = nextSession
         nextSession += 1
-        var session = CoordinatorSession(
+        sessions[id] = CoordinatorSession(
             id: id, request: generate, preference: preference,
-            experts: config.experts.map { SessionExpert(name: $0.name, dimension: $0.dimension) },
+            experts: experts.map { SessionExpert(name: $0.name, dimension: $0.dimension) },
             settings: SessionSettings(config: config, vocabSize: Int(vocabulary.size), eosTokenIDs: eos),
-            controller: controller, decoder: decoder, promptTokens: promptTokens, now: now
+            controller: made.controller, decoder: made.decoder, promptTokens: made.promptTokens, now: now
         )
-        let members = membership
-        let directives = session.start(now: now) { members.chooseReplica(expert: $0, excluding: $1)?.id }
-        sessions[id] = session
-        clients[id] = client
-        return apply(directives, session: id, before: [], now: now)
+        routes[id] = route
+        inFlight[route] = id
+        return update(id, now: now) { session, choose in session.start(now: now, chooseReplica: choose) }
+    }
+
+    /// The experts a request involves.
+    private func selectExperts(for preference: PreferenceSpec) -> [ExpertConfig] {
+        guard policy.expertSelection == .namedByPreference else { return config.experts }
+        let named = config.experts.filter { expert in
+            expert.dimension.map { preference.weight(of: $0) > 0 } ?? false
+        }
+        return named.isEmpty ? config.experts : named
     }
 
     /// A client went away: its sessions are cancelled (workers are sent `close`).
     public mutating func onClientGone(_ client: ClientID, now: UInt64) -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
-        for id in clients.filter({ $0.value == client }).keys.sorted() {
+        for id in routes.filter({ $0.value.client == client }).keys.sorted() {
             directives += update(id, now: now) { session, _ in session.cancel(now: now) }
         }
         return directives
@@ -100,61 +295,92 @@ public struct CoordinatorCore: Sendable {
 
     // MARK: Worker events
 
-    /// A message from a worker.
+    /// A decoded message from the worker `worker` (for `hello`, the id its connection claims).
     public mutating func onWorkerMessage(_ message: Message, from worker: WorkerID, now: UInt64)
         -> [CoordinatorDirective]
     {
         switch message {
         case let .hello(hello):
-            guard hello.workerID == worker else {
-                return [.sendToWorker(worker, .reject(Reject(
-                    reason: "the worker id \"\(hello.workerID)\" differs from the connection's identity \"\(worker)\""
-                )))]
-            }
-            switch membership.onHello(hello, now: now) {
-            case let .reject(reject):
-                return [.sendToWorker(worker, .reject(reject))]
-            case let .welcome(welcome, replaced):
-                var directives: [CoordinatorDirective] = [.sendToWorker(worker, .welcome(welcome))]
-                membership.onSent(to: worker, now: now)
-                if replaced != nil { directives += workerLost(worker, now: now) }
-                for id in sessions.keys { sessions[id]!.onWorkerRegistered(worker) }
-                return directives
-            }
+            return onHello(hello, from: worker, now: now)
         case .heartbeat:
             membership.onMessage(from: worker, now: now)
             return []
-        case .goodbye:
+        case let .goodbye(goodbye):
+            guard membership.workers[worker] != nil else { return [] }
             membership.onGoodbye(from: worker, now: now)
+            events.append(.workerDraining(worker, reason: goodbye.reason))
             return []
         case let .dist(dist):
             guard membership.onMessage(from: worker, now: now) else { return [] }
             membership.onReply(from: worker)
+            if sessions[dist.session] != nil { timings[dist.session, default: SessionTiming()].add(dist) }
             return update(dist.session, now: now) { session, choose in
                 session.onDist(dist, from: worker, now: now, chooseReplica: choose)
             }
         case let .error(reply):
             guard membership.onMessage(from: worker, now: now) else { return [] }
             membership.onReply(from: worker)
+            if reply.code != .desync, sessions[reply.session] != nil {
+                events.append(.workerFailedSession(worker, reply.session, reply.code, reply.text))
+            }
             return update(reply.session, now: now) { session, choose in
                 session.onError(reply, from: worker, now: now, chooseReplica: choose)
             }
         default:
-            // Not a worker's message: ignored (a sign of life all the same).
+            // Not a worker's message: dropped (a sign of life all the same).
             membership.onMessage(from: worker, now: now)
+            events.append(.unexpectedFromWorker(worker, kind: "\(message.kind)"))
             return []
+        }
+    }
+
+    private mutating func onHello(_ hello: Hello, from worker: WorkerID, now: UInt64) -> [CoordinatorDirective] {
+        func reject(_ reason: String) -> [CoordinatorDirective] {
+            events.append(.workerRejected(hello.workerID, reason: reason))
+            return [.sendToWorker(worker, .reject(Reject(reason: reason)))]
+        }
+        guard hello.workerID == worker else {
+            return reject("the worker id \"\(hello.workerID)\" differs from the connection's identity \"\(worker)\"")
+        }
+        if let expected = policy.vocabHash, hello.vocabHash != expected {
+            return reject("the model's vocabulary hash \(String(hello.vocabHash, radix: 16)) differs from the "
+                + "cluster tokenizer's \(String(expected, radix: 16)) (read from \(policy.vocabSource)): "
+                + "every expert must share one tokenizer")
+        }
+        switch membership.onHello(hello, now: now) {
+        case let .reject(rejection):
+            return reject(rejection.reason)
+        case let .welcome(welcome, replaced):
+            var directives: [CoordinatorDirective] = [.sendToWorker(worker, .welcome(welcome))]
+            membership.onSent(to: worker, now: now)
+            if replaced == nil { events.append(.workerRegistered(worker, expert: hello.expert)) }
+            // A fresh registration holds nothing of any session: sessions that saw this id fail may use it again,
+            // and sessions it held are rebuilt by replay (as after `error unknownSession`).
+            for id in sessions.keys { sessions[id]!.onWorkerRegistered(worker) }
+            if replaced != nil {
+                let reply = { (id: SessionID) in
+                    ErrorReply(session: id, code: .unknownSession, text: "the worker registered again")
+                }
+                for id in sessions.keys.sorted() where sessions[id]?.assignedWorkers.contains(worker) == true {
+                    directives += update(id, now: now) { session, choose in
+                        session.onError(reply(id), from: worker, now: now, chooseReplica: choose)
+                    }
+                }
+            }
+            return directives
         }
     }
 
     /// A send to a worker failed (it is gone): it is removed and its sessions fail over.
     public mutating func onWorkerUnreachable(_ worker: WorkerID, now: UInt64) -> [CoordinatorDirective] {
         guard membership.remove(worker) != nil else { return [] }
+        events.append(.workerDead(worker, reason: "is unreachable"))
         return workerLost(worker, now: now)
     }
 
-    // MARK: Time
+    // MARK: Time and drain
 
-    /// Time passes: heartbeats, dead workers, session deadlines.
+    /// Time passes: heartbeats, dead workers, session deadlines, the drain's end.
     public mutating func onTick(now: UInt64) -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
         for directive in membership.onTick(now: now) {
@@ -163,6 +389,7 @@ public struct CoordinatorCore: Sendable {
                 directives.append(.sendToWorker(worker, .heartbeat))
                 membership.onSent(to: worker, now: now)
             case let .dead(info):
+                events.append(.workerDead(info.id, reason: "(expert \(info.expert)) went silent"))
                 directives += workerLost(info.id, now: now)
             }
         }
@@ -170,21 +397,44 @@ public struct CoordinatorCore: Sendable {
             guard let deadline = sessions[id]?.nextDeadline, deadline.hasPassed(now: now) else { continue }
             directives += update(id, now: now) { session, choose in session.onTick(now: now, chooseReplica: choose) }
         }
+        if isDraining, !isFinished {
+            if activeSessionCount == 0 {
+                events.append(.drained)
+                isFinished = true
+            } else if let drainDeadline, now >= drainDeadline {
+                events.append(.drainExpired(failed: activeSessionCount))
+                directives += shutdown(
+                    now: now, code: .draining, text: "the coordinator shut down before the request finished; retry it"
+                )
+                isFinished = true
+            }
+        }
         return directives
     }
 
-    /// Shutdown: every session in progress fails with `unavailable` and its workers are sent `close`.
-    public mutating func shutdown(now: UInt64) -> [CoordinatorDirective] {
+    /// Starts a drain: new requests are refused; running sessions may finish until `graceNanos` from `now`, then
+    /// they fail with `error draining`. `isFinished` turns true when nothing is left (checked at `onTick`).
+    public mutating func beginDrain(now: UInt64, graceNanos: UInt64) {
+        guard !isDraining else { return }
+        isDraining = true
+        drainDeadline = now &+ graceNanos
+        events.append(.drainStarted(running: activeSessionCount))
+    }
+
+    /// Every session in progress fails with `code` and its workers are sent `close`.
+    public mutating func shutdown(
+        now: UInt64, code: ErrorCode = .unavailable, text: String = "the coordinator is shutting down"
+    ) -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
         for id in sessions.keys.sorted() {
-            guard let session = sessions[id], let client = clients[id] else { continue }
+            guard let session = sessions[id], let route = routes[id] else { continue }
             let running = session.state == .opening || session.state == .running
-            directives += update(id, now: now) { session, _ in session.cancel(now: now) }
             if running {
-                directives.append(.sendToClient(client, .error(ErrorReply(
-                    session: session.request.request, code: .unavailable, text: "the coordinator is shutting down"
+                directives.append(.sendToClient(route.client, .error(ErrorReply(
+                    session: session.request.request, code: code, text: text
                 ))))
             }
+            directives += update(id, now: now) { session, _ in session.cancel(now: now) }
         }
         return directives
     }
@@ -206,23 +456,18 @@ public struct CoordinatorCore: Sendable {
         _ id: SessionID, now: UInt64,
         _ event: (inout CoordinatorSession, ReplicaChooser) -> [SessionDirective]
     ) -> [CoordinatorDirective] {
-        guard var session = sessions[id] else { return [] }
+        guard var session = sessions[id], let route = routes[id] else { return [] }
         let before = session.assignedWorkers
-        let directives: [SessionDirective]
-        do {
-            let members = membership
-            directives = event(&session) { members.chooseReplica(expert: $0, excluding: $1)?.id }
-        }
-        sessions[id] = session
-        return apply(directives, session: id, before: before, now: now)
-    }
-
-    private mutating func apply(
-        _ directives: [SessionDirective], session id: SessionID, before: [WorkerID], now: UInt64
-    ) -> [CoordinatorDirective] {
-        guard let session = sessions[id], let client = clients[id] else { return [] }
+        let (lostBefore, failoversBefore) = (session.lostExperts.count, session.failovers)
+        let members = membership
+        let directives = event(&session) { members.chooseReplica(expert: $0, excluding: $1)?.id }
         for worker in before { membership.release(worker) }
         for worker in session.assignedWorkers { membership.assign(worker) }
+        if session.lostExperts.count > lostBefore {
+            events.append(.sessionLostExperts(id, Array(session.lostExperts[lostBefore...])))
+        }
+        if session.failovers > failoversBefore { events.append(.sessionFailover(id, total: session.failovers)) }
+
         var out: [CoordinatorDirective] = []
         out.reserveCapacity(directives.count)
         for directive in directives {
@@ -231,17 +476,54 @@ public struct CoordinatorCore: Sendable {
                 out.append(.sendToWorker(worker, message))
                 membership.onSent(message, to: worker, now: now, config: config)
             case let .emitToken(event):
-                out.append(.sendToClient(client, .token(event)))
+                out.append(.sendToClient(route.client, .token(event)))
             case let .finish(done):
-                out.append(.sendToClient(client, .done(done)))
+                out.append(.sendToClient(route.client, .done(done)))
+                events.append(.sessionFinished(id, done, computeMicros: timings[id]?.totalMicros ?? 0))
+                finishRoute(route, of: id)
             case let .fail(reply):
-                out.append(.sendToClient(client, .error(reply)))
+                out.append(.sendToClient(route.client, .error(reply)))
+                finishRoute(route, of: id)
             }
         }
         if session.state == .closed {
-            sessions.removeValue(forKey: id)
-            clients.removeValue(forKey: id)
+            sessions[id] = nil
+            routes[id] = nil
+            timings[id] = nil
+            finishRoute(route, of: id)
+        } else {
+            sessions[id] = session
         }
         return out
     }
+
+    /// The client's request id may be used again once its outcome was sent.
+    private mutating func finishRoute(_ route: Route, of id: SessionID) {
+        if inFlight[route] == id { inFlight[route] = nil }
+    }
+}
+
+/// Writes each token as `<id>` (for a core without a tokenizer).
+private struct TokenIDDecoder: TokenTextDecoder {
+    mutating func decode(_ token: UInt32) -> String { "<\(token)>" }
+}
+
+/// The slowest expert's forward-pass time per step of one session, summed over its steps.
+struct SessionTiming: Sendable {
+    private var step: UInt32 = 0
+    private var slowest: UInt32 = 0
+    private var earlier: UInt64 = 0
+
+    /// Counts one `dist`.
+    mutating func add(_ dist: Dist) {
+        if dist.step != step {
+            earlier += UInt64(slowest)
+            step = dist.step
+            slowest = 0
+        }
+        slowest = max(slowest, dist.timing.computeMicros)
+    }
+
+    /// The sum over steps, in microseconds.
+    var totalMicros: UInt64 { earlier + UInt64(slowest) }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import Inference
 import Preference
+import ProcessSupport
 import Synchronization
 import Wire
 import ZeroMQ
@@ -38,15 +40,15 @@ public final class CoordinatorServer: Sendable {
     public static let registeredLogPrefix = "[coordinator] registered worker "
 
     private let controllerFactory: @Sendable () -> any PreferenceController
-    private let control: ServerControl
+    private let control: LoopControl
 
     /// Prepares a coordinator: validates the config and loads the tokenizer of its first expert's model.
     ///
-    /// - Parameter controller: makes the preference controller of each session (the uniform controller by
-    ///   default; a learned PCM plugs in here).
+    /// - Parameter controller: makes the preference controller of each session; nil for the one the config asks
+    ///   for (`controllerFactory(config:)`: the learned PCM when `pcm` names a file, else uniform).
     public convenience init(
         settings: CoordinatorSettings,
-        controller: @escaping @Sendable () -> any PreferenceController = { UniformController() }
+        controller: (@Sendable () -> any PreferenceController)? = nil
     ) throws(CoordinatorError) {
         do {
             try settings.config.validate()
@@ -57,7 +59,36 @@ public final class CoordinatorServer: Sendable {
             throw .config(.invalidValue(field: "experts", reason: "list at least one expert"))
         }
         let tokenizer = try ClusterTokenizer(modelPath: first.model)
-        try self.init(settings: settings, tokenizer: tokenizer, controller: controller)
+        let factory: @Sendable () -> any PreferenceController
+        if let controller {
+            factory = controller
+        } else {
+            factory = try Self.controllerFactory(config: settings.config).make
+        }
+        try self.init(settings: settings, tokenizer: tokenizer, controller: factory)
+    }
+
+    /// The preference controller a config asks for: the learned PCM read from `config.pcm` (its embedding
+    /// features from the first expert's model file), or `UniformController` when the config names none.
+    /// - Returns: the factory of per-session controllers and a line describing it for the log.
+    /// - Throws: `CoordinatorError.pcm` when the file cannot be read or is not a valid PCM.
+    public static func controllerFactory(config: ClusterConfig) throws(CoordinatorError)
+        -> (make: @Sendable () -> any PreferenceController, description: String)
+    {
+        guard let path = config.pcm else {
+            return ({ UniformController() }, "uniform over the experts the preference names")
+        }
+        let network: PCMNetwork
+        do {
+            network = try PCMFile.load(path)
+        } catch {
+            throw .pcm(error)
+        }
+        // Without embeddings the PCM still sees the preference, the step and the experts' lists.
+        let embeddings = config.experts.first.flatMap { try? TokenEmbeddings(file: GGUFFile(path: $0.model)) }
+        let description = "learned PCM \(path) (\(network.configuration.parameterCount) parameters"
+            + (embeddings == nil ? ", no token embeddings" : "") + ")"
+        return ({ PCMController(network: network, embeddings: embeddings) }, description)
     }
 
     /// Prepares a coordinator with an already loaded tokenizer.
@@ -69,7 +100,7 @@ public final class CoordinatorServer: Sendable {
         self.settings = settings
         self.tokenizer = tokenizer
         controllerFactory = controller
-        guard let control = ServerControl() else {
+        guard let control = LoopControl() else {
             let reason = "cannot create a pipe: \(String(cString: strerror(errno)))"
             throw .invalidSetting(name: "wake pipe", reason: reason)
         }
@@ -111,71 +142,6 @@ public final class CoordinatorServer: Sendable {
     /// Writes one line to standard error.
     func log(_ text: String) {
         guard settings.verbose else { return }
-        writeStandardError("[coordinator] \(text)\n")
-    }
-}
-
-/// Writes all of `text` to standard error (retrying after EINTR).
-func writeStandardError(_ text: String) {
-    var bytes = Array(text.utf8)
-    var offset = 0
-    bytes.withUnsafeMutableBytes { buffer in
-        while offset < buffer.count {
-            let n = write(STDERR_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
-            }
-            offset += n
-        }
-    }
-}
-
-// MARK: - Control
-
-/// Drain/stop requests from other threads, waking the loop through a non-blocking pipe it polls.
-final class ServerControl: Sendable {
-    enum Request: Sendable { case drain, stop }
-
-    struct State: Sendable, Equatable {
-        var drains = 0
-        var stop = false
-    }
-
-    private let state = Mutex(State())
-    let readDescriptor: Int32
-    private let writeDescriptor: Int32
-
-    init?() {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return nil }
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
-        readDescriptor = fds[0]
-        writeDescriptor = fds[1]
-    }
-
-    deinit {
-        close(readDescriptor)
-        close(writeDescriptor)
-    }
-
-    func request(_ request: Request) {
-        state.withLock {
-            switch request {
-            case .drain: $0.drains += 1
-            case .stop: $0.stop = true
-            }
-        }
-        var byte: UInt8 = 1
-        _ = write(writeDescriptor, &byte, 1)  // A full pipe wakes the loop already.
-    }
-
-    func take() -> State {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while read(readDescriptor, &buffer, buffer.count) > 0 {}
-        return state.withLock { $0 }
+        StandardStreams.writeError("[coordinator] \(text)\n")
     }
 }

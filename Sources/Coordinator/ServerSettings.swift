@@ -14,6 +14,8 @@ public enum CoordinatorError: Error, Sendable, CustomStringConvertible {
     case socket(ZMQError)
     /// A setting is out of range.
     case invalidSetting(name: String, reason: String)
+    /// The PCM file named by the config cannot be used.
+    case pcm(PCMError)
 
     /// A message a user can act on.
     public var description: String {
@@ -28,6 +30,7 @@ public enum CoordinatorError: Error, Sendable, CustomStringConvertible {
                 "ZeroMQ failed in the coordinator: \(error)"
             }
         case let .invalidSetting(name, reason): "invalid coordinator setting \(name): \(reason)"
+        case let .pcm(error): "cannot use the config's PCM: \(error.description)"
         }
     }
 }

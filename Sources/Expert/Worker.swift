@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import ProcessSupport
 import Synchronization
 import Wire
 import ZeroMQ
@@ -36,7 +37,7 @@ public final class Worker: Sendable {
     /// The worker's registration message.
     public let hello: Hello
 
-    private let control: WorkerControl
+    private let control: LoopControl
 
     /// Loads the model of `settings` and prepares the worker.
     /// - Throws: `WorkerError.model` naming the file and the GGUF or inference error, `.tokenizer`,
@@ -70,7 +71,7 @@ public final class Worker: Sendable {
             contextLimit: UInt32(clamping: settings.resolvedKVCapacity(contextLength: model.configuration.contextLength)),
             sessionCapacity: UInt32(clamping: settings.sessionCapacity)
         )
-        guard let control = WorkerControl() else {
+        guard let control = LoopControl() else {
             throw .invalidSetting(name: "wake pipe", reason: "cannot create a pipe: \(String(cString: strerror(errno)))")
         }
         self.control = control
@@ -122,72 +123,7 @@ public final class Worker: Sendable {
 
     /// Writes a line to standard error with the worker's prefix.
     func log(_ text: String) {
-        let line = "[worker \(hello.workerID)] \(text)\n"
-        var bytes = Array(line.utf8)
-        var offset = 0
-        bytes.withUnsafeMutableBytes { buffer in
-            while offset < buffer.count {
-                let n = write(STDERR_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                offset += n
-            }
-        }
+        StandardStreams.writeError("[worker \(hello.workerID)] \(text)\n")
     }
 }
 
-// MARK: - Control from other threads
-
-/// Requests from other threads to the worker's loop, and the pipe that wakes its poll.
-final class WorkerControl: Sendable {
-    enum Request: Sendable { case drain, stop }
-
-    struct State: Sendable {
-        var drain = false
-        var stop = false
-    }
-
-    private let state = Mutex(State())
-    /// The pipe's read end (polled by the loop) and write end (written by `request`); both non-blocking.
-    let readDescriptor: Int32
-    private let writeDescriptor: Int32
-
-    /// Creates the pipe; nil when `pipe` fails (see `errno`).
-    init?() {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return nil }
-        for fd in fds {
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        }
-        readDescriptor = fds[0]
-        writeDescriptor = fds[1]
-    }
-
-    deinit {
-        close(readDescriptor)
-        close(writeDescriptor)
-    }
-
-    func request(_ request: Request) {
-        state.withLock {
-            switch request {
-            case .drain: $0.drain = true
-            case .stop: $0.stop = true
-            }
-        }
-        var byte: UInt8 = 1
-        _ = write(writeDescriptor, &byte, 1)  // A full pipe already wakes the loop.
-    }
-
-    var isDrainRequested: Bool { state.withLock { $0.drain } }
-
-    /// The requests so far, after emptying the pipe.
-    func take() -> State {
-        var buffer = [UInt8](repeating: 0, count: 64)
-        while read(readDescriptor, &buffer, buffer.count) > 0 {}
-        return state.withLock { $0 }
-    }
-}

@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import ProcessSupport
 import Wire
 import ZeroMQ
 
@@ -29,7 +30,7 @@ struct WorkerLoop {
     }
 
     private let worker: Worker
-    private let control: WorkerControl
+    private let control: LoopControl
     private let settings: WorkerSettings
     private let model: LanguageModel
     private let clock = ContinuousClock()
@@ -58,7 +59,7 @@ struct WorkerLoop {
     /// When the messages being handled arrived.
     private var now: ContinuousClock.Instant
 
-    init(worker: Worker, control: WorkerControl) throws {
+    init(worker: Worker, control: LoopControl) throws {
         self.worker = worker
         self.control = control
         settings = worker.settings
@@ -203,7 +204,7 @@ struct WorkerLoop {
             finish(.stopped)
             return
         }
-        if requests.drain && !draining {
+        if requests.drains > 0 && !draining {
             draining = true
             drainDeadline = now + settings.drainGrace
             worker.log("draining: no new sessions; \(sessions.count) open, grace period \(settings.drainGrace)")

@@ -200,8 +200,14 @@ public struct TokenEmbeddings: @unchecked Sendable {
     /// Reads the table from a loaded model.
     /// - Throws: `GGUFError` when the model has no usable `token_embd.weight`.
     public init(model: LanguageModel) throws {
-        file = model.file
-        matrix = try model.file.matrix("token_embd.weight")
+        try self.init(file: model.file)
+    }
+
+    /// Reads the table from a model file without loading the rest of the model.
+    /// - Throws: `GGUFError` when the file has no usable `token_embd.weight`.
+    public init(file: GGUFFile) throws {
+        self.file = file
+        matrix = try file.matrix("token_embd.weight")
     }
 
     /// Adds row `id` into `sum` (ids out of range add nothing).

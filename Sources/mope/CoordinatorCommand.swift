@@ -24,6 +24,10 @@ enum CoordinatorCommand: ParsableCommand {
             The tokenizer (for the streamed text and stop strings) is read from the first expert's model file
             in the config; workers whose vocabulary differs from it are rejected.
 
+            The expert weights come from the learned Preference Control Model named by the config's "pcm"
+            field (or --pcm), recomputed at every token; with --uniform, or when no PCM is named, every expert
+            the preference names gets an equal share.
+
             Each registration is logged to standard error as "[coordinator] registered worker ID expert NAME".
             SIGTERM or SIGINT drains: new requests get "error draining", running ones may finish within
             --drain-grace seconds, then the process exits 0; a second signal exits at once.
@@ -35,6 +39,8 @@ enum CoordinatorCommand: ParsableCommand {
             .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
             .value("curve-secret-key", "key", help: "Encrypt with CURVE using this secret key (workers and "
                 + "clients then need the public key, which is logged at start)."),
+            .value("pcm", "file", help: "The learned PCM file (default: the config's \"pcm\")."),
+            .flag("uniform", help: "Weigh the named experts equally, even when the config names a PCM."),
             .flag("quiet", help: "Log only registrations (no per-request, failover or drop lines)."),
         ]
     )
@@ -45,6 +51,12 @@ enum CoordinatorCommand: ParsableCommand {
         for index in config.experts.indices {
             config.experts[index].model = ConfigPaths.resolve(config.experts[index].model, relativeTo: configPath)
         }
+        if let pcm = arguments.value("pcm") {
+            config.pcm = pcm
+        } else if let pcm = config.pcm {
+            config.pcm = ConfigPaths.resolve(pcm, relativeTo: configPath)
+        }
+        if arguments.flag("uniform") { config.pcm = nil }
         var settings = CoordinatorSettings(config: config)
         if let endpoint = arguments.value("endpoint") { settings.endpoint = endpoint }
         let grace = try arguments.require("drain-grace", as: Double.self)
@@ -60,7 +72,9 @@ enum CoordinatorCommand: ParsableCommand {
         }
         let server: CoordinatorServer
         do {
-            server = try CoordinatorServer(settings: settings)
+            let controller = try CoordinatorServer.controllerFactory(config: config)
+            if settings.verbose { CLI.writeErr("[coordinator] preference controller: \(controller.description)\n") }
+            server = try CoordinatorServer(settings: settings, controller: controller.make)
         } catch {
             CLI.writeErr("error: \(error.description)\n")
             return CLI.failure

@@ -82,6 +82,7 @@ import Wire
             (#"{"experts": [{"name": "a", "model": "m", "replicas": 0}]}"#, "experts[0].replicas"),
             (#"{"sampling": {"topP": 1.5}, "experts": [{"name": "a", "model": "m"}]}"#, "sampling.topP"),
             (#"{"sampling": {"temperature": -1}, "experts": [{"name": "a", "model": "m"}]}"#, "sampling.temperature"),
+            (#"{"pcm": "", "experts": [{"name": "a", "model": "m"}]}"#, "pcm"),
         ]
     )
     func validation(json: String, field: String) throws {
@@ -99,6 +100,7 @@ import Wire
         var config = ClusterConfig(experts: [ExpertConfig(name: "x", dimension: .friendly, model: "m", replicas: 2)])
         config.merge = .logit
         config.sampling = SamplingConfig(temperature: 0.7, topP: 0.9, topK: 40, seed: 3)
+        config.pcm = "pcm/pcm.json"
         #expect(try ClusterConfig.decode(config.encoded()) == config)
     }
 
@@ -109,6 +111,23 @@ import Wire
         for expert in config.experts {
             #expect(expert.systemPrompt == expert.dimension?.defaultPrompt)
             #expect(expert.model == "models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        }
+        #expect(config.pcm == "pcm/pcm.json")
+    }
+
+    @Test("the shipped PCM loads as the coordinator's controller; a file that is not a PCM is a typed error")
+    func shippedPCM() throws {
+        var config = ClusterConfig(experts: [ExpertConfig(name: "concise", model: "/nonexistent.gguf")])
+        config.pcm = Self.configs.appendingPathComponent("pcm/pcm.json").path
+        let factory = try CoordinatorServer.controllerFactory(config: config)
+        #expect(factory.description.contains("learned PCM"))
+        #expect(factory.make() is PCMController)
+        config.pcm = Self.configs.appendingPathComponent("tiny-test.json").path
+        #expect {
+            _ = try CoordinatorServer.controllerFactory(config: config)
+        } throws: { error in
+            guard case .pcm(.malformed)? = error as? CoordinatorError else { return false }
+            return true
         }
     }
 

@@ -7,6 +7,7 @@ import Wire
 
 @Suite struct CoordinatorCoreTests {
     static let client: ClientID = [0, 1, 2]
+    static let noText = SessionResources(decoder: TableDecoder(table: [:]), controller: UniformController())
     let second: UInt64 = 1_000_000_000
 
     /// A coordinator with concise (workers c1, c2) and friendly (f1) registered.
@@ -23,7 +24,7 @@ import Wire
         return core
     }
 
-    func generate(maxNewTokens: UInt32 = 2, preference: String = "concise") -> Generate {
+    func generate(maxNewTokens: UInt32 = 2, preference: String = "concise, friendly") -> Generate {
         Generate(request: 5, prompt: "Hi", preference: preference, maxNewTokens: maxNewTokens)
     }
 
@@ -43,7 +44,8 @@ import Wire
     func endToEnd() throws {
         var core = cluster()
         let decoder = TableDecoder(table: [5: "a", 6: "b"])
-        let opened = core.onGenerate(generate(), from: Self.client, now: 0, decoder: decoder)
+        let resources = SessionResources(decoder: decoder, controller: UniformController())
+        let opened = core.onGenerate(generate(), from: Self.client, now: 0, resources: resources)
         #expect(workerSends(opened).map(\.0) == ["c1", "f1"])
         #expect(core.membership.workers["c1"]?.load == 1)
         let session = try #require(core.session(1))
@@ -69,7 +71,7 @@ import Wire
     @Test("a silent worker is dead once its outstanding request's deadline passes; its sessions move to a replica")
     func deadWorkerFailsOver() throws {
         var core = cluster()
-        _ = core.onGenerate(generate(), from: Self.client, now: 0, decoder: TableDecoder(table: [:]))
+        _ = core.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
         let openDeadline = UInt64(core.config.openDeadlineMs) / 1000 + 1
         _ = core.onWorkerMessage(dist(1, 0, 5), from: "f1", now: second / 2)
         for t in 1...openDeadline {
@@ -87,7 +89,7 @@ import Wire
     @Test("a worker busy with a request (a long prefill) is not taken for dead before that request's deadline")
     func busyWorkerIsNotDeadEarly() throws {
         var core = cluster()
-        _ = core.onGenerate(generate(), from: Self.client, now: 0, decoder: TableDecoder(table: [:]))
+        _ = core.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
         for t in [UInt64(1), 2, 3, 4] {
             _ = core.onWorkerMessage(.heartbeat, from: "c2", now: t * second)
             _ = core.onWorkerMessage(.heartbeat, from: "f1", now: t * second)
@@ -101,8 +103,9 @@ import Wire
     @Test("requests the coordinator cannot serve are refused with a typed error")
     func refusals() {
         var core = cluster()
-        let unknown = core.onGenerate(generate(preference: "consise"), from: Self.client, now: 0,
-                                      decoder: TableDecoder(table: [:]))
+        let unknown = core.onGenerate(
+            generate(preference: "consise"), from: Self.client, now: 0, resources: Self.noText
+        )
         guard case let .error(reply)? = clientMessages(unknown).first else {
             Issue.record("expected an error")
             return
@@ -111,7 +114,7 @@ import Wire
         #expect(reply.text.contains("concise"))
 
         var empty = CoordinatorCore(config: ClusterConfig(experts: [ExpertConfig(name: "concise", model: "m")]))
-        let none = empty.onGenerate(generate(), from: Self.client, now: 0, decoder: TableDecoder(table: [:]))
+        let none = empty.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
         guard case let .error(unavailable)? = clientMessages(none).first else {
             Issue.record("expected an error")
             return
@@ -132,10 +135,154 @@ import Wire
     @Test("a client that goes away has its sessions closed on the workers")
     func clientGone() {
         var core = cluster()
-        _ = core.onGenerate(generate(), from: Self.client, now: 0, decoder: TableDecoder(table: [:]))
+        _ = core.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
         let out = core.onClientGone(Self.client, now: 1)
         #expect(Set(workerSends(out).map(\.0)) == ["c1", "f1"])
         #expect(core.sessionCount == 0)
         #expect(core.membership.workers.values.allSatisfy { $0.load == 0 })
+    }
+
+    // MARK: Frames, policy and drain (the shell only moves bytes; these decide)
+
+    func frame(_ message: Message) -> [UInt8] { WireCodec.encode(message) }
+
+    func errorCode(_ message: Message) -> ErrorCode? {
+        if case let .error(reply) = message { reply.code } else { nil }
+    }
+
+    @Test("frames are decoded by the core: garbage from a client gets error badRequest, from a worker only a log")
+    func malformedFrames() {
+        var core = cluster()
+        let fromClient = core.onFrame(identity: Self.client, payload: [0xFF, 0x00, 0x13], now: 1)
+        guard case let .error(reply)? = clientMessages(fromClient).first else {
+            Issue.record("expected an error, got \(fromClient)")
+            return
+        }
+        #expect(reply.code == .badRequest)
+        #expect(core.onFrame(identity: Array("c1".utf8), payload: [0xFF], now: 1).isEmpty)
+        let events = core.takeEvents()
+        #expect(events.contains { if case .malformedFrame(from: "c1", _) = $0 { true } else { false } })
+        #expect(events.contains { if case .malformedFrame(from: nil, _) = $0 { true } else { false } })
+        #expect(core.takeEvents().isEmpty)
+    }
+
+    @Test("a generate frame opens a session; a worker's message from an unregistered identity is ignored")
+    func framesRoute() {
+        var core = cluster()
+        let out = core.onFrame(identity: Self.client, payload: frame(.generate(generate())), now: 0)
+        #expect(workerSends(out).map(\.0) == ["c1", "f1"])
+        #expect(core.onFrame(identity: Array("zz".utf8), payload: frame(dist(1, 0, 5)), now: 1).isEmpty)
+        let wrongKind = core.onFrame(
+            identity: Self.client, payload: frame(.welcome(Welcome(heartbeatIntervalMs: 1))), now: 1
+        )
+        guard case let .error(reply)? = clientMessages(wrongKind).first else {
+            Issue.record("expected an error, got \(wrongKind)")
+            return
+        }
+        #expect(reply.text.contains("generate"))
+    }
+
+    @Test("a worker whose vocabulary differs from the cluster tokenizer's is rejected with the reason")
+    func vocabularyMismatch() {
+        var policy = CoordinatorPolicy()
+        policy.vocabHash = 0xABC
+        policy.vocabSource = "model.gguf"
+        var core = CoordinatorCore(config: ClusterConfig(experts: [ExpertConfig(name: "concise", model: "m")]),
+                                   policy: policy)
+        let out = core.onFrame(identity: Array("w".utf8), payload: frame(.hello(hello("w", vocabHash: 0xDEF))), now: 0)
+        guard case let .sendToWorker("w", .reject(reject))? = out.first else {
+            Issue.record("expected a rejection, got \(out)")
+            return
+        }
+        #expect(reject.reason.contains("model.gguf"))
+        #expect(core.membership.workers.isEmpty)
+        let ok = core.onFrame(identity: Array("v".utf8), payload: frame(.hello(hello("v"))), now: 0)
+        #expect(ok == [.sendToWorker("v", .welcome(Welcome(heartbeatIntervalMs: 1000)))])
+        #expect(core.takeEvents().contains(.workerRegistered("v", expert: "concise")))
+    }
+
+    @Test("a request id already in flight on a connection is refused; after its outcome it may be used again")
+    func duplicateRequest() {
+        var core = cluster()
+        _ = core.onGenerate(generate(maxNewTokens: 1), from: Self.client, now: 0, resources: Self.noText)
+        let again = core.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
+        #expect(clientMessages(again).map(errorCode) == [.badRequest])
+        _ = core.onWorkerMessage(dist(1, 0, 5), from: "c1", now: 1)
+        let done = core.onWorkerMessage(dist(1, 0, 5), from: "f1", now: 2)
+        #expect(clientMessages(done).contains { if case .done = $0 { true } else { false } })
+        let reuse = core.onGenerate(generate(), from: Self.client, now: 3, resources: Self.noText)
+        #expect(workerSends(reuse).count == 2)
+    }
+
+    @Test("the session limit refuses new requests with error unavailable")
+    func sessionLimit() {
+        var policy = CoordinatorPolicy()
+        policy.maxSessions = 1
+        var core = CoordinatorCore(config: cluster().config, policy: policy)
+        _ = core.onWorkerMessage(.hello(hello("c1")), from: "c1", now: 0)
+        _ = core.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
+        let second = core.onGenerate(
+            Generate(request: 6, prompt: "Hi", preference: "concise", maxNewTokens: 2), from: Self.client, now: 0,
+            resources: Self.noText
+        )
+        #expect(clientMessages(second).map(errorCode) == [.unavailable])
+    }
+
+    @Test("only the experts the preference names are asked, unless every expert is selected")
+    func expertSelection() {
+        var core = cluster()
+        let named = core.onGenerate(generate(preference: "friendly"), from: Self.client, now: 0, resources: Self.noText)
+        #expect(workerSends(named).map(\.0) == ["f1"])
+        var policy = CoordinatorPolicy()
+        policy.expertSelection = .all
+        var all = CoordinatorCore(config: core.config, policy: policy)
+        _ = all.onWorkerMessage(.hello(hello("c1")), from: "c1", now: 0)
+        _ = all.onWorkerMessage(.hello(hello("f1", expert: "friendly")), from: "f1", now: 0)
+        let out = all.onGenerate(generate(preference: "friendly"), from: Self.client, now: 0, resources: Self.noText)
+        #expect(workerSends(out).map(\.0) == ["c1", "f1"])
+    }
+
+    @Test("a worker that registers again has its sessions rebuilt on it by replay")
+    func reRegistrationReplays() {
+        var core = cluster()
+        _ = core.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
+        let out = core.onWorkerMessage(.hello(hello("c1")), from: "c1", now: second)
+        let replays = workerSends(out).filter { if case .replay = $0.1 { true } else { false } }
+        #expect(replays.map(\.0) == ["c1"])
+        #expect(core.session(1)?.state == .opening)
+    }
+
+    @Test("a drain refuses new requests, lets running sessions finish, and is finished when none is left")
+    func drainFinishes() {
+        var core = cluster()
+        _ = core.onGenerate(generate(maxNewTokens: 1), from: Self.client, now: 0, resources: Self.noText)
+        core.beginDrain(now: 0, graceNanos: 60 * second)
+        let refused = core.onGenerate(
+            Generate(request: 9, prompt: "Hi", preference: "concise", maxNewTokens: 2), from: Self.client, now: 0,
+            resources: Self.noText
+        )
+        #expect(clientMessages(refused).map(errorCode) == [.draining])
+        _ = core.onTick(now: 1)
+        #expect(!core.isFinished)
+        _ = core.onWorkerMessage(dist(1, 0, 5), from: "c1", now: 2)
+        _ = core.onWorkerMessage(dist(1, 0, 5), from: "f1", now: 3)
+        _ = core.onTick(now: 4)
+        #expect(core.isFinished)
+        #expect(core.takeEvents().contains(.drained))
+    }
+
+    @Test("when the drain's grace runs out, running sessions fail with error draining and workers get close")
+    func drainExpires() {
+        var core = cluster()
+        _ = core.onGenerate(generate(), from: Self.client, now: 0, resources: Self.noText)
+        core.beginDrain(now: 0, graceNanos: second)
+        #expect(core.nextDeadline ?? .max <= second)
+        for t in [UInt64(1), 2] {
+            for worker in ["c1", "c2", "f1"] { _ = core.onWorkerMessage(.heartbeat, from: worker, now: t * second / 2) }
+        }
+        let out = core.onTick(now: second)
+        #expect(clientMessages(out).map(errorCode) == [.draining])
+        #expect(Set(workerSends(out).filter { if case .close = $0.1 { true } else { false } }.map(\.0)) == ["c1", "f1"])
+        #expect(core.isFinished)
     }
 }

@@ -1,6 +1,8 @@
 import Coordinator
 import Dispatch
 import Foundation
+import Inference
+import Preference
 import Testing
 import Wire
 import ZeroMQ
@@ -20,7 +22,7 @@ struct ServerTests {
         private var hasEnded = false
         private let socketPath: String
 
-        init(stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100) throws {
+        init(stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100, pcm: String? = nil) throws {
             socketPath = "/tmp/mope-server-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
             endpoint = "ipc://" + socketPath
             var config = ClusterConfig(experts: [
@@ -32,6 +34,7 @@ struct ServerTests {
             config.openDeadlineMs = stepDeadlineMs
             config.heartbeatIntervalMs = heartbeatMs
             config.topK = 4
+            config.pcm = pcm
             var settings = CoordinatorSettings(config: config)
             settings.verbose = false
             settings.drainGrace = .seconds(5)
@@ -197,5 +200,65 @@ struct ServerTests {
         defer { running.finish() }
         running.server.drain()
         #expect(running.waitForEnd())
+    }
+
+    @Test("a config naming a PCM file makes the coordinator weigh the experts with it at every token")
+    func learnedController() throws {
+        let embeddings = try TokenEmbeddings(file: GGUFFile(path: Self.tinyModel))
+        var parameters: [Float] = []
+        var state: UInt64 = 12345
+        let configuration = PCMConfiguration(hidden: 4, projection: 3, embeddingWidth: embeddings.width)
+        for _ in 0..<configuration.parameterCount {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            parameters.append(Float(Int64(bitPattern: state >> 11) % 2000) / 1000 - 1)
+        }
+        let network = PCMNetwork(configuration: configuration, parameters: parameters)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mope-pcm-\(getpid()).json").path
+        try PCMFile.save(network, to: path)
+        defer { unlink(path) }
+
+        let running = try Running(stepDeadlineMs: 5000, heartbeatMs: 1000, pcm: path)
+        defer { running.finish() }
+        let hash = running.server.tokenizer.vocabHash
+        let concise = try Peer(running.endpoint, id: "c")
+        let friendly = try Peer(running.endpoint, id: "f")
+        #expect(try concise.hello("c", expert: "concise", vocabHash: hash) != nil)
+        #expect(try friendly.hello("f", expert: "friendly", vocabHash: hash) != nil)
+        let client = try Peer(running.endpoint)
+        try client.send(.generate(Generate(
+            request: 1, prompt: "hi there", preference: "concise, friendly", maxNewTokens: 2, trace: true
+        )))
+        let lists: [(peer: Peer, ids: [UInt32], logProbs: [Float])] = [
+            (concise, [10, 11], [-0.2, -2.0]), (friendly, [11, 12], [-0.5, -1.2]),
+        ]
+        var sessions: [SessionID] = []
+        for list in lists {
+            guard case let .open(open)? = try list.peer.receive() else {
+                Issue.record("no open")
+                return
+            }
+            sessions.append(open.session)
+        }
+        for (list, session) in zip(lists, sessions) {
+            try list.peer.send(.dist(Dist(session: session, step: 0, ids: list.ids, logProbs: list.logProbs,
+                                          tailMass: 0.05)))
+        }
+        guard case let .token(event)? = try client.receive() else {
+            Issue.record("no token")
+            return
+        }
+        var controller = PCMController(network: network, embeddings: embeddings)
+        let candidates = lists.map { TopKCandidates(ids: $0.ids, logProbs: $0.logProbs, tailMass: 0.05) }
+        let prompt = running.server.tokenizer.tokenizer.encode("hi there", parseSpecial: false)
+            .map { UInt32(bitPattern: $0) }
+        let expected = controller.weights(
+            preference: try PreferenceSpec.parse("concise, friendly"),
+            experts: [ExpertDescriptor(name: "concise", dimension: .concise),
+                      ExpertDescriptor(name: "friendly", dimension: .friendly)],
+            context: ControllerContext(promptTokens: prompt, generatedTokens: [], step: 0, candidates: candidates)
+        )
+        #expect(abs(expected[0] - 0.5) > 0.01, "the test network must not be uniform")
+        #expect(event.experts.map(\.expert) == ["concise", "friendly"])
+        for (trace, weight) in zip(event.experts, expected) { #expect(abs(trace.weight - weight) < 1e-5) }
     }
 }

@@ -55,8 +55,10 @@ final class FakeCoordinator {
         return nil
     }
 
-    /// Waits for the worker's `hello` and answers `welcome`.
-    func register(heartbeatMs: UInt32 = 1000) throws -> Hello {
+    /// Waits for the worker's `hello` and answers `welcome`. This fake coordinator sends no heartbeats, so the
+    /// default interval is long: a test that computes a reference for a while on a loaded machine must not make
+    /// the worker take the coordinator for dead. Liveness tests pass a short interval.
+    func register(heartbeatMs: UInt32 = 60_000) throws -> Hello {
         guard case .hello(let hello)? = try receive() else { throw TestFailure("no hello from the worker") }
         try send(.welcome(Welcome(heartbeatIntervalMs: heartbeatMs)))
         return hello

@@ -1,0 +1,91 @@
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Unbuffered writes to the standard streams, safe from any thread and from signal-driven shutdown paths.
+public enum StandardStreams {
+    /// Writes every byte of `text` to standard error.
+    public static func writeError(_ text: String) { writeAll(STDERR_FILENO, text) }
+
+    /// Writes every byte of `text` to standard output.
+    public static func writeOutput(_ text: String) { writeAll(STDOUT_FILENO, text) }
+
+    /// Writes every byte of `text` to `fd`, retrying after EINTR and partial writes; gives up on other errors
+    /// (a closed pipe must not take the process down).
+    public static func writeAll(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)
+        var offset = 0
+        bytes.withUnsafeMutableBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
+            while offset < buffer.count {
+                let n = write(fd, base + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
+    }
+}
+
+/// Drain and stop requests from other threads (signal handlers, tests) to a process's event loop, which polls
+/// `readDescriptor`: every request writes one byte to a non-blocking pipe, so a loop asleep in `poll` wakes.
+public final class LoopControl: Sendable {
+    /// A request to the loop.
+    public enum Request: Sendable { case drain, stop }
+
+    /// The requests received so far.
+    public struct State: Sendable, Equatable {
+        /// How many drains were requested (a second one usually means "stop now").
+        public var drains = 0
+        /// Whether a stop was requested.
+        public var stop = false
+    }
+
+    private let state = Mutex(State())
+    /// The pipe's read end, for the loop's poller.
+    public let readDescriptor: Int32
+    private let writeDescriptor: Int32
+
+    /// Creates the pipe; nil when `pipe` fails (see `errno`).
+    public init?() {
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { return nil }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        readDescriptor = fds[0]
+        writeDescriptor = fds[1]
+    }
+
+    deinit {
+        close(readDescriptor)
+        close(writeDescriptor)
+    }
+
+    /// Records a request and wakes the loop.
+    public func request(_ request: Request) {
+        state.withLock {
+            switch request {
+            case .drain: $0.drains += 1
+            case .stop: $0.stop = true
+            }
+        }
+        var byte: UInt8 = 1
+        _ = write(writeDescriptor, &byte, 1)  // A full pipe wakes the loop already.
+    }
+
+    /// Whether a drain was requested, without emptying the pipe.
+    public var isDrainRequested: Bool { state.withLock { $0.drains > 0 } }
+
+    /// The requests so far, after emptying the pipe.
+    public func take() -> State {
+        var buffer = [UInt8](repeating: 0, count: 64)
+        while read(readDescriptor, &buffer, buffer.count) > 0 {}
+        return state.withLock { $0 }
+    }
+}
