@@ -36,28 +36,8 @@ enum TinyExperts {
     )
 }
 
-/// The `mope` binary: `$MOPE_BINARY`, else next to the running test executable, else `.build/debug/mope`.
-func mopeBinary() throws -> String {
-    var candidates: [String] = []
-    if let path = ProcessInfo.processInfo.environment["MOPE_BINARY"] { candidates.append(path) }
-    let executables = [
-        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")),
-        Bundle.main.executablePath,
-        CommandLine.arguments.first,
-    ]
-    for case let executable? in executables {
-        var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
-        for _ in 0..<4 {
-            candidates.append(directory.appendingPathComponent("mope").path)
-            directory.deleteLastPathComponent()
-        }
-    }
-    candidates.append(TinyExperts.root.appendingPathComponent(".build/debug/mope").path)
-    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        throw HarnessError("mope not found (build it with swift build); looked in \(candidates)")
-    }
-    return found
-}
+/// The `mope` binary's path.
+func mopeBinary() throws -> String { try MopeProcess.binary().path }
 
 /// A failure of the test harness itself.
 struct HarnessError: Error, CustomStringConvertible {

@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 
 /// The result of one finished `mope` run.
 struct MopeRun {
@@ -48,37 +49,9 @@ enum MopeProcess {
             errorOutput: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
     }
 
-    /// The mope binary: `$MOPE_BINARY`, else next to the running test executable (where `swift test` builds
-    /// it), else in the package's `.build/debug`.
+    /// The mope binary (`$MOPE_BINARY`, else where `swift test` built it).
     static func binary() throws -> URL {
-        let name = "mope"
-        var candidates: [URL] = []
-        if let path = ProcessInfo.processInfo.environment["MOPE_BINARY"] {
-            candidates.append(URL(fileURLWithPath: path))
-        }
-        let executables = [
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")),
-            Bundle.main.executablePath,
-            CommandLine.arguments.first,
-        ]
-        for case let executable? in executables {
-            var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
-            // On macOS the test executable sits inside `<bundle>.xctest/Contents/MacOS`.
-            for _ in 0..<4 {
-                candidates.append(directory.appendingPathComponent(name))
-                directory.deleteLastPathComponent()
-            }
-        }
-        let packageRoot = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(packageRoot.appendingPathComponent(".build/debug/\(name)"))
-        let found = candidates.first { url in
-            var isDirectory: ObjCBool = false
-            return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory) && !isDirectory.boolValue
-                && FileManager.default.isExecutableFile(atPath: url.path)
-        }
-        guard let found else { throw MopeNotFound(searched: candidates.map(\.path)) }
-        return found
+        try BuiltProduct.executable(named: "mope", environmentVariable: "MOPE_BINARY")
     }
 
     /// The process ids of running processes whose executable is `binary` and whose arguments contain `words`
@@ -97,14 +70,6 @@ enum MopeProcess {
             let starts = 0...(arguments.count - words.count)
             return starts.contains { Array(arguments[$0..<$0 + words.count]) == words } ? pid : nil
         }
-    }
-}
-
-/// The mope binary was not found; build it with `swift build --product mope` or set `MOPE_BINARY`.
-struct MopeNotFound: Error, CustomStringConvertible {
-    let searched: [String]
-    var description: String {
-        "mope not found (build it, or set MOPE_BINARY); looked in: \(searched.joined(separator: ", "))"
     }
 }
 

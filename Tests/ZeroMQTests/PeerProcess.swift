@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 
 /// A running `mope-zmq-peer` child process. `withPeer` guarantees it is killed and reaped.
@@ -22,42 +23,9 @@ final class PeerProcess {
         process.waitUntilExit()
     }
 
-    /// The peer binary: `$MOPE_ZMQ_PEER`, else next to the running test executable (where `swift test` builds
-    /// it), else in the package's `.build/debug`.
+    /// The peer binary (`$MOPE_ZMQ_PEER`, else where `swift test` built it).
     static func binary() throws -> URL {
-        let name = "mope-zmq-peer"
-        var candidates: [URL] = []
-        if let path = ProcessInfo.processInfo.environment["MOPE_ZMQ_PEER"] {
-            candidates.append(URL(fileURLWithPath: path))
-        }
-        let executables = [
-            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")),
-            Bundle.main.executablePath,
-            CommandLine.arguments.first,
-        ]
-        for case let executable? in executables {
-            var directory = URL(fileURLWithPath: executable).deletingLastPathComponent()
-            // On macOS the test executable sits inside `<bundle>.xctest/Contents/MacOS`.
-            for _ in 0..<4 {
-                candidates.append(directory.appendingPathComponent(name))
-                directory.deleteLastPathComponent()
-            }
-        }
-        let packageRoot = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        candidates.append(packageRoot.appendingPathComponent(".build/debug/\(name)"))
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw PeerNotFound(searched: candidates.map(\.path))
-        }
-        return found
-    }
-}
-
-/// The peer binary was not found; build it with `swift build --product mope-zmq-peer` or set `MOPE_ZMQ_PEER`.
-struct PeerNotFound: Error, CustomStringConvertible {
-    let searched: [String]
-    var description: String {
-        "mope-zmq-peer not found (build it, or set MOPE_ZMQ_PEER); looked in: \(searched.joined(separator: ", "))"
+        try BuiltProduct.executable(named: "mope-zmq-peer", environmentVariable: "MOPE_ZMQ_PEER")
     }
 }
 
