@@ -17,6 +17,7 @@
 # worker, default 1), BENCH_ENDPOINT (default tcp://127.0.0.1:5570).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. Scripts/lib/cluster.sh
 MAX_TOKENS=${BENCH_MAX_TOKENS:-128}
 LOAD_TOKENS=${BENCH_LOAD_TOKENS:-64}
 THREADS=${BENCH_THREADS:-1}
@@ -32,12 +33,7 @@ PREFERENCE="concise, friendly, knowledgeable"
 work=$(mktemp -d)
 cluster=""
 cleanup() {
-    if [ -n "$cluster" ]; then
-        kill -TERM "$cluster" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$cluster" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL -- "-$cluster" 2>/dev/null || true
-        wait "$cluster" 2>/dev/null || true
-    fi
+    if [ -n "$cluster" ]; then stop_launcher "$cluster" 100; fi
     rm -rf "$work"
 }
 trap cleanup EXIT

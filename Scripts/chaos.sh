@@ -33,6 +33,7 @@
 # own, which is killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. Scripts/lib/cluster.sh
 
 SECONDS_TOTAL=60 CONFIG="" CONCURRENCY=4 SEED=1 TIMEOUT=60 MAX_TOKENS=16 REPLICAS=2 HEARTBEAT=1000 MODE=debug
 BUILD=1 KEEP=0 FREEZE_COORDINATOR=0
@@ -106,21 +107,7 @@ T0=$(now)
 # The config: given, or generated over the tiny test models with short deadlines.
 if [ -z "$CONFIG" ]; then
     CONFIG=$work/cluster.json
-    cat >"$CONFIG" <<JSON
-{
-  "coordinator": "$ENDPOINT", "heartbeatIntervalMs": $HEARTBEAT, "stepDeadlineMs": $((3 * HEARTBEAT)),
-  "openDeadlineMs": $((10 * HEARTBEAT)),
-  "topK": 16, "maxNewTokens": $MAX_TOKENS,
-  "experts": [
-    { "name": "concise", "dimension": "concise", "model": "$PWD/Tests/Fixtures/tiny-a.gguf",
-      "systemPrompt": "Generate a response that is concise and to the point, without being verbose." },
-    { "name": "friendly", "dimension": "friendly", "model": "$PWD/Tests/Fixtures/tiny-b.gguf",
-      "systemPrompt": "Generate a response that is friendly, witty, funny, and humorous, like a close friend." },
-    { "name": "knowledgeable", "dimension": "knowledgeable", "model": "$PWD/Tests/Fixtures/tiny-c.gguf",
-      "systemPrompt": "Generate a response that only a PhD Student in that specific field could understand." }
-  ]
-}
-JSON
+    tiny_cluster_config "$CONFIG" "$ENDPOINT" "$HEARTBEAT" $((3 * HEARTBEAT)) $((10 * HEARTBEAT)) "$MAX_TOKENS"
 fi
 mapfile -t EXPERTS < <(python3 -c \
     'import json, sys; [print(e["name"]) for e in json.load(open(sys.argv[1]))["experts"]]' "$CONFIG")

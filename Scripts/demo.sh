@@ -18,6 +18,7 @@
 # MOPE_DEMO_THREADS (forward-pass threads per worker, default 1: six workers share the machine's cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. Scripts/lib/cluster.sh
 case "${1:-}" in -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 PROMPT=${1:-"Why do leaves change color in the fall?"}
@@ -48,11 +49,7 @@ cluster=""
 cleanup() {
     if [ -n "$cluster" ]; then
         say "stopping the cluster"
-        kill -TERM "$cluster" 2>/dev/null || true
-        for _ in $(seq 1 150); do kill -0 "$cluster" 2>/dev/null || break; sleep 0.1; done
-        # The launcher leads its own process group: this reaches every child still running.
-        kill -KILL -- "-$cluster" 2>/dev/null || true
-        wait "$cluster" 2>/dev/null || true
+        stop_launcher "$cluster" 150
     fi
     rm -rf "$logs"
 }

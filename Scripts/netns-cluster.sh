@@ -24,6 +24,7 @@
 # and every process in them is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. Scripts/lib/cluster.sh
 
 RUN_SECONDS=30 DELAY_MS=2 MAX_TOKENS=32 PARTITION=8 MODE=debug BUILD=1 KEEP=0
 usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -98,20 +99,7 @@ done
 echo "network: coordinator ${ADDRESS[$NS_C]} ($NS_C), workers ${ADDRESS[$NS_W1]} ($NS_W1) and" \
     "${ADDRESS[$NS_W2]} ($NS_W2), client ${ADDRESS[$NS_CL]} ($NS_CL), bridged in $NS_BRIDGE"
 
-cat >"$work/cluster.json" <<JSON
-{
-  "coordinator": "$ENDPOINT", "heartbeatIntervalMs": 2000, "stepDeadlineMs": 20000, "openDeadlineMs": 60000,
-  "topK": 16, "maxNewTokens": $MAX_TOKENS,
-  "experts": [
-    { "name": "concise", "dimension": "concise", "model": "$PWD/Tests/Fixtures/tiny-a.gguf",
-      "systemPrompt": "Generate a response that is concise and to the point, without being verbose." },
-    { "name": "friendly", "dimension": "friendly", "model": "$PWD/Tests/Fixtures/tiny-b.gguf",
-      "systemPrompt": "Generate a response that is friendly, witty, funny, and humorous, like a close friend." },
-    { "name": "knowledgeable", "dimension": "knowledgeable", "model": "$PWD/Tests/Fixtures/tiny-c.gguf",
-      "systemPrompt": "Generate a response that only a PhD Student in that specific field could understand." }
-  ]
-}
-JSON
+tiny_cluster_config "$work/cluster.json" "$ENDPOINT" 2000 20000 60000 "$MAX_TOKENS"
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 in_ns "$NS_C" "$MOPE" coordinator --config "$work/cluster.json" --endpoint "$ENDPOINT" >"$work/coordinator.log" 2>&1 &
