@@ -8,7 +8,8 @@
 # per Personalized Soups dimension: the same model, each with its dimension's system prompt) as real
 # processes talking over real ZeroMQ sockets -- then asks the question under "concise, friendly, elementary"
 # and under "informative, unfriendly, knowledgeable". Only the three experts a preference names take part in
-# its answer. Everything is stopped on exit (the cluster's whole process group).
+# its answer, weighed at every token by the learned Preference Control Model the config names
+# (Configs/pcm/pcm.json). Everything is stopped on exit (the cluster's whole process group).
 #
 # The demo's config is Configs/psoups-local.json with longer deadlines (heartbeat 10 s, step deadline 60 s):
 # a worker cannot send heartbeats during a forward pass, and on a busy 2-core machine one prefill of the
@@ -42,6 +43,8 @@ config = json.load(open(sys.argv[1]))
 config.update(heartbeatIntervalMs=10000, stepDeadlineMs=60000, openDeadlineMs=120000)
 for expert in config["experts"]:
     expert["model"] = os.path.abspath(expert["model"])
+if "pcm" in config:  # relative to the config's folder
+    config["pcm"] = os.path.abspath(os.path.join(os.path.dirname(sys.argv[1]), config["pcm"]))
 json.dump(config, open(sys.argv[2], "w"), indent=2)
 PY
 CONFIG=$logs/demo.json
@@ -68,6 +71,7 @@ for _ in $(seq 1 3000); do
 done
 grep -q "cluster ready" "$logs/cluster.out" || { say "the cluster was not ready in 300 s"; cat "$logs/cluster.err" >&2; exit 1; }
 sed 's/^/    /' "$logs/cluster.out" >&2
+grep -h "preference controller" "$logs/cluster.err" | sed 's/^\[coordinator\] /    /' >&2 || true
 
 for preference in "${PREFERENCES[@]}"; do
     echo
