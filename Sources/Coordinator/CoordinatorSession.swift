@@ -426,7 +426,8 @@ public struct CoordinatorSession: Sendable {
                     expert: slot.expert.name,
                     weight: index < merged.weights.count ? merged.weights[index] : 0,
                     ids: slot.candidates?.ids ?? [],
-                    logProbs: slot.candidates?.logProbs ?? []
+                    logProbs: slot.candidates?.logProbs ?? [],
+                    tailMass: min(max(slot.candidates?.tailMass ?? 0, 0), 1)
                 ))
             }
         }

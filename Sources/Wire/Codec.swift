@@ -28,7 +28,8 @@
 /// (`WireError.invalidValue`):
 /// - in `dist` and in each `ExpertTrace`: `ids` and `logProbs` of different lengths, and a log-probability
 ///   that is NaN or +∞ (−∞, a token of probability 0, is allowed; so is any finite value);
-/// - in `dist`: a `tailMass` outside [0, 1] or NaN (senders clamp rounding error into the range).
+/// - in `dist` and in each `ExpertTrace`: a `tailMass` outside [0, 1] or NaN (senders clamp rounding error into
+///   the range).
 ///
 /// Everything else is left to the receiver (it can answer with a typed `ErrorReply`): a `topK` larger
 /// than `WireLimits.maxTopK`, a token id outside the vocabulary, NaN sampling parameters or weights, an
@@ -221,6 +222,7 @@ extension WireCodec {
                 sink.f32(expert.weight)
                 sink.u32Array(expert.ids)
                 sink.f32Array(expert.logProbs)
+                sink.f32(expert.tailMass)
             }
         case .done(let m):
             sink.u64(m.request)
@@ -356,8 +358,8 @@ extension WireCodec {
             let step = try r.u32("token.step")
             let token = try r.u32("token.token")
             let text = try r.string("token.text")
-            // Each trace holds at least a string length, a weight and two array counts.
-            let count = try r.count("token.experts", limit: WireLimits.maxExperts, minElementBytes: 16)
+            // Each trace holds at least a string length, a weight, two array counts and a tail mass.
+            let count = try r.count("token.experts", limit: WireLimits.maxExperts, minElementBytes: 20)
             var experts: [ExpertTrace] = []
             experts.reserveCapacity(count)
             for _ in 0..<count {
@@ -366,7 +368,15 @@ extension WireCodec {
                 let (ids, logProbs) = try decodeTopK(
                     &r, ids: "token.experts.ids", logProbs: "token.experts.logProbs"
                 )
-                experts.append(ExpertTrace(expert: name, weight: weight, ids: ids, logProbs: logProbs))
+                let tailMass = try r.f32("token.experts.tailMass")
+                guard tailMass >= 0 && tailMass <= 1 else {
+                    throw .invalidValue(
+                        field: "token.experts.tailMass", reason: "\(tailMass) is not a probability in [0, 1]"
+                    )
+                }
+                experts.append(ExpertTrace(
+                    expert: name, weight: weight, ids: ids, logProbs: logProbs, tailMass: tailMass
+                ))
             }
             return .token(TokenEvent(request: request, step: step, token: token, text: text, experts: experts))
         case .done:

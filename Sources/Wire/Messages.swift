@@ -23,7 +23,8 @@
 /// (or `error` with session = the request id).
 public enum Wire {
     /// The protocol version this build speaks. A frame whose first byte differs is rejected.
-    public static let version: UInt8 = 1
+    /// Version 2 added `ExpertTrace.tailMass`.
+    public static let version: UInt8 = 2
 }
 
 /// A session (one generation request) as numbered by the coordinator.
@@ -343,18 +344,26 @@ public struct Generate: Sendable, Equatable {
     }
 }
 
-/// One expert's part in a traced step.
+/// One expert's part in a traced step: its weight and the list it answered with (empty when it was lost).
 public struct ExpertTrace: Sendable, Equatable {
+    /// The expert's name.
     public var expert: String
+    /// Its weight α in the merge of this step.
     public var weight: Float
+    /// Its top-k token ids, most likely first.
     public var ids: [UInt32]
+    /// Their natural-log probabilities.
     public var logProbs: [Float]
+    /// The probability mass outside its list (what the merge spreads over the tokens it did not list).
+    public var tailMass: Float
 
-    public init(expert: String, weight: Float, ids: [UInt32], logProbs: [Float]) {
+    /// A trace entry.
+    public init(expert: String, weight: Float, ids: [UInt32], logProbs: [Float], tailMass: Float = 0) {
         self.expert = expert
         self.weight = weight
         self.ids = ids
         self.logProbs = logProbs
+        self.tailMass = tailMass
     }
 }
 

@@ -20,7 +20,8 @@ enum GenerateCommand: ParsableCommand {
             part; an empty preference weighs every expert equally.
 
             --trace FILE writes one JSON line per token: step, token id, text, alpha (the weight of each
-            expert) and each expert's top-k ids and log-probabilities.
+            expert), and each expert's top-k ids, log-probabilities and tail (the probability mass outside
+            its list).
 
             --concurrency N sends N copies of the request at once over N connections (a load test, also
             with N = 1): the text is not shown; standard error shows the aggregate tokens per second.
@@ -207,6 +208,7 @@ struct TraceWriter {
         var weight: Float
         var ids: [UInt32]
         var logprobs: [Float]
+        var tail: Float
     }
 
     private struct Line: Encodable {
@@ -235,7 +237,7 @@ struct TraceWriter {
         let line = Line(
             step: event.step, token: event.token, text: event.text, alpha: alpha,
             experts: event.experts.map {
-                ExpertLine(expert: $0.expert, weight: $0.weight, ids: $0.ids, logprobs: $0.logProbs)
+                ExpertLine(expert: $0.expert, weight: $0.weight, ids: $0.ids, logprobs: $0.logProbs, tail: $0.tailMass)
             }
         )
         guard var data = try? encoder.encode(line) else { return }

@@ -195,6 +195,15 @@ import Wire
             return
         }
         #expect(field == "token.experts.logProbs")
+
+        let tail = Message.token(TokenEvent(request: 1, step: 1, token: 1, text: "", experts: [
+            ExpertTrace(expert: "a", weight: 1, ids: [1], logProbs: [-1], tailMass: 1.5),
+        ])).encoded()
+        guard case .invalidValue(let tailField, _) = decodeError(tail) else {
+            Issue.record("a trace tail mass above 1 decoded")
+            return
+        }
+        #expect(tailField == "token.experts.tailMass")
     }
 
     @Test("every error's description names the field or value at fault")

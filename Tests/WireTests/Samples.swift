@@ -59,7 +59,7 @@ enum Samples {
             .token(TokenEvent(
                 request: 9, step: 2, token: 77, text: "wor",
                 experts: [
-                    ExpertTrace(expert: "concise", weight: 0.75, ids: [1, 2], logProbs: [-0.1, -2.5]),
+                    ExpertTrace(expert: "concise", weight: 0.75, ids: [1, 2], logProbs: [-0.1, -2.5], tailMass: 0.2),
                     ExpertTrace(expert: "friendly", weight: 0.25, ids: [], logProbs: []),
                 ]
             )),
