@@ -48,9 +48,9 @@ public final class CoordinatorClient {
 
     /// Connects to the coordinator at `endpoint` (connection happens in the background; nothing is sent yet).
     ///
-    /// - Parameter curveServerKey: the coordinator's CURVE public key when it runs with CURVE; the client then
-    ///   uses a fresh key pair of its own.
-    public init(endpoint: String, curveServerKey: String? = nil) throws(ClientError) {
+    /// - Parameter curve: the coordinator's CURVE public key and the client's key pair, when the coordinator
+    ///   runs with CURVE.
+    public init(endpoint: String, curve: CurveClientKeys? = nil) throws(ClientError) {
         self.endpoint = endpoint
         do {
             context = try ZMQContext()
@@ -58,12 +58,7 @@ public final class CoordinatorClient {
             try socket.set(.linger, .zero)
             try socket.set(.sendHighWaterMark, 1000)
             try socket.set(.receiveHighWaterMark, 100_000)
-            if let curveServerKey {
-                let pair = try CurveKeyPair.generate()
-                try socket.set(.curveServerKey, curveServerKey)
-                try socket.set(.curvePublicKey, pair.publicKey)
-                try socket.set(.curveSecretKey, pair.secretKey)
-            }
+            try curve?.apply(to: socket)
             try socket.connect(endpoint)
         } catch {
             throw .socket(error)

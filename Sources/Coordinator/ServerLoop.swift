@@ -13,6 +13,8 @@ struct ServerLoop {
     private let settings: CoordinatorSettings
     private let context: ZMQContext
     private let socket: ZMQSocket
+    /// The ZAP handler's REP socket, when CURVE peers are checked against an allow-list.
+    private let authenticator: ZMQSocket?
     private var poller = ZMQPoller()
     private var core: CoordinatorCore
     private var drainsSeen = 0
@@ -39,6 +41,15 @@ struct ServerLoop {
         }
         do {
             context = try ZMQContext()
+            if settings.curve != nil, settings.curveAllowList != nil {
+                // Bound before the ROUTER, so that no handshake happens without it.
+                let handler = try ZMQSocket(.rep, context: context)
+                try handler.set(.linger, .zero)
+                try handler.bind(ZAP.endpoint)
+                authenticator = handler
+            } else {
+                authenticator = nil
+            }
             socket = try ZMQSocket(.router, context: context)
             try socket.set(.routerMandatory, true)
             try socket.set(.sendHighWaterMark, settings.highWaterMark)
@@ -54,6 +65,7 @@ struct ServerLoop {
         }
         poller.register(socket)
         poller.register(fileDescriptor: control.readDescriptor)
+        if let authenticator { poller.register(authenticator) }
     }
 
     // MARK: The loop
@@ -61,6 +73,7 @@ struct ServerLoop {
     mutating func run() throws(CoordinatorError) {
         defer {
             socket.close()
+            authenticator?.close()
             context.shutdown()
         }
         let config = settings.config
@@ -77,6 +90,7 @@ struct ServerLoop {
             }
             handleControl(now: Self.now())
             if stopped { break }
+            try authenticate()
             try receiveAll()
             perform(core.onTick(now: Self.now()))
         }
@@ -128,6 +142,28 @@ struct ServerLoop {
                 continue
             }
             perform(core.onFrame(identity: frames[0], payload: frames[1], now: Self.now()))
+        }
+    }
+
+    // MARK: Authentication
+
+    /// Answers the ZAP requests of handshakes in progress from the allow-list.
+    private func authenticate() throws(CoordinatorError) {
+        guard let authenticator, let allowList = settings.curveAllowList else { return }
+        do {
+            while let frames = try authenticator.tryReceiveMultipart() {
+                guard let request = ZAPRequest(frames: frames) else {
+                    // REP must answer before it can read again; libzmq drops a reply it cannot match.
+                    try authenticator.send([Array(ZAP.version.utf8), [], Array("500".utf8),
+                                            Array("malformed request".utf8), [], []])
+                    continue
+                }
+                let reply = allowList.answer(request)
+                if !reply.accepted { server.log("refused a connection from \(request.address): \(reply.text)") }
+                try authenticator.send(reply.frames)
+            }
+        } catch {
+            throw .socket(error)
         }
     }
 

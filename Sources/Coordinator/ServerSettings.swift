@@ -65,6 +65,9 @@ public struct CoordinatorSettings: Sendable {
     /// The CURVE key pair of the coordinator; nil for plain connections. Workers and clients then need the
     /// public key.
     public var curve: CurveKeyPair?
+    /// With `curve`: only workers and clients whose CURVE public key is listed may connect (checked by a ZAP
+    /// handler in the coordinator's loop). Nil: any peer that knows the coordinator's public key may connect.
+    public var curveAllowList: CurveAllowList?
     /// Log every registration, drop and failure to standard error.
     public var verbose = true
 
@@ -82,5 +85,8 @@ public struct CoordinatorSettings: Sendable {
         guard highWaterMark > 0 else { throw .invalidSetting(name: "highWaterMark", reason: "must be positive") }
         guard maxSessions > 0 else { throw .invalidSetting(name: "maxSessions", reason: "must be positive") }
         guard drainGrace >= .zero else { throw .invalidSetting(name: "drainGrace", reason: "must not be negative") }
+        if curveAllowList != nil && curve == nil {
+            throw .invalidSetting(name: "curveAllowList", reason: "an allow-list needs CURVE: give the secret key too")
+        }
     }
 }

@@ -87,9 +87,7 @@ struct WorkerLoop {
         try socket.set(.reconnectInterval, settings.reconnectInterval)
         try socket.set(.reconnectIntervalMax, .seconds(2))
         if let curve = settings.curve {
-            try socket.set(.curveServerKey, curve.serverPublicKey)
-            try socket.set(.curvePublicKey, curve.keyPair.publicKey)
-            try socket.set(.curveSecretKey, curve.keyPair.secretKey)
+            try curve.apply(to: socket)
         }
         try socket.connect(settings.coordinator)
         return socket

@@ -31,22 +31,6 @@ public enum WorkerError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-// MARK: - CURVE
-
-/// CURVE encryption of the worker's connection: the coordinator's public key and the worker's own key pair.
-public struct WorkerCurve: Sendable, Equatable {
-    /// The coordinator's CURVE public key (40 Z85 characters).
-    public var serverPublicKey: String
-    /// The worker's own key pair (a fresh one when not configured).
-    public var keyPair: CurveKeyPair
-
-    /// Creates CURVE settings.
-    public init(serverPublicKey: String, keyPair: CurveKeyPair) {
-        self.serverPublicKey = serverPublicKey
-        self.keyPair = keyPair
-    }
-}
-
 // MARK: - Settings
 
 /// Everything a worker needs, validated once by `validated(model:)` before the worker starts.
@@ -84,7 +68,7 @@ public struct WorkerSettings: Sendable, Equatable {
     /// How long to wait between attempts to reach the coordinator.
     public var reconnectInterval: Duration = .milliseconds(100)
     /// CURVE keys; nil for a plain connection.
-    public var curve: WorkerCurve?
+    public var curve: CurveClientKeys?
 
     /// Creates settings with defaults for everything but the model and the expert's name.
     public init(modelPath: String, expert: String) {

@@ -59,6 +59,36 @@ public struct CurveKeyPair: Sendable, Hashable {
 }
 
 /// Z85, ZeroMQ's text encoding of binary data (RFC 32): 4 bytes become 5 printable characters.
+/// The client side of a CURVE connection: the server's public key and the client's own key pair.
+public struct CurveClientKeys: Sendable, Equatable {
+    /// The server's public key (40 Z85 characters).
+    public var serverPublicKey: String
+    /// The client's own key pair.
+    public var keyPair: CurveKeyPair
+
+    /// Client keys.
+    public init(serverPublicKey: String, keyPair: CurveKeyPair) {
+        self.serverPublicKey = serverPublicKey
+        self.keyPair = keyPair
+    }
+
+    /// The keys of command-line options: nil without a server key; the key pair of `secretKey`, or a fresh
+    /// one without it.
+    /// - Throws: `ZMQError` when the secret key is not a Z85 key or CURVE is unsupported.
+    public static func from(serverKey: String?, secretKey: String?) throws(ZMQError) -> CurveClientKeys? {
+        guard let serverKey else { return nil }
+        let pair = if let secretKey { try CurveKeyPair(secretKey: secretKey) } else { try CurveKeyPair.generate() }
+        return CurveClientKeys(serverPublicKey: serverKey, keyPair: pair)
+    }
+
+    /// Sets the server key and the key pair on a socket (before it connects).
+    public func apply(to socket: ZMQSocket) throws(ZMQError) {
+        try socket.set(.curveServerKey, serverPublicKey)
+        try socket.set(.curvePublicKey, keyPair.publicKey)
+        try socket.set(.curveSecretKey, keyPair.secretKey)
+    }
+}
+
 public enum Z85 {
     /// Encodes `bytes`, whose count must be a multiple of 4 (a 32-byte CURVE key gives 40 characters).
     ///

@@ -2,6 +2,7 @@ import CLI
 import Coordinator
 import Foundation
 import Synchronization
+import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
@@ -34,6 +35,8 @@ enum ClusterCommand: ParsableCommand {
             .value("threads", "n", help: "Forward-pass threads per worker (default: each worker uses every core)."),
             .value("ready-timeout", "seconds", default: "300", help: "How long to wait for every expert."),
             .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
+            .value("curve-secret-key", "key", help: "Encrypt every connection with CURVE: the coordinator's secret "
+                + "key (the workers get its public key; clients need it too: mope generate --curve-server-key)."),
         ]
     )
 
@@ -52,6 +55,7 @@ enum ClusterCommand: ParsableCommand {
                 option: "ready-timeout", value: "\(readyTimeout)", expected: "seconds > 0 (and --stop-grace ≥ 0)"
             )
         }
+        let curve = try arguments.value("curve-secret-key").map { try CurveKeyPair(secretKey: $0) }
         if getpgrp() != getpid() { _ = setpgid(0, 0) }
 
         let launcher = Launcher(config: config, stopGrace: stopGrace)
@@ -61,13 +65,16 @@ enum ClusterCommand: ParsableCommand {
         let executable = currentExecutable()
         let connectTo = localAddress(of: endpoint)
         do {
-            try launcher.startCoordinator(executable, ["coordinator", "--config", configPath, "--endpoint", endpoint])
+            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint]
+            if let curve { coordinatorArgs += ["--curve-secret-key", curve.secretKey] }
+            try launcher.startCoordinator(executable, coordinatorArgs)
             for expert in config.experts {
                 for replica in 0..<expert.replicas {
                     let id = expert.replicas > 1 ? "\(expert.name)-\(replica + 1)" : expert.name
                     var args = ["worker", "--config", configPath, "--expert", expert.name, "--coordinator", connectTo,
                                 "--id", id]
                     if let threads { args += ["--threads", "\(threads)"] }
+                    if let curve { args += ["--curve-server-key", curve.publicKey] }
                     try launcher.startWorker(executable, args, id: id)
                 }
             }

@@ -41,6 +41,8 @@ enum CoordinatorCommand: ParsableCommand {
                 + "clients then need the public key, which is logged at start)."),
             .value("pcm", "file", help: "The learned PCM file (default: the config's \"pcm\")."),
             .flag("uniform", help: "Weigh the named experts equally, even when the config names a PCM."),
+            .value("curve-authorized-keys", "file", help: "With --curve-secret-key: admit only workers and "
+                + "clients whose CURVE public key is listed in this file (one per line, # comments)."),
             .flag("quiet", help: "Log only registrations (no per-request, failover or drop lines)."),
         ]
     )
@@ -69,6 +71,25 @@ enum CoordinatorCommand: ParsableCommand {
             let pair = try CurveKeyPair(secretKey: secret)
             settings.curve = pair
             CLI.writeErr("[coordinator] CURVE public key \(pair.publicKey)\n")
+        }
+        if let path = arguments.value("curve-authorized-keys") {
+            guard settings.curve != nil else {
+                throw UsageError.invalidValue(
+                    option: "curve-authorized-keys", value: path, expected: "to be used with --curve-secret-key"
+                )
+            }
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                CLI.writeErr("error: cannot read the authorized keys file \(path)\n")
+                return CLI.failure
+            }
+            do {
+                settings.curveAllowList = try CurveAllowList(text: text)
+            } catch {
+                CLI.writeErr("error: \(path): \(error.description)\n")
+                return CLI.failure
+            }
+            let count = settings.curveAllowList?.keys.count ?? 0
+            CLI.writeErr("[coordinator] admitting the \(count) CURVE keys listed in \(path)\n")
         }
         let server: CoordinatorServer
         do {

@@ -2,6 +2,7 @@ import CLI
 import Coordinator
 import Foundation
 import Wire
+import ZeroMQ
 
 /// `mope generate`: one request to a coordinator, its text streamed to standard output.
 enum GenerateCommand: ParsableCommand {
@@ -41,6 +42,8 @@ enum GenerateCommand: ParsableCommand {
             .value("timeout", "seconds", default: "300", help: "The deadline of the whole request."),
             .value("concurrency", "n", default: "1", help: "Send this many copies at once (load test)."),
             .value("curve-server-key", "key", help: "The coordinator's CURVE public key, when it uses CURVE."),
+            .value("curve-secret-key", "key", help: "This client's CURVE secret key, for a coordinator that "
+                + "admits listed keys only (default: a fresh key pair)."),
         ],
         positionals: [Positional("prompt", help: "The user's message.")]
     )
@@ -57,10 +60,12 @@ enum GenerateCommand: ParsableCommand {
             throw UsageError.invalidValue(option: "concurrency", value: "\(concurrency)", expected: "1 to 4096")
         }
         let deadline = Duration.milliseconds(Int64(timeout * 1000))
-        let serverKey = arguments.value("curve-server-key")
+        let curve = try CurveClientKeys.from(
+            serverKey: arguments.value("curve-server-key"), secretKey: arguments.value("curve-secret-key")
+        )
         if arguments.options["concurrency"] != nil {
             return await runLoad(
-                request, endpoint: endpoint, serverKey: serverKey, timeout: deadline, count: concurrency
+                request, endpoint: endpoint, curve: curve, timeout: deadline, count: concurrency
             )
         }
         var trace: TraceWriter?
@@ -74,7 +79,7 @@ enum GenerateCommand: ParsableCommand {
         let start = ContinuousClock.now
         var firstToken: ContinuousClock.Instant?
         do {
-            let client = try CoordinatorClient(endpoint: endpoint, curveServerKey: serverKey)
+            let client = try CoordinatorClient(endpoint: endpoint, curve: curve)
             let done = try client.generate(request, timeout: deadline) { event in
                 if firstToken == nil { firstToken = .now }
                 if !event.text.isEmpty { writeStandardOutput(event.text) }
@@ -136,7 +141,7 @@ enum GenerateCommand: ParsableCommand {
 
     /// `count` copies of the request at once, one connection each; prints the aggregate throughput.
     static func runLoad(
-        _ request: Generate, endpoint: String, serverKey: String?, timeout: Duration, count: Int
+        _ request: Generate, endpoint: String, curve: CurveClientKeys?, timeout: Duration, count: Int
     ) async -> Int32 {
         let start = ContinuousClock.now
         let all = await withTaskGroup(of: Result<Done, ClientError>.self) { group in
@@ -144,7 +149,7 @@ enum GenerateCommand: ParsableCommand {
                 group.addTask {
                     await runOnThread { () -> Result<Done, ClientError> in
                         do throws(ClientError) {
-                            let client = try CoordinatorClient(endpoint: endpoint, curveServerKey: serverKey)
+                            let client = try CoordinatorClient(endpoint: endpoint, curve: curve)
                             return .success(try client.generate(request, timeout: timeout))
                         } catch {
                             return .failure(error)

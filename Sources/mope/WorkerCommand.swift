@@ -105,15 +105,9 @@ enum WorkerCommand: ParsableCommand {
             throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
         }
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
-        if let serverKey = arguments.value("curve-server-key") {
-            let keyPair: CurveKeyPair
-            if let secret = arguments.value("curve-secret-key") {
-                keyPair = try CurveKeyPair(secretKey: secret)
-            } else {
-                keyPair = try CurveKeyPair.generate()
-            }
-            settings.curve = WorkerCurve(serverPublicKey: serverKey, keyPair: keyPair)
-        }
+        settings.curve = try CurveClientKeys.from(
+            serverKey: arguments.value("curve-server-key"), secretKey: arguments.value("curve-secret-key")
+        )
         return settings
     }
 

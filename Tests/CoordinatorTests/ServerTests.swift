@@ -22,7 +22,10 @@ struct ServerTests {
         private var hasEnded = false
         private let socketPath: String
 
-        init(stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100, pcm: String? = nil) throws {
+        init(
+            stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100, pcm: String? = nil,
+            curve: CurveKeyPair? = nil, allowList: CurveAllowList? = nil
+        ) throws {
             socketPath = "/tmp/mope-server-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
             endpoint = "ipc://" + socketPath
             var config = ClusterConfig(experts: [
@@ -38,6 +41,8 @@ struct ServerTests {
             var settings = CoordinatorSettings(config: config)
             settings.verbose = false
             settings.drainGrace = .seconds(5)
+            settings.curve = curve
+            settings.curveAllowList = allowList
             server = try CoordinatorServer(settings: settings)
             let server = server
             let ended = ended
@@ -65,10 +70,11 @@ struct ServerTests {
     final class Peer {
         let socket: ZMQSocket
 
-        init(_ endpoint: String, id: String? = nil) throws {
+        init(_ endpoint: String, id: String? = nil, curve: CurveClientKeys? = nil) throws {
             socket = try ZMQSocket(.dealer)
             try socket.set(.linger, .zero)
             if let id { try socket.set(.routingID, Array(id.utf8)) }
+            try curve?.apply(to: socket)
             try socket.connect(endpoint)
         }
 
@@ -260,5 +266,32 @@ struct ServerTests {
         #expect(abs(expected[0] - 0.5) > 0.01, "the test network must not be uniform")
         #expect(event.experts.map(\.expert) == ["concise", "friendly"])
         for (trace, weight) in zip(event.experts, expected) { #expect(abs(trace.weight - weight) < 1e-5) }
+    }
+
+    @Test("with an allow-list, a CURVE peer whose key is not listed never reaches the coordinator; a listed one does")
+    func curveAllowList() throws {
+        let server = try CurveKeyPair.generate()
+        let listed = try CurveKeyPair.generate()
+        let stranger = try CurveKeyPair.generate()
+        let running = try Running(curve: server, allowList: CurveAllowList(keys: [listed.publicKey]))
+        defer { running.finish() }
+        let request = Message.generate(Generate(request: 1, prompt: "hi", preference: "concise", maxNewTokens: 2))
+
+        let refused = try Peer(
+            running.endpoint, curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: stranger)
+        )
+        try refused.socket.set(.sendTimeout, .milliseconds(100))
+        _ = try? refused.socket.trySend([WireCodec.encode(request)])
+        #expect(try refused.receive(timeout: 2) == nil)
+
+        let admitted = try Peer(
+            running.endpoint, curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: listed)
+        )
+        try admitted.send(request)
+        guard case let .error(reply)? = try admitted.receive() else {
+            Issue.record("the listed client got no answer")
+            return
+        }
+        #expect(reply.code == .unavailable)
     }
 }

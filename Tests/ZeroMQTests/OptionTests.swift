@@ -206,3 +206,40 @@ struct OptionTests {
         #expect(ZeroMQ.version.major == 4)
     }
 }
+
+@Suite struct ZAPTests {
+    func request(mechanism: String = "CURVE", key: [UInt8]) -> [[UInt8]] {
+        [Array("1.0".utf8), [7], [], Array("127.0.0.1".utf8), [], Array(mechanism.utf8), key]
+    }
+
+    @Test("a listed CURVE key is accepted with the key as user id; others are refused with the reason")
+    func allowList() throws {
+        let listed = try CurveKeyPair.generate()
+        let other = try CurveKeyPair.generate()
+        let list = try CurveAllowList(keys: [listed.publicKey])
+        let listedKey = try #require(Z85.decode(listed.publicKey))
+        let otherKey = try #require(Z85.decode(other.publicKey))
+        let ok = try #require(ZAPRequest(frames: request(key: listedKey)))
+        #expect(ok.curveClientKey == listed.publicKey)
+        let accepted = list.answer(ok)
+        #expect(accepted.accepted && accepted.userID == listed.publicKey)
+        #expect(accepted.frames[1] == [7] && accepted.frames[2] == Array("200".utf8))
+        let no = try #require(ZAPRequest(frames: request(key: otherKey)))
+        let refused = list.answer(no)
+        #expect(!refused.accepted && refused.frames[2] == Array("400".utf8) && refused.text.contains("not authorized"))
+        let plain = try #require(ZAPRequest(frames: request(mechanism: "NULL", key: [])))
+        #expect(!list.answer(plain).accepted)
+        #expect(ZAPRequest(frames: [Array("2.0".utf8), [], [], [], [], []]) == nil)
+    }
+
+    @Test("an allow-list file skips comments and names the line of a bad key")
+    func listFile() throws {
+        let key = try CurveKeyPair.generate().publicKey
+        let list = try CurveAllowList(text: "# workers\n\n\(key) worker-1\n")
+        #expect(list.keys == [key])
+        #expect(throws: ZAPListError.badKey(line: 2, key: "not-a-key")) {
+            try CurveAllowList(text: "# x\nnot-a-key\n")
+        }
+        #expect(throws: ZAPListError.empty) { try CurveAllowList(text: "# nothing\n") }
+    }
+}
