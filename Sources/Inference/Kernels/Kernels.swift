@@ -160,21 +160,6 @@ public enum Kernels {
         }
     }
 
-    /// Rows `rowRange` of `w · a` for a type the integer kernels read.
-    @inline(__always)
-    static func integerRows(
-        _ w: QuantizedMatrix, _ a: QuantizedActivations, rowRange range: Range<Int>, out: UnsafeMutablePointer<Float>
-    ) {
-        switch w.type {
-        case .q8_0: quantizedRows(Q8_0Format.self, w, a, rowRange: range, out: out)
-        case .q4_0: quantizedRows(Q4_0Format.self, w, a, rowRange: range, out: out)
-        case .q5_0: quantizedRows(Q5_0Format.self, w, a, rowRange: range, out: out)
-        case .q4_K: quantizedRows(Q4_KFormat.self, w, a, rowRange: range, out: out)
-        case .q6_K: quantizedRows(Q6_KFormat.self, w, a, rowRange: range, out: out)
-        default: quantizedRows(Q4_1Format.self, w, a, rowRange: range, out: out)
-        }
-    }
-
     /// Rows per task: enough tasks (about 8 per thread) to balance uneven threads, each big enough that
     /// handing it out costs little next to its work.
     static func rowChunk(rows: Int, batch: Int, threads: Int) -> Int {
