@@ -190,6 +190,34 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         }
     }
 
+    @Test("a fused matmul of two or three matrices equals separate matmuls, bit for bit",
+          arguments: [
+              [GGMLType.q4_1, .q4_1, .q4_1], [.q4_1, .q8_0], [.q4_K, .q6_K, .q4_0], [.q4_1, .f32, .q4_1], [.f16, .f16],
+          ], [1, 3, 20])
+    func fusedEqualsSeparate(types: [GGMLType], batch: Int) throws {
+        let columns = 256
+        let rows = [45, 13, 29]
+        let matrices = try types.indices.map { try RandomMatrix(types[$0], rows: rows[$0], columns: columns,
+                                                                 seed: UInt64(17 + $0)) }
+        let x = randomInput(count: batch * columns, seed: 23)
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool(threads: threads)
+            let outs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: batch * $0.matrix.rows) }
+            defer { outs.forEach { $0.deallocate() } }
+            for (m, out) in zip(matrices, outs) { out.initialize(repeating: .nan, count: batch * m.matrix.rows) }
+            x.withUnsafeBufferPointer { xp in
+                let third = matrices.count > 2 ? (w: matrices[2].matrix, out: outs[2]) : nil
+                Kernels.matmul((matrices[0].matrix, outs[0]), (matrices[1].matrix, outs[1]), third,
+                               x: xp.baseAddress!, batch: batch, pool: pool)
+            }
+            for (m, out) in zip(matrices, outs) {
+                let separate = matmul(m.matrix, x, batch: batch, pool: pool)
+                #expect(Array(UnsafeBufferPointer(start: out, count: separate.count)) == separate,
+                        "\(m.matrix.type.name) in \(types.map(\.name)) batch \(batch) threads \(threads)")
+            }
+        }
+    }
+
     @Test("a zero input row gives zero outputs (no division by a zero scale)")
     func zeroInput() throws {
         let m = try RandomMatrix(.q4_1, rows: 9, columns: 64, seed: 5)

@@ -136,6 +136,25 @@ private func nibbleDot(_ w: UnsafePointer<UInt8>, _ x: UnsafePointer<Int16>) -> 
 }
 
 extension Kernels {
+    /// Rows `rowRange` of `w · a` for a type the integer kernels read.
+    ///
+    /// It lives in the file of `quantizedRows` on purpose: a build without whole-module optimisation (debug
+    /// builds, which still optimise this module) specialises a generic function only for callers in its own
+    /// file. Called from another file, `quantizedRows` and `laneRows` ran unspecialised, every SIMD lane access
+    /// a runtime metadata lookup, and a forward pass of the real model took minutes instead of milliseconds.
+    static func integerRows(
+        _ w: QuantizedMatrix, _ a: QuantizedActivations, rowRange range: Range<Int>, out: UnsafeMutablePointer<Float>
+    ) {
+        switch w.type {
+        case .q8_0: quantizedRows(Q8_0Format.self, w, a, rowRange: range, out: out)
+        case .q4_0: quantizedRows(Q4_0Format.self, w, a, rowRange: range, out: out)
+        case .q5_0: quantizedRows(Q5_0Format.self, w, a, rowRange: range, out: out)
+        case .q4_K: quantizedRows(Q4_KFormat.self, w, a, rowRange: range, out: out)
+        case .q6_K: quantizedRows(Q6_KFormat.self, w, a, rowRange: range, out: out)
+        default: quantizedRows(Q4_1Format.self, w, a, rowRange: range, out: out)
+        }
+    }
+
     /// Rows `rowRange` of `w · x` for all activation rows, weights in format `F`.
     ///
     /// Groups of 16 (then 8) input rows go to `laneRows`; the rest are done here, a weight row at a time

@@ -193,9 +193,7 @@ final class LlamaModel {
                 VectorMath.rmsNorm(s.x + t * dim, weight: block.attentionNorm, eps: eps, out: s.xn + t * dim, dim)
             }
             let a = block.attention
-            Kernels.matmul(a.wq, x: s.xn, batch: T, out: s.q, pool: pool)
-            Kernels.matmul(a.wk, x: s.xn, batch: T, out: s.k, pool: pool)
-            Kernels.matmul(a.wv, x: s.xn, batch: T, out: s.v, pool: pool)
+            Kernels.matmul((a.wq, s.q), (a.wk, s.k), (a.wv, s.v), x: s.xn, batch: T, pool: pool)
             if let bq = a.bq, let bk = a.bk, let bv = a.bv {
                 for t in 0..<T {
                     VectorMath.add(bq, into: s.q + t * qWidth, qWidth)
@@ -244,8 +242,7 @@ final class LlamaModel {
             for t in 0..<T {
                 VectorMath.rmsNorm(s.x + t * dim, weight: block.feedForwardNorm, eps: eps, out: s.xn + t * dim, dim)
             }
-            Kernels.matmul(block.mlp.gate, x: s.xn, batch: T, out: s.gate, pool: pool)
-            Kernels.matmul(block.mlp.up, x: s.xn, batch: T, out: s.up, pool: pool)
+            Kernels.matmul((block.mlp.gate, s.gate), (block.mlp.up, s.up), x: s.xn, batch: T, pool: pool)
             VectorMath.swiglu(gate: s.gate, up: s.up, T * ffn)
             Kernels.matmul(block.mlp.down, x: s.gate, batch: T, out: s.xn, pool: pool)
             VectorMath.add(s.xn, into: s.x, T * dim)
