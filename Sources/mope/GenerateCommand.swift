@@ -60,9 +60,7 @@ enum GenerateCommand: ParsableCommand {
             throw UsageError.invalidValue(option: "concurrency", value: "\(concurrency)", expected: "1 to 4096")
         }
         let deadline = Duration.milliseconds(Int64(timeout * 1000))
-        let curve = try CurveClientKeys.from(
-            serverKey: arguments.value("curve-server-key"), secretKey: arguments.value("curve-secret-key")
-        )
+        let curve = try CurveOptions.clientKeys(arguments)
         if arguments.options["concurrency"] != nil {
             return await runLoad(
                 request, endpoint: endpoint, curve: curve, timeout: deadline, count: concurrency

@@ -105,9 +105,7 @@ enum WorkerCommand: ParsableCommand {
             throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
         }
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
-        settings.curve = try CurveClientKeys.from(
-            serverKey: arguments.value("curve-server-key"), secretKey: arguments.value("curve-secret-key")
-        )
+        settings.curve = try CurveOptions.clientKeys(arguments)
         return settings
     }
 
