@@ -31,6 +31,7 @@ enum TrainCommand: ParsableCommand {
             .value("learning-rate", "X", default: "0.01", help: "Adam's step size."),
             .value("eta", "X", default: "4", help: "REBEL's reward scale η."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
+            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts."),
             .flag("resume", help: "Continue from DIR/checkpoint.json."),
         ]
     )
@@ -51,7 +52,8 @@ enum TrainCommand: ParsableCommand {
         }
         let threads = try arguments.require("threads", as: Int.self)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let experts = try InProcessExperts(model: try LanguageModel(path: modelPath, threads: threads))
+        let experts = try InProcessExperts(model: try LanguageModel(path: modelPath, threads: threads),
+                                           prompts: try loadExpertPrompts(arguments.value("experts")))
         let prompts = try PromptSet.load(promptsPath)
         let rewardModel = RewardModel(sentiment: try loadSentiment(arguments.value("lexicon")))
         let reward = ReferenceNormalisedReward(model: rewardModel, prompts: prompts,
@@ -81,6 +83,12 @@ enum TrainCommand: ParsableCommand {
     static func loadSentiment(_ path: String?) throws -> SentimentAnalyzer {
         guard let path = path ?? SentimentAnalyzer.locateLexicon() else { throw RewardError.lexiconNotFound }
         return try SentimentAnalyzer(lexiconPath: path)
+    }
+
+    /// The experts' system prompts: a dimensions file's, or the built-in preference prompts.
+    static func loadExpertPrompts(_ path: String?) throws -> PreferencePrompts {
+        guard let path else { return .builtIn }
+        return try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path)).prompts(path: path)
     }
 
     /// Runs the plotting script with python3; a failure is reported, not fatal.
