@@ -38,7 +38,7 @@ def train(path, out):
 
 
 def evaluate(path, out):
-    rows = [r for r in csv.DictReader(open(path)) if r["combination"] == "all"]
+    rows = [r for r in csv.DictReader(open(path)) if r.get("combination") == "all"]
     names = [r["method"] for r in rows]
     mean = [float(r["mean"]) for r in rows]
     low = [m - float(r["low"]) for m, r in zip(mean, rows)]
@@ -102,11 +102,11 @@ def diagnose(path, out):
         f"{m}: " + ", ".join(f"{sum(r['raw'][j] for r in records if r['method'] == m) / max(1, sum(r['method'] == m for r in records)):.2f}" for j in range(6))
         for m in methods))
     # Combined reward of each fixed weighting, per combination.
-    combos = sorted({r["combination"] for r in records if r["combination"]},
+    combos = sorted({r.get("combination") for r in records if r.get("combination")},
                     key=lambda c: [IDS.index(x) for x in c.split("+")])
     keys = {}
     for r in records:
-        keys.setdefault((r["prompt"], r["sample"]), {})[(r["method"], r["combination"])] = r
+        keys.setdefault((r["prompt"], r["sample"]), {})[(r["method"], r.get("combination"))] = r
     kinds = ["prompting", "uniform", "only axis 1", "only axis 2", "only axis 3", "tilt axis 1", "tilt axis 2",
              "tilt axis 3"]
     lines += ["\n## Combined reward per combination (mean over prompts × samples)\n",

@@ -26,7 +26,8 @@ extension Evaluator {
     /// Measures whether the experts differ on the rewards: for every prompt and sample, the base model (default
     /// system prompt) and each expert alone, and for every combination its uniform mixture, each "tilt" (weight
     /// `tilt` on one of its experts, the rest shared by the other two) and preference prompting.
-    public func diagnose(reward: inout ReferenceNormalisedReward, samples: Int, tilt: Float,
+    /// With `expertsOnly`, the combinations' mixtures and prompting are skipped.
+    public func diagnose(reward: inout ReferenceNormalisedReward, samples: Int, tilt: Float, expertsOnly: Bool = false,
                          progress: (Int, Int) -> Void = { _, _ in }) throws(TrainingError) -> [DiagnosisRecord]
     {
         var out: [DiagnosisRecord] = []
@@ -48,7 +49,7 @@ extension Evaluator {
                                                   policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling))
                     tags.append(("only \(d.rawValue)", nil))
                 }
-                for combo in combos {
+                for combo in combos where !expertsOnly {
                     let label = Combinations.label(combo)
                     let sessions = combo.dimensions.map { (slot: $0.ordinal, system: Optional(experts.prompts[$0])) }
                     requests.append(DecodeRequest(user: user, sessions: sessions,

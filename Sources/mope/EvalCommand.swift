@@ -31,6 +31,7 @@ enum EvalCommand: ParsableCommand {
             .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts."),
             .flag("diagnose", help: "Instead of evaluating a PCM, measure each expert, mixture and tilt: "
                   + "DIR/diagnosis.jsonl and DIR/diagnosis.md."),
+            .flag("experts-only", help: "--diagnose only the base model and each expert alone."),
             .value("samples", "N", default: "2", help: "Samples per prompt of --diagnose."),
             .value("tilt", "X", default: "0.6", help: "The tilted expert's weight in --diagnose."),
         ]
@@ -58,7 +59,7 @@ enum EvalCommand: ParsableCommand {
             let start = Date()
             let records = try evaluator.diagnose(
                 reward: &reward, samples: try arguments.require("samples", as: Int.self),
-                tilt: try arguments.require("tilt", as: Float.self)) { done, total in
+                tilt: try arguments.require("tilt", as: Float.self), expertsOnly: arguments.flag("experts-only")) { done, total in
                 let elapsed = Date().timeIntervalSince(start)
                 CLI.writeErr(String(format: "\rsample %d/%d  %.0fs elapsed, %.0fs left   ", done, total, elapsed,
                                     elapsed / Double(done) * Double(total - done)))

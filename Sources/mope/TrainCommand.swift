@@ -30,6 +30,12 @@ enum TrainCommand: ParsableCommand {
             .value("checkpoint-every", "K", default: "5", help: "Steps between checkpoints."),
             .value("learning-rate", "X", default: "0.01", help: "Adam's step size."),
             .value("eta", "X", default: "4", help: "REBEL's reward scale η."),
+            .value("responses", "K", default: "2", help: "Responses per item; every pair enters the loss."),
+            .value("inner-epochs", "N", default: "4", help: "Optimiser updates per batch."),
+            .value("temperature", "X", default: "1", help: "Sampling temperature of the merged policy."),
+            .value("hidden", "N", default: "32", help: "Hidden units of the PCM."),
+            .value("projection", "N", default: "16",
+                   help: "Dimensions of each projected embedding feature (0: no prompt or response embedding)."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
             .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts."),
             .flag("resume", help: "Continue from DIR/checkpoint.json."),
@@ -47,8 +53,16 @@ enum TrainCommand: ParsableCommand {
         options.checkpointEvery = max(1, try arguments.require("checkpoint-every", as: Int.self))
         options.learningRate = try arguments.require("learning-rate", as: Float.self)
         options.eta = try arguments.require("eta", as: Double.self)
-        guard options.steps > 0, options.batch > 0, options.maxTokens > 0 else {
-            throw UsageError.other("--steps, --batch and --max-tokens must be positive")
+        options.responses = try arguments.require("responses", as: Int.self)
+        options.innerEpochs = try arguments.require("inner-epochs", as: Int.self)
+        options.temperature = try arguments.require("temperature", as: Float.self)
+        options.hidden = try arguments.require("hidden", as: Int.self)
+        options.projection = try arguments.require("projection", as: Int.self)
+        guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
+            options.innerEpochs > 0, options.hidden > 0, options.projection >= 0, options.temperature > 0
+        else {
+            throw UsageError.other("--steps, --batch, --max-tokens, --inner-epochs, --hidden and --temperature "
+                                   + "must be positive, --responses at least 2, --projection not negative")
         }
         let threads = try arguments.require("threads", as: Int.self)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
