@@ -85,6 +85,37 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(csv.split(separator: "\n").count == 5)
     }
 
+    @Test("with four responses per item, the REBEL loss over every pair also raises the reward")
+    func trainingWithGroupsRaisesReward() throws {
+        var options = Self.options(steps: 16)
+        options.batch = 2
+        options.responses = 4
+        let trainer = Trainer(experts: try Self.experts(), prompts: Self.prompts, reward: ExpertiseShareReward(),
+                              options: options, outputDirectory: nil)
+        try trainer.run()
+        let first = trainer.history.prefix(4).map(\.meanReward).reduce(0, +) / 4
+        let last = trainer.history.suffix(4).map(\.meanReward).reduce(0, +) / 4
+        #expect(last > first + 0.05, "first steps \(first), last steps \(last)")
+    }
+
+    @Test("the diagnosis scores the base model, every expert, and each combination's mixtures and prompting")
+    func diagnosis() throws {
+        let experts = try Self.experts()
+        let prompts = PromptSet(["hi"])
+        var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: SentimentAnalyzer(lexicon: [:])),
+                                               prompts: prompts, cachePath: nil)
+        let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
+        let records = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6)
+        // base + 6 experts, then per combination: uniform, 3 tilts, prompting.
+        #expect(records.count == 7 + 8 * 5)
+        #expect(Set(records.filter { $0.combination == nil }.map(\.method))
+                == Set(["base"] + PreferenceDimension.allCases.map { "only \($0.rawValue)" }))
+        #expect(records.filter { $0.method == "uniform" }.count == 8)
+        for r in records { #expect(r.normalised.allSatisfy { (0...1).contains($0) }) }
+        let alone = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6, expertsOnly: true)
+        #expect(alone.count == 7)
+    }
+
     @Test("the bootstrap interval contains the mean and narrows with more data")
     func bootstrap() {
         let small = Interval.bootstrap([0.2, 0.4, 0.6, 0.8])
