@@ -57,9 +57,10 @@ enum EvalCommand: ParsableCommand {
                                   seed: try arguments.require("seed", as: UInt64.self))
         if arguments.flag("diagnose") {
             let start = Date()
-            let records = try evaluator.diagnose(
-                reward: &reward, samples: try arguments.require("samples", as: Int.self),
-                tilt: try arguments.require("tilt", as: Float.self), expertsOnly: arguments.flag("experts-only")) { done, total in
+            let samples = try arguments.require("samples", as: Int.self)
+            let tilt = try arguments.require("tilt", as: Float.self)
+            let records = try evaluator.diagnose(reward: &reward, samples: samples, tilt: tilt,
+                                                 expertsOnly: arguments.flag("experts-only")) { done, total in
                 let elapsed = Date().timeIntervalSince(start)
                 CLI.writeErr(String(format: "\rsample %d/%d  %.0fs elapsed, %.0fs left   ", done, total, elapsed,
                                     elapsed / Double(done) * Double(total - done)))
