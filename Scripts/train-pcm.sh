@@ -4,27 +4,37 @@
 #
 #   Scripts/train-pcm.sh [MODEL] [OUT]
 #
-# Sizes are chosen to finish on a 2-core machine: training ~20 minutes (48 steps × 4 items × 2 responses of at
-# most 48 tokens), evaluation ~10 minutes (8 Koala prompts × 8 combinations × 6 methods).
+# Sizes are chosen for a 2-core machine shared with other work: training ~30-45 minutes (STEPS × 4 items × 4
+# responses of at most 48 tokens, 48 sessions per forward pass), evaluation ~25 minutes (40 Koala prompts × 8
+# combinations × 6 methods). The experts use the system prompts of Configs/pcm/experts.json and every method
+# samples at temperature 0.7 (see docs/PCM.md for why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUT=${2:-.build/pcm-run}
-STEPS=${STEPS:-48}
+STEPS=${STEPS:-80}
 BATCH=${BATCH:-4}
-LIMIT=${LIMIT:-8}
+LIMIT=${LIMIT:-40}
+TEMPERATURE=${TEMPERATURE:-0.7}
+EXPERTS=${EXPERTS:-Configs/pcm/experts.json}
 DATA=${DATA:-data}  # the directory holding the prompt files (see the data README)
 export MOPE_VADER_LEXICON=${MOPE_VADER_LEXICON:-$(python3 -c \
     "import vaderSentiment,os;print(os.path.join(os.path.dirname(vaderSentiment.__file__),'vader_lexicon.txt'))")}
 
 swift build -c release --product mope
 MOPE=$(swift build -c release --show-bin-path)/mope
+if [[ ${DIAGNOSE:-0} == 1 ]]; then
+    # Is there anything to learn? Each expert alone, each combination's uniform and tilted mixtures, prompting.
+    "$MOPE" eval --diagnose --model "$MODEL" --prompts "$DATA/train_prompts_self_instruct_seed.json" \
+        --experts "$EXPERTS" --temperature "$TEMPERATURE" --limit 10 --samples 1 --max-tokens 48 --out "$OUT/diagnosis"
+fi
 RESUME=()
 [[ -f "$OUT/train/checkpoint.json" ]] && RESUME=(--resume)
-"$MOPE" train --model "$MODEL" --prompts "$DATA/train_prompts_self_instruct_seed.json" \
-    --steps "$STEPS" --batch "$BATCH" --max-tokens 48 --seed 1 --out "$OUT/train" "${RESUME[@]}"
+"$MOPE" train --model "$MODEL" --prompts "$DATA/train_prompts_self_instruct_seed.json" --experts "$EXPERTS" \
+    --temperature "$TEMPERATURE" --steps "$STEPS" --batch "$BATCH" --responses 4 --max-tokens 48 --seed 1 \
+    --projection 0 --hidden 16 --learning-rate 0.01 --eta 4 --out "$OUT/train" "${RESUME[@]}"
 "$MOPE" eval --model "$MODEL" --prompts "$DATA/eval_prompts_koala_dev.json" --pcm "$OUT/train/pcm.json" \
-    --limit "$LIMIT" --max-tokens 48 --seed 1 --out "$OUT/eval"
+    --experts "$EXPERTS" --temperature "$TEMPERATURE" --limit "$LIMIT" --max-tokens 48 --seed 1 --out "$OUT/eval"
 
 mkdir -p Configs/pcm docs/results
 cp "$OUT/train/pcm.json" Configs/pcm/pcm.json

@@ -22,16 +22,18 @@ public enum RewardError: Error, Sendable, Equatable, CustomStringConvertible {
 /// The six rule-based rewards, one per preference dimension: offline, deterministic, cheap.
 ///
 /// Raw rewards r_j(x, y) are on a logit-like scale (a difference of 1 between two answers means the better
-/// one wins with probability σ(1) ≈ 0.73 under Bradley–Terry):
+/// one wins with probability σ(1) ≈ 0.73 under Bradley–Terry). Each is scaled so that its spread over sampled
+/// answers to one prompt (SmolLM2-135M, 48 tokens) is about 1: a typical difference then matters as much on
+/// every dimension, and no dimension's reward is flat next to the others in a combination.
 ///
 /// - **elementary**: −FK/4, the Flesch–Kincaid grade lowered (shorter sentences, fewer syllables per word);
-/// - **knowledgeable**: FK/4 + 8 · (share of words with ≥ 3 syllables) + 4 · (share of words ≥ 9 letters):
+/// - **knowledgeable**: (FK/4 + 8 · (share of words with ≥ 3 syllables) + 4 · (share of words ≥ 9 letters)) / 2:
 ///   harder text and technical vocabulary;
-/// - **concise**: −ln(max(words, 8)): fewer words, with no gain below 8 words (an empty answer is not concise,
-///   it is no answer);
-/// - **informative**: distinct content words / ln(words + e), divided by 4: new information per length, which
-///   grows with length but rewards variety over repetition;
-/// - **friendly**: 3 · VADER compound; **unfriendly**: −3 · VADER compound.
+/// - **concise**: −2 ln(max(words, 8)): fewer words, with no gain below 8 words (an empty answer is not
+///   concise, it is no answer);
+/// - **informative**: distinct content words / ln(words + e): new information per length, which grows with
+///   length but rewards variety over repetition;
+/// - **friendly**: 2 · VADER compound; **unfriendly**: −2 · VADER compound.
 public struct RewardModel: Sendable {
     /// The sentiment analyzer the style rewards use.
     public let sentiment: SentimentAnalyzer
@@ -49,11 +51,11 @@ public struct RewardModel: Sendable {
         let compound = sentiment.compound(response)
         return [
             -grade / 4,
-            grade / 4 + 8 * poly + 4 * long,
-            -log(max(words, 8)),
-            Double(stats.distinctContentWords) / log(words + M_E) / 4,
-            3 * compound,
-            -3 * compound,
+            (grade / 4 + 8 * poly + 4 * long) / 2,
+            -2 * log(max(words, 8)),
+            Double(stats.distinctContentWords) / log(words + M_E),
+            2 * compound,
+            -2 * compound,
         ]
     }
 

@@ -51,7 +51,8 @@ public struct ReferenceNormalisedReward: TrainingReward {
         if let cachePath, let data = try? Data(contentsOf: URL(fileURLWithPath: cachePath)),
             let table = try? JSONDecoder().decode([String: Reference].self, from: data)
         {
-            references = table
+            // The raw rewards are recomputed from the text: a cache written under other reward scales stays valid.
+            references = table.mapValues { Reference(text: $0.text, raw: model.raw($0.text)) }
         }
     }
 

@@ -7,7 +7,7 @@ import Wire
 public struct TrainingOptions: Sendable, Codable, Equatable {
     /// REBEL iterations.
     public var steps: Int
-    /// (prompt, combination) items per iteration; two responses each.
+    /// (prompt, combination) items per iteration; `responses` responses each.
     public var batch: Int
     /// Response length limit.
     public var maxTokens: Int
@@ -27,8 +27,10 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
     public var l2: Double = 1e-4
     /// Hidden units of the PCM.
     public var hidden: Int = 32
-    /// Dimensions of each projected embedding feature.
+    /// Dimensions of each projected embedding feature (0: the PCM sees no embedding of the prompt or response).
     public var projection: Int = 16
+    /// Responses sampled per item; every pair of them enters the REBEL loss.
+    public var responses: Int = 2
 
     /// Creates options.
     public init(steps: Int, batch: Int, maxTokens: Int, seed: UInt64) {
@@ -203,15 +205,15 @@ public final class Trainer<Reward: TrainingReward> {
         return network
     }
 
-    /// Samples two responses per item from the merged policy of the current PCM.
+    /// Samples `options.responses` responses per item from the merged policy of the current PCM.
     public func sample(step: Int, items: [(prompt: Int, combination: Int)]) throws(TrainingError)
         -> [ScoredResponse]
     {
         var requests: [DecodeRequest] = []
         for (b, item) in items.enumerated() {
             let preference = Combinations.all[item.combination]
-            for k in 0..<2 {
-                let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 7919 &+ UInt64(b * 2 + k)
+            for k in 0..<options.responses {
+                let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 7919 &+ UInt64(b * options.responses + k)
                 requests.append(DecodeRequest(
                     user: prompts.prompts[item.prompt],
                     sessions: preference.dimensions.map { (slot: $0.ordinal, system: experts.prompts[$0]) },
@@ -221,7 +223,7 @@ public final class Trainer<Reward: TrainingReward> {
         }
         let results = try experts.decode(requests, maxTokens: options.maxTokens)
         return results.enumerated().map { i, result in
-            let item = items[i / 2]
+            let item = items[i / options.responses]
             return ScoredResponse(promptIndex: item.prompt, preference: Combinations.all[item.combination],
                                   result: result)
         }
@@ -238,11 +240,13 @@ public final class Trainer<Reward: TrainingReward> {
         let sampleTime = seconds(clock.now - sampleStart)
         let rewards = responses.map { reward.score($0) }
         var pairs: [RebelPair] = []
+        let k = options.responses
         for b in 0..<items.count {
-            let a = responses[2 * b], c = responses[2 * b + 1]
-            pairs.append(RebelPair(
-                RebelTrajectory(steps: a.result.steps, oldLogProb: a.result.logProb, reward: rewards[2 * b]),
-                RebelTrajectory(steps: c.result.steps, oldLogProb: c.result.logProb, reward: rewards[2 * b + 1])))
+            let group = (0..<k).map { j in
+                RebelTrajectory(steps: responses[k * b + j].result.steps,
+                                oldLogProb: responses[k * b + j].result.logProb, reward: rewards[k * b + j])
+            }
+            for i in 0..<k { for j in (i + 1)..<k { pairs.append(RebelPair(group[i], group[j])) } }
         }
         var firstLoss = 0.0
         for epoch in 0..<options.innerEpochs {

@@ -28,6 +28,12 @@ enum EvalCommand: ParsableCommand {
             .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
             .value("threads", "N", default: "2", help: "Threads of the forward pass."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
+            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts."),
+            .flag("diagnose", help: "Instead of evaluating a PCM, measure each expert, mixture and tilt: "
+                  + "DIR/diagnosis.jsonl and DIR/diagnosis.md."),
+            .flag("experts-only", help: "--diagnose only the base model and each expert alone."),
+            .value("samples", "N", default: "2", help: "Samples per prompt of --diagnose."),
+            .value("tilt", "X", default: "0.6", help: "The tilted expert's weight in --diagnose."),
         ]
     )
 
@@ -36,10 +42,10 @@ enum EvalCommand: ParsableCommand {
         let limit = try arguments.require("limit", as: Int.self)
         let maxTokens = try arguments.require("max-tokens", as: Int.self)
         guard limit > 0, maxTokens > 0 else { throw UsageError.other("--limit and --max-tokens must be positive") }
-        let network = try PCMFile.load(try arguments.require("pcm"))
         let experts = try InProcessExperts(
             model: try LanguageModel(path: try arguments.require("model"),
-                                     threads: try arguments.require("threads", as: Int.self)))
+                                     threads: try arguments.require("threads", as: Int.self)),
+            prompts: try TrainCommand.loadExpertPrompts(arguments.value("experts")))
         var prompts = try PromptSet.load(try arguments.require("prompts"))
         prompts.prompts = Array(prompts.prompts.prefix(limit))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -49,6 +55,27 @@ enum EvalCommand: ParsableCommand {
         let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: maxTokens,
                                   temperature: try arguments.require("temperature", as: Float.self),
                                   seed: try arguments.require("seed", as: UInt64.self))
+        if arguments.flag("diagnose") {
+            let start = Date()
+            let samples = try arguments.require("samples", as: Int.self)
+            let tilt = try arguments.require("tilt", as: Float.self)
+            let records = try evaluator.diagnose(reward: &reward, samples: samples, tilt: tilt,
+                                                 expertsOnly: arguments.flag("experts-only")) { done, total in
+                let elapsed = Date().timeIntervalSince(start)
+                CLI.writeErr(String(format: "\rsample %d/%d  %.0fs elapsed, %.0fs left   ", done, total, elapsed,
+                                    elapsed / Double(done) * Double(total - done)))
+            }
+            CLI.writeErr(String(format: "\n%.0f s\n", Date().timeIntervalSince(start)))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            var lines = ""
+            for record in records { lines += String(decoding: try encoder.encode(record), as: UTF8.self) + "\n" }
+            try Data(lines.utf8).write(to: URL(fileURLWithPath: out + "/diagnosis.jsonl"))
+            TrainCommand.plot(script: arguments.value("plot-script") ?? "Scripts/plot.py",
+                              arguments: ["diagnose", out + "/diagnosis.jsonl", out + "/diagnosis.md"])
+            return CLI.success
+        }
+        let network = try PCMFile.load(try arguments.require("pcm"))
         let start = Date()
         let scores = try evaluator.run(pcm: network, reward: &reward) { done, total in
             let elapsed = Date().timeIntervalSince(start)

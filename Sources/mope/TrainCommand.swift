@@ -30,7 +30,14 @@ enum TrainCommand: ParsableCommand {
             .value("checkpoint-every", "K", default: "5", help: "Steps between checkpoints."),
             .value("learning-rate", "X", default: "0.01", help: "Adam's step size."),
             .value("eta", "X", default: "4", help: "REBEL's reward scale η."),
+            .value("responses", "K", default: "2", help: "Responses per item; every pair enters the loss."),
+            .value("inner-epochs", "N", default: "4", help: "Optimiser updates per batch."),
+            .value("temperature", "X", default: "1", help: "Sampling temperature of the merged policy."),
+            .value("hidden", "N", default: "32", help: "Hidden units of the PCM."),
+            .value("projection", "N", default: "16",
+                   help: "Dimensions of each projected embedding feature (0: no prompt or response embedding)."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
+            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts."),
             .flag("resume", help: "Continue from DIR/checkpoint.json."),
         ]
     )
@@ -46,12 +53,21 @@ enum TrainCommand: ParsableCommand {
         options.checkpointEvery = max(1, try arguments.require("checkpoint-every", as: Int.self))
         options.learningRate = try arguments.require("learning-rate", as: Float.self)
         options.eta = try arguments.require("eta", as: Double.self)
-        guard options.steps > 0, options.batch > 0, options.maxTokens > 0 else {
-            throw UsageError.other("--steps, --batch and --max-tokens must be positive")
+        options.responses = try arguments.require("responses", as: Int.self)
+        options.innerEpochs = try arguments.require("inner-epochs", as: Int.self)
+        options.temperature = try arguments.require("temperature", as: Float.self)
+        options.hidden = try arguments.require("hidden", as: Int.self)
+        options.projection = try arguments.require("projection", as: Int.self)
+        guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
+            options.innerEpochs > 0, options.hidden > 0, options.projection >= 0, options.temperature > 0
+        else {
+            throw UsageError.other("--steps, --batch, --max-tokens, --inner-epochs, --hidden and --temperature "
+                                   + "must be positive, --responses at least 2, --projection not negative")
         }
         let threads = try arguments.require("threads", as: Int.self)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let experts = try InProcessExperts(model: try LanguageModel(path: modelPath, threads: threads))
+        let experts = try InProcessExperts(model: try LanguageModel(path: modelPath, threads: threads),
+                                           prompts: try loadExpertPrompts(arguments.value("experts")))
         let prompts = try PromptSet.load(promptsPath)
         let rewardModel = RewardModel(sentiment: try loadSentiment(arguments.value("lexicon")))
         let reward = ReferenceNormalisedReward(model: rewardModel, prompts: prompts,
@@ -81,6 +97,12 @@ enum TrainCommand: ParsableCommand {
     static func loadSentiment(_ path: String?) throws -> SentimentAnalyzer {
         guard let path = path ?? SentimentAnalyzer.locateLexicon() else { throw RewardError.lexiconNotFound }
         return try SentimentAnalyzer(lexiconPath: path)
+    }
+
+    /// The experts' system prompts: a dimensions file's, or the built-in preference prompts.
+    static func loadExpertPrompts(_ path: String?) throws -> PreferencePrompts {
+        guard let path else { return .builtIn }
+        return try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path)).prompts(path: path)
     }
 
     /// Runs the plotting script with python3; a failure is reported, not fatal.

@@ -38,6 +38,14 @@ struct ExpertiseShareReward: TrainingReward {
         return try InProcessExperts(model: try LanguageModel(path: tinyModel), prompts: try file.prompts(), topK: 16)
     }
 
+    /// Two items of three responses each for the resume test: every pair of an item's responses enters the loss.
+    static func groupOptions(steps: Int) -> TrainingOptions {
+        var o = options(steps: steps)
+        o.batch = 2
+        o.responses = 3
+        return o
+    }
+
     static func options(steps: Int) -> TrainingOptions {
         var o = TrainingOptions(steps: steps, batch: 4, maxTokens: 4, seed: 3)
         o.learningRate = 0.05
@@ -58,20 +66,20 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(last > first + 0.05, "first steps \(first), last steps \(last)")
     }
 
-    @Test("a resumed run ends with the same PCM as an uninterrupted one")
+    @Test("a resumed run ends with the same PCM as an uninterrupted one, with three responses per item")
     func resumeIsExact() throws {
         let experts = try Self.experts()
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pcm-resume-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let whole = Trainer(experts: experts, prompts: Self.prompts, reward: ExpertiseShareReward(),
-                            options: Self.options(steps: 4), outputDirectory: nil)
+                            options: Self.groupOptions(steps: 4), outputDirectory: nil)
         try whole.run()
         let half = Trainer(experts: experts, prompts: Self.prompts, reward: ExpertiseShareReward(),
-                           options: Self.options(steps: 2), outputDirectory: dir)
+                           options: Self.groupOptions(steps: 2), outputDirectory: dir)
         try half.run()
         let resumed = Trainer(experts: experts, prompts: Self.prompts, reward: ExpertiseShareReward(),
-                              options: Self.options(steps: 4), outputDirectory: dir)
+                              options: Self.groupOptions(steps: 4), outputDirectory: dir)
         try resumed.resume()
         #expect(resumed.completedSteps == 2)
         try resumed.run()
@@ -83,6 +91,24 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(loaded == resumed.network)
         let csv = try String(contentsOfFile: dir + "/rewards.csv", encoding: .utf8)
         #expect(csv.split(separator: "\n").count == 5)
+    }
+
+    @Test("the diagnosis scores the base model, every expert, and each combination's mixtures and prompting")
+    func diagnosis() throws {
+        let experts = try Self.experts()
+        let prompts = PromptSet(["hi"])
+        var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: SentimentAnalyzer(lexicon: [:])),
+                                               prompts: prompts, cachePath: nil)
+        let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
+        let records = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6)
+        // base + 6 experts, then per combination: uniform, 3 tilts, prompting.
+        #expect(records.count == 7 + 8 * 5)
+        #expect(Set(records.filter { $0.combination == nil }.map(\.method))
+                == Set(["base"] + PreferenceDimension.allCases.map { "only \($0.rawValue)" }))
+        #expect(records.filter { $0.method == "uniform" }.count == 8)
+        for r in records { #expect(r.normalised.allSatisfy { (0...1).contains($0) }) }
+        let alone = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6, expertsOnly: true)
+        #expect(alone.count == 7)
     }
 
     @Test("the bootstrap interval contains the mean and narrows with more data")
