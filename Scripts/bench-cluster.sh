@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks a local cluster of the real model: three experts (concise, friendly, knowledgeable), one worker
-# process each, one coordinator, real ZeroMQ sockets.
+# Benchmarks a local cluster of the real model: three experts (concise, friendly, knowledgeable; or the first
+# BENCH_EXPERTS of them), one worker process each, one coordinator, real ZeroMQ sockets.
 #
 #   Scripts/bench-cluster.sh [--no-build]
 #
@@ -10,11 +10,14 @@
 #    ZeroMQ, the merge, sampling and the loops (goal: at most 5%).
 # 2. Throughput: aggregate tokens/s with 1, 8 and 32 concurrent sessions (`mope generate --concurrency N`).
 #
+# With 3 single-threaded workers and the coordinator on 2 cores, the CPUs are oversubscribed: a worker often waits
+# for a core before it starts a step, which counts as overhead here. BENCH_EXPERTS=2 measures without that.
+#
 # The deadlines are long on purpose: a worker cannot send heartbeats during a forward pass, and a batched
 # prefill of 32 prompts on a busy 2-core machine takes minutes; this measures speed, not failover.
 #
 # Environment: BENCH_MAX_TOKENS (default 128), BENCH_LOAD_TOKENS (default 64), BENCH_THREADS (threads per
-# worker, default 1), BENCH_ENDPOINT (default tcp://127.0.0.1:5570).
+# worker, default 1), BENCH_EXPERTS (1 to 3, default 3), BENCH_ENDPOINT (default tcp://127.0.0.1:5570).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . Scripts/lib/cluster.sh
@@ -25,7 +28,11 @@ ENDPOINT=${BENCH_ENDPOINT:-tcp://127.0.0.1:5570}
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 MOPE=.build/release/mope
 PROMPT="Explain how a rainbow forms."
-PREFERENCE="concise, friendly, knowledgeable"
+EXPERTS=${BENCH_EXPERTS:-3}
+case "$EXPERTS" in 1|2|3) ;; *) echo "bench-cluster: BENCH_EXPERTS must be 1, 2 or 3" >&2; exit 2 ;; esac
+NAMES=(concise friendly knowledgeable)
+NAMES=("${NAMES[@]:0:$EXPERTS}")
+PREFERENCE=$(IFS=,; echo "${NAMES[*]}" | sed 's/,/, /g')
 
 [ "${1:-}" = "--no-build" ] || swift build -c release
 [ -f "$MODEL" ] || Scripts/setup.sh
@@ -39,15 +46,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+experts=$(for name in "${NAMES[@]}"; do printf '{ "name": "%s", "model": "%s" }\n' "$name" "$PWD/$MODEL"; done |
+    paste -sd, -)
 cat >"$work/bench.json" <<JSON
 {
   "coordinator": "$ENDPOINT", "heartbeatIntervalMs": 60000, "stepDeadlineMs": 300000, "openDeadlineMs": 600000,
   "topK": 64, "maxNewTokens": $MAX_TOKENS,
-  "experts": [
-    { "name": "concise", "model": "$PWD/$MODEL" },
-    { "name": "friendly", "model": "$PWD/$MODEL" },
-    { "name": "knowledgeable", "model": "$PWD/$MODEL" }
-  ]
+  "experts": [ $experts ]
 }
 JSON
 
@@ -55,7 +60,7 @@ JSON
 cluster=$!
 for _ in $(seq 1 1200); do grep -q "cluster ready" "$work/cluster.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "cluster ready" "$work/cluster.out" || { cat "$work/cluster.err" >&2; exit 1; }
-echo "cluster: 3 workers ($THREADS thread(s) each) + coordinator on $(nproc) cores, $MODEL"
+echo "cluster: $EXPERTS workers ($THREADS thread(s) each) + coordinator on $(nproc) cores, $MODEL"
 
 # Warm-up (page in the weights), then the timed request (the coordinator's log line gives its figures).
 fail() { echo "bench: $1" >&2; cat "$work/cluster.err" >&2; exit 1; }

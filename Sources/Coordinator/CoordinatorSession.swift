@@ -405,16 +405,19 @@ public struct CoordinatorSession: Sendable {
             ending = nil
         }
         text += released
-        var directives: [SessionDirective] = [.emitToken(tokenEvent(token, text: released, merged: merged))]
-        if let ending { return directives + finish(ending, now: now) }
+        let event = SessionDirective.emitToken(tokenEvent(token, text: released, merged: merged))
+        if let ending { return [event] + finish(ending, now: now) }
 
         step += 1
         let message = Message.step(Step(session: id, step: step, token: token))
+        var directives: [SessionDirective] = []
         for index in slots.indices where slots[index].status == .ready {
             slots[index].status = .waiting(.after(milliseconds: settings.stepDeadlineMs, from: now), isStep: true)
             slots[index].replaysThisStep = 0
             if let worker = slots[index].worker { directives.append(.send(worker, message)) }
         }
+        // The workers' next step is the critical path: they are sent it before the client is woken.
+        directives.append(event)
         return directives
     }
 
