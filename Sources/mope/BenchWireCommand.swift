@@ -15,7 +15,7 @@ enum Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         name: "bench",
         abstract: "Measure parts of the cluster.",
-        subcommands: [BenchWire.self, BenchEngine.self, BenchWirePeer.self]
+        subcommands: [BenchWire.self, BenchEngine.self, BenchPCM.self, BenchWirePeer.self]
     )
 }
 

@@ -56,4 +56,19 @@ private let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponen
         let zero = await CLI.run(BenchEngine.self, arguments: ["--model", tinyModel, "--sessions", "0"])
         #expect(zero == CLI.usage)
     }
+
+    @Test("bench pcm times the shipped PCM and an expert step; a missing PCM file or a zero count is refused")
+    func benchPCM() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let pcm = root.appendingPathComponent("Configs/pcm/pcm.json").path
+        let ok = await CLI.run(BenchPCM.self, arguments: [
+            "--model", tinyModel, "--pcm", pcm, "--calls", "20", "--steps", "4",
+        ])
+        #expect(ok == CLI.success)
+        let missing = await CLI.run(BenchPCM.self, arguments: ["--model", tinyModel, "--pcm", "/nonexistent.json"])
+        #expect(missing == CLI.failure)
+        let zero = await CLI.run(BenchPCM.self, arguments: ["--model", tinyModel, "--pcm", pcm, "--calls", "0"])
+        #expect(zero == CLI.usage)
+    }
 }
