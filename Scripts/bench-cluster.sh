@@ -10,8 +10,13 @@
 #    ZeroMQ, the merge, sampling and the loops (goal: at most 5%).
 # 2. Throughput: aggregate tokens/s with 1, 8 and 32 concurrent sessions (`mope generate --concurrency N`).
 #
+#    The rest is split into the time from a worker reading its step to the start of its pass (other sessions'
+#    passes), and the time outside the workers' loops: the sockets, the merge, sampling, and any wait for a core
+#    before a process gets to read its message. The kernel's run-queue accounting (schedstat) of the cluster's
+#    threads says how long they were runnable but waiting for a core.
+#
 # With 3 single-threaded workers and the coordinator on 2 cores, the CPUs are oversubscribed: a worker often waits
-# for a core before it starts a step, which counts as overhead here. BENCH_EXPERTS=2 measures without that.
+# for a core before it reads its step, which counts as overhead here. BENCH_EXPERTS=2 measures without that.
 #
 # The deadlines are long on purpose: a worker cannot send heartbeats during a forward pass, and a batched
 # prefill of 32 prompts on a busy 2-core machine takes minutes; this measures speed, not failover.
@@ -62,23 +67,41 @@ for _ in $(seq 1 1200); do grep -q "cluster ready" "$work/cluster.out" 2>/dev/nu
 grep -q "cluster ready" "$work/cluster.out" || { cat "$work/cluster.err" >&2; exit 1; }
 echo "cluster: $EXPERTS workers ($THREADS thread(s) each) + coordinator on $(nproc) cores, $MODEL"
 
+# Time the cluster's threads (coordinator and workers) spent runnable but waiting for a core, in nanoseconds:
+# the kernel's own accounting (field 2 of /proc/PID/task/TID/schedstat; 0 where the kernel keeps none).
+run_queue_wait() {
+    local total=0 pid task wait
+    for pid in $(pgrep -P "$cluster"); do
+        for task in /proc/"$pid"/task/*; do
+            wait=$(awk '{ print $2 }' "$task/schedstat" 2>/dev/null || echo 0)
+            total=$((total + ${wait:-0}))
+        done
+    done
+    echo "$total"
+}
+
 # Warm-up (page in the weights), then the timed request (the coordinator's log line gives its figures).
 fail() { echo "bench: $1" >&2; cat "$work/cluster.err" >&2; exit 1; }
 "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens 8 "$PROMPT" >/dev/null \
     2>"$work/single.err" || fail "the warm-up request failed: $(cat "$work/single.err")"
+waited_before=$(run_queue_wait)
 "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$MAX_TOKENS" "$PROMPT" \
     >/dev/null 2>"$work/single.err" || fail "the timed request failed: $(cat "$work/single.err")"
+waited=$(( $(run_queue_wait) - waited_before ))
 grep -q "lost expert" "$work/cluster.err" && fail "an expert was lost during the run"
 line=$(grep "done:" "$work/cluster.err" | tail -1)
-tokens=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms.*/\1/' <<<"$line")
-wall=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms.*/\2/' <<<"$line")
-compute=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms.*/\3/' <<<"$line")
+figures=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms, ([0-9]+) ms from receiving.*/\1 \2 \3 \4/' <<<"$line")
+read -r tokens wall compute service <<<"$figures"
 echo
 echo "single request: $(head -1 "$work/single.err")"
-awk -v t="$tokens" -v w="$wall" -v c="$compute" 'BEGIN {
+awk -v t="$tokens" -v w="$wall" -v c="$compute" -v s="$service" -v q="$waited" 'BEGIN {
     printf "per-token latency: cluster %.2f ms, slowest expert forward pass %.2f ms; overhead %.1f%%\n",
-        w / t, c / t, (w - c) / c * 100 }'
-
+        w / t, c / t, (w - c) / c * 100
+    printf "  the rest: %.2f ms/token from the moment a worker reads its step to the start of its pass; %.2f ms/token\n",
+        (s - c) / t, (w - s) / t
+    printf "  in the sockets, the merge and the loops (including any wait for a core before a message is read)\n"
+    printf "  the cluster'"'"'s threads waited for a core %.2f ms/token in all (kernel run-queue accounting)\n",
+        q / 1e6 / t }'
 echo
 for n in 1 8 32; do
     "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$LOAD_TOKENS" \

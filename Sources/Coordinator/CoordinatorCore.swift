@@ -33,8 +33,9 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
     case sessionLostExperts(SessionID, [String])
     /// A session moved an expert to a replica.
     case sessionFailover(SessionID, total: UInt32)
-    /// A session finished; `computeMicros` sums the slowest expert's forward-pass time of each step.
-    case sessionFinished(SessionID, Done, computeMicros: UInt64)
+    /// A session finished; `timing` sums, over its steps, the slowest expert's forward-pass time and the
+    /// slowest expert's time from receiving the step to finishing it.
+    case sessionFinished(SessionID, Done, timing: SessionTiming)
     /// A drain began with this many sessions running.
     case drainStarted(running: Int)
     /// Every session finished during a drain.
@@ -57,9 +58,10 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
         case let .sessionLostExperts(id, names):
             "session \(id) lost expert(s) \(names.joined(separator: ", ")); going on without them"
         case let .sessionFailover(id, total): "session \(id) moved an expert to a replica (\(total) failovers so far)"
-        case let .sessionFinished(id, done, compute):
+        case let .sessionFinished(id, done, timing):
             "session \(id) done: \(done.tokens) tokens in \(done.elapsedMicros / 1000) ms (\(done.finish)); "
-                + "slowest expert compute \(compute / 1000) ms"
+                + "slowest expert compute \(timing.computeMicros / 1000) ms, "
+                + "\(timing.serviceMicros / 1000) ms from receiving each step"
                 + (done.lostExperts.isEmpty ? "" : "; lost experts " + done.lostExperts.joined(separator: ", "))
                 + (done.failovers > 0 ? "; \(done.failovers) failovers" : "")
         case let .drainStarted(running): "draining: new requests are refused; \(running) running sessions may finish"
@@ -479,7 +481,7 @@ public struct CoordinatorCore: Sendable {
                 out.append(.sendToClient(route.client, .token(event)))
             case let .finish(done):
                 out.append(.sendToClient(route.client, .done(done)))
-                events.append(.sessionFinished(id, done, computeMicros: timings[id]?.totalMicros ?? 0))
+                events.append(.sessionFinished(id, done, timing: timings[id] ?? SessionTiming()))
                 finishRoute(route, of: id)
             case let .fail(reply):
                 out.append(.sendToClient(route.client, .error(reply)))
@@ -508,22 +510,34 @@ private struct TokenIDDecoder: TokenTextDecoder {
     mutating func decode(_ token: UInt32) -> String { "<\(token)>" }
 }
 
-/// The slowest expert's forward-pass time per step of one session, summed over its steps.
-struct SessionTiming: Sendable {
+/// Where a session's time went at the experts, summed over its steps: per step, the slowest expert's forward-pass
+/// time, and the slowest expert's time from receiving the step to finishing it (the pass plus the wait before it:
+/// other sessions' passes, or a core busy elsewhere). The coordinator's wall time minus `serviceMicros` is the
+/// cost of the sockets, the merge and the loops; `serviceMicros` minus `computeMicros` is time spent waiting.
+public struct SessionTiming: Sendable, Equatable {
     private var step: UInt32 = 0
-    private var slowest: UInt32 = 0
-    private var earlier: UInt64 = 0
+    private var slowestCompute: UInt32 = 0
+    private var slowestService: UInt64 = 0
+    private var earlierCompute: UInt64 = 0
+    private var earlierService: UInt64 = 0
+
+    public init() {}
 
     /// Counts one `dist`.
     mutating func add(_ dist: Dist) {
         if dist.step != step {
-            earlier += UInt64(slowest)
+            earlierCompute += UInt64(slowestCompute)
+            earlierService += slowestService
             step = dist.step
-            slowest = 0
+            slowestCompute = 0
+            slowestService = 0
         }
-        slowest = max(slowest, dist.timing.computeMicros)
+        slowestCompute = max(slowestCompute, dist.timing.computeMicros)
+        slowestService = max(slowestService, UInt64(dist.timing.queueMicros) + UInt64(dist.timing.computeMicros))
     }
 
-    /// The sum over steps, in microseconds.
-    var totalMicros: UInt64 { earlier + UInt64(slowest) }
+    /// The sum over steps of the slowest forward pass, in microseconds.
+    public var computeMicros: UInt64 { earlierCompute + UInt64(slowestCompute) }
+    /// The sum over steps of the slowest wait-plus-pass, in microseconds.
+    public var serviceMicros: UInt64 { earlierService + slowestService }
 }
