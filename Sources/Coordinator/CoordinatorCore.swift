@@ -238,7 +238,7 @@ public struct CoordinatorCore: Sendable {
             return refuse(.badRequest, "request id \(generate.request) is already in flight on this connection")
         }
         guard !generate.prompt.isEmpty else { return refuse(.badRequest, "the prompt is empty") }
-        let sampling = generate.sampling
+        let sampling = generate.sampling.resolved(defaults: config.sampling.parameters)
         guard sampling.temperature.isFinite, sampling.temperature >= 0 else {
             return refuse(.badRequest, "temperature must be 0 (greedy) or a positive number")
         }

@@ -27,6 +27,10 @@ public struct SessionSettings: Sendable, Equatable {
     public var openDeadlineMs: UInt32
     /// Tokens to generate when the request says 0.
     public var defaultMaxNewTokens: UInt32
+    /// Sampling for the fields a request leaves unset.
+    public var defaultSampling: SamplingParameters
+    /// The merge mode when a request does not choose one.
+    public var defaultMerge: MergeMode
     /// The cluster's vocabulary size.
     public var vocabSize: Int
     /// Token ids that end the generation: the union of every expert's EOS ids.
@@ -35,12 +39,15 @@ public struct SessionSettings: Sendable, Equatable {
     /// Creates settings.
     public init(
         topK: UInt16 = 64, stepDeadlineMs: UInt32 = 5000, openDeadlineMs: UInt32 = 30000,
-        defaultMaxNewTokens: UInt32 = 256, vocabSize: Int, eosTokenIDs: Set<UInt32>
+        defaultMaxNewTokens: UInt32 = 256, defaultSampling: SamplingParameters = SamplingParameters(),
+        defaultMerge: MergeMode = .probability, vocabSize: Int, eosTokenIDs: Set<UInt32>
     ) {
         self.topK = topK
         self.stepDeadlineMs = stepDeadlineMs
         self.openDeadlineMs = openDeadlineMs
         self.defaultMaxNewTokens = defaultMaxNewTokens
+        self.defaultSampling = defaultSampling
+        self.defaultMerge = defaultMerge
         self.vocabSize = vocabSize
         self.eosTokenIDs = eosTokenIDs
     }
@@ -49,7 +56,8 @@ public struct SessionSettings: Sendable, Equatable {
     public init(config: ClusterConfig, vocabSize: Int, eosTokenIDs: Set<UInt32>) {
         self.init(
             topK: config.topK, stepDeadlineMs: config.stepDeadlineMs, openDeadlineMs: config.openDeadlineMs,
-            defaultMaxNewTokens: config.maxNewTokens, vocabSize: vocabSize, eosTokenIDs: eosTokenIDs
+            defaultMaxNewTokens: config.maxNewTokens, defaultSampling: config.sampling.parameters,
+            defaultMerge: config.merge, vocabSize: vocabSize, eosTokenIDs: eosTokenIDs
         )
     }
 }
@@ -159,6 +167,8 @@ public struct CoordinatorSession: Sendable {
     private var controller: any PreferenceController
     private var decoder: any TokenTextDecoder
     private var sampler: TokenSampler
+    /// How the experts are combined: the request's mode, else the cluster's.
+    public let mergeMode: MergeMode
     private var merger: Merger
     private var matcher: StopMatcher
     private var lingerUntil: Deadline?
@@ -185,12 +195,16 @@ public struct CoordinatorSession: Sendable {
         startedAt = now
         self.controller = controller
         self.decoder = decoder
-        sampler = TokenSampler(parameters: request.sampling)
+        sampler = TokenSampler(parameters: request.sampling.resolved(defaults: settings.defaultSampling))
+        mergeMode = request.merge ?? settings.defaultMerge
         merger = Merger(vocabSize: settings.vocabSize)
         matcher = StopMatcher(stops: request.stop)
     }
 
     // MARK: Queries
+
+    /// The sampling this session uses: the request's fields, the cluster's defaults for the others.
+    public var sampling: SamplingParameters { sampler.parameters }
 
     /// The workers currently holding this session (the coordinator counts them as load).
     public var assignedWorkers: [WorkerID] {
@@ -387,7 +401,7 @@ public struct CoordinatorSession: Sendable {
             promptTokens: promptTokens, generatedTokens: tokens, step: Int(step), candidates: candidates
         )
         let requested = controller.weights(preference: preference, experts: descriptors, context: context)
-        let merged = merger.merge(candidates, weights: requested, mode: request.merge)
+        let merged = merger.merge(candidates, weights: requested, mode: mergeMode)
         guard let token = sampler.sample(merged) else { return failAll(now: now) }
 
         if settings.eosTokenIDs.contains(token) {

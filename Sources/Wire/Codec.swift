@@ -12,6 +12,7 @@
 /// - `UInt8`/`UInt16`/`UInt32`/`UInt64`: fixed width as declared.
 /// - `Float`: the 4 bytes of its IEEE-754 bit pattern (NaN payloads and −0 travel unchanged).
 /// - `Bool`: one byte, 0 or 1; any other byte is `WireError.invalidValue`.
+/// - `Optional<T>` (the sampling and merge fields of `generate`): a `Bool` presence byte, then `T` when it is 1.
 /// - `String`: `UInt32` byte length, then that many bytes of UTF-8 (no terminator, no normalisation).
 /// - arrays: `UInt32` element count, then the elements.
 /// - enums: a tag byte. `ErrorCode`, `MergeMode` and `FinishReason` use their raw values;
@@ -203,11 +204,11 @@ extension WireCodec {
             sink.string(m.prompt)
             sink.string(m.preference)
             sink.u32(m.maxNewTokens)
-            sink.f32(m.sampling.temperature)
-            sink.f32(m.sampling.topP)
-            sink.u32(m.sampling.topK)
-            sink.u64(m.sampling.seed)
-            sink.u8(m.merge.rawValue)
+            sink.optional(m.sampling.temperature) { $0.f32($1) }
+            sink.optional(m.sampling.topP) { $0.f32($1) }
+            sink.optional(m.sampling.topK) { $0.u32($1) }
+            sink.optional(m.sampling.seed) { $0.u64($1) }
+            sink.optional(m.merge) { $0.u8($1.rawValue) }
             sink.u32(UInt32(truncatingIfNeeded: m.stop.count))
             for stop in m.stop { sink.string(stop) }
             sink.u8(m.trace ? 1 : 0)
@@ -335,13 +336,17 @@ extension WireCodec {
             let prompt = try r.string("generate.prompt")
             let preference = try r.string("generate.preference")
             let maxNewTokens = try r.u32("generate.maxNewTokens")
-            let temperature = try r.f32("generate.sampling.temperature")
-            let topP = try r.f32("generate.sampling.topP")
-            let topK = try r.u32("generate.sampling.topK")
-            let seed = try r.u64("generate.sampling.seed")
-            let mergeTag = try r.u8("generate.merge")
-            guard let merge = MergeMode(rawValue: mergeTag) else {
-                throw .unknownTag(field: "generate.merge", tag: mergeTag)
+            let temperature = try r.bool("generate.sampling.temperature") ? r.f32("generate.sampling.temperature") : nil
+            let topP = try r.bool("generate.sampling.topP") ? r.f32("generate.sampling.topP") : nil
+            let topK = try r.bool("generate.sampling.topK") ? r.u32("generate.sampling.topK") : nil
+            let seed = try r.bool("generate.sampling.seed") ? r.u64("generate.sampling.seed") : nil
+            var merge: MergeMode?
+            if try r.bool("generate.merge") {
+                let mergeTag = try r.u8("generate.merge")
+                guard let mode = MergeMode(rawValue: mergeTag) else {
+                    throw .unknownTag(field: "generate.merge", tag: mergeTag)
+                }
+                merge = mode
             }
             let stopCount = try r.count("generate.stop", limit: WireLimits.maxStopStrings, minElementBytes: 4)
             var stop: [String] = []
@@ -350,7 +355,7 @@ extension WireCodec {
             let trace = try r.bool("generate.trace")
             return .generate(Generate(
                 request: request, prompt: prompt, preference: preference, maxNewTokens: maxNewTokens,
-                sampling: SamplingParameters(temperature: temperature, topP: topP, topK: topK, seed: seed),
+                sampling: SamplingRequest(temperature: temperature, topP: topP, topK: topK, seed: seed),
                 merge: merge, stop: stop, trace: trace
             ))
         case .token:

@@ -24,7 +24,7 @@
 public enum Wire {
     /// The protocol version this build speaks. A frame whose first byte differs is rejected.
     /// Version 2 added `ExpertTrace.tailMass`.
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
 }
 
 /// A session (one generation request) as numbered by the coordinator.
@@ -312,6 +312,38 @@ public enum MergeMode: UInt8, Sendable, Equatable, CaseIterable {
     case logit = 1
 }
 
+/// The sampling a request asks for. A field left nil takes the cluster's default (the `sampling` of the
+/// coordinator's config), so a client can set the temperature alone and keep the cluster's seed.
+public struct SamplingRequest: Sendable, Equatable {
+    public var temperature: Float?
+    public var topP: Float?
+    public var topK: UInt32?
+    public var seed: UInt64?
+
+    /// Leaves every field to the cluster's default, unless given.
+    public init(temperature: Float? = nil, topP: Float? = nil, topK: UInt32? = nil, seed: UInt64? = nil) {
+        self.temperature = temperature
+        self.topP = topP
+        self.topK = topK
+        self.seed = seed
+    }
+
+    /// Sets every field.
+    public init(_ parameters: SamplingParameters) {
+        self.init(
+            temperature: parameters.temperature, topP: parameters.topP, topK: parameters.topK, seed: parameters.seed
+        )
+    }
+
+    /// The parameters to use: this request's fields, and `defaults` where it leaves one unset.
+    public func resolved(defaults: SamplingParameters) -> SamplingParameters {
+        SamplingParameters(
+            temperature: temperature ?? defaults.temperature, topP: topP ?? defaults.topP,
+            topK: topK ?? defaults.topK, seed: seed ?? defaults.seed
+        )
+    }
+}
+
 /// A client's generation request.
 public struct Generate: Sendable, Equatable {
     /// The client's id for this request; every `token`, `done` and `error` reply carries it.
@@ -320,9 +352,12 @@ public struct Generate: Sendable, Equatable {
     public var prompt: String
     /// The stated preference, e.g. "concise, friendly"; empty means every expert equally.
     public var preference: String
+    /// The most new tokens; 0 means the cluster's default.
     public var maxNewTokens: UInt32
-    public var sampling: SamplingParameters
-    public var merge: MergeMode
+    /// Sampling; unset fields take the cluster's defaults.
+    public var sampling: SamplingRequest
+    /// How to combine the experts; nil means the cluster's default.
+    public var merge: MergeMode?
     /// Strings that end the generation when they appear in the text (not included in it).
     public var stop: [String]
     /// Send each expert's top-k and the weights with every token (for `--trace`).
@@ -330,7 +365,7 @@ public struct Generate: Sendable, Equatable {
 
     public init(
         request: UInt64, prompt: String, preference: String, maxNewTokens: UInt32,
-        sampling: SamplingParameters = SamplingParameters(), merge: MergeMode = .probability,
+        sampling: SamplingRequest = SamplingRequest(), merge: MergeMode? = nil,
         stop: [String] = [], trace: Bool = false
     ) {
         self.request = request

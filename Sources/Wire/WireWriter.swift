@@ -10,6 +10,18 @@ protocol WireSink {
     mutating func f32Array(_ values: [Float])
 }
 
+extension WireSink {
+    /// A presence byte (0 or 1), then the value when there is one.
+    mutating func optional<T>(_ value: T?, _ write: (inout Self, T) -> Void) {
+        if let value {
+            u8(1)
+            write(&self, value)
+        } else {
+            u8(0)
+        }
+    }
+}
+
 /// Counts the bytes of a frame without writing it.
 struct SizeCounter: WireSink {
     var count = 0

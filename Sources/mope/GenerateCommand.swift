@@ -32,11 +32,15 @@ enum GenerateCommand: ParsableCommand {
             .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5555", help: "The coordinator's endpoint."),
             .value("preference", "text", default: "", help: "The preference, e.g. \"concise, friendly\"."),
             .value("max-tokens", "n", default: "0", help: "The most new tokens (0: the cluster's default)."),
-            .value("temperature", "t", default: "0", help: "Sampling temperature; 0 is greedy."),
-            .value("top-p", "p", default: "1", help: "Nucleus threshold in (0, 1]."),
-            .value("top-k", "n", default: "0", help: "Sample among this many merged tokens (0: all)."),
-            .value("seed", "n", default: "0", help: "Seed of the sampler (the same seed gives the same text)."),
-            .value("merge", "mode", default: "probability", help: "probability (the paper's mixture) or logit."),
+            .value("temperature", "t", help: "Sampling temperature; 0 is greedy (default: the cluster's, 0 unless "
+                + "its config says)."),
+            .value("top-p", "p", help: "Nucleus threshold in (0, 1] (default: the cluster's, 1 unless its config "
+                + "says)."),
+            .value("top-k", "n", help: "Sample among this many merged tokens, 0 for all (default: the cluster's)."),
+            .value("seed", "n", help: "Seed of the sampler; the same seed gives the same text (default: the "
+                + "cluster's)."),
+            .value("merge", "mode", help: "probability (the paper's mixture) or logit (default: the cluster's, "
+                + "probability unless its config says)."),
             .repeating("stop", "text", help: "End the answer at this text (not included); may be repeated."),
             .value("trace", "file", help: "Write one JSON line per token with the weights and each expert's top-k."),
             .value("timeout", "seconds", default: "300", help: "The deadline of the whole request."),
@@ -101,26 +105,27 @@ enum GenerateCommand: ParsableCommand {
             throw UsageError.invalidValue(option: "prompt", value: "", expected: "a non-empty message")
         }
         let maxTokens = try arguments.require("max-tokens", as: UInt32.self)
-        let temperature = try arguments.require("temperature", as: Float.self)
-        guard temperature.isFinite, temperature >= 0 else {
+        let temperature = try arguments.value("temperature", as: Float.self)
+        if let temperature, !(temperature.isFinite && temperature >= 0) {
             throw UsageError.invalidValue(option: "temperature", value: "\(temperature)", expected: "a number ≥ 0")
         }
-        let topP = try arguments.require("top-p", as: Float.self)
-        guard topP > 0, topP <= 1 else {
+        let topP = try arguments.value("top-p", as: Float.self)
+        if let topP, !(topP > 0 && topP <= 1) {
             throw UsageError.invalidValue(option: "top-p", value: "\(topP)", expected: "a number in (0, 1]")
         }
-        let topK = try arguments.require("top-k", as: UInt32.self)
-        let seed = try arguments.require("seed", as: UInt64.self)
-        let mergeName = try arguments.require("merge")
-        let merge: MergeMode
-        switch mergeName {
+        let topK = try arguments.value("top-k", as: UInt32.self)
+        let seed = try arguments.value("seed", as: UInt64.self)
+        var merge: MergeMode?
+        switch arguments.value("merge") {
+        case nil: merge = nil
         case "probability": merge = .probability
         case "logit": merge = .logit
-        default: throw UsageError.invalidValue(option: "merge", value: mergeName, expected: "probability or logit")
+        case let other?:
+            throw UsageError.invalidValue(option: "merge", value: other, expected: "probability or logit")
         }
         return Generate(
             request: 0, prompt: prompt, preference: arguments.value("preference") ?? "", maxNewTokens: maxTokens,
-            sampling: SamplingParameters(temperature: temperature, topP: topP, topK: topK, seed: seed),
+            sampling: SamplingRequest(temperature: temperature, topP: topP, topK: topK, seed: seed),
             merge: merge, stop: arguments.values("stop"), trace: arguments.value("trace") != nil
         )
     }

@@ -103,6 +103,35 @@ func closes(_ directives: [SessionDirective]) -> Set<WorkerID> {
         #expect(session.state == .closed)
     }
 
+    @Test("a request's sampling fields and merge mode override the cluster's defaults; unset ones take them")
+    func samplingDefaults() throws {
+        let settings = SessionSettings(
+            topK: 4, defaultSampling: SamplingParameters(temperature: 0.7, topP: 0.9, topK: 20, seed: 5),
+            defaultMerge: .logit, vocabSize: 100, eosTokenIDs: [0]
+        )
+        func session(_ sampling: SamplingRequest, _ merge: MergeMode?) throws -> CoordinatorSession {
+            CoordinatorSession(
+                id: 1, request: Generate(request: 1, prompt: "Hi", preference: "", maxNewTokens: 1,
+                                         sampling: sampling, merge: merge),
+                preference: try PreferenceSpec.parse(""), experts: [SessionExpert(name: "concise", dimension: nil)],
+                settings: settings, controller: UniformController(), decoder: TableDecoder(table: [:]), now: 0
+            )
+        }
+        let defaults = try session(SamplingRequest(), nil)
+        #expect(defaults.sampling == SamplingParameters(temperature: 0.7, topP: 0.9, topK: 20, seed: 5))
+        #expect(defaults.mergeMode == .logit)
+        let mixed = try session(SamplingRequest(temperature: 0, seed: 11), .probability)
+        #expect(mixed.sampling == SamplingParameters(temperature: 0, topP: 0.9, topK: 20, seed: 11))
+        #expect(mixed.mergeMode == .probability)
+        let config = try ClusterConfig.decode(Data("""
+            {"experts": [{"name": "concise", "model": "m.gguf"}], "merge": "logit",
+             "sampling": {"temperature": 0.5, "seed": 3}}
+            """.utf8))
+        let fromConfig = SessionSettings(config: config, vocabSize: 100, eosTokenIDs: [])
+        #expect(fromConfig.defaultSampling == SamplingParameters(temperature: 0.5, topP: 1, topK: 0, seed: 3))
+        #expect(fromConfig.defaultMerge == .logit)
+    }
+
     @Test("desync and unknown session are answered with a replay of every chosen token",
           arguments: [ErrorCode.desync, .unknownSession])
     func desyncReplays(code: ErrorCode) throws {

@@ -153,7 +153,8 @@ import Wire
         let replay = header(.replay) + le(UInt64(1)) + [7]
         #expect(decodeError(replay) == .unknownTag(field: "replay.request", tag: 7))
 
-        var generate = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 1)).encoded()
+        var generate = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 1,
+                                                 merge: .probability)).encoded()
         let mergeAt = generate.count - 6  // merge, stop count (4 bytes), trace
         generate[mergeAt] = 2
         #expect(decodeError(generate) == .unknownTag(field: "generate.merge", tag: 2))
@@ -168,6 +169,14 @@ import Wire
             return
         }
         #expect(field == "generate.trace")
+
+        var absent = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 1)).encoded()
+        absent[absent.count - 10] = 2  // the temperature's presence byte: 3 presence bytes, merge's, 4 + 1 follow
+        guard case .invalidValue(let presence, _) = decodeError(absent) else {
+            Issue.record("a presence byte of 2 decoded")
+            return
+        }
+        #expect(presence == "generate.sampling.temperature")
     }
 
     @Test("structurally invalid top-k lists and tail masses are rejected")

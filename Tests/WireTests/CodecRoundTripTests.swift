@@ -81,7 +81,13 @@ import Wire
         #expect(error.encoded() == header(.error) + le(UInt64(2)) + [3] + le(UInt32(0)))
         let generate = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 0,
                                                  merge: .logit, stop: ["a"], trace: true))
-        #expect(Array(generate.encoded().suffix(11)) == [1] + le(UInt32(1)) + le(UInt32(1)) + [0x61, 1])
+        // Sampling fields absent (four presence bytes of 0), merge present (1, then the logit tag 1).
+        #expect(generate.encoded() == header(.generate) + le(UInt64(1)) + le(UInt32(0)) + le(UInt32(0))
+            + le(UInt32(0)) + [0, 0, 0, 0] + [1, 1] + le(UInt32(1)) + le(UInt32(1)) + [0x61, 1])
+        let seeded = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 0,
+                                               sampling: SamplingRequest(seed: 7)))
+        #expect(seeded.encoded() == header(.generate) + le(UInt64(1)) + le(UInt32(0)) + le(UInt32(0))
+            + le(UInt32(0)) + [0, 0, 0, 1] + le(UInt64(7)) + [0] + le(UInt32(0)) + [0])
         #expect(Message.heartbeat.encoded() == [Wire.version, Message.Kind.heartbeat.rawValue])
     }
 
@@ -90,15 +96,15 @@ import Wire
         let nan = Float(bitPattern: 0x7FC0_1234)
         let message = Message.generate(Generate(
             request: 1, prompt: "p", preference: "", maxNewTokens: 1,
-            sampling: SamplingParameters(temperature: nan, topP: -0.0, topK: 0, seed: 0)
+            sampling: SamplingRequest(temperature: nan, topP: -0.0, topK: 0, seed: 0)
         ))
         let bytes = message.encoded()
         guard case .generate(let decoded) = try WireCodec.decode(bytes) else {
             Issue.record("decoded another kind")
             return
         }
-        #expect(decoded.sampling.temperature.bitPattern == 0x7FC0_1234)
-        #expect(decoded.sampling.topP.bitPattern == (-0.0 as Float).bitPattern)
+        #expect(decoded.sampling.temperature?.bitPattern == 0x7FC0_1234)
+        #expect(decoded.sampling.topP?.bitPattern == (-0.0 as Float).bitPattern)
         #expect(Message.generate(decoded).encoded() == bytes)
     }
 

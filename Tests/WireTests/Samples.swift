@@ -52,8 +52,15 @@ enum Samples {
             .error(ErrorReply(session: 42, code: .desync, text: "expected step 4, got 6")),
             .generate(Generate(
                 request: 9, prompt: "Tell me about " + unicode, preference: "concise, friendly", maxNewTokens: 64,
-                sampling: SamplingParameters(temperature: 0.7, topP: 0.9, topK: 40, seed: 1),
+                sampling: SamplingRequest(temperature: 0.7, topP: 0.9, topK: 40, seed: 1),
                 merge: .logit, stop: ["\n\n", "</s>"], trace: true
+            )),
+            .generate(Generate(
+                request: 10, prompt: "p", preference: "", maxNewTokens: 0, sampling: SamplingRequest(temperature: 1)
+            )),
+            .generate(Generate(
+                request: 11, prompt: "p", preference: "", maxNewTokens: 0, sampling: SamplingRequest(topK: 5, seed: 3),
+                merge: .probability
             )),
             .generate(Generate(request: 0, prompt: "", preference: "", maxNewTokens: 0)),
             .token(TokenEvent(
@@ -104,7 +111,7 @@ enum Samples {
             .error(ErrorReply(session: .max, code: .timeout, text: unicode)),
             .generate(Generate(
                 request: .max, prompt: longText, preference: unicode, maxNewTokens: .max,
-                sampling: SamplingParameters(
+                sampling: SamplingRequest(
                     temperature: .infinity, topP: -.leastNonzeroMagnitude, topK: .max, seed: .max
                 ),
                 merge: .probability, stop: Array(repeating: unicode, count: WireLimits.maxStopStrings), trace: false

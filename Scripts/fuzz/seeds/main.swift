@@ -37,7 +37,7 @@ let seeds: [Message] = [
     .error(ErrorReply(session: 42, code: .desync, text: "expected step 4")),
     .generate(Generate(
         request: 9, prompt: unicode, preference: "concise, friendly", maxNewTokens: 64,
-        sampling: SamplingParameters(temperature: 0.7, topP: 0.9, topK: 40, seed: 1), merge: .logit,
+        sampling: SamplingRequest(temperature: 0.7, topP: 0.9, topK: 40, seed: 1), merge: .logit,
         stop: ["\n\n", "</s>"], trace: true
     )),
     .token(TokenEvent(
