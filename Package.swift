@@ -41,7 +41,9 @@ let package = Package(
         // MARK: Executables
         .executableTarget(
             name: "mope",
-            dependencies: ["CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference", "Training"]
+            dependencies: [
+                "CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference", "Training", "ProcessSupport",
+            ]
         ),
         // A tiny peer process for the ZeroMQ binding's multi-process tests.
         .executableTarget(name: "mope-zmq-peer", dependencies: ["ZeroMQ"]),

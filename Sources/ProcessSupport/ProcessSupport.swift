@@ -89,3 +89,37 @@ public final class LoopControl: Sendable {
         return state.withLock { $0 }
     }
 }
+
+/// Ends a child process whose launcher is gone. `mope cluster` names itself in its children's environment
+/// (`MOPE_LAUNCHER_PID`); a child started that way checks twice a second that the launcher is still its parent.
+/// When it is not (the launcher died, even by SIGKILL, and the child was re-parented), the child sends itself
+/// SIGTERM once, so it drains and exits as on any stop instead of living on as an orphan that holds its port.
+public enum ParentWatch {
+    /// The environment variable a launcher sets to its own pid in the environment of its children.
+    public static let variable = "MOPE_LAUNCHER_PID"
+
+    private static let started = Mutex(false)
+
+    /// Starts watching when the environment names a launcher; does nothing otherwise (or when already started).
+    public static func startIfLaunched() {
+        guard let value = getenv(variable), let launcher = pid_t(String(cString: value)), launcher > 1 else {
+            return
+        }
+        let first = started.withLock { started in
+            defer { started = true }
+            return !started
+        }
+        guard first else { return }
+        var thread = pthread_t()
+        let context = UnsafeMutableRawPointer(bitPattern: Int(launcher))
+        if pthread_create(&thread, nil, { context in
+            let launcher = pid_t(truncatingIfNeeded: Int(bitPattern: context))
+            while getppid() == launcher { usleep(500_000) }
+            StandardStreams.writeError("the launcher (pid \(launcher)) is gone; shutting down\n")
+            kill(getpid(), SIGTERM)
+            return nil
+        }, context) == 0 {
+            pthread_detach(thread)
+        }
+    }
+}

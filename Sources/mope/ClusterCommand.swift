@@ -1,6 +1,7 @@
 import CLI
 import Coordinator
 import Foundation
+import ProcessSupport
 import Synchronization
 import ZeroMQ
 
@@ -28,6 +29,8 @@ enum ClusterCommand: ParsableCommand {
             --stop-grace seconds. The launcher exits 0 after a requested stop, 1 if the coordinator dies or
             the cluster is not ready within --ready-timeout seconds (the children are stopped then too).
             A worker that dies is reported and not restarted (the coordinator fails over or degrades).
+            If the launcher itself dies (even by SIGKILL), its children notice within a second that their
+            parent is gone and drain and exit as on SIGTERM.
             """,
         options: [
             .value("config", "file", help: "The cluster config JSON."),
@@ -188,6 +191,9 @@ final class Launcher: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment[ParentWatch.variable] = "\(getpid())"
+        process.environment = environment
         if let stderr { process.standardError = stderr }
         process.terminationHandler = { [events] process in
             events.yield(.exited(name: name, status: process.terminationStatus, isCoordinator: isCoordinator))

@@ -1,4 +1,5 @@
 import CLI
+import ProcessSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -17,5 +18,7 @@ enum Mope: ParsableCommand {
     )
 }
 
+// A child of `mope cluster` stops when the launcher is gone.
+ParentWatch.startIfLaunched()
 let code = await CLI.run(Mope.self, arguments: Array(CommandLine.arguments.dropFirst()))
 exit(code)

@@ -214,6 +214,45 @@ struct ClusterTests {
         }
     }
 
+    @Test("when mope cluster is killed with SIGKILL, its children see the launcher gone and exit on their own")
+    func orphansExit() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise], maxNewTokens: 6)
+        let output = cluster.directory.appendingPathComponent("launcher.out").path
+        let launcher = try cluster.group.spawn(
+            cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
+            log: output
+        )
+        let ready = ContinuousClock.now.advanced(by: .seconds(90))
+        while ContinuousClock.now < ready {
+            if ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("cluster ready") { break }
+            usleep(50_000)
+        }
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        try #require(text.contains("cluster ready"), "\(text)")
+        let children = text.split(separator: "\n").compactMap { line -> pid_t? in
+            guard let range = line.range(of: " pid ") else { return nil }
+            return pid_t(line[range.upperBound...])
+        }
+        #expect(children.count == 2)
+        // The launcher leads its own process group, which the harness's group kill does not reach.
+        defer { for child in children { kill(child, SIGKILL) } }
+
+        cluster.group.signal(launcher, SIGKILL)
+        _ = cluster.group.wait(launcher, timeout: .seconds(10))
+        // Re-parented children: gone, or zombies waiting for their new parent to reap them.
+        func exited(_ pid: pid_t) -> Bool {
+            guard kill(pid, 0) == 0 else { return true }
+            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+            guard let close = stat.lastIndex(of: ")") else { return true }
+            return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+        }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while ContinuousClock.now < deadline, !children.allSatisfy(exited) { usleep(100_000) }
+        for child in children {
+            #expect(exited(child), "child \(child) outlived its launcher")
+        }
+    }
+
     // MARK: Helpers
 
     /// The expert's own greedy token ids, computed in this process with the worker's prompt rendering.
