@@ -180,22 +180,7 @@ struct ClusterTests {
     @Test("mope cluster starts every process, reports ready, serves mope generate, and stops them all on SIGTERM")
     func launcherStartsAndStops() throws {
         let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 6)
-        let output = cluster.directory.appendingPathComponent("launcher.out").path
-        let launcher = try cluster.group.spawn(
-            cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
-            log: output
-        )
-        let deadline = ContinuousClock.now.advanced(by: .seconds(90))
-        while ContinuousClock.now < deadline {
-            if ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("cluster ready") { break }
-            usleep(50_000)
-        }
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        try #require(text.contains("cluster ready"), "\(text)")
-        let children = text.split(separator: "\n").compactMap { line -> pid_t? in
-            guard let range = line.range(of: " pid ") else { return nil }
-            return pid_t(line[range.upperBound...])
-        }
+        let (launcher, children) = try startLauncher(cluster)
         #expect(children.count == 3)
 
         let generated = cluster.directory.appendingPathComponent("generate.out").path
@@ -217,22 +202,7 @@ struct ClusterTests {
     @Test("when mope cluster is killed with SIGKILL, its children see the launcher gone and exit on their own")
     func orphansExit() throws {
         let cluster = try TestCluster(experts: [TinyExperts.concise], maxNewTokens: 6)
-        let output = cluster.directory.appendingPathComponent("launcher.out").path
-        let launcher = try cluster.group.spawn(
-            cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
-            log: output
-        )
-        let ready = ContinuousClock.now.advanced(by: .seconds(90))
-        while ContinuousClock.now < ready {
-            if ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("cluster ready") { break }
-            usleep(50_000)
-        }
-        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        try #require(text.contains("cluster ready"), "\(text)")
-        let children = text.split(separator: "\n").compactMap { line -> pid_t? in
-            guard let range = line.range(of: " pid ") else { return nil }
-            return pid_t(line[range.upperBound...])
-        }
+        let (launcher, children) = try startLauncher(cluster)
         #expect(children.count == 2)
         // The launcher leads its own process group, which the harness's group kill does not reach.
         defer { for child in children { kill(child, SIGKILL) } }
@@ -254,6 +224,28 @@ struct ClusterTests {
     }
 
     // MARK: Helpers
+
+    /// Starts `mope cluster` on the test cluster's config and waits until it reports ready; the launcher's pid
+    /// and the pids of the children it reported.
+    func startLauncher(_ cluster: TestCluster) throws -> (launcher: pid_t, children: [pid_t]) {
+        let output = cluster.directory.appendingPathComponent("launcher.out").path
+        let launcher = try cluster.group.spawn(
+            cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
+            log: output
+        )
+        let deadline = ContinuousClock.now.advanced(by: .seconds(90))
+        while ContinuousClock.now < deadline {
+            if ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("cluster ready") { break }
+            usleep(50_000)
+        }
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        try #require(text.contains("cluster ready"), "\(text)")
+        let children = text.split(separator: "\n").compactMap { line -> pid_t? in
+            guard let range = line.range(of: " pid ") else { return nil }
+            return pid_t(line[range.upperBound...])
+        }
+        return (launcher, children)
+    }
 
     /// The expert's own greedy token ids, computed in this process with the worker's prompt rendering.
     func greedyTokens(_ expert: TestExpert, prompt: String, maxTokens: Int) throws -> [UInt32] {
