@@ -24,8 +24,9 @@ public struct DiagnosisRecord: Sendable, Codable {
 
 extension Evaluator {
     /// Measures whether the experts differ on the rewards: for every prompt and sample, the base model (default
-    /// system prompt) and each expert alone, and for every combination its uniform mixture, each "tilt" (weight
-    /// `tilt` on one of its experts, the rest shared by the other two) and preference prompting.
+    /// system prompt) and each expert alone, and for every combination its uniform mixture (merged as a probability
+    /// mixture and as a product of experts), each "tilt" (weight `tilt` on one of its experts, the rest shared by
+    /// the other two) and preference prompting.
     /// With `expertsOnly`, the combinations' mixtures and prompting are skipped.
     public func diagnose(reward: inout ReferenceNormalisedReward, samples: Int, tilt: Float, expertsOnly: Bool = false,
                          progress: (Int, Int) -> Void = { _, _ in }) throws(TrainingError) -> [DiagnosisRecord]
@@ -55,6 +56,10 @@ extension Evaluator {
                     requests.append(DecodeRequest(user: user, sessions: sessions,
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling))
                     tags.append(("uniform", label))
+                    requests.append(DecodeRequest(user: user, sessions: sessions,
+                                                  policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
+                                                  mode: .logit))
+                    tags.append(("uniform logit", label))
                     for d in combo.dimensions {
                         var w = [Float](repeating: 0, count: 6)
                         for e in combo.dimensions { w[e.ordinal] = (1 - tilt) / 2 }

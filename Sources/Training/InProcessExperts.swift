@@ -153,16 +153,20 @@ public struct DecodeRequest: Sendable {
     public var sampling: SamplingParameters
     /// Whether to record the PCM's features and the experts' probabilities at every step (for REBEL).
     public var record: Bool
+    /// How the experts' distributions are combined. `logProb` and the recorded steps describe the probability
+    /// mixture, so REBEL training uses `.probability`.
+    public var mode: MergeMode
 
     /// Creates a request.
     public init(user: String, sessions: [(slot: Int, system: String?)], policy: WeightPolicy,
-                sampling: SamplingParameters, record: Bool = false)
+                sampling: SamplingParameters, record: Bool = false, mode: MergeMode = .probability)
     {
         self.user = user
         self.sessions = sessions
         self.policy = policy
         self.sampling = sampling
         self.record = record
+        self.mode = mode
     }
 }
 
@@ -280,7 +284,7 @@ extension InProcessExperts {
                     mask = m
                     alpha = network.weights(features, mask: mask)
                 }
-                let merged = merger.merge(slotLists, weights: alpha, mode: .probability)
+                let merged = merger.merge(slotLists, weights: alpha, mode: requests[r].mode)
                 guard let chosen = samplers[r].sample(merged) else {
                     done[r] = true
                     continue

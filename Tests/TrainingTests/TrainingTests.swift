@@ -101,11 +101,12 @@ struct ExpertiseShareReward: TrainingReward {
                                                prompts: prompts, cachePath: nil)
         let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
         let records = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6)
-        // base + 6 experts, then per combination: uniform, 3 tilts, prompting.
-        #expect(records.count == 7 + 8 * 5)
+        // base + 6 experts, then per combination: uniform (probability and logit merge), 3 tilts, prompting.
+        #expect(records.count == 7 + 8 * 6)
         #expect(Set(records.filter { $0.combination == nil }.map(\.method))
                 == Set(["base"] + PreferenceDimension.allCases.map { "only \($0.rawValue)" }))
         #expect(records.filter { $0.method == "uniform" }.count == 8)
+        #expect(records.filter { $0.method == "uniform logit" }.count == 8)
         for r in records { #expect(r.normalised.allSatisfy { (0...1).contains($0) }) }
         let alone = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6, expertsOnly: true)
         #expect(alone.count == 7)
