@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "ExpertTests", dependencies: ["Expert", "Wire", "Inference"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Wire", "Preference", "Inference"]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Wire"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ClusterTests", dependencies: [
             "mope", "Wire", "ZeroMQ", "Coordinator", "Preference", "Inference", "Expert", "TestKit",

@@ -1,7 +1,8 @@
 import Foundation
 
 /// One generated token as the REBEL objective needs it: the PCM's features at that step, which slots were
-/// active, and each active expert's probability π_i(y_t) of the token that was drawn.
+/// active, each active expert's probability π_i(y_t) of the token that was drawn and, for a tempered draw, every
+/// active expert's probability of every candidate the draw chose among.
 public struct RebelStep: Sendable, Codable, Equatable {
     /// The PCM's input at this step.
     public var features: [Float]
@@ -9,12 +10,93 @@ public struct RebelStep: Sendable, Codable, Equatable {
     public var mask: [Bool]
     /// π_i(y_t) for each slot (its listed probability, or the merge's missing-token estimate); 0 when inactive.
     public var expertProbs: [Float]
+    /// Per slot, π_i(u) of every candidate u of the draw (the union of the active experts' lists, listed or
+    /// estimated); empty for an inactive slot. Nil when the step was not drawn at a temperature.
+    public var candidateProbs: [[Float]]?
+    /// The drawn token's index among the candidates.
+    public var chosen: Int
+    /// 1/T of the draw. With candidates, the token's log-probability is the tempered one the sampler drew from,
+    /// β log m(y_t) − log Σ_u m(u)^β with m(u) = Σ_i α_i π_i(u); without, the plain mixture's log m(y_t).
+    public var inverseTemperature: Float
 
     /// Creates a step.
-    public init(features: [Float], mask: [Bool], expertProbs: [Float]) {
+    public init(features: [Float], mask: [Bool], expertProbs: [Float], candidateProbs: [[Float]]? = nil,
+                chosen: Int = 0, inverseTemperature: Float = 1)
+    {
         self.features = features
         self.mask = mask
         self.expertProbs = expertProbs
+        self.candidateProbs = candidateProbs
+        self.chosen = chosen
+        self.inverseTemperature = inverseTemperature
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case features, mask, expertProbs, candidateProbs, chosen, inverseTemperature
+    }
+
+    /// Decodes a step; the candidate fields are optional (steps recorded without them use the plain mixture).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        features = try c.decode([Float].self, forKey: .features)
+        mask = try c.decode([Bool].self, forKey: .mask)
+        expertProbs = try c.decode([Float].self, forKey: .expertProbs)
+        candidateProbs = try c.decodeIfPresent([[Float]].self, forKey: .candidateProbs)
+        chosen = try c.decodeIfPresent(Int.self, forKey: .chosen) ?? 0
+        inverseTemperature = try c.decodeIfPresent(Float.self, forKey: .inverseTemperature) ?? 1
+    }
+
+    /// Whether the exact tempered log-probability applies (candidates recorded, the chosen index among them).
+    var isTempered: Bool {
+        guard let candidateProbs, inverseTemperature > 0 else { return false }
+        return mask.indices.contains { i in
+            mask[i] && i < candidateProbs.count && candidateProbs[i].indices.contains(chosen)
+        }
+    }
+
+    /// log q(y_t) under weights α and, with `gradient`, ∂ log q / ∂α_j for every slot (0 where inactive).
+    public func logProb(alpha: [Float], gradient: UnsafeMutableBufferPointer<Double>? = nil) -> Double {
+        let s = mask.count
+        guard isTempered, let candidates = candidateProbs else {
+            // The plain mixture: log Σ α_i p_i, ∂/∂α_j = p_j / π.
+            var pi = 0.0
+            for i in 0..<s where mask[i] { pi += Double(alpha[i]) * Double(expertProbs[i]) }
+            pi = max(pi, 1e-30)
+            if let gradient {
+                for j in 0..<s { gradient[j] = mask[j] ? Double(expertProbs[j]) / pi : 0 }
+            }
+            return log(pi)
+        }
+        let beta = Double(inverseTemperature)
+        let count = candidates.indices.filter { mask[$0] }.map { candidates[$0].count }.min() ?? 0
+        var m = [Double](repeating: 0, count: count)
+        for i in 0..<s where mask[i] && i < candidates.count {
+            let a = Double(alpha[i])
+            for u in 0..<count { m[u] += a * Double(candidates[i][u]) }
+        }
+        for u in 0..<count { m[u] = max(m[u], 1e-30) }
+        // log Σ_u m(u)^β, stably.
+        var top = -Double.infinity
+        for u in 0..<count { top = max(top, beta * log(m[u])) }
+        var sum = 0.0
+        for u in 0..<count { sum += exp(beta * log(m[u]) - top) }
+        let logZ = top + log(sum)
+        let result = beta * log(m[chosen]) - logZ
+        if let gradient {
+            // ∂/∂α_j = β π_j(y)/m(y) − β Σ_u q(u) π_j(u)/m(u), with q(u) = m(u)^β / Z.
+            var qOverM = [Double](repeating: 0, count: count)
+            for u in 0..<count { qOverM[u] = exp(beta * log(m[u]) - logZ) / m[u] }
+            for j in 0..<s {
+                guard mask[j], j < candidates.count else {
+                    gradient[j] = 0
+                    continue
+                }
+                var expected = 0.0
+                for u in 0..<count { expected += qOverM[u] * Double(candidates[j][u]) }
+                gradient[j] = beta * (Double(candidates[j][chosen]) / m[chosen] - expected)
+            }
+        }
+        return result
     }
 }
 
@@ -55,18 +137,17 @@ public struct RebelPair: Sendable, Codable, Equatable {
 ///
 ///     ((log π_θ(y) − log π_θt(y)) − (log π_θ(y′) − log π_θt(y′)) − η (R(y) − R(y′)))²
 ///
-/// with log π_θ(y) = Σ_t log Σ_i α_i(θ; x_t) π_i(y_t), plus `l2` · |θ|². Experts are frozen, so π_i(y_t) is
-/// recorded once at generation; the loss and its gradient (written out below: through the mixture, the masked
+/// with log π_θ(y) = Σ_t log q_θ(y_t), plus `l2` · |θ|², where q_θ is the distribution the token was drawn from:
+/// the mixture m_θ(u) = Σ_i α_i(θ; x_t) π_i(u) tempered and renormalised over the step's candidates,
+/// q_θ(u) = m_θ(u)^β / Σ_v m_θ(v)^β (β = 1/T), or log m_θ(y_t) itself for a step recorded without candidates
+/// (`RebelStep.logProb`). Experts are frozen, so the π_i are recorded once at generation; the loss and its gradient (written out below: through the mixture, the masked
 /// softmax, the output layer, tanh and the first layer) cost a few MLP passes per recorded token.
 public enum Rebel {
     /// log π_θ(y) of one trajectory.
     public static func logProb(_ network: PCMNetwork, _ trajectory: RebelTrajectory) -> Double {
         var total = 0.0
         for step in trajectory.steps {
-            let alpha = network.weights(step.features, mask: step.mask)
-            var pi: Float = 0
-            for i in alpha.indices where step.mask[i] { pi += alpha[i] * step.expertProbs[i] }
-            total += Double(log(max(pi, 1e-30)))
+            total += step.logProb(alpha: network.weights(step.features, mask: step.mask))
         }
         return total
     }
@@ -124,17 +205,18 @@ public enum Rebel {
         let p = network.parameters
         var total = 0.0
         var gz = [Double](repeating: 0, count: s)
+        var galpha = [Double](repeating: 0, count: s)
         var ga = [Double](repeating: 0, count: hn)
         for step in trajectory.steps {
             let (h, z) = network.activations(step.features)
             let alpha = PCMNetwork.maskedSoftmax(z, mask: step.mask)
-            var pi = 0.0
-            for i in 0..<s where step.mask[i] { pi += Double(alpha[i]) * Double(step.expertProbs[i]) }
-            pi = max(pi, 1e-30)
-            total += log(pi)
-            // ∂ log Σ α_i p_i / ∂ z_j = α_j (p_j − π) / π over the active slots.
+            total += galpha.withUnsafeMutableBufferPointer { step.logProb(alpha: alpha, gradient: $0) }
+            // Through the masked softmax: ∂/∂z_j = α_j (g_j − Σ_i α_i g_i) over the active slots, g = ∂ log q/∂α
+            // (for the plain mixture, α_j (p_j − π) / π).
+            var mean = 0.0
+            for i in 0..<s where step.mask[i] { mean += Double(alpha[i]) * galpha[i] }
             for j in 0..<s {
-                gz[j] = step.mask[j] ? Double(alpha[j]) * (Double(step.expertProbs[j]) - pi) / pi : 0
+                gz[j] = step.mask[j] ? Double(alpha[j]) * (galpha[j] - mean) : 0
             }
             for j in 0..<s where gz[j] != 0 {
                 gradient[network.b2Offset + j] += gz[j]

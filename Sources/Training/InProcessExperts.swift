@@ -178,7 +178,9 @@ public struct DecodeResult: Sendable {
     public var text: String
     /// The recorded steps (when requested; the end token's step included).
     public var steps: [RebelStep]
-    /// log Σ_i α_i π_i(y_t) summed over the steps.
+    /// The log-probability of the tokens under the distribution they were drawn from, summed over the steps
+    /// (`RebelStep.logProb`: the tempered mixture renormalised over the candidates; log Σ_i α_i π_i(y_t) when
+    /// greedy, truncated by top-k/top-p, or merged as a product of experts).
     public var logProb: Double
     /// The mean of the weights α over the steps, per slot.
     public var meanWeights: [Float]
@@ -290,22 +292,28 @@ extension InProcessExperts {
                     continue
                 }
                 var probs = [Float](repeating: 0, count: 6)
-                var pi: Float = 0
                 for i in 0..<6 where mask[i] {
                     guard let list = slotLists[i] else { continue }
-                    if let j = list.ids.firstIndex(of: chosen) {
-                        probs[i] = exp(list.logProbs[j])
-                    } else {
-                        probs[i] = Merger.missingTokenEstimate(list, vocabSize: vocab)
-                    }
-                    pi += alpha[i] * probs[i]
+                    probs[i] = Self.probability(of: chosen, in: list, vocabSize: vocab)
                 }
-                results[r].logProb += Double(log(max(pi, 1e-30)))
+                var recorded = RebelStep(features: features, mask: mask, expertProbs: probs)
+                // A draw at a temperature without truncation is from the tempered mixture renormalised over the
+                // candidates: record every active expert's probability of each, for its exact log-probability.
+                let sampling = requests[r].sampling
+                if requests[r].mode == .probability, sampling.temperature.isFinite, sampling.temperature > 0,
+                   sampling.topK == 0, !(sampling.topP < 1), let chosenIndex = merged.ids.firstIndex(of: chosen)
+                {
+                    recorded.candidateProbs = (0..<6).map { i in
+                        guard mask[i], let list = slotLists[i] else { return [] }
+                        return Self.probabilities(of: merged.ids, in: list, vocabSize: vocab)
+                    }
+                    recorded.chosen = chosenIndex
+                    recorded.inverseTemperature = 1 / sampling.temperature
+                }
+                results[r].logProb += recorded.logProb(alpha: alpha)
                 for i in 0..<6 { results[r].meanWeights[i] += alpha[i] }
                 stepsTaken[r] += 1
-                if requests[r].record {
-                    results[r].steps.append(RebelStep(features: features, mask: mask, expertProbs: probs))
-                }
+                if requests[r].record { results[r].steps.append(recorded) }
                 let token = Int32(bitPattern: chosen)
                 if isStop(token) {
                     done[r] = true
@@ -334,5 +342,20 @@ extension InProcessExperts {
             results[r].meanWeights = results[r].meanWeights.map { $0 / count }
         }
         return results
+    }
+
+    /// An expert's probability of `token`: listed, or the merge's missing-token estimate.
+    static func probability(of token: UInt32, in list: TopKCandidates, vocabSize: Int) -> Float {
+        if let j = list.ids.firstIndex(of: token) { return exp(list.logProbs[j]) }
+        return Merger.missingTokenEstimate(list, vocabSize: vocabSize)
+    }
+
+    /// An expert's probability of each of `tokens` (listed, or the missing-token estimate).
+    static func probabilities(of tokens: [UInt32], in list: TopKCandidates, vocabSize: Int) -> [Float] {
+        var listed: [UInt32: Float] = [:]
+        listed.reserveCapacity(list.ids.count)
+        for (id, lp) in zip(list.ids, list.logProbs) where listed[id] == nil { listed[id] = exp(lp) }
+        let estimate = Merger.missingTokenEstimate(list, vocabSize: vocabSize)
+        return tokens.map { listed[$0] ?? estimate }
     }
 }

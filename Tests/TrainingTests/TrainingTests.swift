@@ -3,6 +3,7 @@ import Inference
 import Preference
 import Testing
 import Training
+import Wire
 
 /// A reward the tiny random-weight experts differ on by construction: the share of each drawn token's
 /// probability that the combination's expertise expert (elementary or knowledgeable) gave it, averaged over
@@ -91,6 +92,31 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(loaded == resumed.network)
         let csv = try String(contentsOfFile: dir + "/rewards.csv", encoding: .utf8)
         #expect(csv.split(separator: "\n").count == 5)
+    }
+
+    @Test("a tempered draw records its candidates, and the response's log-probability is the tempered one")
+    func temperedSteps() throws {
+        let experts = try Self.experts()
+        let sessions = [0, 2, 4].map { (slot: $0, system: Optional("Be \(PreferenceDimension.allCases[$0].rawValue).")) }
+        let alpha: [Float] = [1.0 / 3, 0, 1.0 / 3, 0, 1.0 / 3, 0]
+        let tempered = DecodeRequest(user: "hi", sessions: sessions, policy: .fixed([1, 1, 1, 1, 1, 1]),
+                                     sampling: SamplingParameters(temperature: 0.7, seed: 5), record: true)
+        var greedy = tempered
+        greedy.sampling = SamplingParameters(temperature: 0)
+        let results = try experts.decode([tempered, greedy], maxTokens: 4)
+        let steps = results[0].steps
+        try #require(!steps.isEmpty)
+        for step in steps {
+            let candidates = try #require(step.candidateProbs)
+            #expect(candidates.indices.allSatisfy { step.mask[$0] == !candidates[$0].isEmpty })
+            #expect(candidates[0].indices.contains(step.chosen))
+            #expect(abs(step.inverseTemperature - 1 / 0.7) < 1e-6)
+            // The drawn token's listed probability is among the candidates'.
+            #expect(abs(candidates[0][step.chosen] - step.expertProbs[0]) < 1e-6)
+        }
+        let sum = steps.reduce(0.0) { $0 + $1.logProb(alpha: alpha) }
+        #expect(abs(results[0].logProb - sum) < 1e-4 * max(1, abs(sum)))
+        #expect(results[1].steps.allSatisfy { $0.candidateProbs == nil })
     }
 
     @Test("the diagnosis scores the base model, every expert, and each combination's mixtures and prompting")
