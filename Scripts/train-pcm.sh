@@ -4,15 +4,15 @@
 #
 #   Scripts/train-pcm.sh [MODEL] [OUT]
 #
-# Sizes are chosen for a 2-core machine shared with other work: training ~30-45 minutes (STEPS × 4 items × 4
-# responses of at most 48 tokens, 48 sessions per forward pass), evaluation ~25 minutes (40 Koala prompts × 8
-# combinations × 6 methods). The experts use the system prompts of Configs/pcm/experts.json and every method
+# Sizes are chosen for a 2-core machine: training ~11 minutes when it has the machine to itself, 30-45 minutes
+# when shared (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per forward pass), evaluation
+# ~10 minutes alone, ~25 shared (40 Koala prompts × 8 combinations × 6 methods). The experts use the system prompts of Configs/pcm/experts.json and every method
 # samples at temperature 0.7 (see docs/PCM.md for why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUT=${2:-.build/pcm-run}
-STEPS=${STEPS:-80}
+STEPS=${STEPS:-40}
 BATCH=${BATCH:-4}
 LIMIT=${LIMIT:-40}
 TEMPERATURE=${TEMPERATURE:-0.7}
