@@ -105,6 +105,8 @@ public enum ParentWatch {
         guard let value = getenv(variable), let launcher = pid_t(String(cString: value)), launcher > 1 else {
             return
         }
+        // Not inherited further: a process this one starts has another parent.
+        unsetenv(variable)
         let first = started.withLock { started in
             defer { started = true }
             return !started
