@@ -42,7 +42,8 @@ let package = Package(
         .executableTarget(
             name: "mope",
             dependencies: [
-                "CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference", "Training", "ProcessSupport",
+                "CLI", "Wire", "ZeroMQ", "Inference", "Expert", "Coordinator", "Preference", "Training",
+                "ProcessSupport",
             ]
         ),
         // A tiny peer process for the ZeroMQ binding's multi-process tests.

@@ -137,11 +137,12 @@ public struct RebelPair: Sendable, Codable, Equatable {
 ///
 ///     ((log π_θ(y) − log π_θt(y)) − (log π_θ(y′) − log π_θt(y′)) − η (R(y) − R(y′)))²
 ///
-/// with log π_θ(y) = Σ_t log q_θ(y_t), plus `l2` · |θ|², where q_θ is the distribution the token was drawn from:
-/// the mixture m_θ(u) = Σ_i α_i(θ; x_t) π_i(u) tempered and renormalised over the step's candidates,
+/// with log π_θ(y) = Σ_t log q_θ(y_t), plus `l2` · |θ|², where q_θ is the distribution the token was drawn
+/// from: the mixture m_θ(u) = Σ_i α_i(θ; x_t) π_i(u) tempered and renormalised over the step's candidates,
 /// q_θ(u) = m_θ(u)^β / Σ_v m_θ(v)^β (β = 1/T), or log m_θ(y_t) itself for a step recorded without candidates
-/// (`RebelStep.logProb`). Experts are frozen, so the π_i are recorded once at generation; the loss and its gradient (written out below: through the mixture, the masked
-/// softmax, the output layer, tanh and the first layer) cost a few MLP passes per recorded token.
+/// (`RebelStep.logProb`). Experts are frozen, so the π_i are recorded once at generation; the loss and its
+/// gradient (written out below: through the mixture, the masked softmax, the output layer, tanh and the first
+/// layer) cost a few MLP passes per recorded token.
 public enum Rebel {
     /// log π_θ(y) of one trajectory.
     public static func logProb(_ network: PCMNetwork, _ trajectory: RebelTrajectory) -> Double {
@@ -211,8 +212,8 @@ public enum Rebel {
             let (h, z) = network.activations(step.features)
             let alpha = PCMNetwork.maskedSoftmax(z, mask: step.mask)
             total += galpha.withUnsafeMutableBufferPointer { step.logProb(alpha: alpha, gradient: $0) }
-            // Through the masked softmax: ∂/∂z_j = α_j (g_j − Σ_i α_i g_i) over the active slots, g = ∂ log q/∂α
-            // (for the plain mixture, α_j (p_j − π) / π).
+            // Through the masked softmax: ∂/∂z_j = α_j (g_j − Σ_i α_i g_i) over the active slots, with
+            // g = ∂ log q/∂α (for the plain mixture, α_j (p_j − π) / π).
             var mean = 0.0
             for i in 0..<s where step.mask[i] { mean += Double(alpha[i]) * galpha[i] }
             for j in 0..<s {

@@ -23,7 +23,8 @@
 /// (or `error` with session = the request id).
 public enum Wire {
     /// The protocol version this build speaks. A frame whose first byte differs is rejected.
-    /// Version 2 added `ExpertTrace.tailMass`.
+    /// Version 2 added `ExpertTrace.tailMass`; version 3 made the sampling fields and the merge mode of `generate`
+    /// optional (unset ones take the cluster's defaults).
     public static let version: UInt8 = 3
 }
 

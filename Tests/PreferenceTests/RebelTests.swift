@@ -92,7 +92,9 @@ import Testing
         for chosen in 0..<3 {
             let step = RebelStep(features: [], mask: mask, expertProbs: mask.map { $0 ? 0.5 : 0 },
                                  candidateProbs: candidates, chosen: chosen, inverseTemperature: beta)
-            let m = (0..<3).map { u in (0..<6).reduce(0.0) { $0 + Double(alpha[$1]) * Double(candidates[$1].count > u ? candidates[$1][u] : 0) } }
+            let m = (0..<3).map { u in
+                (0..<6).reduce(0.0) { $0 + Double(alpha[$1]) * Double(candidates[$1].isEmpty ? 0 : candidates[$1][u]) }
+            }
             let z = m.reduce(0.0) { $0 + pow($1, Double(beta)) }
             let expected = Double(beta) * log(m[chosen]) - log(z)
             #expect(abs(step.logProb(alpha: alpha) - expected) < 1e-9)

@@ -97,7 +97,9 @@ struct ExpertiseShareReward: TrainingReward {
     @Test("a tempered draw records its candidates, and the response's log-probability is the tempered one")
     func temperedSteps() throws {
         let experts = try Self.experts()
-        let sessions = [0, 2, 4].map { (slot: $0, system: Optional("Be \(PreferenceDimension.allCases[$0].rawValue).")) }
+        let sessions = [0, 2, 4].map { slot in
+            (slot: slot, system: Optional("Be \(PreferenceDimension.allCases[slot].rawValue)."))
+        }
         let alpha: [Float] = [1.0 / 3, 0, 1.0 / 3, 0, 1.0 / 3, 0]
         let tempered = DecodeRequest(user: "hi", sessions: sessions, policy: .fixed([1, 1, 1, 1, 1, 1]),
                                      sampling: SamplingParameters(temperature: 0.7, seed: 5), record: true)
