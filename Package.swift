@@ -60,6 +60,7 @@ let package = Package(
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Wire"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
+        .testTarget(name: "ProcessSupportTests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "ClusterTests", dependencies: [
             "mope", "Wire", "ZeroMQ", "Coordinator", "Preference", "Inference", "Expert", "TestKit",
         ]),

@@ -22,7 +22,10 @@
 # prefill of 32 prompts on a busy 2-core machine takes minutes; this measures speed, not failover.
 #
 # Environment: BENCH_MAX_TOKENS (default 128), BENCH_LOAD_TOKENS (default 64), BENCH_THREADS (threads per
-# worker, default 1), BENCH_EXPERTS (1 to 3, default 3), BENCH_ENDPOINT (default tcp://127.0.0.1:5570).
+# worker, default 1), BENCH_EXPERTS (1 to 3, default 3), BENCH_ENDPOINT (default tcp://127.0.0.1:5570),
+# BENCH_TIMELINE=1: every process also timestamps each step (MOPE_TIMELINE) and Scripts/timeline.py breaks the
+# timed request's steps down: wake (the step reaching the worker), service, back, the coordinator's turn. The
+# timestamps cost a little; compare the overhead figure with a run without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . Scripts/lib/cluster.sh
@@ -61,6 +64,7 @@ cat >"$work/bench.json" <<JSON
 }
 JSON
 
+if [ "${BENCH_TIMELINE:-0}" = 1 ]; then mkdir -p "$work/timeline"; export MOPE_TIMELINE="$work/timeline"; fi
 "$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" >"$work/cluster.out" 2>"$work/cluster.err" &
 cluster=$!
 for _ in $(seq 1 1200); do grep -q "cluster ready" "$work/cluster.out" 2>/dev/null && break; sleep 0.1; done
@@ -102,6 +106,12 @@ awk -v t="$tokens" -v w="$wall" -v c="$compute" -v s="$service" -v q="$waited" '
     printf "  in the sockets, the merge and the loops (including any wait for a core before a message is read)\n"
     printf "  the cluster'"'"'s threads waited for a core %.2f ms/token in all (kernel run-queue accounting)\n",
         q / 1e6 / t }'
+if [ "${BENCH_TIMELINE:-0}" = 1 ]; then
+    session=$(sed -E 's/.*session ([0-9]+) done:.*/\1/' <<<"$line")
+    echo
+    python3 Scripts/timeline.py "$work/timeline" --session "$session"
+fi
+
 echo
 for n in 1 8 32; do
     "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$LOAD_TOKENS" \

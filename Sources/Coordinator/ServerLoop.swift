@@ -78,6 +78,7 @@ struct ServerLoop {
         }
         let config = settings.config
         let experts = config.experts.map { "\($0.name)×\($0.replicas)" }.joined(separator: ", ")
+        if let path = Timeline.start(role: "coordinator") { server.log("timeline: \(path)") }
         server.log(
             "listening on \(settings.endpoint) for experts \(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
                 + "step deadline \(config.stepDeadlineMs) ms; tokenizer of \(config.experts.first?.model ?? "?")"
@@ -141,6 +142,10 @@ struct ServerLoop {
                 server.log("dropped a message of \(frames.count) frames (expected routing id + one frame)")
                 continue
             }
+            if Timeline.isOn, case .dist(let dist)? = try? WireCodec.decode(frames[1]) {
+                Timeline.record("dist-read", worker: String(decoding: frames[0], as: UTF8.self), session: dist.session,
+                                step: dist.step)
+            }
             perform(core.onFrame(identity: frames[0], payload: frames[1], now: Self.now()))
         }
     }
@@ -176,6 +181,9 @@ struct ServerLoop {
         while let directive = queue.popFirst() {
             switch directive {
             case let .sendToWorker(worker, message):
+                if case .step(let step) = message {
+                    Timeline.record("step-sent", worker: worker, session: step.session, step: step.step)
+                }
                 if trySend(Array(worker.utf8), message) == .unreachable {
                     queue += core.onWorkerUnreachable(worker, now: Self.now())
                 }

@@ -133,6 +133,7 @@ struct WorkerLoop {
                 + "\(settings.sessionCapacity) sessions, \(model.pool.threads) threads); coordinator "
                 + settings.coordinator
         )
+        if let path = Timeline.start(role: "worker-\(worker.id)") { worker.log("timeline: \(path)") }
         if worker.prompt.template == nil {
             worker.log("warning: \(worker.prompt.templateProblem ?? "no chat template"); only raw requests served")
         }
@@ -291,6 +292,7 @@ struct WorkerLoop {
             }
             carryOut(directives)
         case .step(let step):
+            Timeline.record("step-read", worker: worker.id, session: step.session, step: step.step)
             carryOut(sessions.onStep(step))
         case .replay(let replay):
             guard let tokens = promptTokens(replay.session, replay.request) else { return }
@@ -466,6 +468,9 @@ struct WorkerLoop {
     /// Sends without blocking; a message the socket cannot queue (no coordinator yet, queue full) is dropped and
     /// logged: the coordinator's deadlines and replays recover from it.
     private mutating func send(_ message: Message) {
+        if case .dist(let dist) = message {
+            Timeline.record("dist-sent", worker: worker.id, session: dist.session, step: dist.step)
+        }
         let frame = WireCodec.encode(message)
         do {
             if try socket.trySend([frame]) {

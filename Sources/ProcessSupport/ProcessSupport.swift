@@ -125,3 +125,62 @@ public enum ParentWatch {
         }
     }
 }
+
+/// Per-step timestamps for finding where a cluster's time goes; off unless `MOPE_TIMELINE` names a directory.
+///
+/// With it set, each process that calls `start(role:)` appends tab-separated lines to `DIR/ROLE-PID.tsv`:
+/// `nanoseconds  event  worker  session  step`, the time from the monotonic clock (comparable between processes
+/// of one machine only). The coordinator writes `step-sent` and `dist-read`, a worker `step-read` and
+/// `dist-sent`; `Scripts/timeline.py DIR` turns them into a per-step breakdown. Each line is one `write`.
+public enum Timeline {
+    /// The environment variable naming the directory.
+    public static let variable = "MOPE_TIMELINE"
+
+    private static let descriptor = Mutex<Int32>(-1)
+
+    /// Opens this process's file when `MOPE_TIMELINE` is set; returns the path, or nil when off or unwritable.
+    @discardableResult
+    public static func start(role: String) -> String? {
+        guard let value = getenv(variable) else { return nil }
+        return start(role: role, directory: String(cString: value))
+    }
+
+    /// Opens `DIRECTORY/ROLE-PID.tsv` for this process's events (replacing any file opened before); returns the
+    /// path, or nil when it cannot be opened.
+    @discardableResult
+    public static func start(role: String, directory: String) -> String? {
+        guard !directory.isEmpty else { return nil }
+        let safe = String(role.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "_" })
+        let path = "\(directory)/\(safe)-\(getpid()).tsv"
+        let fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return nil }
+        let previous = descriptor.withLock { descriptor in
+            defer { descriptor = fd }
+            return descriptor
+        }
+        if previous >= 0 { close(previous) }
+        return path
+    }
+
+    /// Stops writing events and closes the file.
+    public static func stop() {
+        let previous = descriptor.withLock { descriptor in
+            defer { descriptor = -1 }
+            return descriptor
+        }
+        if previous >= 0 { close(previous) }
+    }
+
+    /// Whether events are being written.
+    public static var isOn: Bool { descriptor.withLock { $0 >= 0 } }
+
+    /// Writes one event, stamped now.
+    public static func record(_ event: String, worker: String, session: UInt64, step: UInt32) {
+        let fd = descriptor.withLock { $0 }
+        guard fd >= 0 else { return }
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        let nanos = UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+        StandardStreams.writeAll(fd, "\(nanos)\t\(event)\t\(worker)\t\(session)\t\(step)\n")
+    }
+}
