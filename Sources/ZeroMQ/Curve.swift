@@ -40,8 +40,7 @@ public struct CurveKeyPair: Sendable, Hashable {
         }
         var publicKey = [CChar](repeating: 0, count: 41)
         _ = try zmqCall("zmq_curve_public") { zmq_curve_public(&publicKey, secretKey) }
-        self.init(publicKey: String(decoding: publicKey.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self),
-                  secretKey: secretKey)
+        self.init(publicKey: Z85.string(publicKey), secretKey: secretKey)
     }
 
     /// Generates a new random key pair (`zmq_curve_keypair`).
@@ -58,7 +57,6 @@ public struct CurveKeyPair: Sendable, Hashable {
     public static var isSupported: Bool { zmq_has("curve") != 0 }
 }
 
-/// Z85, ZeroMQ's text encoding of binary data (RFC 32): 4 bytes become 5 printable characters.
 /// The client side of a CURVE connection: the server's public key and the client's own key pair.
 public struct CurveClientKeys: Sendable, Equatable {
     /// The server's public key (40 Z85 characters).
@@ -89,6 +87,7 @@ public struct CurveClientKeys: Sendable, Equatable {
     }
 }
 
+/// Z85, ZeroMQ's text encoding of binary data (RFC 32): 4 bytes become 5 printable characters.
 public enum Z85 {
     /// Encodes `bytes`, whose count must be a multiple of 4 (a 32-byte CURVE key gives 40 characters).
     ///
