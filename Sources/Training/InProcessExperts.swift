@@ -178,9 +178,9 @@ public struct DecodeResult: Sendable {
     public var text: String
     /// The recorded steps (when requested; the end token's step included).
     public var steps: [RebelStep]
-    /// The log-probability of the tokens under the distribution they were drawn from, summed over the steps
-    /// (`RebelStep.logProb`: the tempered mixture renormalised over the candidates; log Σ_i α_i π_i(y_t) when
-    /// greedy, truncated by top-k/top-p, or merged as a product of experts).
+    /// With `record`, the log-probability of the tokens under the distribution they were drawn from, summed over
+    /// the steps (`RebelStep.logProb`: the tempered mixture renormalised over the candidates; log Σ_i α_i π_i(y_t)
+    /// when greedy, truncated by top-k/top-p, or merged as a product of experts). 0 without `record`.
     public var logProb: Double
     /// The mean of the weights α over the steps, per slot.
     public var meanWeights: [Float]
@@ -291,29 +291,14 @@ extension InProcessExperts {
                     done[r] = true
                     continue
                 }
-                var probs = [Float](repeating: 0, count: 6)
-                for i in 0..<6 where mask[i] {
-                    guard let list = slotLists[i] else { continue }
-                    probs[i] = Self.probability(of: chosen, in: list, vocabSize: vocab)
+                if requests[r].record {
+                    let step = Self.record(chosen: chosen, merged: merged, lists: slotLists, mask: mask,
+                                           features: features, request: requests[r], vocabSize: vocab)
+                    results[r].logProb += step.logProb(alpha: alpha)
+                    results[r].steps.append(step)
                 }
-                var recorded = RebelStep(features: features, mask: mask, expertProbs: probs)
-                // A draw at a temperature without truncation is from the tempered mixture renormalised over the
-                // candidates: record every active expert's probability of each, for its exact log-probability.
-                let sampling = requests[r].sampling
-                if requests[r].mode == .probability, sampling.temperature.isFinite, sampling.temperature > 0,
-                   sampling.topK == 0, !(sampling.topP < 1), let chosenIndex = merged.ids.firstIndex(of: chosen)
-                {
-                    recorded.candidateProbs = (0..<6).map { i in
-                        guard mask[i], let list = slotLists[i] else { return [] }
-                        return Self.probabilities(of: merged.ids, in: list, vocabSize: vocab)
-                    }
-                    recorded.chosen = chosenIndex
-                    recorded.inverseTemperature = 1 / sampling.temperature
-                }
-                results[r].logProb += recorded.logProb(alpha: alpha)
                 for i in 0..<6 { results[r].meanWeights[i] += alpha[i] }
                 stepsTaken[r] += 1
-                if requests[r].record { results[r].steps.append(recorded) }
                 let token = Int32(bitPattern: chosen)
                 if isStop(token) {
                     done[r] = true
@@ -342,6 +327,32 @@ extension InProcessExperts {
             results[r].meanWeights = results[r].meanWeights.map { $0 / count }
         }
         return results
+    }
+
+    /// What REBEL needs of one drawn token: each active expert's probability of it and, for a draw at a temperature
+    /// without truncation (from the tempered mixture renormalised over the candidates), every active expert's
+    /// probability of every candidate, for the draw's exact log-probability.
+    static func record(chosen: UInt32, merged: MergedDistribution, lists: [TopKCandidates?], mask: [Bool],
+                       features: [Float], request: DecodeRequest, vocabSize: Int) -> RebelStep
+    {
+        var probs = [Float](repeating: 0, count: 6)
+        for i in 0..<6 where mask[i] {
+            guard let list = lists[i] else { continue }
+            probs[i] = probability(of: chosen, in: list, vocabSize: vocabSize)
+        }
+        var step = RebelStep(features: features, mask: mask, expertProbs: probs)
+        let sampling = request.sampling
+        if request.mode == .probability, sampling.temperature.isFinite, sampling.temperature > 0,
+           sampling.topK == 0, !(sampling.topP < 1), let chosenIndex = merged.ids.firstIndex(of: chosen)
+        {
+            step.candidateProbs = (0..<6).map { i in
+                guard mask[i], let list = lists[i] else { return [] }
+                return probabilities(of: merged.ids, in: list, vocabSize: vocabSize)
+            }
+            step.chosen = chosenIndex
+            step.inverseTemperature = 1 / sampling.temperature
+        }
+        return step
     }
 
     /// An expert's probability of `token`: listed, or the merge's missing-token estimate.
