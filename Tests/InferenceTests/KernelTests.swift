@@ -252,6 +252,28 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         total.deallocate()
     }
 
+    @Test("park() sends spinning workers to sleep at once, and the next loop wakes them")
+    func poolPark() async throws {
+        // Workers that would spin for a minute after each loop.
+        let pool = ThreadPool(threads: 3, spinMicroseconds: 60_000_000)
+        let seen = UnsafeMutablePointer<Int>.allocate(capacity: 6)
+        defer { seen.deallocate() }
+        seen.initialize(repeating: 0, count: 6)
+        pool.run(tasks: 6) { seen[$0] += 1 }
+        #expect(pool.sleepingWorkers == 0, "spinning, not asleep")
+        pool.park()
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(30)
+        while pool.sleepingWorkers < 2, clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(pool.sleepingWorkers == 2)
+        pool.run(tasks: 6) { seen[$0] += 1 }
+        #expect((0..<6).allSatisfy { seen[$0] == 2 })
+        pool.park()
+        pool.park()  // parking twice is harmless
+        pool.run(tasks: 6) { seen[$0] += 1 }
+        #expect((0..<6).allSatisfy { seen[$0] == 3 })
+    }
+
     @Test("a pool can be created, used and dropped repeatedly")
     func poolLifecycle() {
         for _ in 0..<20 {

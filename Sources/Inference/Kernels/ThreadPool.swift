@@ -76,6 +76,16 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
+    /// Sends the spinning workers to sleep now rather than after their spin time. For a caller that ends a
+    /// burst of loops (a forward pass and its top-k) and turns to other work: sockets, or other processes, need
+    /// the cores the spinning threads hold. The next loop wakes them as usual.
+    public func park() {
+        shared.park()
+    }
+
+    /// How many worker threads are asleep (not spinning, not working) right now.
+    var sleepingWorkers: Int { shared.sleepers.load(ordering: .sequentiallyConsistent) }
+
     /// `run` for a caller that already holds `callerLock` (inside `withScratch`).
     func runLocked(tasks: Int, _ body: (_ task: Int) -> Void) {
         if tasks <= 0 { return }
@@ -116,6 +126,8 @@ private final class PoolShared: @unchecked Sendable {
     private let pad1: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
     let sleepers = Atomic<Int>(0)
     let stopping = Atomic<Bool>(false)
+    /// The generation after which `park()` was called: workers that have seen it stop spinning.
+    let parkedGeneration = Atomic<UInt64>(UInt64.max)
     let spinNanoseconds: UInt64
     /// The current loop's body; see the protocol above.
     var body: ((Int) -> Void)?
@@ -141,6 +153,11 @@ private final class PoolShared: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         pthread_cond_broadcast(condition)
         pthread_mutex_unlock(mutex)
+    }
+
+    /// Workers that have run the current generation stop spinning and sleep.
+    func park() {
+        parkedGeneration.store(state.load(ordering: .relaxed) >> 32, ordering: .releasing)
     }
 
     func runLoop(tasks: Int, body: @escaping (Int) -> Void) {
@@ -208,6 +225,7 @@ private final class PoolShared: @unchecked Sendable {
                         } else if now &- start > spinNanoseconds {
                             break
                         }
+                        if parkedGeneration.load(ordering: .relaxed) == UInt64(seen) { break }
                     }
                     generation = UInt32(truncatingIfNeeded: state.load(ordering: .acquiring) >> 32)
                 }
