@@ -11,7 +11,11 @@ waited for):
 
   wake      step-sent -> step-read   the step reaching the worker's loop: sockets, ZeroMQ's I/O threads, and any
                                      wait for a core before the worker reads it
-  service   step-read -> dist-sent   the worker's pass (and any pass of other sessions before it), top-k, encode
+  service   step-read -> dist-sent   the worker's pass (and any pass of other sessions before it), top-k, encode;
+                                     split, where the worker wrote pass-start and pass-end, into
+    before    step-read -> pass-start  waiting for the pass to start (another pass, or other experts' steps)
+    pass      pass-start -> pass-end   the forward pass
+    after     pass-end -> dist-sent    top-k, encoding and sending the replies
   back      dist-sent -> dist-read   the reply reaching the coordinator's loop
   turn      last dist-read of the previous step -> step-sent: the coordinator's merge, sampling and sends
 
@@ -57,12 +61,15 @@ def main(directory, only_session=None):
             "back": t["dist-read"] - t["dist-sent"],
             "first wake": wakes[0],
             "last wake": wakes[-1],
+            "before": t["pass-start"] - t["step-read"] if "pass-start" in t else None,
+            "pass": t["pass-end"] - t["pass-start"] if "pass-start" in t and "pass-end" in t else None,
+            "after": t["dist-sent"] - t["pass-end"] if "pass-end" in t else None,
         })
     if not rows:
         sys.exit(f"timeline: no complete steps in {directory}/*.tsv (was MOPE_TIMELINE set for every process?)")
     print(f"{len(rows)} steps; milliseconds, for the worker each step waited for (see the docstring)")
     print(f"{'':12} {'median':>8} {'mean':>8} {'p90':>8}")
-    for key in ("turn", "wake", "service", "back", "first wake", "last wake"):
+    for key in ("turn", "wake", "service", "before", "pass", "after", "back", "first wake", "last wake"):
         values = sorted(r[key] / 1e6 for r in rows if r[key] is not None)
         if not values:
             continue

@@ -47,7 +47,7 @@ public enum ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   "openDeadlineMs": 30000, "topK": 64, "maxNewTokens": 256, "merge": "probability",
 ///   "sampling": { "temperature": 0, "topP": 1, "topK": 0, "seed": 0 },
 ///   "experts": [ { "name": "concise", "dimension": "concise", "model": "models/m.gguf", "replicas": 1 } ],
-///   "pcm": "pcm/pcm.json" }
+///   "pcm": "pcm/pcm.json", "sharedWorkers": false }
 /// ```
 public struct ClusterConfig: Sendable, Equatable {
     /// The coordinator's ROUTER endpoint (workers connect to it, clients too).
@@ -71,6 +71,11 @@ public struct ClusterConfig: Sendable, Equatable {
     /// The learned Preference Control Model (a `mope train` output file) that weighs the experts at every token;
     /// a relative path is found from the working directory or beside the config. Nil: the uniform controller.
     public var pcm: String?
+    /// Whether `mope cluster` starts one worker process per replica for all the experts that use the same model
+    /// file (each keeps its own connection and id; the process loads the weights once and batches their sessions
+    /// into one forward pass), rather than one process per expert replica. Faster when the experts outnumber the
+    /// cores; a crash then takes every expert of the process at once.
+    public var sharedWorkers = false
 
     /// Creates a config; every field has its default.
     public init(experts: [ExpertConfig] = []) { self.experts = experts }
@@ -155,6 +160,45 @@ public struct ClusterConfig: Sendable, Equatable {
     public var expertDescriptors: [ExpertDescriptor] {
         experts.map { ExpertDescriptor(name: $0.name, dimension: $0.dimension) }
     }
+
+    /// The worker processes of a local cluster (`mope cluster`), in start order. Each expert replica gets the id
+    /// NAME, or NAME-N (N from 1) when the expert has several replicas. With `shared` (default: `sharedWorkers`),
+    /// replica N of every expert on the same model file shares a process; otherwise each replica is a process.
+    public func workerProcesses(shared: Bool? = nil) -> [WorkerProcessPlan] {
+        let shared = shared ?? sharedWorkers
+        let replicas = experts.map(\.replicas).max() ?? 0
+        var plans: [WorkerProcessPlan] = []
+        for replica in 0..<replicas {
+            var byModel: [String: Int] = [:]
+            for expert in experts where expert.replicas > replica {
+                let id = expert.replicas > 1 ? "\(expert.name)-\(replica + 1)" : expert.name
+                if shared, let index = byModel[expert.model] {
+                    plans[index].experts.append(expert.name)
+                    plans[index].ids.append(id)
+                } else {
+                    byModel[expert.model] = plans.count
+                    plans.append(WorkerProcessPlan(model: expert.model, experts: [expert.name], ids: [id]))
+                }
+            }
+        }
+        return plans
+    }
+}
+
+/// One worker process of a local cluster: the model file and the experts it serves with their worker ids.
+public struct WorkerProcessPlan: Sendable, Equatable {
+    /// The model file, as the config gives it.
+    public var model: String
+    /// The experts' names.
+    public var experts: [String]
+    /// Their worker ids, in the same order.
+    public var ids: [String]
+
+    public init(model: String, experts: [String], ids: [String]) {
+        self.model = model
+        self.experts = experts
+        self.ids = ids
+    }
 }
 
 /// One expert of the cluster: a model, a system prompt and how many worker processes serve it.
@@ -222,7 +266,7 @@ public struct SamplingConfig: Sendable, Equatable {
 extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case coordinator, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
-        case maxNewTokens, merge, pcm
+        case maxNewTokens, merge, pcm, sharedWorkers
     }
 
     /// Decodes a config; absent fields take their defaults, unknown fields are an error.
@@ -240,6 +284,7 @@ extension ClusterConfig: Codable {
         topK = try c.integer(UInt16.self, forKey: .topK) ?? topK
         maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
         pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
+        sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers) ?? sharedWorkers
         if let name = try c.decodeIfPresent(String.self, forKey: .merge) {
             switch name {
             case "probability": merge = .probability
@@ -265,6 +310,7 @@ extension ClusterConfig: Codable {
         try c.encode(maxNewTokens, forKey: .maxNewTokens)
         try c.encode(merge == .logit ? "logit" : "probability", forKey: .merge)
         try c.encodeIfPresent(pcm, forKey: .pcm)
+        try c.encode(sharedWorkers, forKey: .sharedWorkers)
     }
 }
 

@@ -141,6 +141,14 @@ public struct ExpertSessions: Sendable {
         return [.decode(step.session, token: step.token)]
     }
 
+    /// Whether `session` is open, idle and at step `step` − 1, so that a `step` message for `step` is the next
+    /// thing it expects (a worker serving several experts waits briefly for it when another expert of the same
+    /// session already has that step, so both go into one forward pass).
+    public func awaits(_ session: SessionID, step: UInt32) -> Bool {
+        guard let state = sessions[session], state.pendingStep == nil, let last = state.lastStep else { return false }
+        return step >= 1 && last == step - 1
+    }
+
     /// The coordinator closes a session.
     public mutating func onClose(_ close: Close) -> [ExpertDirective] {
         guard let state = sessions.removeValue(forKey: close.session) else { return [] }

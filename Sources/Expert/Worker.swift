@@ -11,31 +11,40 @@ import Glibc
 
 /// The expert worker process: the ZeroMQ shell around `ExpertSessions`.
 ///
-/// A DEALER socket (routing id = the worker id) connects to the coordinator's ROUTER and registers with `hello`
-/// (sent again every `helloInterval` until `welcome`; `reject` ends the worker). Then one loop on one thread:
-/// poll (no wait while forward passes are pending), drain every queued message, tokenize requests through the
-/// model's chat template and the expert's system prompt, feed the session state machine, and carry out its
-/// directives; every pending prefill chunk and decode of every session runs in ONE batched forward pass per
-/// iteration, whose per-session top-k becomes the `dist` replies.
+/// For each expert it serves, a DEALER socket (routing id = that expert's worker id) connects to the coordinator's
+/// ROUTER and registers with `hello` (sent again every `helloInterval` until `welcome`; `reject` ends the worker).
+/// A process usually serves one expert; experts that are the same model under different system prompts may share
+/// one process, which loads the weights once and batches the sessions of all of them into each forward pass, while
+/// the coordinator still sees one worker per expert. Then one loop on one thread: poll (no wait while forward
+/// passes are pending), drain every queued message, tokenize requests through the model's chat template and the
+/// expert's system prompt, feed that expert's session state machine, and carry out its directives; every pending
+/// prefill chunk and decode of every session of every expert runs in ONE batched forward pass per iteration, whose
+/// per-session top-k becomes the `dist` replies.
 ///
-/// Heartbeats follow the Paranoid Pirate pattern: the worker sends `heartbeat` when it sent nothing for an
-/// interval; when the coordinator is silent for 3 intervals, the worker drops every session (freeing the caches)
-/// and registers again, since the coordinator may have restarted. `drain()` (SIGTERM/SIGINT in `mope worker`)
-/// sends `goodbye`, refuses new sessions and ends the loop when the last session is closed or after
-/// `drainGrace`. A malformed frame is logged and dropped; typed errors go back to the coordinator as `error`
-/// replies; neither stops the worker.
+/// Heartbeats follow the Paranoid Pirate pattern, per connection: an expert's connection sends `heartbeat` when
+/// it sent nothing for an interval; when the coordinator is silent on it for 3 intervals, that expert drops its
+/// sessions (freeing the caches) and registers again, since the coordinator may have restarted. `drain()`
+/// (SIGTERM/SIGINT in `mope worker`) sends `goodbye` for every expert, refuses new sessions and ends the loop when
+/// the last session is closed or after `drainGrace`. A malformed frame is logged and dropped; typed errors go back
+/// to the coordinator as `error` replies; neither stops the worker.
 ///
 /// `Worker` itself is immutable and `Sendable`: `run()` keeps the loop's state on the calling thread, and
 /// `drain()` / `stop()` may be called from any thread (they wake the loop through a pipe).
 public final class Worker: Sendable {
+    /// One expert of the process: how its requests become prompt tokens and how it registers.
+    public struct Served: Sendable {
+        /// How requests become prompt tokens.
+        public let prompt: WorkerPrompt
+        /// The expert's registration message.
+        public let hello: Hello
+    }
+
     /// The validated settings (every default filled in).
     public let settings: WorkerSettings
     /// The model served.
     public let model: LanguageModel
-    /// How requests become prompt tokens.
-    public let prompt: WorkerPrompt
-    /// The worker's registration message.
-    public let hello: Hello
+    /// The experts served, in the order of `settings.experts`.
+    public let served: [Served]
 
     private let control: LoopControl
 
@@ -58,27 +67,40 @@ public final class Worker: Sendable {
         let settings = try settings.validated(contextLength: model.configuration.contextLength)
         self.settings = settings
         self.model = model
-        do {
-            prompt = try WorkerPrompt(model: model, systemPrompt: settings.systemPrompt)
-        } catch {
-            throw .tokenizer(path: settings.modelPath, reason: error.description)
+        var served: [Served] = []
+        for expert in settings.experts {
+            let prompt: WorkerPrompt
+            do {
+                prompt = try WorkerPrompt(model: model, systemPrompt: expert.systemPrompt)
+            } catch {
+                throw .tokenizer(path: settings.modelPath, reason: error.description)
+            }
+            let hello = Hello(
+                workerID: expert.resolvedWorkerID, expert: expert.name, modelFingerprint: model.fingerprint,
+                vocabSize: UInt32(clamping: model.vocabularySize),
+                vocabHash: UInt64(model.vocabularyHash, radix: 16) ?? 0,
+                eosTokenIDs: prompt.tokenizer.eosTokenIDs.map { UInt32(bitPattern: $0) },
+                contextLimit: UInt32(clamping: settings.resolvedKVCapacity(
+                    contextLength: model.configuration.contextLength)),
+                sessionCapacity: UInt32(clamping: settings.sessionCapacity)
+            )
+            served.append(Served(prompt: prompt, hello: hello))
         }
-        hello = Hello(
-            workerID: settings.resolvedWorkerID, expert: settings.expert, modelFingerprint: model.fingerprint,
-            vocabSize: UInt32(clamping: model.vocabularySize),
-            vocabHash: UInt64(model.vocabularyHash, radix: 16) ?? 0,
-            eosTokenIDs: prompt.tokenizer.eosTokenIDs.map { UInt32(bitPattern: $0) },
-            contextLimit: UInt32(clamping: settings.resolvedKVCapacity(contextLength: model.configuration.contextLength)),
-            sessionCapacity: UInt32(clamping: settings.sessionCapacity)
-        )
+        self.served = served
         guard let control = LoopControl() else {
             throw .invalidSetting(name: "wake pipe", reason: "cannot create a pipe: \(String(cString: strerror(errno)))")
         }
         self.control = control
     }
 
-    /// The worker's id.
-    public var id: String { hello.workerID }
+    /// The worker's id: its expert's worker id, or the ids of all its experts joined by "+".
+    public var id: String { served.map(\.hello.workerID).joined(separator: "+") }
+
+    /// The first expert's registration (the only one's, for a worker serving one expert).
+    public var hello: Hello { served[0].hello }
+
+    /// The first expert's prompt maker.
+    public var prompt: WorkerPrompt { served[0].prompt }
 
     /// Starts draining, as SIGTERM does: `goodbye`, no new sessions, exit once the sessions are closed or the
     /// grace period ends. Safe from any thread; calling it again does nothing.
@@ -123,7 +145,12 @@ public final class Worker: Sendable {
 
     /// Writes a line to standard error with the worker's prefix.
     func log(_ text: String) {
-        StandardStreams.writeError("[worker \(hello.workerID)] \(text)\n")
+        StandardStreams.writeError("[worker \(id)] \(text)\n")
+    }
+
+    /// Writes a line to standard error with the prefix of the expert at `index`.
+    func log(_ text: String, expert index: Int) {
+        StandardStreams.writeError("[worker \(served[index].hello.workerID)] \(text)\n")
     }
 }
 

@@ -37,15 +37,12 @@ public enum WorkerError: Error, Sendable, Equatable, CustomStringConvertible {
 public struct WorkerSettings: Sendable, Equatable {
     /// The GGUF model file.
     public var modelPath: String
-    /// The expert this worker serves (replicas share a name).
-    public var expert: String
-    /// The system prompt put before every chat request; it replaces the template's default system prompt.
-    /// Nil keeps the template's default.
-    public var systemPrompt: String?
+    /// The experts this process serves, at least one. Each registers on its own connection under its own id, so
+    /// the coordinator sees one worker per entry; all of them share the model's weights, and every forward pass
+    /// batches the pending sessions of all of them.
+    public var experts: [HostedExpert]
     /// The coordinator's ROUTER endpoint.
     public var coordinator: String = "tcp://127.0.0.1:5555"
-    /// The worker's id (its routing identity); nil means "<expert>-<hostname>-<pid>".
-    public var workerID: String?
     /// Threads for the forward pass; nil means every core.
     public var threads: Int?
     /// The most sessions held at once.
@@ -73,14 +70,40 @@ public struct WorkerSettings: Sendable, Equatable {
     /// Creates settings with defaults for everything but the model and the expert's name.
     public init(modelPath: String, expert: String) {
         self.modelPath = modelPath
-        self.expert = expert
+        experts = [HostedExpert(name: expert)]
     }
 
-    /// The worker id: `workerID`, else "<expert>-<hostname>-<pid>".
-    public var resolvedWorkerID: String {
-        if let workerID { return workerID }
-        return "\(expert)-\(Self.hostName())-\(getpid())"
+    /// Creates settings serving several experts of one model in one process.
+    public init(modelPath: String, experts: [HostedExpert]) {
+        self.modelPath = modelPath
+        self.experts = experts
     }
+
+    /// The first expert's name (the only one's, for a worker serving one expert).
+    public var expert: String {
+        get { experts.first?.name ?? "" }
+        set { setFirst { $0.name = newValue } }
+    }
+
+    /// The first expert's system prompt.
+    public var systemPrompt: String? {
+        get { experts.first?.systemPrompt }
+        set { setFirst { $0.systemPrompt = newValue } }
+    }
+
+    /// The first expert's worker id.
+    public var workerID: String? {
+        get { experts.first?.workerID }
+        set { setFirst { $0.workerID = newValue } }
+    }
+
+    private mutating func setFirst(_ change: (inout HostedExpert) -> Void) {
+        if experts.isEmpty { experts = [HostedExpert(name: "")] }
+        change(&experts[0])
+    }
+
+    /// The first expert's worker id: `workerID`, else "<expert>-<hostname>-<pid>".
+    public var resolvedWorkerID: String { experts.first.map(\.resolvedWorkerID) ?? "" }
 
     /// The thread count: `threads`, else every active core.
     public var resolvedThreads: Int { threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount) }
@@ -94,13 +117,22 @@ public struct WorkerSettings: Sendable, Equatable {
     /// - Throws: `WorkerError.invalidSetting` naming the first bad setting.
     public func validated(contextLength: Int) throws(WorkerError) -> WorkerSettings {
         var s = self
-        s.workerID = resolvedWorkerID
+        for i in s.experts.indices { s.experts[i].workerID = s.experts[i].resolvedWorkerID }
         s.threads = resolvedThreads
         s.kvCapacity = resolvedKVCapacity(contextLength: contextLength)
         func bad(_ name: String, _ reason: String) -> WorkerError { .invalidSetting(name: name, reason: reason) }
-        guard !expert.isEmpty else { throw bad("expert", "the expert's name is empty") }
-        guard let id = s.workerID, !id.isEmpty, id.utf8.count <= 255 else {
-            throw bad("id", "a worker id has 1 to 255 bytes")
+        guard !experts.isEmpty else { throw bad("expert", "a worker serves at least one expert") }
+        for expert in s.experts {
+            guard !expert.name.isEmpty else { throw bad("expert", "the expert's name is empty") }
+            guard let id = expert.workerID, !id.isEmpty, id.utf8.count <= 255 else {
+                throw bad("id", "a worker id has 1 to 255 bytes")
+            }
+        }
+        if let name = Self.firstRepeated(s.experts.map(\.name)) {
+            throw bad("expert", "the expert \(name) is listed twice (replicas belong in separate processes)")
+        }
+        if let id = Self.firstRepeated(s.experts.compactMap(\.workerID)) {
+            throw bad("id", "the worker id \(id) is used twice")
         }
         guard !coordinator.isEmpty else { throw bad("coordinator", "the coordinator's endpoint is empty") }
         guard let threads = s.threads, (1...1024).contains(threads) else {
@@ -124,11 +156,39 @@ public struct WorkerSettings: Sendable, Equatable {
         return s
     }
 
-    private static func hostName() -> String {
+    private static func firstRepeated(_ values: [String]) -> String? {
+        var seen: Set<String> = []
+        return values.first { !seen.insert($0).inserted }
+    }
+
+    static func hostName() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "host" }
         let name = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return name.isEmpty ? "host" : name
+    }
+}
+
+/// One expert served by a worker process.
+public struct HostedExpert: Sendable, Equatable {
+    /// The expert's name (replicas share a name).
+    public var name: String
+    /// The system prompt put before every chat request; it replaces the template's default system prompt.
+    /// Nil keeps the template's default.
+    public var systemPrompt: String?
+    /// The id it registers under (its routing identity); nil means "<name>-<hostname>-<pid>".
+    public var workerID: String?
+
+    public init(name: String, systemPrompt: String? = nil, workerID: String? = nil) {
+        self.name = name
+        self.systemPrompt = systemPrompt
+        self.workerID = workerID
+    }
+
+    /// The worker id: `workerID`, else "<name>-<hostname>-<pid>".
+    public var resolvedWorkerID: String {
+        if let workerID { return workerID }
+        return "\(name)-\(WorkerSettings.hostName())-\(getpid())"
     }
 }
 

@@ -130,8 +130,9 @@ public enum ParentWatch {
 ///
 /// With it set, each process that calls `start(role:)` appends tab-separated lines to `DIR/ROLE-PID.tsv`:
 /// `nanoseconds  event  worker  session  step`, the time from the monotonic clock (comparable between processes
-/// of one machine only). The coordinator writes `step-sent` and `dist-read`, a worker `step-read` and
-/// `dist-sent`; `Scripts/timeline.py DIR` turns them into a per-step breakdown. Each line is one `write`.
+/// of one machine only). The coordinator writes `step-sent` and `dist-read`, a worker `step-read`, `pass-start`,
+/// `pass-end` (the forward pass that computes the step) and `dist-sent`; `Scripts/timeline.py DIR` turns them
+/// into a per-step breakdown. Each line is one `write`.
 public enum Timeline {
     /// The environment variable naming the directory.
     public static let variable = "MOPE_TIMELINE"

@@ -20,6 +20,11 @@ enum ClusterCommand: ParsableCommand {
             launcher's process group (the launcher makes itself a group leader, so `kill -- -PID` reaches
             every process). Prints "coordinator pid P" and "worker ID pid P" for each child on standard output.
 
+            With --shared-workers (or "sharedWorkers": true in the config), replica N of every expert that
+            uses the same model file runs in one process (`mope worker --expert A,B,C --id A,B,C`): the
+            weights are loaded once and each forward pass batches the sessions of all its experts, which
+            is faster when the experts outnumber the cores. Each expert still registers on its own.
+
             Readiness: the launcher reads the coordinator's log and waits until it has logged
             "registered worker ID expert NAME" for as many distinct workers of each expert as the config's
             replicas, then prints "cluster ready". Requests may be sent from then on
@@ -36,6 +41,7 @@ enum ClusterCommand: ParsableCommand {
             .value("config", "file", help: "The cluster config JSON."),
             .value("endpoint", "endpoint", help: "The coordinator's endpoint (default: the config's)."),
             .value("threads", "n", help: "Forward-pass threads per worker (default: each worker uses every core)."),
+            .flag("shared-workers", help: "One worker process per replica for all experts of one model file."),
             .value("ready-timeout", "seconds", default: "300", help: "How long to wait for every expert."),
             .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
             .value("curve-secret-key", "key", help: "Encrypt every connection with CURVE: the coordinator's secret "
@@ -71,15 +77,14 @@ enum ClusterCommand: ParsableCommand {
             var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint]
             if let curve { coordinatorArgs += ["--curve-secret-key", curve.secretKey] }
             try launcher.startCoordinator(executable, coordinatorArgs)
-            for expert in config.experts {
-                for replica in 0..<expert.replicas {
-                    let id = expert.replicas > 1 ? "\(expert.name)-\(replica + 1)" : expert.name
-                    var args = ["worker", "--config", configPath, "--expert", expert.name, "--coordinator", connectTo,
-                                "--id", id]
-                    if let threads { args += ["--threads", "\(threads)"] }
-                    if let curve { args += ["--curve-server-key", curve.publicKey] }
-                    try launcher.startWorker(executable, args, id: id)
-                }
+            let shared = arguments.flag("shared-workers") ? true : nil
+            for plan in config.workerProcesses(shared: shared) {
+                let ids = plan.ids.joined(separator: ",")
+                var args = ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","),
+                            "--coordinator", connectTo, "--id", ids]
+                if let threads { args += ["--threads", "\(threads)"] }
+                if let curve { args += ["--curve-server-key", curve.publicKey] }
+                try launcher.startWorker(executable, args, id: ids)
             }
         } catch {
             CLI.writeErr("error: cannot start a child process: \(error)\n")
@@ -97,7 +102,7 @@ enum ClusterCommand: ParsableCommand {
             case .ready:
                 guard !ready else { continue }
                 ready = true
-                CLI.writeOut("cluster ready: coordinator \(endpoint), \(launcher.workerCount) workers\n")
+                CLI.writeOut("cluster ready: coordinator \(endpoint), \(launcher.workerCount) worker processes\n")
             case .readyTimeout:
                 guard !ready else { continue }
                 CLI.writeErr("error: the cluster was not ready within \(readyTimeout) s; stopping it\n")

@@ -9,7 +9,7 @@ import ZeroMQ
 import Glibc
 #endif
 
-/// `mope worker`: one expert worker process.
+/// `mope worker`: one expert worker process (or one process for several experts of the same model).
 enum WorkerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         name: "worker",
@@ -24,18 +24,25 @@ enum WorkerCommand: ParsableCommand {
             --config FILE --expert NAME takes the expert's model and system prompt from the config
             (--model and --system-prompt still override them).
 
+            With a config, --expert may list several experts that use the same model file
+            (--expert concise,friendly): the process loads the weights once and registers each expert on
+            its own connection under its own id (--id takes one id per expert, in the same order), and
+            every forward pass batches the sessions of all of them. The coordinator sees one worker per
+            expert; a crash of the process loses all of them at once.
+
             SIGTERM or SIGINT drains the worker: it says goodbye, refuses new sessions, finishes the open
             ones and exits 0 once they are closed or the grace period ends; a second signal exits at once.
             Exit codes: 0 drained, 1 failure or rejected by the coordinator, 2 usage.
             """,
         options: [
             .value("model", "file", help: "The GGUF model file."),
-            .value("expert", "name", help: "The expert this worker serves (replicas share a name)."),
+            .value("expert", "name[,name...]", help: "The expert this worker serves (replicas share a name); "
+                + "several, comma-separated, with --config."),
             .value("system-prompt", "text", help: "The expert's system prompt (replaces the template's default)."),
             .value("config", "file", help: "A cluster config JSON to take the expert's model and prompt from."),
             .value("coordinator", "endpoint", help: "The coordinator's endpoint (default: tcp://127.0.0.1:5555, "
                 + "or the config's)."),
-            .value("id", "id", help: "The worker id (default: <expert>-<hostname>-<pid>)."),
+            .value("id", "id[,id...]", help: "The worker id, one per expert (default: <expert>-<hostname>-<pid>)."),
             .value("threads", "n", help: "Threads for the forward pass (default: every core)."),
             .value("capacity", "n", default: "32", help: "The most sessions held at once."),
             .value("kv-capacity", "n", help: "Positions per session's KV cache (default: min(2048, context))."),
@@ -73,29 +80,63 @@ enum WorkerCommand: ParsableCommand {
 
     /// The worker's settings from the command line (and the cluster config, if given).
     static func settings(_ arguments: ParsedArguments) throws -> WorkerSettings {
-        let expert = try arguments.require("expert")
+        let expertList = try arguments.require("expert")
+        let names = expertList.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard !names.contains(where: \.isEmpty) else {
+            throw UsageError.invalidValue(option: "expert", value: expertList, expected: "names separated by commas")
+        }
+        var ids: [String?] = Array(repeating: nil, count: names.count)
+        if let idList = arguments.value("id") {
+            let given = idList.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard given.count == names.count, !given.contains(where: \.isEmpty) else {
+                throw UsageError.invalidValue(
+                    option: "id", value: idList, expected: "\(names.count) id(s) separated by commas, one per expert"
+                )
+            }
+            ids = given
+        }
         var modelPath = arguments.value("model")
-        var systemPrompt = arguments.value("system-prompt")
+        var systemPrompts: [String?] = Array(repeating: arguments.value("system-prompt"), count: names.count)
         var coordinator = arguments.value("coordinator")
         if let configPath = arguments.value("config") {
             let config = try ClusterConfig.load(contentsOf: configPath)
-            guard let entry = config.experts.first(where: { $0.name == expert }) else {
-                let names = config.experts.map(\.name).joined(separator: ", ")
+            var models: Set<String> = []
+            for (i, name) in names.enumerated() {
+                guard let entry = config.experts.first(where: { $0.name == name }) else {
+                    let known = config.experts.map(\.name).joined(separator: ", ")
+                    throw UsageError.invalidValue(
+                        option: "expert", value: name, expected: "an expert of \(configPath) (\(known))"
+                    )
+                }
+                models.insert(entry.model)
+                modelPath = modelPath ?? resolve(entry.model, relativeTo: configPath)
+                systemPrompts[i] = systemPrompts[i] ?? entry.systemPrompt
+            }
+            guard models.count == 1 || arguments.value("model") != nil else {
                 throw UsageError.invalidValue(
-                    option: "expert", value: expert, expected: "an expert of \(configPath) (\(names))"
+                    option: "expert", value: expertList, expected: "experts of one model file (they use "
+                        + models.sorted().joined(separator: ", ") + ")"
                 )
             }
-            modelPath = modelPath ?? resolve(entry.model, relativeTo: configPath)
-            systemPrompt = systemPrompt ?? entry.systemPrompt
             coordinator = coordinator ?? config.coordinator
+        } else if names.count > 1 {
+            throw UsageError.invalidValue(
+                option: "expert", value: expertList, expected: "one expert, or several with --config"
+            )
+        }
+        if names.count > 1, arguments.value("system-prompt") != nil {
+            throw UsageError.invalidValue(
+                option: "system-prompt", value: "…", expected: "no --system-prompt with several experts (the config "
+                    + "gives each its own)"
+            )
         }
         guard let modelPath else {
             throw UsageError.missingOption("model")
         }
-        var settings = WorkerSettings(modelPath: modelPath, expert: expert)
-        settings.systemPrompt = systemPrompt
+        var settings = WorkerSettings(modelPath: modelPath, experts: names.indices.map {
+            HostedExpert(name: names[$0], systemPrompt: systemPrompts[$0], workerID: ids[$0])
+        })
         if let coordinator { settings.coordinator = coordinator }
-        settings.workerID = arguments.value("id")
         settings.threads = try arguments.value("threads", as: Int.self)
         settings.sessionCapacity = try arguments.require("capacity", as: Int.self)
         settings.kvCapacity = try arguments.value("kv-capacity", as: Int.self)

@@ -153,25 +153,32 @@ final class TestCluster {
 
     var coordinatorLog: String { directory.appendingPathComponent("coordinator.log").path }
 
-    /// Starts the coordinator and every worker of `experts`, and waits until each has registered.
-    func start() throws {
+    /// Starts the coordinator and every worker of `experts`, and waits until each has registered. With `shared`,
+    /// the experts of one model file share a worker process per replica (`mope cluster --shared-workers`'s plan).
+    func start(shared: Bool = false) throws {
         coordinatorPID = try group.spawn(
             mope, ["coordinator", "--config", configPath, "--drain-grace", "5"], log: coordinatorLog
         )
-        var ids: [String] = []
-        for expert in experts {
-            for replica in 0..<expert.replicas {
-                let id = expert.replicas > 1 ? "\(expert.name)-\(replica + 1)" : expert.name
-                ids.append(id)
-                workerPIDs[id] = try group.spawn(
-                    mope,
-                    ["worker", "--config", configPath, "--expert", expert.name, "--id", id, "--threads", "1",
-                     "--coordinator", endpoint, "--drain-grace", "2"],
-                    log: directory.appendingPathComponent("worker-\(id).log").path
-                )
-            }
+        // The config's `extraExperts` are not started.
+        let plans = try ClusterConfig.load(contentsOf: configPath).workerProcesses(shared: shared).compactMap {
+            plan -> WorkerProcessPlan? in
+            let keep = plan.experts.indices.filter { i in experts.contains { $0.name == plan.experts[i] } }
+            guard !keep.isEmpty else { return nil }
+            return WorkerProcessPlan(
+                model: plan.model, experts: keep.map { plan.experts[$0] }, ids: keep.map { plan.ids[$0] }
+            )
         }
-        try waitForRegistrations(ids.map { ($0, 1) })
+        for plan in plans {
+            let ids = plan.ids.joined(separator: ",")
+            let pid = try group.spawn(
+                mope,
+                ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","), "--id", ids,
+                 "--threads", "1", "--coordinator", endpoint, "--drain-grace", "2"],
+                log: directory.appendingPathComponent("worker-\(plan.ids.joined(separator: "+")).log").path
+            )
+            for id in plan.ids { workerPIDs[id] = pid }
+        }
+        try waitForRegistrations(plans.flatMap(\.ids).map { ($0, 1) })
     }
 
     /// How many times each worker id was registered, from the coordinator's log.

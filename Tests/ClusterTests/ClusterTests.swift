@@ -76,6 +76,78 @@ struct ClusterTests {
         #expect(faulty.lostExperts.isEmpty)
     }
 
+    @Test("experts sharing a worker process answer as in processes of their own; killed, it fails over to the other")
+    func sharedWorkerProcess() throws {
+        // Three experts of one model file, told apart by their system prompts.
+        let experts = [TinyExperts.concise, TinyExperts.friendly, TinyExperts.knowledgeable].map { expert in
+            var expert = expert
+            expert.model = TinyExperts.model("tiny-a.gguf")
+            return expert
+        }
+        let preferences = ["concise, friendly:2, knowledgeable"] + experts.map(\.name)
+        var reference: [String: String] = [:]
+        do {
+            let separate = try TestCluster(experts: experts, maxNewTokens: 20)
+            try separate.start()
+            #expect(Set(separate.workerPIDs.values).count == 3)
+            for preference in preferences {
+                reference[preference] = try separate.generate(Self.prompt, preference: preference).done.text
+            }
+        }
+        // Each expert's own answer differs from the others' (else this test could not tell them apart).
+        #expect(Set(experts.map { reference[$0.name] }).count == 3)
+
+        let replicated = experts.map { expert in
+            var expert = expert
+            expert.replicas = 2
+            return expert
+        }
+        let shared = try TestCluster(experts: replicated, maxNewTokens: 20)
+        try shared.start(shared: true)
+        #expect(Set(shared.workerPIDs.values).count == 2)
+        for preference in preferences {
+            let done = try shared.generate(Self.prompt, preference: preference).done
+            #expect(done.text == reference[preference], "\(preference)")
+            #expect(done.lostExperts.isEmpty)
+        }
+        // Idle, each expert's replica with the lowest id takes the session: all of them in the first process.
+        let victim = try #require(shared.workerPIDs["concise-1"])
+        #expect(shared.workerPIDs["friendly-1"] == victim && shared.workerPIDs["knowledgeable-1"] == victim)
+        let preference = preferences[0]
+        let faulty = try shared.generate(Self.prompt, preference: preference) { event in
+            if event.step == 2 {
+                shared.group.signal(victim, SIGSTOP)
+                shared.group.signal(victim, SIGKILL)
+            }
+        }.done
+        #expect(faulty.text == reference[preference])
+        #expect(faulty.lostExperts.isEmpty)
+        #expect(faulty.failovers >= 3)
+    }
+
+    @Test(
+        "mope worker refuses expert lists it cannot serve in one process, naming the option",
+        arguments: [
+            (["--expert", "concise,friendly", "--model", "Tests/Fixtures/tiny-a.gguf"], "--expert"),
+            (["--expert", "concise,friendly", "--config", "Configs/tiny-test.json"], "one model file"),
+            (["--expert", "concise,,friendly", "--config", "Configs/tiny-test.json"], "--expert"),
+            (["--expert", "concise,friendly", "--config", "Configs/tiny-test.json", "--model",
+              "Tests/Fixtures/tiny-a.gguf", "--id", "only-one"], "--id"),
+            (["--expert", "concise,friendly", "--config", "Configs/tiny-test.json", "--model",
+              "Tests/Fixtures/tiny-a.gguf", "--system-prompt", "Be brief."], "--system-prompt"),
+        ]
+    )
+    func workerRefusesBadExpertLists(arguments: [String], mention: String) throws {
+        let absolute = arguments.map { word in
+            word.hasPrefix("Configs/") || word.hasPrefix("Tests/")
+                ? TinyExperts.root.appendingPathComponent(word).path : word
+        }
+        let run = try MopeProcess.run(["worker"] + absolute + ["--coordinator", "tcp://127.0.0.1:1"],
+                                      deadline: .seconds(60))
+        #expect(run.status == 2, "\(run.errorOutput)")
+        #expect(run.errorOutput.contains(mention), "\(run.errorOutput)")
+    }
+
     @Test("a worker killed mid-answer without a replica: the answer completes degraded and names the lost expert")
     func killedWorkerWithoutReplicaDegrades() throws {
         let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 40)

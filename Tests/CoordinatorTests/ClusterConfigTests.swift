@@ -24,6 +24,7 @@ import Wire
         #expect(config.topK == 64)
         #expect(config.merge == .probability)
         #expect(config.sampling == SamplingConfig())
+        #expect(config.sharedWorkers == false)
         #expect(config.experts == [ExpertConfig(
             name: "concise", dimension: .concise, systemPrompt: PreferenceDimension.concise.defaultPrompt,
             model: "m.gguf", replicas: 1
@@ -45,6 +46,7 @@ import Wire
             (#"{"experts": [], "sampling": {"temperature": "hot"}}"#, "sampling.temperature"),
             (#"{"experts": [], "stepDeadlinMs": 5}"#, "stepDeadlinMs"),
             (#"{"experts": [{"name": "a", "modle": "m"}]}"#, "experts[0].modle"),
+            (#"{"experts": [], "sharedWorkers": "yes"}"#, "sharedWorkers"),
         ]
     )
     func errorsNameTheField(json: String, field: String) {
@@ -101,7 +103,39 @@ import Wire
         config.merge = .logit
         config.sampling = SamplingConfig(temperature: 0.7, topP: 0.9, topK: 40, seed: 3)
         config.pcm = "pcm/pcm.json"
+        config.sharedWorkers = true
         #expect(try ClusterConfig.decode(config.encoded()) == config)
+    }
+
+    @Test("worker processes: one per expert replica, or one per replica and model file when shared")
+    func workerProcesses() throws {
+        var config = ClusterConfig(experts: [
+            ExpertConfig(name: "a", model: "m1", replicas: 2),
+            ExpertConfig(name: "b", model: "m1"),
+            ExpertConfig(name: "c", model: "m2"),
+            ExpertConfig(name: "d", model: "m1", replicas: 2),
+        ])
+        #expect(config.workerProcesses() == [
+            WorkerProcessPlan(model: "m1", experts: ["a"], ids: ["a-1"]),
+            WorkerProcessPlan(model: "m1", experts: ["b"], ids: ["b"]),
+            WorkerProcessPlan(model: "m2", experts: ["c"], ids: ["c"]),
+            WorkerProcessPlan(model: "m1", experts: ["d"], ids: ["d-1"]),
+            WorkerProcessPlan(model: "m1", experts: ["a"], ids: ["a-2"]),
+            WorkerProcessPlan(model: "m1", experts: ["d"], ids: ["d-2"]),
+        ])
+        let shared = [
+            WorkerProcessPlan(model: "m1", experts: ["a", "b", "d"], ids: ["a-1", "b", "d-1"]),
+            WorkerProcessPlan(model: "m2", experts: ["c"], ids: ["c"]),
+            WorkerProcessPlan(model: "m1", experts: ["a", "d"], ids: ["a-2", "d-2"]),
+        ]
+        #expect(config.workerProcesses(shared: true) == shared)
+        config.sharedWorkers = true
+        #expect(config.workerProcesses() == shared)
+        #expect(config.workerProcesses(shared: false).count == 6)
+        // Every expert replica is served exactly once either way.
+        for plans in [config.workerProcesses(shared: false), shared] {
+            #expect(plans.flatMap(\.ids).sorted() == ["a-1", "a-2", "b", "c", "d-1", "d-2"])
+        }
     }
 
     @Test("the demo config has the six dimensions on the real model, prompted as the shipped PCM was trained")

@@ -44,6 +44,25 @@ func dist(_ step: UInt32, _ id: UInt32, session: SessionID = 1) -> ExpertDirecti
         #expect(machine.session(1)?.tokens == [7, 8])
     }
 
+    @Test("awaits(step:) holds only for an open, idle session whose next step is that one")
+    func awaitsNextStep() {
+        var machine = ExpertSessions(contextLimit: 32, sessionCapacity: 2, vocabSize: 50)
+        _ = machine.onOpen(open(), promptTokens: [1, 2, 3])
+        #expect(!machine.awaits(1, step: 1))  // still prefilling
+        _ = machine.onForwardDone(session: 1, ids: [7], logProbs: [-0.1], tailMass: 0.1)
+        #expect(machine.awaits(1, step: 1))
+        #expect(!machine.awaits(1, step: 2))
+        #expect(!machine.awaits(1, step: 0))
+        #expect(!machine.awaits(2, step: 1))  // unknown session
+        _ = machine.onStep(Step(session: 1, step: 1, token: 7))
+        #expect(!machine.awaits(1, step: 1))  // computing it
+        #expect(!machine.awaits(1, step: 2))
+        _ = machine.onForwardDone(session: 1, ids: [8], logProbs: [-0.1], tailMass: 0.1)
+        #expect(machine.awaits(1, step: 2))
+        _ = machine.onClose(Close(session: 1))
+        #expect(!machine.awaits(1, step: 2))
+    }
+
     @Test("a repeated step gets the cached dist again, and a repeat during the forward pass is ignored")
     func idempotentStep() {
         var machine = opened()

@@ -68,6 +68,17 @@ final class FakeCoordinator {
         try sendRaw(WireCodec.encode(message))
     }
 
+    /// Sends `message` to the worker connection whose routing id is `id`.
+    func send(_ message: Message, to id: String) throws {
+        try socket.send([Array(id.utf8), WireCodec.encode(message)])
+    }
+
+    /// The next message that is not a heartbeat, with the routing id of the connection it came on.
+    func receiveFrom(timeout: Duration = .seconds(20)) throws -> (id: String, message: Message)? {
+        guard let message = try receive(timeout: timeout), let peer else { return nil }
+        return (String(decoding: peer, as: UTF8.self), message)
+    }
+
     func sendRaw(_ bytes: [UInt8]) throws {
         guard let peer else { throw TestFailure("no worker has spoken yet") }
         try socket.send([peer, bytes])

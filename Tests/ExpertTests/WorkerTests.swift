@@ -59,6 +59,62 @@ import ZeroMQ
         }
     }
 
+    @Test("one process, two experts: each registers and answers with its own prompt; a step to one alone is answered")
+    func twoExpertsInOneProcess() async throws {
+        let suffix = UUID().uuidString.prefix(8)
+        let (briefID, warmID) = ("brief-\(suffix)", "warm-\(suffix)")
+        let prompts = ["You answer briefly.", "You are warm and kind."]
+        try await RunningWorker.with(configure: {
+            $0.experts = [
+                HostedExpert(name: "brief", systemPrompt: prompts[0], workerID: briefID),
+                HostedExpert(name: "warm", systemPrompt: prompts[1], workerID: warmID),
+            ]
+        }) { running in
+            let coordinator = running.coordinator
+            #expect(running.worker.id == "\(briefID)+\(warmID)")
+            var hellos: [String: Hello] = [:]
+            while hellos.count < 2, let (id, message) = try coordinator.receiveFrom() {
+                guard case .hello(let hello) = message else { continue }
+                #expect(hello.workerID == id)
+                hellos[id] = hello
+            }
+            #expect(hellos[briefID]?.expert == "brief")
+            #expect(hellos[warmID]?.expert == "warm")
+            for id in [briefID, warmID] { try coordinator.send(.welcome(Welcome(heartbeatIntervalMs: 60_000)), to: id) }
+
+            let ids = [briefID, warmID]
+            let references = try prompts.map { try LocalReference(systemPrompt: $0) }
+            let tokens = try references[0].greedy(Self.question, count: 3)
+            let expected = try references.map { try $0.steps(Self.question, tokens: tokens, k: 8) }
+            // The system prompts differ, so the two experts' distributions differ: each must be its own.
+            #expect(expected[0][0].ids != expected[1][0].ids || expected[0][0].logProbs != expected[1][0].logProbs)
+
+            /// Sends `message(i)` to each expert in `which` and checks every reply against the expert's reference.
+            func exchange(_ which: [Int], step: Int, _ message: (Int) -> Message) throws {
+                for i in which { try coordinator.send(message(i), to: ids[i]) }
+                var answered: Set<Int> = []
+                while answered.count < which.count {
+                    guard let (id, reply) = try coordinator.receiveFrom() else {
+                        throw TestFailure("no reply to step \(step) from \(which.filter { !answered.contains($0) })")
+                    }
+                    let i = try #require(ids.firstIndex(of: id))
+                    guard case .dist(let dist) = reply else { throw TestFailure("expected dist, got \(reply)") }
+                    #expect(dist.step == UInt32(step))
+                    #expect(matches(dist, expected[i][step]), "expert \(i) step \(step): \(dist)")
+                    answered.insert(i)
+                }
+            }
+            try exchange([0, 1], step: 0) { _ in
+                .open(Open(session: 5, request: Self.question, topK: 8, maxNewTokens: 16))
+            }
+            try exchange([0, 1], step: 1) { _ in .step(Step(session: 5, step: 1, token: tokens[0])) }
+            // Step 2 reaches the first expert only: the worker waits for the other's step a moment, then answers.
+            try exchange([0], step: 2) { _ in .step(Step(session: 5, step: 2, token: tokens[1])) }
+            try exchange([1], step: 2) { _ in .step(Step(session: 5, step: 2, token: tokens[1])) }
+            try exchange([0, 1], step: 3) { _ in .step(Step(session: 5, step: 3, token: tokens[2])) }
+        }
+    }
+
     @Test("a repeated step gets the same dist; a skipped step is a desync; replay rebuilds the same distributions")
     func repeatSkipReplay() async throws {
         try await RunningWorker.with { running in
