@@ -7,7 +7,9 @@
 # 1. Overhead: one request of MAX_TOKENS greedy tokens. The coordinator logs, per request, its wall time and
 #    the sum over steps of the slowest expert's forward-pass time (WorkerTiming.computeMicros in the dists of
 #    the same run). Per-token latency of the cluster vs the slowest expert's own step time = the cost of
-#    ZeroMQ, the merge, sampling and the loops (goal: at most 5%).
+#    ZeroMQ, the merge, sampling and the loops (goal: at most 5%). The headline figure is decoding: from the
+#    first token to the end, against the same steps' compute; the whole request (prefill, tokenization and
+#    KV-cache set-up included) follows.
 # 2. Throughput: aggregate tokens/s with 1, 8 and 32 concurrent sessions (`mope generate --concurrency N`).
 #
 #    The rest is split into the time from a worker reading its step to the start of its pass (other sessions'
@@ -17,12 +19,16 @@
 #
 # With 3 single-threaded workers and the coordinator on 2 cores, the CPUs are oversubscribed: a worker often waits
 # for a core before it reads its step, which counts as overhead here. BENCH_EXPERTS=2 measures without that.
+# BENCH_SHARED=1 runs the experts in one worker process (`mope cluster --shared-workers`, 2 threads by default):
+# each expert keeps its own connection, and one batched forward pass computes the step of all of them, so the
+# "slowest expert's forward pass" is that shared pass.
 #
 # The deadlines are long on purpose: a worker cannot send heartbeats during a forward pass, and a batched
 # prefill of 32 prompts on a busy 2-core machine takes minutes; this measures speed, not failover.
 #
 # Environment: BENCH_MAX_TOKENS (default 128), BENCH_LOAD_TOKENS (default 64), BENCH_THREADS (threads per
-# worker, default 1), BENCH_EXPERTS (1 to 3, default 3), BENCH_ENDPOINT (default tcp://127.0.0.1:5570),
+# worker process, default 1, or 2 with BENCH_SHARED=1), BENCH_SHARED (0 or 1, default 0), BENCH_EXPERTS (1 to 3,
+# default 3), BENCH_ENDPOINT (default tcp://127.0.0.1:5570),
 # BENCH_TIMELINE=1: every process also timestamps each step (MOPE_TIMELINE) and Scripts/timeline.py breaks the
 # timed request's steps down: wake (the step reaching the worker), service, back, the coordinator's turn. The
 # timestamps cost a little; compare the overhead figure with a run without them.
@@ -31,7 +37,11 @@ cd "$(dirname "$0")/.."
 . Scripts/lib/cluster.sh
 MAX_TOKENS=${BENCH_MAX_TOKENS:-128}
 LOAD_TOKENS=${BENCH_LOAD_TOKENS:-64}
-THREADS=${BENCH_THREADS:-1}
+SHARED=${BENCH_SHARED:-0}
+case "$SHARED" in
+    0) THREADS=${BENCH_THREADS:-1}; SHARE_FLAG=() ;;
+    1) THREADS=${BENCH_THREADS:-2}; SHARE_FLAG=(--shared-workers) ;;
+    *) echo "bench-cluster: BENCH_SHARED must be 0 or 1" >&2; exit 2 ;; esac
 ENDPOINT=${BENCH_ENDPOINT:-tcp://127.0.0.1:5570}
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 MOPE=.build/release/mope
@@ -65,11 +75,16 @@ cat >"$work/bench.json" <<JSON
 JSON
 
 if [ "${BENCH_TIMELINE:-0}" = 1 ]; then mkdir -p "$work/timeline"; export MOPE_TIMELINE="$work/timeline"; fi
-"$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" >"$work/cluster.out" 2>"$work/cluster.err" &
+"$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" "${SHARE_FLAG[@]}" \
+    >"$work/cluster.out" 2>"$work/cluster.err" &
 cluster=$!
 for _ in $(seq 1 1200); do grep -q "cluster ready" "$work/cluster.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "cluster ready" "$work/cluster.out" || { cat "$work/cluster.err" >&2; exit 1; }
-echo "cluster: $EXPERTS workers ($THREADS thread(s) each) + coordinator on $(nproc) cores, $MODEL"
+if [ "$SHARED" = 1 ]; then
+    echo "cluster: $EXPERTS experts in one worker process ($THREADS thread(s)) + coordinator on $(nproc) cores, $MODEL"
+else
+    echo "cluster: $EXPERTS workers ($THREADS thread(s) each) + coordinator on $(nproc) cores, $MODEL"
+fi
 
 # Time the cluster's threads (coordinator and workers) spent runnable but waiting for a core, in nanoseconds:
 # the kernel's own accounting (field 2 of /proc/PID/task/TID/schedstat; 0 where the kernel keeps none).
@@ -94,13 +109,19 @@ waited_before=$(run_queue_wait)
 waited=$(( $(run_queue_wait) - waited_before ))
 grep -q "lost expert" "$work/cluster.err" && fail "an expert was lost during the run"
 line=$(grep "done:" "$work/cluster.err" | tail -1)
-figures=$(sed -E 's/.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms, ([0-9]+) ms from receiving.*/\1 \2 \3 \4/' <<<"$line")
-read -r tokens wall compute service <<<"$figures"
+pattern='.*done: ([0-9]+) tokens in ([0-9]+) ms.*slowest expert compute ([0-9]+) ms, ([0-9]+) ms from receiving'
+pattern+='.*first token: ([0-9]+) ms, slowest expert compute ([0-9]+) ms.*'
+figures=$(sed -E "s/$pattern/\\1 \\2 \\3 \\4 \\5 \\6/" <<<"$line")
+read -r tokens wall compute service dwall dcompute <<<"$figures"
 echo
 echo "single request: $(head -1 "$work/single.err")"
-awk -v t="$tokens" -v w="$wall" -v c="$compute" -v s="$service" -v q="$waited" 'BEGIN {
-    printf "per-token latency: cluster %.2f ms, slowest expert forward pass %.2f ms; overhead %.1f%%\n",
-        w / t, c / t, (w - c) / c * 100
+awk -v t="$tokens" -v w="$wall" -v c="$compute" -v s="$service" -v q="$waited" -v dw="$dwall" -v dc="$dcompute" 'BEGIN {
+    printf "per-token latency, decoding (after the first token, %d steps): cluster %.2f ms, slowest expert forward\n",
+        t - 1, dw / (t - 1)
+    printf "  pass %.2f ms; overhead %.1f%%\n", dc / (t - 1), (dw - dc) / dc * 100
+    printf "whole request (prefill included): cluster %.2f ms/token, slowest expert forward pass %.2f ms/token;\n",
+        w / t, c / t
+    printf "  overhead %.1f%%\n", (w - c) / c * 100
     printf "  the rest: %.2f ms/token from the moment a worker reads its step to the start of its pass; %.2f ms/token\n",
         (s - c) / t, (w - s) / t
     printf "  in the sockets, the merge and the loops (including any wait for a core before a message is read)\n"

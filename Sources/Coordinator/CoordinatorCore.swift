@@ -61,7 +61,8 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
         case let .sessionFinished(id, done, timing):
             "session \(id) done: \(done.tokens) tokens in \(done.elapsedMicros / 1000) ms (\(done.finish)); "
                 + "slowest expert compute \(timing.computeMicros / 1000) ms, "
-                + "\(timing.serviceMicros / 1000) ms from receiving each step"
+                + "\(timing.serviceMicros / 1000) ms from receiving each step; decoding after the first token: "
+                + "\(timing.decodeWallMicros / 1000) ms, slowest expert compute \(timing.decodeComputeMicros / 1000) ms"
                 + (done.lostExperts.isEmpty ? "" : "; lost experts " + done.lostExperts.joined(separator: ", "))
                 + (done.failovers > 0 ? "; \(done.failovers) failovers" : "")
         case let .drainStarted(running): "draining: new requests are refused; \(running) running sessions may finish"
@@ -479,8 +480,10 @@ public struct CoordinatorCore: Sendable {
                 membership.onSent(message, to: worker, now: now, config: config)
             case let .emitToken(event):
                 out.append(.sendToClient(route.client, .token(event)))
+                timings[id]?.tokenSent(now: now)
             case let .finish(done):
                 out.append(.sendToClient(route.client, .done(done)))
+                timings[id]?.finished(now: now)
                 events.append(.sessionFinished(id, done, timing: timings[id] ?? SessionTiming()))
                 finishRoute(route, of: id)
             case let .fail(reply):
@@ -514,18 +517,26 @@ private struct TokenIDDecoder: TokenTextDecoder {
 /// time, and the slowest expert's time from receiving the step to finishing it (the pass plus the wait before it:
 /// other sessions' passes, or a core busy elsewhere). The coordinator's wall time minus `serviceMicros` is the
 /// cost of the sockets, the merge and the loops; `serviceMicros` minus `computeMicros` is time spent waiting.
+///
+/// The decoding figures leave out step 0 (the prompt's prefill): `decodeWallMicros` runs from the first token
+/// sent to the client to the end, which covers exactly the steps counted in `decodeComputeMicros`, so their ratio
+/// is the per-token latency of decoding against the experts' own step time.
 public struct SessionTiming: Sendable, Equatable {
     private var step: UInt32 = 0
     private var slowestCompute: UInt32 = 0
     private var slowestService: UInt64 = 0
     private var earlierCompute: UInt64 = 0
     private var earlierService: UInt64 = 0
+    private var prefillCompute: UInt64?
+    private var firstTokenAt: UInt64?
+    private var finishedAt: UInt64?
 
     public init() {}
 
     /// Counts one `dist`.
     mutating func add(_ dist: Dist) {
         if dist.step != step {
+            if step == 0, prefillCompute == nil { prefillCompute = UInt64(slowestCompute) }
             earlierCompute += UInt64(slowestCompute)
             earlierService += slowestService
             step = dist.step
@@ -536,8 +547,25 @@ public struct SessionTiming: Sendable, Equatable {
         slowestService = max(slowestService, UInt64(dist.timing.queueMicros) + UInt64(dist.timing.computeMicros))
     }
 
+    /// A token went to the client at `now` (nanoseconds); the first one starts the decoding time.
+    mutating func tokenSent(now: UInt64) {
+        if firstTokenAt == nil { firstTokenAt = now }
+    }
+
+    /// The session finished at `now` (nanoseconds).
+    mutating func finished(now: UInt64) {
+        finishedAt = now
+    }
+
     /// The sum over steps of the slowest forward pass, in microseconds.
     public var computeMicros: UInt64 { earlierCompute + UInt64(slowestCompute) }
     /// The sum over steps of the slowest wait-plus-pass, in microseconds.
     public var serviceMicros: UInt64 { earlierService + slowestService }
+    /// `computeMicros` without step 0.
+    public var decodeComputeMicros: UInt64 { computeMicros - min(computeMicros, prefillCompute ?? computeMicros) }
+    /// The wall time from the first token sent to the client to the end, in microseconds (0 before both).
+    public var decodeWallMicros: UInt64 {
+        guard let firstTokenAt, let finishedAt, finishedAt >= firstTokenAt else { return 0 }
+        return (finishedAt - firstTokenAt) / 1000
+    }
 }

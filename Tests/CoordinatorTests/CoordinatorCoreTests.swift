@@ -286,3 +286,39 @@ import Wire
         #expect(core.isFinished)
     }
 }
+
+@Suite struct SessionTimingTests {
+    func dist(step: UInt32, queue: UInt32, compute: UInt32) -> Dist {
+        Dist(session: 1, step: step, ids: [1], logProbs: [0], tailMass: 0,
+             timing: WorkerTiming(queueMicros: queue, computeMicros: compute, batchSize: 1))
+    }
+
+    @Test("per step the slowest expert counts; decoding figures leave out step 0 and run from the first token")
+    func sums() {
+        var timing = SessionTiming()
+        #expect(timing.decodeWallMicros == 0)
+        timing.add(dist(step: 0, queue: 10, compute: 500))
+        timing.add(dist(step: 0, queue: 0, compute: 700))
+        timing.tokenSent(now: 1_000_000)
+        timing.add(dist(step: 1, queue: 5, compute: 100))
+        timing.add(dist(step: 1, queue: 50, compute: 90))
+        timing.tokenSent(now: 1_200_000)  // only the first token starts the decoding time
+        timing.add(dist(step: 2, queue: 0, compute: 120))
+        timing.finished(now: 1_400_000)
+        #expect(timing.computeMicros == 700 + 100 + 120)
+        #expect(timing.serviceMicros == 700 + 140 + 120)
+        #expect(timing.decodeComputeMicros == 100 + 120)
+        #expect(timing.decodeWallMicros == 400)
+    }
+
+    @Test("a session that ends at step 0 has no decoding time")
+    func prefillOnly() {
+        var timing = SessionTiming()
+        timing.add(dist(step: 0, queue: 0, compute: 300))
+        timing.tokenSent(now: 5_000)
+        timing.finished(now: 5_000)
+        #expect(timing.computeMicros == 300)
+        #expect(timing.decodeComputeMicros == 0)
+        #expect(timing.decodeWallMicros == 0)
+    }
+}
