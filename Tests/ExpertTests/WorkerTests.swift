@@ -263,6 +263,48 @@ import ZeroMQ
         #expect(try await running.exit() == .drained(abandonedSessions: 0))
     }
 
+    @Test("a worker of two experts drains both: goodbye on each, and it exits once the last session of either closes")
+    func drainTwoExperts() async throws {
+        let suffix = UUID().uuidString.prefix(8)
+        let ids = ["brief-\(suffix)", "warm-\(suffix)"]
+        let running = try RunningWorker(configure: {
+            $0.experts = [
+                HostedExpert(name: "brief", systemPrompt: "You answer briefly.", workerID: ids[0]),
+                HostedExpert(name: "warm", systemPrompt: "You are warm and kind.", workerID: ids[1]),
+            ]
+        })
+        let coordinator = running.coordinator
+        var welcomed: Set<String> = []
+        while welcomed.count < 2, let (id, message) = try coordinator.receiveFrom() {
+            guard case .hello = message, !welcomed.contains(id) else { continue }
+            try coordinator.send(.welcome(Welcome(heartbeatIntervalMs: 60_000)), to: id)
+            welcomed.insert(id)
+        }
+        // A session on the second expert only.
+        try coordinator.send(.open(Open(session: 3, request: Self.question, topK: 4, maxNewTokens: 8)), to: ids[1])
+        guard case (ids[1], .dist)? = try coordinator.receiveFrom() else {
+            Issue.record("expected dist 0 from \(ids[1])")
+            _ = try await running.finish()
+            return
+        }
+        running.worker.drain()
+        var goodbyes: Set<String> = []
+        while goodbyes.count < 2, let (id, message) = try coordinator.receiveFrom() {
+            if case .goodbye = message { goodbyes.insert(id) }
+        }
+        #expect(goodbyes == Set(ids))
+        // The expert with an open session still serves it.
+        try coordinator.send(.step(Step(session: 3, step: 1, token: 5)), to: ids[1])
+        guard case (ids[1], .dist(let dist))? = try coordinator.receiveFrom() else {
+            Issue.record("expected dist 1 from \(ids[1])")
+            _ = try await running.finish()
+            return
+        }
+        #expect(dist.step == 1)
+        try coordinator.send(.close(Close(session: 3)), to: ids[1])
+        #expect(try await running.exit() == .drained(abandonedSessions: 0))
+    }
+
     @Test("a drain with sessions left ends after the grace period")
     func drainGrace() async throws {
         let running = try RunningWorker { $0.drainGrace = .milliseconds(300) }
