@@ -28,7 +28,7 @@
 #
 # Environment: BENCH_MAX_TOKENS (default 128), BENCH_LOAD_TOKENS (default 64), BENCH_THREADS (threads per
 # worker process, default 1, or 2 with BENCH_SHARED=1), BENCH_SHARED (0 or 1, default 0), BENCH_EXPERTS (1 to 3,
-# default 3), BENCH_ENDPOINT (default tcp://127.0.0.1:5570),
+# default 3), BENCH_ENDPOINT (default ipc:// in a temporary folder; e.g. tcp://127.0.0.1:5570),
 # BENCH_TIMELINE=1: every process also timestamps each step (MOPE_TIMELINE) and Scripts/timeline.py breaks the
 # timed request's steps down: wake (the step reaching the worker), service, back, the coordinator's turn. The
 # timestamps cost a little; compare the overhead figure with a run without them.
@@ -42,7 +42,6 @@ case "$SHARED" in
     0) THREADS=${BENCH_THREADS:-1}; SHARE_FLAG=() ;;
     1) THREADS=${BENCH_THREADS:-2}; SHARE_FLAG=(--shared-workers) ;;
     *) echo "bench-cluster: BENCH_SHARED must be 0 or 1" >&2; exit 2 ;; esac
-ENDPOINT=${BENCH_ENDPOINT:-tcp://127.0.0.1:5570}
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 MOPE=.build/release/mope
 PROMPT="Explain how a rainbow forms."
@@ -56,6 +55,8 @@ PREFERENCE=$(IFS=,; echo "${NAMES[*]}" | sed 's/,/, /g')
 [ -f "$MODEL" ] || Scripts/setup.sh
 
 work=$(mktemp -d)
+# ipc on one machine (DESIGN.md), tcp:// across machines; tcp over loopback costs a little more per step.
+ENDPOINT=${BENCH_ENDPOINT:-ipc://$work/coordinator.sock}
 cluster=""
 cleanup() {
     if [ -n "$cluster" ]; then stop_launcher "$cluster" 100; fi
