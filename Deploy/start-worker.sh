@@ -6,14 +6,15 @@
 # COORDINATOR is the coordinator's address as this machine reaches it, e.g. tcp://10.0.0.5:5555.
 # CONFIG is a cluster config with the expert's model path (relative paths resolve from the working
 # directory, then from the config's folder) and system prompt. ID defaults to EXPERT-HOSTNAME-PID; give
-# replicas distinct ids. With MOPE_CURVE_SERVER_KEY set (the coordinator's public key) the connection is
+# replicas distinct ids. EXPERT may list several experts of one model file, comma-separated, to serve them
+# from one process (then ID lists one id per expert). With MOPE_CURVE_SERVER_KEY set (the coordinator's public key) the connection is
 # CURVE-encrypted (MOPE_CURVE_SECRET: this worker's own secret key, for a coordinator that admits listed
 # keys only). MOPE overrides the mope binary; MOPE_THREADS sets the forward-pass threads.
 # The worker drains on SIGTERM/SIGINT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 3 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 MOPE=${MOPE:-.build/release/mope}
