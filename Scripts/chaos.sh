@@ -5,7 +5,7 @@
 #
 #   Scripts/chaos.sh [--seconds N] [--config FILE] [--concurrency C] [--seed S] [--timeout T]
 #                    [--max-tokens M] [--replicas R] [--heartbeat-ms H] [--freeze-coordinator]
-#                    [--release] [--no-build] [--keep]
+#                    [--shared] [--release] [--no-build] [--keep]
 #
 #   --seconds N      how long faults are injected and requests started (default 60)
 #   --config FILE    a cluster config (default: a generated one over Tests/Fixtures/tiny-{a,b,c}.gguf with
@@ -20,6 +20,10 @@
 #                    while it computes: on a machine loaded far beyond its cores, short intervals make live
 #                    workers look dead (the run still passes, with more degraded answers and refusals)
 #   --freeze-coordinator  also draw a fourth fault: SIGSTOP the coordinator for 1–3 s, then SIGCONT
+#   --shared         one worker process per replica serves every expert (`mope worker --expert a,b,c`); the
+#                    generated config then puts every expert on the first one's model (their system prompts
+#                    still differ), and each fault hits all the experts of a process at once (with --config,
+#                    its experts must share one model file)
 #   --release        build and run the release binary (default: debug)
 #   --no-build       use the binary already built
 #   --keep           keep the logs (their folder is printed)
@@ -36,8 +40,8 @@ cd "$(dirname "$0")/.."
 . Scripts/lib/cluster.sh
 
 SECONDS_TOTAL=60 CONFIG="" CONCURRENCY=4 SEED=1 TIMEOUT=60 MAX_TOKENS=16 REPLICAS=2 HEARTBEAT=1000 MODE=debug
-BUILD=1 KEEP=0 FREEZE_COORDINATOR=0
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+BUILD=1 KEEP=0 FREEZE_COORDINATOR=0 SHARED=0
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) SECONDS_TOTAL=$2; shift 2 ;;
@@ -49,6 +53,7 @@ while [ $# -gt 0 ]; do
         --replicas) REPLICAS=$2; shift 2 ;;
         --heartbeat-ms) HEARTBEAT=$2; shift 2 ;;
         --freeze-coordinator) FREEZE_COORDINATOR=1; shift ;;
+        --shared) SHARED=1; shift ;;
         --release) MODE=release; shift ;;
         --no-build) BUILD=0; shift ;;
         --keep) KEEP=1; shift ;;
@@ -108,25 +113,44 @@ T0=$(now)
 if [ -z "$CONFIG" ]; then
     CONFIG=$work/cluster.json
     tiny_cluster_config "$CONFIG" "$ENDPOINT" "$HEARTBEAT" $((3 * HEARTBEAT)) $((10 * HEARTBEAT)) "$MAX_TOKENS"
+    if [ "$SHARED" = 1 ]; then
+        python3 - "$CONFIG" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+for expert in config["experts"]:
+    expert["model"] = config["experts"][0]["model"]
+json.dump(config, open(sys.argv[1], "w"), indent=2)
+PY
+    fi
 fi
 mapfile -t EXPERTS < <(python3 -c \
     'import json, sys; [print(e["name"]) for e in json.load(open(sys.argv[1]))["experts"]]' "$CONFIG")
 [ "${#EXPERTS[@]}" -gt 0 ] || { echo "chaos: no experts in $CONFIG" >&2; exit 2; }
-WORKERS=()
+# WORKERS are the processes faults hit; IDS the worker ids that register (the same unless --shared).
+WORKERS=() IDS=()
 for expert in "${EXPERTS[@]}"; do
-    for replica in $(seq 1 "$REPLICAS"); do WORKERS+=("$expert-$replica"); done
+    for replica in $(seq 1 "$REPLICAS"); do IDS+=("$expert-$replica"); done
 done
+if [ "$SHARED" = 1 ]; then
+    for replica in $(seq 1 "$REPLICAS"); do WORKERS+=("shared-$replica"); done
+else
+    WORKERS=("${IDS[@]}")
+fi
 
 start_coordinator() {
     ( ingroup "$MOPE" coordinator --config "$CONFIG" --endpoint "$ENDPOINT" --drain-grace 5 \
         >>"$work/coordinator.log" 2>&1 & echo $! >"$work/state/coordinator.pid" )
     COORDINATOR=$(cat "$work/state/coordinator.pid")
 }
-# Starts worker ID (EXPERT-N); its pid goes to state/ID.pid. Started from a subshell that exits at once, so
-# a restart from the fault schedule's background jobs works the same way.
+# Starts worker ID (EXPERT-N, or shared-N: every expert's replica N); its pid goes to state/ID.pid. Started
+# from a subshell that exits at once, so a restart from the fault schedule's background jobs works the same way.
 start_worker() {
-    local id=$1 expert=${1%-*}
-    ( ingroup "$MOPE" worker --config "$CONFIG" --expert "$expert" --id "$id" --coordinator "$ENDPOINT" \
+    local id=$1 expert=${1%-*} ids=$1
+    if [ "$SHARED" = 1 ]; then
+        expert=$(IFS=,; echo "${EXPERTS[*]}")
+        ids=$(printf "%s-${1##*-}," "${EXPERTS[@]}" | sed 's/,$//')
+    fi
+    ( ingroup "$MOPE" worker --config "$CONFIG" --expert "$expert" --id "$ids" --coordinator "$ENDPOINT" \
         --threads 1 --drain-grace 2 >>"$work/worker-$id.log" 2>&1 & echo $! >"$work/state/$id.pid" )
     echo up >"$work/state/$id.state"
 }
@@ -143,12 +167,12 @@ wait_registered() {  # ID TIMES SECONDS
 
 start_coordinator
 for id in "${WORKERS[@]}"; do start_worker "$id"; done
-for id in "${WORKERS[@]}"; do
+for id in "${IDS[@]}"; do
     if ! wait_registered "$id" 1 180; then
         echo "chaos: worker $id did not register" >&2; tail -20 "$work"/*.log >&2; exit 1
     fi
 done
-log "cluster up: coordinator + ${#WORKERS[@]} workers (${#EXPERTS[@]} experts × $REPLICAS), $MODE build, $ENDPOINT"
+log "cluster up: coordinator + ${#WORKERS[@]} worker processes (${#EXPERTS[@]} experts × $REPLICAS), $MODE build, $ENDPOINT"
 
 PROMPTS=("Tell me about cats." "Why is the sky blue?" "Write a haiku about rain." "What is 2+2?")
 PREFERENCES=("$(printf '%s, ' "${EXPERTS[@]}" | sed 's/, $//')" "${EXPERTS[0]}")
