@@ -19,16 +19,17 @@
 #
 # With 3 single-threaded workers and the coordinator on 2 cores, the CPUs are oversubscribed: a worker often waits
 # for a core before it reads its step, which counts as overhead here. BENCH_EXPERTS=2 measures without that.
-# BENCH_SHARED=1 runs the experts in one worker process (`mope cluster --shared-workers`, 2 threads by default):
-# each expert keeps its own connection, and one batched forward pass computes the step of all of them, so the
-# "slowest expert's forward pass" is that shared pass.
+# By default both topologies run, one after the other: one worker process per expert, then the experts in one
+# worker process (`mope cluster --shared-workers`, 2 threads by default): each expert keeps its own connection,
+# and one batched forward pass computes the step of all of them, so the "slowest expert's forward pass" is that
+# shared pass. BENCH_SHARED=0 or 1 runs only one of them.
 #
 # The deadlines are long on purpose: a worker cannot send heartbeats during a forward pass, and a batched
 # prefill of 32 prompts on a busy 2-core machine takes minutes; this measures speed, not failover.
 #
 # Environment: BENCH_MAX_TOKENS (default 128), BENCH_LOAD_TOKENS (default 64), BENCH_THREADS (threads per
-# worker process, default 1, or 2 with BENCH_SHARED=1), BENCH_SHARED (0 or 1, default 0), BENCH_EXPERTS (1 to 3,
-# default 3), BENCH_ENDPOINT (default ipc:// in a temporary folder; e.g. tcp://127.0.0.1:5570),
+# worker process, default 1, or 2 with BENCH_SHARED=1), BENCH_SHARED (0, 1 or both, default both), BENCH_EXPERTS
+# (1 to 3, default 3), BENCH_ENDPOINT (default ipc:// in a temporary folder; e.g. tcp://127.0.0.1:5570),
 # BENCH_TIMELINE=1: every process also timestamps each step (MOPE_TIMELINE) and Scripts/timeline.py breaks the
 # timed request's steps down: wake (the step reaching the worker), service, back, the coordinator's turn. The
 # timestamps cost a little; compare the overhead figure with a run without them.
@@ -37,11 +38,19 @@ cd "$(dirname "$0")/.."
 . Scripts/lib/cluster.sh
 MAX_TOKENS=${BENCH_MAX_TOKENS:-128}
 LOAD_TOKENS=${BENCH_LOAD_TOKENS:-64}
-SHARED=${BENCH_SHARED:-0}
+SHARED=${BENCH_SHARED:-both}
 case "$SHARED" in
     0) THREADS=${BENCH_THREADS:-1}; SHARE_FLAG=() ;;
     1) THREADS=${BENCH_THREADS:-2}; SHARE_FLAG=(--shared-workers) ;;
-    *) echo "bench-cluster: BENCH_SHARED must be 0 or 1" >&2; exit 2 ;; esac
+    both)
+        # Both topologies, one after the other, on one build.
+        [ "${1:-}" = "--no-build" ] || swift build -c release
+        echo "== one worker process per expert"
+        BENCH_SHARED=0 "$0" --no-build
+        echo
+        echo "== the experts in one worker process"
+        exec env BENCH_SHARED=1 "$0" --no-build ;;
+    *) echo "bench-cluster: BENCH_SHARED must be 0, 1 or both" >&2; exit 2 ;; esac
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 MOPE=.build/release/mope
 PROMPT="Explain how a rainbow forms."
