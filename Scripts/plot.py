@@ -109,6 +109,8 @@ def diagnose(path, out):
         keys.setdefault((r["prompt"], r["sample"]), {})[(r["method"], r.get("combination"))] = r
     kinds = ["prompting", "uniform", "uniform logit", "only axis 1", "only axis 2", "only axis 3", "tilt axis 1",
              "tilt axis 2", "tilt axis 3"]
+    if any(r["method"] == "prompting unguided" for r in records):  # a run with prompt guidance
+        kinds.insert(1, "prompting unguided")
     lines += ["\n## Combined reward per combination (mean over prompts × samples)\n",
               "| combination | " + " | ".join(kinds) + " | best of these per item (oracle) |",
               "|---" * (len(kinds) + 2) + "|"]
@@ -121,7 +123,7 @@ def diagnose(path, out):
         for group in keys.values():
             row = {}
             for k in kinds:
-                if k in ("prompting", "uniform", "uniform logit"):
+                if k in ("prompting", "prompting unguided", "uniform", "uniform logit"):
                     rec = group.get((k, c))
                 elif k.startswith("only"):
                     rec = group.get((f"only {DIMS[dims[int(k[-1]) - 1]]}", None))

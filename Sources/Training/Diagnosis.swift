@@ -27,8 +27,11 @@ extension Evaluator {
     /// system prompt) and each expert alone, and for every combination its uniform mixture (merged as a probability
     /// mixture and as a product of experts), each "tilt" (weight `tilt` on one of its experts, the rest shared by
     /// the other two) and preference prompting.
-    /// With `expertsOnly`, the combinations' mixtures and prompting are skipped.
+    /// With `expertsOnly`, the combinations' mixtures and prompting are skipped. With `guidance` γ ≠ 0 every
+    /// method but "base" runs with prompt guidance (`DecodeRequest.guidance`), and preference prompting also runs
+    /// without it ("prompting unguided").
     public func diagnose(reward: inout ReferenceNormalisedReward, samples: Int, tilt: Float, expertsOnly: Bool = false,
+                         guidance: Float = 0,
                          progress: (Int, Int) -> Void = { _, _ in }) throws(TrainingError) -> [DiagnosisRecord]
     {
         var out: [DiagnosisRecord] = []
@@ -47,31 +50,39 @@ extension Evaluator {
                 tags.append(("base", nil))
                 for d in PreferenceDimension.allCases {
                     requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: experts.prompts[d])],
-                                                  policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling))
+                                                  policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling,
+                                                  guidance: guidance))
                     tags.append(("only \(d.rawValue)", nil))
                 }
                 for combo in combos where !expertsOnly {
                     let label = Combinations.label(combo)
                     let sessions = combo.dimensions.map { (slot: $0.ordinal, system: Optional(experts.prompts[$0])) }
                     requests.append(DecodeRequest(user: user, sessions: sessions,
-                                                  policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling))
+                                                  policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
+                                                  guidance: guidance))
                     tags.append(("uniform", label))
                     requests.append(DecodeRequest(user: user, sessions: sessions,
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
-                                                  mode: .logit))
+                                                  mode: .logit, guidance: guidance))
                     tags.append(("uniform logit", label))
                     for d in combo.dimensions {
                         var w = [Float](repeating: 0, count: 6)
                         for e in combo.dimensions { w[e.ordinal] = (1 - tilt) / 2 }
                         w[d.ordinal] = tilt
                         requests.append(DecodeRequest(user: user, sessions: sessions, policy: .fixed(w),
-                                                      sampling: sampling))
+                                                      sampling: sampling, guidance: guidance))
                         tags.append(("tilt \(d.rawValue)", label))
                     }
                     let joined = combo.dimensions.map { experts.prompts[$0] }.joined(separator: " ")
                     requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
-                                                  policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling))
+                                                  policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling,
+                                                  guidance: guidance))
                     tags.append(("prompting", label))
+                    if guidance != 0 {
+                        requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
+                                                      policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling))
+                        tags.append(("prompting unguided", label))
+                    }
                 }
                 let results = try experts.decode(requests, maxTokens: maxTokens)
                 for (tag, result) in zip(tags, results) {

@@ -156,10 +156,15 @@ public struct DecodeRequest: Sendable {
     /// How the experts' distributions are combined. `logProb` and the recorded steps describe the probability
     /// mixture, so REBEL training uses `.probability`.
     public var mode: MergeMode
+    /// Prompt guidance γ (0: off). Each session's logits become (1 + γ)·ℓ − γ·ℓ₀, where ℓ₀ are the logits of the
+    /// same conversation under the template's default system prompt: what the session's own system prompt changes
+    /// is amplified, as in classifier-free guidance. One more session (the default prompt) runs for the request.
+    public var guidance: Float
 
     /// Creates a request.
     public init(user: String, sessions: [(slot: Int, system: String?)], policy: WeightPolicy,
-                sampling: SamplingParameters, record: Bool = false, mode: MergeMode = .probability)
+                sampling: SamplingParameters, record: Bool = false, mode: MergeMode = .probability,
+                guidance: Float = 0)
     {
         self.user = user
         self.sessions = sessions
@@ -167,6 +172,7 @@ public struct DecodeRequest: Sendable {
         self.sampling = sampling
         self.record = record
         self.mode = mode
+        self.guidance = guidance
     }
 }
 
@@ -200,8 +206,11 @@ extension InProcessExperts {
         }
         var sessions: [Session] = []
         var prefill: [[Int32]] = []
+        /// The slot of a guided request's default-prompt session.
+        let guide = -1
         for (r, request) in requests.enumerated() {
-            for s in request.sessions {
+            let guided = request.guidance != 0 ? [(slot: guide, system: String?.none)] : []
+            for s in request.sessions + guided {
                 let prompt = try sessionPrompt(system: s.system, user: request.user)
                 let cache: KVCache
                 do {
@@ -240,6 +249,7 @@ extension InProcessExperts {
         var pending: [Int] = Array(sessions.indices)
         var inputs = prefill
         var lists = [TopKCandidates?](repeating: nil, count: sessions.count)
+        var guidedRow: [Float] = []
         var step = 0
         while !pending.isEmpty {
             let batch = pending.map { (cache: sessions[$0].cache, tokens: inputs[$0]) }
@@ -249,9 +259,21 @@ extension InProcessExperts {
                 throw .inference("\(error)")
             }
             onStep(pending.count)
-            for (row, s) in pending.enumerated() {
-                let top = logits.withUnsafeBufferPointer { buffer in
-                    TopK(logits: UnsafeBufferPointer(rebasing: buffer[(row * vocab)..<((row + 1) * vocab)]), k: topK)
+            var guideRows: [Int: Int] = [:]  // request → row of its default-prompt session
+            for (row, s) in pending.enumerated() where sessions[s].slot == guide { guideRows[sessions[s].request] = row }
+            for (row, s) in pending.enumerated() where sessions[s].slot != guide {
+                let gamma = requests[sessions[s].request].guidance
+                let top: TopK
+                if gamma != 0, let base = guideRows[sessions[s].request] {
+                    guidedRow.removeAll(keepingCapacity: true)
+                    for j in 0..<vocab {
+                        guidedRow.append((1 + gamma) * logits[row * vocab + j] - gamma * logits[base * vocab + j])
+                    }
+                    top = TopK(logits: guidedRow, k: topK)
+                } else {
+                    top = logits.withUnsafeBufferPointer { buffer in
+                        TopK(logits: UnsafeBufferPointer(rebasing: buffer[(row * vocab)..<((row + 1) * vocab)]), k: topK)
+                    }
                 }
                 lists[s] = TopKCandidates(ids: top.ids.map { UInt32(bitPattern: $0) }, logProbs: top.logProbs,
                                           tailMass: top.tailMass)
@@ -260,7 +282,7 @@ extension InProcessExperts {
             for r in requests.indices where !done[r] {
                 var slotLists = [TopKCandidates?](repeating: nil, count: 6)
                 var mask = [Bool](repeating: false, count: 6)
-                for (s, session) in sessions.enumerated() where session.request == r {
+                for (s, session) in sessions.enumerated() where session.request == r && session.slot != guide {
                     slotLists[session.slot] = lists[s]
                     mask[session.slot] = true
                 }

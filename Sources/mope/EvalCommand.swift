@@ -34,6 +34,8 @@ enum EvalCommand: ParsableCommand {
             .flag("experts-only", help: "--diagnose only the base model and each expert alone."),
             .value("samples", "N", default: "2", help: "Samples per prompt of --diagnose."),
             .value("tilt", "X", default: "0.6", help: "The tilted expert's weight in --diagnose."),
+            .value("guidance", "G", default: "0", help: "--diagnose with prompt guidance G: each session's logits "
+                   + "become (1+G)·own − G·default-prompt (prompting is also run without it)."),
         ]
     )
 
@@ -59,8 +61,13 @@ enum EvalCommand: ParsableCommand {
             let start = Date()
             let samples = try arguments.require("samples", as: Int.self)
             let tilt = try arguments.require("tilt", as: Float.self)
+            let guidance = try arguments.require("guidance", as: Float.self)
+            guard guidance.isFinite, guidance >= 0 else {
+                throw UsageError.invalidValue(option: "guidance", value: "\(guidance)", expected: "a number ≥ 0")
+            }
             let records = try evaluator.diagnose(reward: &reward, samples: samples, tilt: tilt,
-                                                 expertsOnly: arguments.flag("experts-only")) { done, total in
+                                                 expertsOnly: arguments.flag("experts-only"),
+                                                 guidance: guidance) { done, total in
                 let elapsed = Date().timeIntervalSince(start)
                 CLI.writeErr(String(format: "\rsample %d/%d  %.0fs elapsed, %.0fs left   ", done, total, elapsed,
                                     elapsed / Double(done) * Double(total - done)))

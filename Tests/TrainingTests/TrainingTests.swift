@@ -121,6 +121,42 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(results[1].steps.allSatisfy { $0.candidateProbs == nil })
     }
 
+    @Test("with prompt guidance a greedy answer follows (1 + γ)·ℓ − γ·ℓ₀ token by token")
+    func guidance() throws {
+        let experts = try Self.experts()
+        let gamma: Float = 1.5
+        let system = "Be concise."
+        let request = DecodeRequest(user: "a story", sessions: [(slot: 2, system: system)],
+                                    policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: SamplingParameters(temperature: 0),
+                                    guidance: gamma)
+        let guided = try experts.decode([request], maxTokens: 5)[0].tokens
+
+        // The same by hand: the expert's conversation and the default-prompt one, side by side.
+        let model = experts.model
+        let own = try model.makeCache()
+        let base = try model.makeCache()
+        var ownLogits = try model.forward(cache: own, tokens: try experts.sessionPrompt(system: system, user: "a story"))
+        var baseLogits = try model.forward(cache: base, tokens: try experts.sessionPrompt(system: nil, user: "a story"))
+        var expected: [Int32] = []
+        while expected.count < 5 {
+            let mixed = zip(ownLogits, baseLogits).map { (1 + gamma) * $0 - gamma * $1 }
+            let next = TopK(logits: mixed, k: 1).ids[0]
+            if experts.isStop(next) { break }
+            expected.append(next)
+            ownLogits = try model.forward(cache: own, tokens: [next])
+            baseLogits = try model.forward(cache: base, tokens: [next])
+        }
+        #expect(guided == expected)
+        var plain = request
+        plain.guidance = 0
+        let unguided = try experts.decode([plain], maxTokens: 5)[0].tokens
+        let together = try experts.decode([plain, request], maxTokens: 5)
+        #expect(together[0].tokens == unguided, "guidance of one request leaves another in the batch alone")
+        #expect(together[1].tokens == guided)
+        // Guidance must matter here, or the comparison above could not tell it from no guidance.
+        #expect(guided != unguided)
+    }
+
     @Test("the diagnosis scores the base model, every expert, and each combination's mixtures and prompting")
     func diagnosis() throws {
         let experts = try Self.experts()
@@ -138,6 +174,10 @@ struct ExpertiseShareReward: TrainingReward {
         for r in records { #expect(r.normalised.allSatisfy { (0...1).contains($0) }) }
         let alone = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6, expertsOnly: true)
         #expect(alone.count == 7)
+        // With guidance, prompting also runs without it.
+        let guided = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6, guidance: 1)
+        #expect(guided.count == 7 + 8 * 7)
+        #expect(guided.filter { $0.method == "prompting unguided" }.count == 8)
     }
 
     @Test("the bootstrap interval contains the mean and narrows with more data")
