@@ -353,10 +353,11 @@ struct WorkerLoop {
     /// Handles every message already queued for expert `e`.
     private mutating func receiveAll(_ e: Int) throws {
         var handled = 0
-        while exit == nil, endpoints[e].drained == nil, handled < 10_000,
-            let frames = try endpoints[e].socket.tryReceiveMultipart()
-        {
+        while exit == nil, handled < 10_000, let frames = try endpoints[e].socket.tryReceiveMultipart() {
             handled += 1
+            // An expert that has drained while others still serve: its messages are read (so that the poller does
+            // not keep reporting them) and dropped.
+            guard endpoints[e].drained == nil else { continue }
             endpoints[e].liveness.onReceived(now: nanos)
             guard frames.count == 1 else {
                 worker.log("dropped a message of \(frames.count) frames (one frame per message expected)", expert: e)

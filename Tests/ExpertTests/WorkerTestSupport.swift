@@ -142,6 +142,9 @@ final class RunningWorker {
         // which other tests blocking in socket receives can hold for as long as their deadlines.
         let outcome = self.outcome
         let thread = Thread {
+            // Named from inside, through the kernel's own file: Foundation does not name the system thread on
+            // Linux, and threadCPUTicks finds it by this name.
+            try? "mope-worker-test".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
             let result: Result<WorkerExit, WorkerError>
             do throws(WorkerError) {
                 result = .success(try worker.run())
@@ -232,4 +235,22 @@ func matches(_ dist: Dist, _ reference: TopK, tolerance: Float = 1e-3) -> Bool {
     guard dist.ids == reference.ids.map({ UInt32(bitPattern: $0) }) else { return false }
     return zip(dist.logProbs, reference.logProbs).allSatisfy { abs($0 - $1) <= tolerance }
         && abs(dist.tailMass - reference.tailMass) <= tolerance
+}
+
+/// CPU time so far, in clock ticks (utime + stime of /proc/self/task/TID/stat), of this process's threads whose
+/// name starts with `prefix`.
+func threadCPUTicks(named prefix: String) -> Int {
+    let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+    var ticks = 0
+    for task in tasks {
+        let name = (try? String(contentsOfFile: "/proc/self/task/\(task)/comm", encoding: .utf8)) ?? ""
+        guard name.hasPrefix(prefix),
+              let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")")
+        else { continue }
+        // Fields after the command name: state is field 3, utime 14 and stime 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        if fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) { ticks += user + system }
+    }
+    return ticks
 }

@@ -293,6 +293,14 @@ import ZeroMQ
             if case .goodbye = message { goodbyes.insert(id) }
         }
         #expect(goodbyes == Set(ids))
+        // The first expert has drained (it had no session) while the other serves on: messages to the drained one
+        // must not make the loop spin.
+        for _ in 0..<5 { try coordinator.send(.heartbeat, to: ids[0]) }
+        try await Task.sleep(for: .milliseconds(200))
+        let before = threadCPUTicks(named: "mope-worker-tes")
+        try await Task.sleep(for: .seconds(1))
+        let spent = threadCPUTicks(named: "mope-worker-tes") - before
+        #expect(spent < 30, "the worker's thread used \(spent) ticks of CPU in 1 s while idle")
         // The expert with an open session still serves it.
         try coordinator.send(.step(Step(session: 3, step: 1, token: 5)), to: ids[1])
         guard case (ids[1], .dist(let dist))? = try coordinator.receiveFrom() else {
