@@ -96,12 +96,6 @@ public final class Worker: Sendable {
     /// The worker's id: its expert's worker id, or the ids of all its experts joined by "+".
     public var id: String { served.map(\.hello.workerID).joined(separator: "+") }
 
-    /// The first expert's registration (the only one's, for a worker serving one expert).
-    public var hello: Hello { served[0].hello }
-
-    /// The first expert's prompt maker.
-    public var prompt: WorkerPrompt { served[0].prompt }
-
     /// Starts draining, as SIGTERM does: `goodbye`, no new sessions, exit once the sessions are closed or the
     /// grace period ends. Safe from any thread; calling it again does nothing.
     public func drain() { control.request(.drain) }
