@@ -102,9 +102,6 @@ public struct WorkerSettings: Sendable, Equatable {
         change(&experts[0])
     }
 
-    /// The first expert's worker id: `workerID`, else "<expert>-<hostname>-<pid>".
-    public var resolvedWorkerID: String { experts.first.map(\.resolvedWorkerID) ?? "" }
-
     /// The thread count: `threads`, else every active core.
     public var resolvedThreads: Int { threads ?? max(1, ProcessInfo.processInfo.activeProcessorCount) }
 
