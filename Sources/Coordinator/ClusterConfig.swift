@@ -286,14 +286,12 @@ extension ClusterConfig: Codable {
         pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
         sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers) ?? sharedWorkers
         if let name = try c.decodeIfPresent(String.self, forKey: .merge) {
-            switch name {
-            case "probability": merge = .probability
-            case "logit": merge = .logit
-            default:
+            guard let mode = MergeMode(name: name) else {
                 throw ConfigError.invalidValue(
                     field: keyPath(c.codingPath, "merge"), reason: "\"\(name)\" is not \"probability\" or \"logit\""
                 )
             }
+            merge = mode
         }
     }
 
@@ -308,7 +306,7 @@ extension ClusterConfig: Codable {
         try c.encode(sampling, forKey: .sampling)
         try c.encode(topK, forKey: .topK)
         try c.encode(maxNewTokens, forKey: .maxNewTokens)
-        try c.encode(merge == .logit ? "logit" : "probability", forKey: .merge)
+        try c.encode(merge.name, forKey: .merge)
         try c.encodeIfPresent(pcm, forKey: .pcm)
         try c.encode(sharedWorkers, forKey: .sharedWorkers)
     }

@@ -311,6 +311,20 @@ public enum MergeMode: UInt8, Sendable, Equatable, CaseIterable {
     case probability = 0
     /// log π(y) ∝ Σ α_i log π_i(y): a product of experts.
     case logit = 1
+
+    /// The name configs and command lines use: "probability" or "logit".
+    public var name: String {
+        switch self {
+        case .probability: "probability"
+        case .logit: "logit"
+        }
+    }
+
+    /// The mode of a name ("probability" or "logit"); nil for any other text.
+    public init?(name: String) {
+        guard let mode = Self.allCases.first(where: { $0.name == name }) else { return nil }
+        self = mode
+    }
 }
 
 /// The sampling a request asks for. A field left nil takes the cluster's default (the `sampling` of the

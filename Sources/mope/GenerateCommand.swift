@@ -116,12 +116,11 @@ enum GenerateCommand: ParsableCommand {
         let topK = try arguments.value("top-k", as: UInt32.self)
         let seed = try arguments.value("seed", as: UInt64.self)
         var merge: MergeMode?
-        switch arguments.value("merge") {
-        case nil: merge = nil
-        case "probability": merge = .probability
-        case "logit": merge = .logit
-        case let other?:
-            throw UsageError.invalidValue(option: "merge", value: other, expected: "probability or logit")
+        if let name = arguments.value("merge") {
+            guard let mode = MergeMode(name: name) else {
+                throw UsageError.invalidValue(option: "merge", value: name, expected: "probability or logit")
+            }
+            merge = mode
         }
         return Generate(
             request: 0, prompt: prompt, preference: arguments.value("preference") ?? "", maxNewTokens: maxTokens,

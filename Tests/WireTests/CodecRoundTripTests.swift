@@ -126,4 +126,11 @@ import Wire
             #expect(try WireCodec.decode(message.encoded()) == message)
         }
     }
+
+    @Test("merge modes go by their names, and only those")
+    func mergeModeNames() {
+        #expect(MergeMode.allCases.map(\.name) == ["probability", "logit"])
+        for mode in MergeMode.allCases { #expect(MergeMode(name: mode.name) == mode) }
+        for name in ["", "Probability", "sum", "logits"] { #expect(MergeMode(name: name) == nil) }
+    }
 }
