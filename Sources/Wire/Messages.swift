@@ -343,13 +343,6 @@ public struct SamplingRequest: Sendable, Equatable {
         self.seed = seed
     }
 
-    /// Sets every field.
-    public init(_ parameters: SamplingParameters) {
-        self.init(
-            temperature: parameters.temperature, topP: parameters.topP, topK: parameters.topK, seed: parameters.seed
-        )
-    }
-
     /// The parameters to use: this request's fields, and `defaults` where it leaves one unset.
     public func resolved(defaults: SamplingParameters) -> SamplingParameters {
         SamplingParameters(
