@@ -213,17 +213,20 @@ public struct ExpertConfig: Sendable, Equatable {
     public var model: String
     /// How many workers serve it.
     public var replicas: Int = 1
+    /// The path of its logit-bias file (made by `mope tune`; relative paths as for `model`), nil: none.
+    public var bias: String?
 
     /// Creates an expert.
     public init(
         name: String, dimension: PreferenceDimension? = nil, systemPrompt: String? = nil, model: String,
-        replicas: Int = 1
+        replicas: Int = 1, bias: String? = nil
     ) {
         self.name = name
         self.dimension = dimension ?? PreferenceDimension(rawValue: name)
         self.systemPrompt = systemPrompt ?? self.dimension?.defaultPrompt
         self.model = model
         self.replicas = replicas
+        self.bias = bias
     }
 }
 
@@ -314,7 +317,7 @@ extension ClusterConfig: Codable {
 
 extension ExpertConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, dimension, systemPrompt, model, replicas
+        case name, dimension, systemPrompt, model, replicas, bias
     }
 
     /// Decodes an expert; `name` and `model` are required.
@@ -340,7 +343,8 @@ extension ExpertConfig: Codable {
             dimension: dimension,
             systemPrompt: try c.decodeIfPresent(String.self, forKey: .systemPrompt),
             model: try c.decode(String.self, forKey: .model),
-            replicas: try c.integer(Int.self, forKey: .replicas) ?? 1
+            replicas: try c.integer(Int.self, forKey: .replicas) ?? 1,
+            bias: try c.decodeIfPresent(String.self, forKey: .bias)
         )
     }
 
@@ -352,6 +356,7 @@ extension ExpertConfig: Codable {
         try c.encodeIfPresent(systemPrompt, forKey: .systemPrompt)
         try c.encode(model, forKey: .model)
         try c.encode(replicas, forKey: .replicas)
+        try c.encodeIfPresent(bias, forKey: .bias)
     }
 }
 

@@ -37,6 +37,8 @@ public final class Worker: Sendable {
         public let prompt: WorkerPrompt
         /// The expert's registration message.
         public let hello: Hello
+        /// The tuned expert's logit bias, added to every row before its top-k (nil: none).
+        public let bias: LogitBias?
     }
 
     /// The validated settings (every default filled in).
@@ -62,7 +64,8 @@ public final class Worker: Sendable {
     }
 
     /// Prepares a worker serving an already loaded `model` (its thread count is the model's own).
-    /// - Throws: `WorkerError.tokenizer` or `.invalidSetting`.
+    /// - Throws: `WorkerError.tokenizer`, `.invalidSetting` (also for an unreadable logit-bias file or one made
+    ///   for another vocabulary).
     public init(settings: WorkerSettings, model: LanguageModel) throws(WorkerError) {
         let settings = try settings.validated(contextLength: model.configuration.contextLength)
         self.settings = settings
@@ -84,7 +87,15 @@ public final class Worker: Sendable {
                     contextLength: model.configuration.contextLength)),
                 sessionCapacity: UInt32(clamping: settings.sessionCapacity)
             )
-            served.append(Served(prompt: prompt, hello: hello))
+            var bias: LogitBias?
+            if let path = expert.biasPath {
+                do {
+                    bias = try LogitBias.load(path: path, vocabularySize: model.vocabularySize)
+                } catch {
+                    throw .invalidSetting(name: "logit bias of \(expert.name)", reason: error.description)
+                }
+            }
+            served.append(Served(prompt: prompt, hello: hello, bias: bias))
         }
         self.served = served
         guard let control = LoopControl() else {

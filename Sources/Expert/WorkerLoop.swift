@@ -554,7 +554,7 @@ struct WorkerLoop {
         }
         // The top-k of each row (a pass over the vocabulary) on the model's threads: with several rows, this
         // is part of every step's time.
-        let tops = topK(rows: finished.map { ($0.row, $0.k) })
+        let tops = topK(rows: finished.map { ($0.row, $0.k, endpoints[$0.key.expert].served.bias) })
         for ((_, key, _), top) in zip(finished, tops) {
             let job = jobs[key]!
             removeJob(key)
@@ -574,24 +574,27 @@ struct WorkerLoop {
         for e in endpoints.indices where !directives[e].isEmpty { carryOut(directives[e], for: e) }
     }
 
-    /// The top-k of the given rows of `logits`, spread over the model's threads when there are several.
-    private func topK(rows: [(row: Int, k: Int)]) -> [TopK] {
+    /// The top-k of the given rows of `logits`, each after its expert's logit bias (if any), spread over the
+    /// model's threads when there are several.
+    private mutating func topK(rows: [(row: Int, k: Int, bias: LogitBias?)]) -> [TopK] {
         let v = model.vocabularySize
-        return logits.withUnsafeBufferPointer { buffer in
-            guard rows.count > 1, model.pool.threads > 1 else {
-                return rows.map {
-                    TopK(logits: UnsafeBufferPointer(rebasing: buffer[$0.row * v..<($0.row + 1) * v]), k: $0.k)
-                }
+        let pool = model.pool
+        return logits.withUnsafeMutableBufferPointer { buffer in
+            /// One row's top-k; each row is touched by one task only.
+            func top(_ row: Int, _ k: Int, _ bias: LogitBias?) -> TopK {
+                let slice = UnsafeMutableBufferPointer(rebasing: buffer[row * v..<(row + 1) * v])
+                bias?.apply(to: slice)
+                return TopK(logits: UnsafeBufferPointer(slice), k: k)
             }
+            guard rows.count > 1, pool.threads > 1 else { return rows.map { top($0.row, $0.k, $0.bias) } }
             let results = UnsafeMutableBufferPointer<TopK>.allocate(capacity: rows.count)
             defer {
                 results.deinitialize()
                 results.deallocate()
             }
-            model.pool.run(tasks: rows.count) { task in
-                let (row, k) = rows[task]
-                (results.baseAddress! + task).initialize(
-                    to: TopK(logits: UnsafeBufferPointer(rebasing: buffer[row * v..<(row + 1) * v]), k: k))
+            pool.run(tasks: rows.count) { task in
+                let (row, k, bias) = rows[task]
+                (results.baseAddress! + task).initialize(to: top(row, k, bias))
             }
             return Array(results)
         }

@@ -175,11 +175,14 @@ public struct HostedExpert: Sendable, Equatable {
     public var systemPrompt: String?
     /// The id it registers under (its routing identity); nil means "<name>-<hostname>-<pid>".
     public var workerID: String?
+    /// A logit-bias file (`LogitBias`, made by `mope tune`) added to the expert's logits; nil: none.
+    public var biasPath: String?
 
-    public init(name: String, systemPrompt: String? = nil, workerID: String? = nil) {
+    public init(name: String, systemPrompt: String? = nil, workerID: String? = nil, biasPath: String? = nil) {
         self.name = name
         self.systemPrompt = systemPrompt
         self.workerID = workerID
+        self.biasPath = biasPath
     }
 
     /// The worker id: `workerID`, else "<name>-<hostname>-<pid>".

@@ -116,13 +116,17 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
         public var pole: String
         /// The preference prompt.
         public var prompt: String
+        /// A tuned expert's logit-bias file (`LogitBias`, made by `mope tune`), relative to the dimensions file's
+        /// directory; nil: the expert is its system prompt alone.
+        public var bias: String?
 
         /// Creates an entry.
-        public init(id: String, axis: String, pole: String, prompt: String) {
+        public init(id: String, axis: String, pole: String, prompt: String, bias: String? = nil) {
             self.id = id
             self.axis = axis
             self.pole = pole
             self.prompt = prompt
+            self.bias = bias
         }
     }
 
@@ -172,6 +176,19 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
         }
         _ = try file.prompts(path: path)
         return file
+    }
+
+    /// The logit-bias file of each dimension that names one, resolved against the directory of the dimensions
+    /// file at `path` (absolute paths stay as they are).
+    public func biasPaths(relativeTo path: String) -> [PreferenceDimension: String] {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        var out: [PreferenceDimension: String] = [:]
+        for entry in dimensions {
+            guard let bias = entry.bias, let dimension = PreferenceDimension(rawValue: entry.pole.lowercased())
+            else { continue }
+            out[dimension] = bias.hasPrefix("/") ? bias : directory.appendingPathComponent(bias).path
+        }
+        return out
     }
 
     /// The prompt of each dimension, after checking that every entry names a known dimension with the

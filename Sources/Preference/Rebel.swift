@@ -165,7 +165,16 @@ public enum Rebel {
     }
 
     static func residual(_ a: Double, _ b: Double, pair: RebelPair, eta: Double) -> Double {
-        (a - pair.first.oldLogProb) - (b - pair.second.oldLogProb) - eta * (pair.first.reward - pair.second.reward)
+        residual(new: (a, b), old: (pair.first.oldLogProb, pair.second.oldLogProb),
+                 rewards: (pair.first.reward, pair.second.reward), eta: eta)
+    }
+
+    /// REBEL's regression residual for one pair (y, y′), whatever the policy's parameters:
+    /// (log π(y) − log π_t(y)) − (log π(y′) − log π_t(y′)) − η (R(y) − R(y′)).
+    static func residual(new: (Double, Double), old: (Double, Double), rewards: (Double, Double), eta: Double)
+        -> Double
+    {
+        (new.0 - old.0) - (new.1 - old.1) - eta * (rewards.0 - rewards.1)
     }
 
     /// The loss and its gradient with respect to every parameter.

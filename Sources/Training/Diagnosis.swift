@@ -51,26 +51,27 @@ extension Evaluator {
                 for d in PreferenceDimension.allCases {
                     requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: experts.prompts[d])],
                                                   policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling,
-                                                  guidance: guidance))
+                                                  guidance: guidance, biases: experts.biases(for: [d])))
                     tags.append(("only \(d.rawValue)", nil))
                 }
                 for combo in combos where !expertsOnly {
                     let label = Combinations.label(combo)
                     let sessions = combo.dimensions.map { (slot: $0.ordinal, system: Optional(experts.prompts[$0])) }
+                    let biases = experts.biases(for: combo.dimensions)
                     requests.append(DecodeRequest(user: user, sessions: sessions,
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
-                                                  guidance: guidance))
+                                                  guidance: guidance, biases: biases))
                     tags.append(("uniform", label))
                     requests.append(DecodeRequest(user: user, sessions: sessions,
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
-                                                  mode: .logit, guidance: guidance))
+                                                  mode: .logit, guidance: guidance, biases: biases))
                     tags.append(("uniform logit", label))
                     for d in combo.dimensions {
                         var w = [Float](repeating: 0, count: 6)
                         for e in combo.dimensions { w[e.ordinal] = (1 - tilt) / 2 }
                         w[d.ordinal] = tilt
                         requests.append(DecodeRequest(user: user, sessions: sessions, policy: .fixed(w),
-                                                      sampling: sampling, guidance: guidance))
+                                                      sampling: sampling, guidance: guidance, biases: biases))
                         tags.append(("tilt \(d.rawValue)", label))
                     }
                     let joined = combo.dimensions.map { experts.prompts[$0] }.joined(separator: " ")

@@ -101,11 +101,13 @@ public struct Evaluator {
             var tags: [(Int?, EvalMethod)] = []
             for (c, combo) in combos.enumerated() {
                 let sessions = combo.dimensions.map { (slot: $0.ordinal, system: Optional(experts.prompts[$0])) }
+                let biases = experts.biases(for: combo.dimensions)
                 requests.append(DecodeRequest(user: user, sessions: sessions, policy: .pcm(pcm, combo),
-                                              sampling: sampling))
+                                              sampling: sampling, biases: biases))
                 tags.append((c, .pcm))
                 requests.append(DecodeRequest(user: user, sessions: sessions,
-                                              policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling))
+                                              policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
+                                              biases: biases))
                 tags.append((c, .uniform))
                 let joined = combo.dimensions.map { experts.prompts[$0] }.joined(separator: " ")
                 requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
@@ -114,7 +116,8 @@ public struct Evaluator {
             }
             for d in PreferenceDimension.allCases {
                 requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: experts.prompts[d])],
-                                              policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling))
+                                              policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling,
+                                              biases: experts.biases(for: [d])))
                 tags.append((nil, .single(d)))
             }
             let results = try experts.decode(requests, maxTokens: maxTokens)

@@ -92,11 +92,20 @@ public final class InProcessExperts: @unchecked Sendable {
     public let embeddings: TokenEmbeddings?
     /// The length of each expert's top-k list.
     public let topK: Int
+    /// The tuned experts' logit biases (dense), by dimension; an expert without one is its system prompt alone.
+    public let biases: [PreferenceDimension: [Float]]
     private let stops: Set<Int32>
 
     /// Wraps a loaded model.
-    public init(model: LanguageModel, prompts: PreferencePrompts = .builtIn, topK: Int = 32) throws(TrainingError) {
+    public init(model: LanguageModel, prompts: PreferencePrompts = .builtIn,
+                biases: [PreferenceDimension: LogitBias] = [:], topK: Int = 32) throws(TrainingError)
+    {
         self.model = model
+        for (dimension, bias) in biases where bias.vocabularySize != model.vocabularySize {
+            throw .unusableModel("the \(dimension.rawValue) expert's logit bias is for a vocabulary of "
+                                 + "\(bias.vocabularySize) tokens, the model has \(model.vocabularySize)")
+        }
+        self.biases = biases.mapValues(\.dense)
         do {
             tokenizer = try makeTokenizer(model.vocabulary)
             template = try ChatTemplate(vocabulary: model.vocabulary)
@@ -126,6 +135,9 @@ public final class InProcessExperts: @unchecked Sendable {
     public func userTokens(_ user: String) -> [UInt32] {
         tokenizer.encode(user, parseSpecial: false).map { UInt32(bitPattern: $0) }
     }
+
+    /// The biases of the experts of `dimensions`, in order, for `DecodeRequest.biases`.
+    public func biases(for dimensions: [PreferenceDimension]) -> [[Float]?] { dimensions.map { biases[$0] } }
 
     /// Whether a token ends the answer.
     public func isStop(_ id: Int32) -> Bool { stops.contains(id) }
@@ -160,12 +172,20 @@ public struct DecodeRequest: Sendable {
     /// same conversation under the template's default system prompt: what the session's own system prompt changes
     /// is amplified, as in classifier-free guidance. One more session (the default prompt) runs for the request.
     public var guidance: Float
+    /// Each session's logit bias (dense, one value per token; `LogitBias`), aligned with `sessions`; nil or a
+    /// missing entry: none. A tuned expert's session carries its bias; preference prompting's does not.
+    public var biases: [[Float]?]
+    /// Whether to record every step's candidates for tuning the single session's bias (`BiasStep`): only for a
+    /// one-session request drawn at a temperature without truncation.
+    public var recordBias: Bool
 
     /// Creates a request.
     public init(user: String, sessions: [(slot: Int, system: String?)], policy: WeightPolicy,
                 sampling: SamplingParameters, record: Bool = false, mode: MergeMode = .probability,
-                guidance: Float = 0)
+                guidance: Float = 0, biases: [[Float]?] = [], recordBias: Bool = false)
     {
+        self.biases = biases
+        self.recordBias = recordBias
         self.user = user
         self.sessions = sessions
         self.policy = policy
@@ -190,6 +210,10 @@ public struct DecodeResult: Sendable {
     public var logProb: Double
     /// The mean of the weights α over the steps, per slot.
     public var meanWeights: [Float]
+    /// With `recordBias`, every step's candidates, for tuning the session's bias.
+    public var biasSteps: [BiasStep] = []
+    /// With `recordBias`, log π_b(y) under the bias that drew the tokens (Σ of the steps' log-probabilities).
+    public var biasLogProb: Double = 0
 }
 
 extension InProcessExperts {
@@ -203,6 +227,7 @@ extension InProcessExperts {
             var request: Int
             var slot: Int
             var cache: KVCache
+            var bias: [Float]?
         }
         var sessions: [Session] = []
         var prefill: [[Int32]] = []
@@ -210,7 +235,11 @@ extension InProcessExperts {
         let guide = -1
         for (r, request) in requests.enumerated() {
             let guided = request.guidance != 0 ? [(slot: guide, system: String?.none)] : []
-            for s in request.sessions + guided {
+            for (index, s) in (request.sessions + guided).enumerated() {
+                let bias = s.slot != guide && index < request.biases.count ? request.biases[index] : nil
+                if let bias, bias.count != vocab {
+                    throw .inference("a logit bias has \(bias.count) values, the vocabulary \(vocab)")
+                }
                 let prompt = try sessionPrompt(system: s.system, user: request.user)
                 let cache: KVCache
                 do {
@@ -219,7 +248,7 @@ extension InProcessExperts {
                 } catch {
                     throw .inference("\(error)")
                 }
-                sessions.append(Session(request: r, slot: s.slot, cache: cache))
+                sessions.append(Session(request: r, slot: s.slot, cache: cache, bias: bias))
                 prefill.append(prompt)
             }
         }
@@ -269,10 +298,13 @@ extension InProcessExperts {
                     for j in 0..<vocab {
                         guidedRow.append((1 + gamma) * logits[row * vocab + j] - gamma * logits[base * vocab + j])
                     }
+                    if let bias = sessions[s].bias { for j in 0..<vocab { guidedRow[j] += bias[j] } }
                     top = TopK(logits: guidedRow, k: topK)
                 } else {
-                    top = logits.withUnsafeBufferPointer { buffer in
-                        TopK(logits: UnsafeBufferPointer(rebasing: buffer[(row * vocab)..<((row + 1) * vocab)]), k: topK)
+                    top = logits.withUnsafeMutableBufferPointer { buffer in
+                        let r = UnsafeMutableBufferPointer(rebasing: buffer[(row * vocab)..<((row + 1) * vocab)])
+                        if let bias = sessions[s].bias { for j in 0..<vocab { r[j] += bias[j] } }
+                        return TopK(logits: UnsafeBufferPointer(r), k: topK)
                     }
                 }
                 lists[s] = TopKCandidates(ids: top.ids.map { UInt32(bitPattern: $0) }, logProbs: top.logProbs,
@@ -318,6 +350,15 @@ extension InProcessExperts {
                                            features: features, request: requests[r], vocabSize: vocab)
                     results[r].logProb += step.logProb(alpha: alpha)
                     results[r].steps.append(step)
+                }
+                if requests[r].recordBias, requests[r].sessions.count == 1,
+                   let session = sessions.first(where: { $0.request == r && $0.slot != guide }),
+                   let list = slotLists[session.slot],
+                   let step = Self.biasStep(chosen: chosen, merged: merged, list: list, bias: session.bias,
+                                            sampling: requests[r].sampling)
+                {
+                    results[r].biasLogProb += step.logProb(bias: session.bias ?? [])
+                    results[r].biasSteps.append(step)
                 }
                 for i in 0..<6 { results[r].meanWeights[i] += alpha[i] }
                 stepsTaken[r] += 1
@@ -375,6 +416,27 @@ extension InProcessExperts {
             step.inverseTemperature = 1 / sampling.temperature
         }
         return step
+    }
+
+    /// What tuning a single expert's bias needs of one drawn token: the candidates, their log-probabilities
+    /// without the bias, the chosen index. Nil unless the draw was from one expert's list at a temperature without
+    /// truncation.
+    static func biasStep(chosen: UInt32, merged: MergedDistribution, list: TopKCandidates, bias: [Float]?,
+                         sampling: SamplingParameters) -> BiasStep?
+    {
+        guard sampling.temperature.isFinite, sampling.temperature > 0, sampling.topK == 0, !(sampling.topP < 1),
+              let chosenIndex = merged.ids.firstIndex(of: chosen)
+        else { return nil }
+        var listed: [UInt32: Float] = [:]
+        for (id, lp) in zip(list.ids, list.logProbs) where listed[id] == nil { listed[id] = lp }
+        var base: [Float] = []
+        base.reserveCapacity(merged.ids.count)
+        for id in merged.ids {
+            guard let lp = listed[id] else { return nil }
+            base.append(lp - (bias.map { Int(id) < $0.count ? $0[Int(id)] : 0 } ?? 0))
+        }
+        return BiasStep(ids: merged.ids.map { Int32(bitPattern: $0) }, baseLogProbs: base, chosen: chosenIndex,
+                        inverseTemperature: 1 / sampling.temperature)
     }
 
     /// An expert's probability of `token`: listed, or the merge's missing-token estimate.

@@ -218,7 +218,8 @@ public final class Trainer<Reward: TrainingReward> {
                     user: prompts.prompts[item.prompt],
                     sessions: preference.dimensions.map { (slot: $0.ordinal, system: experts.prompts[$0]) },
                     policy: .pcm(network, preference),
-                    sampling: SamplingParameters(temperature: options.temperature, seed: seed), record: true))
+                    sampling: SamplingParameters(temperature: options.temperature, seed: seed), record: true,
+                    biases: experts.biases(for: preference.dimensions)))
             }
         }
         let results = try experts.decode(requests, maxTokens: options.maxTokens)

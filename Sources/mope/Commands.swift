@@ -4,7 +4,7 @@ import CLI
 enum MopeCommands {
     static let all: [any ParsableCommand.Type] = [
         CoordinatorCommand.self, WorkerCommand.self, GenerateCommand.self, ClusterCommand.self, RunCommand.self,
-        TrainCommand.self, EvalCommand.self, Bench.self, Keygen.self, Version.self,
+        TuneCommand.self, TrainCommand.self, EvalCommand.self, Bench.self, Keygen.self, Version.self,
     ]
 }
 

@@ -28,7 +28,8 @@ enum EvalCommand: ParsableCommand {
             .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
             .value("threads", "N", default: "2", help: "Threads of the forward pass."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
-            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts."),
+            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts "
+                   + "(and whose \"bias\" files, made by mope tune, they add to their logits)."),
             .flag("diagnose", help: "Instead of evaluating a PCM, measure each expert, mixture and tilt: "
                   + "DIR/diagnosis.jsonl and DIR/diagnosis.md."),
             .flag("experts-only", help: "--diagnose only the base model and each expert alone."),
@@ -44,10 +45,10 @@ enum EvalCommand: ParsableCommand {
         let limit = try arguments.require("limit", as: Int.self)
         let maxTokens = try arguments.require("max-tokens", as: Int.self)
         guard limit > 0, maxTokens > 0 else { throw UsageError.other("--limit and --max-tokens must be positive") }
-        let experts = try InProcessExperts(
+        let experts = try TrainCommand.loadExperts(
             model: try LanguageModel(path: try arguments.require("model"),
                                      threads: try arguments.require("threads", as: Int.self)),
-            prompts: try TrainCommand.loadExpertPrompts(arguments.value("experts")))
+            path: arguments.value("experts"))
         var prompts = try PromptSet.load(try arguments.require("prompts"))
         prompts.prompts = Array(prompts.prompts.prefix(limit))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)

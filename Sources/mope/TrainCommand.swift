@@ -37,7 +37,8 @@ enum TrainCommand: ParsableCommand {
             .value("projection", "N", default: "16",
                    help: "Dimensions of each projected embedding feature (0: no prompt or response embedding)."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
-            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts."),
+            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts "
+                   + "(and whose \"bias\" files, made by mope tune, they add to their logits)."),
             .flag("resume", help: "Continue from DIR/checkpoint.json."),
         ]
     )
@@ -66,8 +67,8 @@ enum TrainCommand: ParsableCommand {
         }
         let threads = try arguments.require("threads", as: Int.self)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let experts = try InProcessExperts(model: try LanguageModel(path: modelPath, threads: threads),
-                                           prompts: try loadExpertPrompts(arguments.value("experts")))
+        let experts = try loadExperts(model: try LanguageModel(path: modelPath, threads: threads),
+                                      path: arguments.value("experts"))
         let prompts = try PromptSet.load(promptsPath)
         let rewardModel = RewardModel(sentiment: try loadSentiment(arguments.value("lexicon")))
         let reward = ReferenceNormalisedReward(model: rewardModel, prompts: prompts,
@@ -99,10 +100,16 @@ enum TrainCommand: ParsableCommand {
         return try SentimentAnalyzer(lexiconPath: path)
     }
 
-    /// The experts' system prompts: a dimensions file's, or the built-in preference prompts.
-    static func loadExpertPrompts(_ path: String?) throws -> PreferencePrompts {
-        guard let path else { return .builtIn }
-        return try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path)).prompts(path: path)
+    /// The in-process experts of a dimensions file (its prompts as system prompts, its tuned experts' logit
+    /// biases), or of the built-in preference prompts.
+    static func loadExperts(model: LanguageModel, path: String?) throws -> InProcessExperts {
+        guard let path else { return try InProcessExperts(model: model) }
+        let file = try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path))
+        var biases: [PreferenceDimension: LogitBias] = [:]
+        for (dimension, biasPath) in file.biasPaths(relativeTo: path) {
+            biases[dimension] = try LogitBias.load(path: biasPath, vocabularySize: model.vocabularySize)
+        }
+        return try InProcessExperts(model: model, prompts: try file.prompts(path: path), biases: biases)
     }
 
     /// Runs the plotting script with python3; a failure is reported, not fatal.

@@ -39,6 +39,8 @@ enum WorkerCommand: ParsableCommand {
             .value("expert", "name[,name...]", help: "The expert this worker serves (replicas share a name); "
                 + "several, comma-separated, with --config."),
             .value("system-prompt", "text", help: "The expert's system prompt (replaces the template's default)."),
+            .value("bias", "file", help: "A logit-bias file made by mope tune, added to the expert's logits "
+                + "(default: the config's \"bias\", if any)."),
             .value("config", "file", help: "A cluster config JSON to take the expert's model and prompt from."),
             .value("coordinator", "endpoint", help: "The coordinator's endpoint (default: tcp://127.0.0.1:5555, "
                 + "or the config's)."),
@@ -97,6 +99,7 @@ enum WorkerCommand: ParsableCommand {
         }
         var modelPath = arguments.value("model")
         var systemPrompts: [String?] = Array(repeating: arguments.value("system-prompt"), count: names.count)
+        var biasPaths: [String?] = Array(repeating: arguments.value("bias"), count: names.count)
         var coordinator = arguments.value("coordinator")
         if let configPath = arguments.value("config") {
             let config = try ClusterConfig.load(contentsOf: configPath)
@@ -111,6 +114,7 @@ enum WorkerCommand: ParsableCommand {
                 models.insert(entry.model)
                 modelPath = modelPath ?? resolve(entry.model, relativeTo: configPath)
                 systemPrompts[i] = systemPrompts[i] ?? entry.systemPrompt
+                biasPaths[i] = biasPaths[i] ?? entry.bias.map { resolve($0, relativeTo: configPath) }
             }
             guard models.count == 1 || arguments.value("model") != nil else {
                 throw UsageError.invalidValue(
@@ -124,9 +128,9 @@ enum WorkerCommand: ParsableCommand {
                 option: "expert", value: expertList, expected: "one expert, or several with --config"
             )
         }
-        if names.count > 1, arguments.value("system-prompt") != nil {
+        for option in ["system-prompt", "bias"] where names.count > 1 && arguments.value(option) != nil {
             throw UsageError.invalidValue(
-                option: "system-prompt", value: "…", expected: "no --system-prompt with several experts (the config "
+                option: option, value: "…", expected: "no --\(option) with several experts (the config "
                     + "gives each its own)"
             )
         }
@@ -134,7 +138,7 @@ enum WorkerCommand: ParsableCommand {
             throw UsageError.missingOption("model")
         }
         var settings = WorkerSettings(modelPath: modelPath, experts: names.indices.map {
-            HostedExpert(name: names[$0], systemPrompt: systemPrompts[$0], workerID: ids[$0])
+            HostedExpert(name: names[$0], systemPrompt: systemPrompts[$0], workerID: ids[$0], biasPath: biasPaths[$0])
         })
         if let coordinator { settings.coordinator = coordinator }
         settings.threads = try arguments.value("threads", as: Int.self)

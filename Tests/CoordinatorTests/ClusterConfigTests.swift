@@ -99,7 +99,8 @@ import Wire
 
     @Test("a config encodes and decodes back to itself")
     func roundTrip() throws {
-        var config = ClusterConfig(experts: [ExpertConfig(name: "x", dimension: .friendly, model: "m", replicas: 2)])
+        var config = ClusterConfig(experts: [ExpertConfig(name: "x", dimension: .friendly, model: "m", replicas: 2,
+                                                          bias: "pcm/friendly.bias.json")])
         config.merge = .logit
         config.sampling = SamplingConfig(temperature: 0.7, topP: 0.9, topK: 40, seed: 3)
         config.pcm = "pcm/pcm.json"

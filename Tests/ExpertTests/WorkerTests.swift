@@ -350,6 +350,56 @@ import ZeroMQ
         #expect(try await running.exit() == .rejected(reason: "vocabulary differs"))
     }
 
+    @Test("a tuned expert's logit bias is added to every row before the top-k")
+    func logitBias() async throws {
+        let model = try WorkerFixtures.model.get()
+        let reference = try LocalReference(systemPrompt: "You answer briefly.")
+        let greedy = try reference.greedy(Self.question, count: 3)
+        let plain = try reference.steps(Self.question, tokens: greedy, k: 8)
+        // Push up a token outside the plain step-0 top 8, and push down the plain favourite.
+        let outsider = try #require((0..<Int32(model.vocabularySize)).first { !plain[0].ids.contains($0) })
+        let bias = try LogitBias(vocabularySize: model.vocabularySize,
+                                 entries: [(outsider, 30), (plain[0].ids[0], -30)])
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("bias-\(UUID()).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try bias.encoded().write(to: URL(fileURLWithPath: path))
+        // The expected rows: the local logits plus the bias.
+        let promptTokens = try reference.prompt.tokens(for: Self.question).map { Int32(bitPattern: $0) }
+        let cache = try model.makeCache()
+        var rows = [try model.forward(cache: cache, tokens: promptTokens)]
+        for token in greedy { rows.append(try model.forward(cache: cache, tokens: [Int32(bitPattern: token)])) }
+        let expected = rows.map { row in
+            var biased = row
+            biased.withUnsafeMutableBufferPointer { bias.apply(to: $0) }
+            return TopK(logits: biased, k: 8)
+        }
+        #expect(expected[0].ids[0] == outsider && !expected[0].ids.contains(plain[0].ids[0]))
+        try await RunningWorker.with(configure: { $0.experts[0].biasPath = path }) { running in
+            let coordinator = running.coordinator
+            _ = try coordinator.register()
+            let dist0 = try coordinator.dist(.open(Open(session: 3, request: Self.question, topK: 8, maxNewTokens: 8)))
+            #expect(matches(dist0, expected[0]), "\(dist0) vs \(expected[0])")
+            for (i, token) in greedy.enumerated() {
+                let dist = try coordinator.dist(.step(Step(session: 3, step: UInt32(i + 1), token: token)))
+                #expect(matches(dist, expected[i + 1]), "step \(i + 1)")
+            }
+        }
+        // A bias file for another vocabulary, or no file, stops the worker before it starts, naming the file.
+        let foreign = FileManager.default.temporaryDirectory.appendingPathComponent("bias-\(UUID()).json").path
+        defer { try? FileManager.default.removeItem(atPath: foreign) }
+        try LogitBias(vocabularySize: 7, entries: [(1, 1)]).encoded().write(to: URL(fileURLWithPath: foreign))
+        for bad in [foreign, "/nonexistent/bias.json"] {
+            var settings = WorkerSettings(modelPath: WorkerFixtures.tinyA, expert: "concise")
+            settings.experts[0].biasPath = bad
+            #expect {
+                _ = try Worker(settings: settings, model: model)
+            } throws: { error in
+                guard case WorkerError.invalidSetting = error else { return false }
+                return "\(error)".contains(bad)
+            }
+        }
+    }
+
     @Test("a missing model file is an error naming the file")
     func missingModel() throws {
         let settings = WorkerSettings(modelPath: "/nonexistent/model.gguf", expert: "concise")

@@ -1,0 +1,146 @@
+import Foundation
+
+/// Why a logit-bias file could not be used.
+public enum LogitBiasError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file could not be read or is not a logit-bias file.
+    case unreadable(path: String, reason: String)
+    /// The file was made for a model with another vocabulary size.
+    case vocabularyMismatch(path: String, file: Int, model: Int)
+
+    /// A message a user can act on.
+    public var description: String {
+        switch self {
+        case let .unreadable(path, reason): "cannot use the logit-bias file \(path): \(reason)"
+        case let .vocabularyMismatch(path, file, model):
+            "the logit-bias file \(path) is for a vocabulary of \(file) tokens, the model has \(model)"
+        }
+    }
+}
+
+/// A tuned expert's adaptation of its model: a bias added to the logits of some tokens before the top-k.
+///
+/// It is the smallest fine-tuning of an output layer: the expert's distribution becomes
+/// softmax(ℓ + b) instead of softmax(ℓ), so it can favour or avoid tokens whatever the context. `mope tune`
+/// learns one per preference dimension by REBEL on that dimension's reward; a worker applies it to every row it
+/// serves. Stored sparse: only the tokens the tuning touched.
+public struct LogitBias: Sendable, Equatable {
+    /// The vocabulary size of the model it was made for.
+    public let vocabularySize: Int
+    /// Biased token ids, ascending.
+    public let ids: [Int32]
+    /// Their biases (finite), aligned with `ids`.
+    public let values: [Float]
+
+    /// A sparse bias; entries with a zero value are dropped. Ids must lie in 0..<vocabularySize and values be
+    /// finite; the last value of a repeated id wins.
+    public init(vocabularySize: Int, entries: [(id: Int32, value: Float)]) throws(LogitBiasError) {
+        var table: [Int32: Float] = [:]
+        for e in entries {
+            guard e.id >= 0, Int(e.id) < vocabularySize else {
+                throw .unreadable(path: "<data>", reason: "token id \(e.id) is outside 0..<\(vocabularySize)")
+            }
+            guard e.value.isFinite else {
+                throw .unreadable(path: "<data>", reason: "the bias of token \(e.id) is not finite")
+            }
+            table[e.id] = e.value
+        }
+        let kept = table.filter { $0.value != 0 }.sorted { $0.key < $1.key }
+        self.vocabularySize = vocabularySize
+        ids = kept.map(\.key)
+        values = kept.map(\.value)
+    }
+
+    /// The sparse form of a dense bias (one value per token).
+    public init(dense: [Float]) throws(LogitBiasError) {
+        try self.init(vocabularySize: dense.count,
+                      entries: dense.enumerated().compactMap { $0.element != 0 ? (Int32($0.offset), $0.element) : nil })
+    }
+
+    /// One value per token.
+    public var dense: [Float] {
+        var out = [Float](repeating: 0, count: vocabularySize)
+        for (id, value) in zip(ids, values) { out[Int(id)] = value }
+        return out
+    }
+
+    /// Adds the bias to one logits row of `vocabularySize` values (rows of another length are left as they are:
+    /// the loader checks the vocabulary).
+    public func apply(to row: UnsafeMutableBufferPointer<Float>) {
+        guard row.count == vocabularySize else { return }
+        for (id, value) in zip(ids, values) { row[Int(id)] += value }
+    }
+
+    // MARK: File
+
+    private struct FileContents: Codable {
+        var format: String
+        var version: Int
+        var vocabularySize: Int
+        var note: String?
+        /// [id, bias] pairs.
+        var entries: [[Double]]
+    }
+
+    /// The file's format tag.
+    public static let format = "mope-logit-bias"
+
+    /// The JSON file: `{"format": "mope-logit-bias", "version": 1, "vocabularySize": V, "note": …,
+    /// "entries": [[id, bias], …]}`.
+    public func encoded(note: String? = nil) -> Data {
+        let contents = FileContents(format: Self.format, version: 1, vocabularySize: vocabularySize, note: note,
+                                    entries: zip(ids, values).map { [Double($0), (Double($1) * 1e5).rounded() / 1e5] })
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(contents)) ?? Data()
+    }
+
+    /// Decodes and checks a file's contents.
+    public static func decode(_ data: Data, path: String = "<data>") throws(LogitBiasError) -> LogitBias {
+        let contents: FileContents
+        do {
+            contents = try JSONDecoder().decode(FileContents.self, from: data)
+        } catch {
+            throw .unreadable(path: path, reason: "not a logit-bias file: \(error)")
+        }
+        guard contents.format == format else {
+            throw .unreadable(path: path, reason: "format \"\(contents.format)\", expected \"\(format)\"")
+        }
+        guard contents.version == 1 else {
+            throw .unreadable(path: path, reason: "version \(contents.version) is not supported (only 1)")
+        }
+        guard contents.vocabularySize > 0 else {
+            throw .unreadable(path: path, reason: "vocabularySize must be positive")
+        }
+        var entries: [(id: Int32, value: Float)] = []
+        for pair in contents.entries {
+            guard pair.count == 2, pair[0].isFinite, pair[0] == pair[0].rounded(),
+                  pair[0] >= 0, pair[0] < Double(contents.vocabularySize)
+            else {
+                throw .unreadable(path: path, reason: "an entry must be [token id < \(contents.vocabularySize), bias]")
+            }
+            entries.append((Int32(pair[0]), Float(pair[1])))
+        }
+        do {
+            return try LogitBias(vocabularySize: contents.vocabularySize, entries: entries)
+        } catch let LogitBiasError.unreadable(_, reason) {
+            throw .unreadable(path: path, reason: reason)
+        } catch {
+            throw error
+        }
+    }
+
+    /// Reads a file and checks it against the model's vocabulary size (when given).
+    public static func load(path: String, vocabularySize: Int? = nil) throws(LogitBiasError) -> LogitBias {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw .unreadable(path: path, reason: error.localizedDescription)
+        }
+        let bias = try decode(data, path: path)
+        if let vocabularySize, vocabularySize != bias.vocabularySize {
+            throw .vocabularyMismatch(path: path, file: bias.vocabularySize, model: vocabularySize)
+        }
+        return bias
+    }
+}

@@ -1,0 +1,102 @@
+import CLI
+import Foundation
+import Inference
+import Preference
+import Training
+
+/// `mope tune`: tune each expert's logit bias by REBEL on its own dimension's reward.
+enum TuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "tune",
+        abstract: "Tune one logit bias per expert by online REBEL on the expert's own dimension.",
+        discussion: """
+            The paper's experts are each trained on one preference's reward. Here every expert keeps its system
+            prompt (from --experts) and learns a bias added to its logits: the smallest fine-tuning of the
+            output layer. The experts run in this process, all sessions advanced by one batched forward pass
+            per token. Each step every expert answers --batch training prompts --responses times; each answer is
+            scored by the expert's own dimension's normalised reward, and each bias regresses its log-ratio
+            differences onto the reward differences. Writes DIR/<pole>.bias.json for the six experts,
+            DIR/experts.json (their prompts with their biases: pass it as --experts to mope train and mope eval),
+            DIR/checkpoint.json (--resume continues from it), DIR/tuning.csv and DIR/tuning.png.
+            """,
+        options: [
+            .value("model", "FILE", help: "The GGUF model the experts share."),
+            .value("prompts", "FILE", help: "Training prompts: a JSON array of {\"prompt\": …}."),
+            .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts "
+                   + "(default: the built-in preference prompts); its biases, if any, are not used."),
+            .value("steps", "N", default: "30", help: "REBEL iterations."),
+            .value("batch", "B", default: "2", help: "Training prompts per iteration."),
+            .value("responses", "K", default: "4", help: "Responses per expert and prompt; every pair enters the loss."),
+            .value("max-tokens", "T", default: "48", help: "Response length limit."),
+            .value("temperature", "X", default: "0.7", help: "Sampling temperature of the experts."),
+            .value("learning-rate", "X", default: "0.02", help: "Adam's step size, in logits."),
+            .value("eta", "X", default: "4", help: "REBEL's reward scale η."),
+            .value("inner-epochs", "N", default: "4", help: "Optimiser updates per batch."),
+            .value("weight-decay", "X", default: "0.002", help: "Fraction every bias shrinks by after each update."),
+            .value("seed", "S", default: "1", help: "Seed of everything random in the run."),
+            .value("out", "DIR", help: "Output directory."),
+            .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
+            .value("threads", "N", default: "2", help: "Threads of the forward pass."),
+            .value("checkpoint-every", "K", default: "5", help: "Steps between checkpoints."),
+            .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
+            .flag("resume", help: "Continue from DIR/checkpoint.json."),
+        ]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let modelPath = try arguments.require("model")
+        let promptsPath = try arguments.require("prompts")
+        let out = try arguments.require("out")
+        var options = TuningOptions(
+            steps: try arguments.require("steps", as: Int.self), batch: try arguments.require("batch", as: Int.self),
+            maxTokens: try arguments.require("max-tokens", as: Int.self),
+            seed: try arguments.require("seed", as: UInt64.self))
+        options.responses = try arguments.require("responses", as: Int.self)
+        options.temperature = try arguments.require("temperature", as: Float.self)
+        options.learningRate = try arguments.require("learning-rate", as: Float.self)
+        options.eta = try arguments.require("eta", as: Double.self)
+        options.innerEpochs = try arguments.require("inner-epochs", as: Int.self)
+        options.weightDecay = try arguments.require("weight-decay", as: Float.self)
+        options.checkpointEvery = max(1, try arguments.require("checkpoint-every", as: Int.self))
+        guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
+              options.innerEpochs > 0, options.temperature > 0, options.temperature.isFinite,
+              options.learningRate >= 0, options.weightDecay >= 0, options.weightDecay < 1
+        else {
+            throw UsageError.other("--steps, --batch, --max-tokens, --inner-epochs and --temperature must be "
+                                   + "positive, --responses at least 2, --learning-rate not negative and "
+                                   + "--weight-decay in [0, 1)")
+        }
+        let threads = try arguments.require("threads", as: Int.self)
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let model = try LanguageModel(path: modelPath, threads: threads)
+        let prompts = try PromptSet.load(promptsPath)
+        let experts: InProcessExperts
+        if let path = arguments.value("experts") {
+            let file = try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path))
+            experts = try InProcessExperts(model: model, prompts: try file.prompts(path: path))
+        } else {
+            experts = try InProcessExperts(model: model)
+        }
+        let reward = ReferenceNormalisedReward(model: RewardModel(sentiment: try TrainCommand.loadSentiment(
+            arguments.value("lexicon"))), prompts: prompts, cachePath: out + "/references.json")
+        let tuner = ExpertTuner(experts: experts, prompts: prompts, reward: reward, options: options,
+                                outputDirectory: out)
+        if arguments.flag("resume") { try tuner.resume() }
+        let start = Date()
+        let first = tuner.completedSteps
+        try tuner.run { log in
+            let recent = tuner.history.suffix(10)
+            let mean = recent.map(\.meanReward).reduce(0, +) / Double(max(recent.count, 1))
+            let elapsed = Date().timeIntervalSince(start)
+            let left = elapsed / Double(log.step - first) * Double(options.steps - log.step)
+            CLI.writeErr(String(format: "\rstep %d/%d  own-dimension reward %.3f (last 10: %.3f)  loss %.3f  "
+                                + "%.0f tok/s  %.0fs left   ", log.step, options.steps, log.meanReward, mean,
+                                log.loss, log.tokensPerSecond, left))
+        }
+        CLI.writeErr("\n")
+        TrainCommand.plot(script: arguments.value("plot-script") ?? "Scripts/plot.py",
+                          arguments: ["tune", out + "/tuning.csv", out + "/tuning.png"])
+        CLI.writeOut("wrote \(out)/experts.json, the six \(out)/<pole>.bias.json, \(out)/tuning.csv\n")
+        return CLI.success
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import Inference
+import Preference
+import Testing
+import Training
+import Wire
+
+/// A reward a logit bias can raise whatever the context: the share of the response's tokens whose id is a
+/// multiple of 3.
+struct TokenShareReward: TrainingReward {
+    mutating func prepare(promptIndices: [Int], prompts: PromptSet, experts: InProcessExperts,
+                          maxTokens: Int) throws(TrainingError) {}
+
+    func score(_ response: ScoredResponse) -> Double {
+        let tokens = response.result.tokens
+        guard !tokens.isEmpty else { return 0 }
+        return Double(tokens.filter { $0 % 3 == 0 }.count) / Double(tokens.count)
+    }
+}
+
+@Suite struct ExpertTunerTests {
+    static func options(steps: Int) -> TuningOptions {
+        var o = TuningOptions(steps: steps, batch: 2, maxTokens: 4, seed: 5)
+        o.responses = 3
+        o.learningRate = 0.1
+        o.temperature = 1
+        o.checkpointEvery = 2
+        return o
+    }
+
+    @Test("a logit bias steers an expert, and a tempered draw records the biased log-probability")
+    func biasSteers() throws {
+        let experts = try TrainingTests.experts()
+        let vocab = experts.model.vocabularySize
+        let system = Optional("Be concise.")
+        let plain = DecodeRequest(user: "a story", sessions: [(slot: 2, system: system)],
+                                  policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: SamplingParameters(temperature: 0))
+        let unbiased = try experts.decode([plain], maxTokens: 4)[0].tokens
+        // A token that is neither a stop token nor the plain answer's first one, pushed far up.
+        let target = try #require((0..<Int32(vocab)).first { !experts.isStop($0) && $0 != unbiased.first })
+        var bias = [Float](repeating: 0, count: vocab)
+        bias[Int(target)] = 100
+        var steered = plain
+        steered.biases = [bias]
+        let results = try experts.decode([steered, plain], maxTokens: 4)
+        #expect(results[0].tokens == [target, target, target, target])
+        #expect(results[1].tokens == unbiased, "the bias of one request leaves another in the batch alone")
+
+        // Tempered, with the candidates recorded: the steps' log-probabilities under the bias add up to the
+        // response's, and without the bias they differ.
+        var small = [Float](repeating: 0, count: vocab)
+        for i in stride(from: 0, to: vocab, by: 3) { small[i] = 0.5 }
+        var tempered = plain
+        tempered.sampling = SamplingParameters(temperature: 0.8, seed: 9)
+        tempered.biases = [small]
+        tempered.recordBias = true
+        let drawn = try experts.decode([tempered], maxTokens: 4)[0]
+        try #require(!drawn.biasSteps.isEmpty)
+        #expect(drawn.biasSteps.count >= drawn.tokens.count)
+        for step in drawn.biasSteps { #expect(abs(step.inverseTemperature - 1 / 0.8) < 1e-6) }
+        let sum = drawn.biasSteps.reduce(0.0) { $0 + $1.logProb(bias: small) }
+        #expect(abs(drawn.biasLogProb - sum) < 1e-6 * max(1, abs(sum)))
+        let zero = [Float](repeating: 0, count: vocab)
+        #expect(abs(drawn.biasSteps.reduce(0.0) { $0 + $1.logProb(bias: zero) } - sum) > 1e-4)
+        // A bias of the wrong length is refused, not applied.
+        var wrong = plain
+        wrong.biases = [[1, 2, 3]]
+        #expect(throws: TrainingError.self) { try experts.decode([wrong], maxTokens: 2) }
+    }
+
+    @Test("a short tuning run raises every expert's reward on its own training prompts")
+    func tuningRaisesReward() throws {
+        let experts = try TrainingTests.experts()
+        let tuner = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
+                                options: Self.options(steps: 12), outputDirectory: nil)
+        try tuner.run()
+        let first = tuner.history.prefix(3).map(\.meanReward).reduce(0, +) / 3
+        let last = tuner.history.suffix(3).map(\.meanReward).reduce(0, +) / 3
+        #expect(last > first + 0.1, "first steps \(first), last steps \(last)")
+        // The tuned biases favour the rewarded tokens.
+        for bias in tuner.biases {
+            let rewarded = stride(from: 0, to: bias.count, by: 3).map { Double(bias[$0]) }.reduce(0, +)
+            #expect(rewarded > 0)
+        }
+    }
+
+    @Test("a resumed tuning run ends with the same biases, and its experts file loads them")
+    func resumeIsExact() throws {
+        let experts = try TrainingTests.experts()
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tune-resume-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let whole = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
+                                options: Self.options(steps: 4), outputDirectory: nil)
+        try whole.run()
+        let half = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
+                               options: Self.options(steps: 2), outputDirectory: dir)
+        try half.run()
+        let resumed = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
+                                  options: Self.options(steps: 4), outputDirectory: dir)
+        try resumed.resume()
+        #expect(resumed.completedSteps == 2)
+        try resumed.run()
+        #expect(resumed.biases == whole.biases)
+        #expect(resumed.history.count == 4)
+        let csv = try String(contentsOfFile: dir + "/tuning.csv", encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 5)
+
+        // DIR/experts.json names each expert's bias file beside it; loaded, they are the tuned biases (to the
+        // file's 5 decimals).
+        let path = dir + "/experts.json"
+        let file = try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path))
+        let paths = file.biasPaths(relativeTo: path)
+        #expect(paths.count == 6)
+        for (d, dimension) in PreferenceDimension.allCases.enumerated() {
+            let loaded = try LogitBias.load(path: try #require(paths[dimension]),
+                                            vocabularySize: experts.model.vocabularySize)
+            let dense = loaded.dense
+            #expect(zip(dense, resumed.biases[d]).allSatisfy { abs($0 - $1) < 1e-4 })
+        }
+        let tuned = try InProcessExperts(model: experts.model, prompts: try file.prompts(path: path),
+                                         biases: try paths.mapValues { p throws(LogitBiasError) in
+                                             try LogitBias.load(path: p)
+                                         })
+        #expect(tuned.biases(for: [.concise]).first??.count == experts.model.vocabularySize)
+        // A bias for another vocabulary is refused when the experts are built.
+        let foreign = try LogitBias(vocabularySize: 3, entries: [(1, 1)])
+        #expect(throws: TrainingError.self) {
+            try InProcessExperts(model: experts.model, biases: [.concise: foreign])
+        }
+    }
+}
