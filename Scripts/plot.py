@@ -2,6 +2,7 @@
 """Plots for mope's PCM training and evaluation.
 
   plot.py train DIR/rewards.csv OUT.png   mean reward per step (and its running mean) against the step
+  plot.py tune  DIR/tuning.csv OUT.png    each tuned expert's own-dimension reward (running mean) per step
   plot.py eval  DIR/results.csv OUT.png   mean combined reward of each method with its 95% interval
   plot.py diagnose DIR/diagnosis.jsonl OUT.md   tables of `mope eval --diagnose`: each expert's reward on
                                                every dimension, and each fixed weighting's combined reward
@@ -33,6 +34,25 @@ def train(path, out):
     ax.set_title("PCM training")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def tune(path, out):
+    rows = list(csv.DictReader(open(path)))
+    steps = [int(r["step"]) for r in rows]
+    window = 10
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in [k for k in rows[0] if k.startswith("reward_")] if rows else []:
+        values = [float(r[key]) for r in rows]
+        running = [sum(values[max(0, i - window + 1):i + 1]) / len(values[max(0, i - window + 1):i + 1])
+                   for i in range(len(values))]
+        ax.plot(steps, running, "-", label=key[len("reward_"):])
+    ax.set_xlabel("REBEL step")
+    ax.set_ylabel(f"own-dimension normalised reward ({window}-step running mean)")
+    ax.set_title("Expert tuning")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
@@ -151,6 +171,6 @@ def diagnose(path, out):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4 or sys.argv[1] not in ("train", "eval", "diagnose"):
+    if len(sys.argv) != 4 or sys.argv[1] not in ("train", "tune", "eval", "diagnose"):
         sys.exit(__doc__)
-    {"train": train, "eval": evaluate, "diagnose": diagnose}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    {"train": train, "tune": tune, "eval": evaluate, "diagnose": diagnose}[sys.argv[1]](sys.argv[2], sys.argv[3])

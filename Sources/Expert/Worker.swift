@@ -37,8 +37,8 @@ public final class Worker: Sendable {
         public let prompt: WorkerPrompt
         /// The expert's registration message.
         public let hello: Hello
-        /// The tuned expert's logit bias, added to every row before its top-k (nil: none).
-        public let bias: LogitBias?
+        /// The tuned expert's logit bias, one value per token, added to every row before its top-k (nil: none).
+        public let bias: [Float]?
     }
 
     /// The validated settings (every default filled in).
@@ -87,10 +87,10 @@ public final class Worker: Sendable {
                     contextLength: model.configuration.contextLength)),
                 sessionCapacity: UInt32(clamping: settings.sessionCapacity)
             )
-            var bias: LogitBias?
+            var bias: [Float]?
             if let path = expert.biasPath {
                 do {
-                    bias = try LogitBias.load(path: path, vocabularySize: model.vocabularySize)
+                    bias = try LogitBias.load(path: path, model: model)
                 } catch {
                     throw .invalidSetting(name: "logit bias of \(expert.name)", reason: error.description)
                 }

@@ -576,14 +576,14 @@ struct WorkerLoop {
 
     /// The top-k of the given rows of `logits`, each after its expert's logit bias (if any), spread over the
     /// model's threads when there are several.
-    private mutating func topK(rows: [(row: Int, k: Int, bias: LogitBias?)]) -> [TopK] {
+    private mutating func topK(rows: [(row: Int, k: Int, bias: [Float]?)]) -> [TopK] {
         let v = model.vocabularySize
         let pool = model.pool
         return logits.withUnsafeMutableBufferPointer { buffer in
             /// One row's top-k; each row is touched by one task only.
-            func top(_ row: Int, _ k: Int, _ bias: LogitBias?) -> TopK {
+            func top(_ row: Int, _ k: Int, _ bias: [Float]?) -> TopK {
                 let slice = UnsafeMutableBufferPointer(rebasing: buffer[row * v..<(row + 1) * v])
-                bias?.apply(to: slice)
+                if let bias { LogitBias.apply(bias, to: slice) }
                 return TopK(logits: UnsafeBufferPointer(slice), k: k)
             }
             guard rows.count > 1, pool.threads > 1 else { return rows.map { top($0.row, $0.k, $0.bias) } }

@@ -6,6 +6,8 @@ public enum LogitBiasError: Error, Equatable, Sendable, CustomStringConvertible 
     case unreadable(path: String, reason: String)
     /// The file was made for a model with another vocabulary size.
     case vocabularyMismatch(path: String, file: Int, model: Int)
+    /// The file's hidden offset has another width than the model's hidden state.
+    case widthMismatch(path: String, file: Int, model: Int)
 
     /// A message a user can act on.
     public var description: String {
@@ -13,16 +15,20 @@ public enum LogitBiasError: Error, Equatable, Sendable, CustomStringConvertible 
         case let .unreadable(path, reason): "cannot use the logit-bias file \(path): \(reason)"
         case let .vocabularyMismatch(path, file, model):
             "the logit-bias file \(path) is for a vocabulary of \(file) tokens, the model has \(model)"
+        case let .widthMismatch(path, file, model):
+            "the logit-bias file \(path) has a hidden offset of \(file) values, the model's hidden state \(model)"
         }
     }
 }
 
-/// A tuned expert's adaptation of its model: a bias added to the logits of some tokens before the top-k.
+/// A tuned expert's adaptation of its model: a bias b added to every row of logits before the top-k, so the
+/// expert's distribution is softmax(ℓ + b) instead of softmax(ℓ).
 ///
-/// It is the smallest fine-tuning of an output layer: the expert's distribution becomes
-/// softmax(ℓ + b) instead of softmax(ℓ), so it can favour or avoid tokens whatever the context. `mope tune`
-/// learns one per preference dimension by REBEL on that dimension's reward; a worker applies it to every row it
-/// serves. Stored sparse: only the tokens the tuning touched.
+/// b has two parts, either may be absent: a `hidden` offset h, a vector of the final hidden state's width whose
+/// logits W_out · h are added (the same as adding h to the hidden state after the final norm: a fine-tuned bias
+/// of the output layer's input, `LanguageModel.outputProjection`), and sparse per-token `entries`. `mope tune`
+/// learns the hidden offset of each preference dimension's expert by REBEL on that dimension's reward; a worker
+/// resolves the bias against its model once (`logits(model:)`) and adds it to every row it serves.
 public struct LogitBias: Sendable, Equatable {
     /// The vocabulary size of the model it was made for.
     public let vocabularySize: Int
@@ -30,10 +36,18 @@ public struct LogitBias: Sendable, Equatable {
     public let ids: [Int32]
     /// Their biases (finite), aligned with `ids`.
     public let values: [Float]
+    /// The offset of the final hidden state (finite values), nil: none.
+    public let hidden: [Float]?
 
-    /// A sparse bias; entries with a zero value are dropped. Ids must lie in 0..<vocabularySize and values be
-    /// finite; the last value of a repeated id wins.
-    public init(vocabularySize: Int, entries: [(id: Int32, value: Float)]) throws(LogitBiasError) {
+    /// A bias; entries with a zero value are dropped. Ids must lie in 0..<vocabularySize and values be finite;
+    /// the last value of a repeated id wins.
+    public init(vocabularySize: Int, entries: [(id: Int32, value: Float)], hidden: [Float]? = nil)
+        throws(LogitBiasError)
+    {
+        if let hidden, !hidden.allSatisfy(\.isFinite) {
+            throw .unreadable(path: "<data>", reason: "the hidden offset has a value that is not finite")
+        }
+        self.hidden = hidden
         var table: [Int32: Float] = [:]
         for e in entries {
             guard e.id >= 0, Int(e.id) < vocabularySize else {
@@ -56,18 +70,36 @@ public struct LogitBias: Sendable, Equatable {
                       entries: dense.enumerated().compactMap { $0.element != 0 ? (Int32($0.offset), $0.element) : nil })
     }
 
-    /// One value per token.
+    /// The per-token entries as one value per token (without the hidden offset).
     public var dense: [Float] {
         var out = [Float](repeating: 0, count: vocabularySize)
         for (id, value) in zip(ids, values) { out[Int(id)] = value }
         return out
     }
 
-    /// Adds the bias to one logits row of `vocabularySize` values (rows of another length are left as they are:
-    /// the loader checks the vocabulary).
-    public func apply(to row: UnsafeMutableBufferPointer<Float>) {
-        guard row.count == vocabularySize else { return }
-        for (id, value) in zip(ids, values) { row[Int(id)] += value }
+    /// The whole bias for `model`, one value per token: the entries plus W_out · hidden.
+    /// - Throws: `LogitBiasError` when the model's vocabulary or hidden width differ from the bias's.
+    public func logits(model: LanguageModel, path: String = "<data>") throws(LogitBiasError) -> [Float] {
+        guard model.vocabularySize == vocabularySize else {
+            throw .vocabularyMismatch(path: path, file: vocabularySize, model: model.vocabularySize)
+        }
+        var out = dense
+        if let hidden {
+            guard let projected = model.outputProjection(hidden) else {
+                throw .widthMismatch(path: path, file: hidden.count, model: model.hiddenWidth)
+            }
+            for i in out.indices { out[i] += projected[i] }
+        }
+        return out
+    }
+
+    /// Adds a bias of one value per token to a logits row of the same length (rows of another length are left
+    /// as they are: loading checks the vocabulary).
+    public static func apply(_ bias: [Float], to row: UnsafeMutableBufferPointer<Float>) {
+        guard row.count == bias.count else { return }
+        bias.withUnsafeBufferPointer { b in
+            for i in 0..<row.count { row[i] += b[i] }
+        }
     }
 
     // MARK: File
@@ -79,16 +111,19 @@ public struct LogitBias: Sendable, Equatable {
         var note: String?
         /// [id, bias] pairs.
         var entries: [[Double]]
+        /// The hidden offset.
+        var hidden: [Double]?
     }
 
     /// The file's format tag.
     public static let format = "mope-logit-bias"
 
     /// The JSON file: `{"format": "mope-logit-bias", "version": 1, "vocabularySize": V, "note": …,
-    /// "entries": [[id, bias], …]}`.
+    /// "entries": [[id, bias], …], "hidden": [h₁, …]}` ("hidden" optional).
     public func encoded(note: String? = nil) -> Data {
         let contents = FileContents(format: Self.format, version: 1, vocabularySize: vocabularySize, note: note,
-                                    entries: zip(ids, values).map { [Double($0), (Double($1) * 1e5).rounded() / 1e5] })
+                                    entries: zip(ids, values).map { [Double($0), (Double($1) * 1e5).rounded() / 1e5] },
+                                    hidden: hidden.map { $0.map(Double.init) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return (try? encoder.encode(contents)) ?? Data()
@@ -121,12 +156,18 @@ public struct LogitBias: Sendable, Equatable {
             entries.append((Int32(pair[0]), Float(pair[1])))
         }
         do {
-            return try LogitBias(vocabularySize: contents.vocabularySize, entries: entries)
+            return try LogitBias(vocabularySize: contents.vocabularySize, entries: entries,
+                                 hidden: contents.hidden.map { $0.map { Float($0) } })
         } catch let LogitBiasError.unreadable(_, reason) {
             throw .unreadable(path: path, reason: reason)
         } catch {
             throw error
         }
+    }
+
+    /// Reads a file and resolves it against `model`: one value per token (`logits(model:)`).
+    public static func load(path: String, model: LanguageModel) throws(LogitBiasError) -> [Float] {
+        try load(path: path, vocabularySize: model.vocabularySize).logits(model: model, path: path)
     }
 
     /// Reads a file and checks it against the model's vocabulary size (when given).

@@ -20,12 +20,11 @@ public struct TuningOptions: Sendable, Codable, Equatable {
     public var temperature: Float = 0.7
     /// REBEL's η.
     public var eta: Double = 4
-    /// Adam's step size (in logits).
-    public var learningRate: Float = 0.02
+    /// Adam's step size (per coordinate of the hidden offset).
+    public var learningRate: Float = 0.01
     /// Optimiser updates per batch.
     public var innerEpochs: Int = 4
-    /// Decoupled weight decay (as in AdamW): after each update every bias shrinks by this fraction, so a token
-    /// the reward stops favouring drifts back to 0.
+    /// Decoupled weight decay (as in AdamW): after each update the hidden offset shrinks by this fraction.
     public var weightDecay: Float = 0.002
     /// A checkpoint every this many steps.
     public var checkpointEvery: Int = 5
@@ -65,14 +64,17 @@ public struct TuningLog: Sendable, Equatable {
         + PreferenceDimension.allCases.map { "reward_\($0.rawValue)" }.joined(separator: ",")
 }
 
-/// Tunes one logit bias per expert (`LogitBias`) by online REBEL on the expert's own dimension, the way the
-/// paper's experts are each trained on one preference's reward (there by full fine-tuning). Every expert keeps
-/// its system prompt; the bias is what training adds.
+/// Tunes each expert's hidden offset h (`LogitBias.hidden`: its logits become ℓ + W_out · h) by online REBEL on
+/// the expert's own dimension, the way the paper's experts are each trained on one preference's reward (there by
+/// full fine-tuning). Every expert keeps its system prompt; the offset is what training adds: `hiddenWidth`
+/// parameters per expert (576 for SmolLM2-135M), which generalise across tokens through the output layer, where
+/// a free bias per token (49,152 of them) only learns about the few tokens each sample happens to draw.
 ///
 /// Each step draws `batch` training prompts; each of the six experts answers each prompt `responses` times (all
 /// sessions of all experts in one batched forward pass per token); each answer is scored by the expert's own
-/// dimension's normalised reward; and each expert's bias takes `innerEpochs` Adam steps on the REBEL loss of its
-/// pairs. Everything random derives from (seed, step), so a resumed run ends exactly as an uninterrupted one.
+/// dimension's normalised reward; and each expert's offset takes `innerEpochs` Adam steps on the REBEL loss of
+/// its pairs (`BiasRebel`, with ∂/∂h = W_outᵀ ∂/∂b). Everything random derives from (seed, step), so a resumed
+/// run ends exactly as an uninterrupted one.
 public final class ExpertTuner<Reward: TrainingReward> {
     /// The experts (their prompts; their biases are ignored: tuning starts from zero).
     public let experts: InProcessExperts
@@ -84,15 +86,17 @@ public final class ExpertTuner<Reward: TrainingReward> {
     public let options: TuningOptions
     /// Where checkpoints, biases and the CSV go (nil: nowhere).
     public let outputDirectory: String?
-    /// Each dimension's current bias (dense), in `PreferenceDimension.allCases` order.
-    public private(set) var biases: [[Float]]
+    /// Each dimension's current hidden offset, in `PreferenceDimension.allCases` order.
+    public private(set) var offsets: [[Float]]
     /// Steps done.
     public private(set) var completedSteps = 0
     /// Every step's figures so far.
     public private(set) var history: [TuningLog] = []
     private var optimizers: [AdamOptimizer]
+    /// Rows of the output layer, dequantised once each.
+    private var rows: [Int32: [Float]] = [:]
 
-    /// Creates a tuner; every bias starts at zero.
+    /// Creates a tuner; every offset starts at zero.
     public init(experts: InProcessExperts, prompts: PromptSet, reward: Reward, options: TuningOptions,
                 outputDirectory: String?)
     {
@@ -101,10 +105,10 @@ public final class ExpertTuner<Reward: TrainingReward> {
         self.reward = reward
         self.options = options
         self.outputDirectory = outputDirectory
-        let vocab = experts.model.vocabularySize
-        biases = PreferenceDimension.allCases.map { _ in [Float](repeating: 0, count: vocab) }
+        let width = experts.model.hiddenWidth
+        offsets = PreferenceDimension.allCases.map { _ in [Float](repeating: 0, count: width) }
         optimizers = PreferenceDimension.allCases.map { _ in
-            AdamOptimizer(count: vocab, learningRate: options.learningRate)
+            AdamOptimizer(count: width, learningRate: options.learningRate)
         }
     }
 
@@ -113,7 +117,7 @@ public final class ExpertTuner<Reward: TrainingReward> {
     private struct Checkpoint: Codable {
         var options: TuningOptions
         var step: Int
-        var biases: [[Float]]
+        var offsets: [[Float]]
         var optimizers: [AdamOptimizer]
     }
 
@@ -139,7 +143,7 @@ public final class ExpertTuner<Reward: TrainingReward> {
         guard outputDirectory != nil else { return }
         do {
             try writeFile("checkpoint.json", try JSONEncoder().encode(
-                Checkpoint(options: options, step: completedSteps, biases: biases, optimizers: optimizers)))
+                Checkpoint(options: options, step: completedSteps, offsets: offsets, optimizers: optimizers)))
         } catch let error as TrainingError {
             throw error
         } catch {
@@ -149,7 +153,7 @@ public final class ExpertTuner<Reward: TrainingReward> {
         for (d, dimension) in PreferenceDimension.allCases.enumerated() {
             let bias: LogitBias
             do {
-                bias = try LogitBias(dense: biases[d])
+                bias = try LogitBias(vocabularySize: experts.model.vocabularySize, entries: [], hidden: offsets[d])
             } catch {
                 throw .io(path: path(Self.biasFileName(dimension)) ?? "", reason: "\(error)")
             }
@@ -189,16 +193,16 @@ public final class ExpertTuner<Reward: TrainingReward> {
         guard expected == options else {
             throw .badCheckpoint(path: file, reason: "it was made with other settings (\(checkpoint.options))")
         }
-        guard checkpoint.biases.count == biases.count, checkpoint.optimizers.count == optimizers.count,
-              checkpoint.biases.allSatisfy({ $0.count == experts.model.vocabularySize })
+        guard checkpoint.offsets.count == offsets.count, checkpoint.optimizers.count == optimizers.count,
+              checkpoint.offsets.allSatisfy({ $0.count == experts.model.hiddenWidth })
         else { throw .badCheckpoint(path: file, reason: "it was made for another model or set of experts") }
-        biases = checkpoint.biases
+        offsets = checkpoint.offsets
         optimizers = checkpoint.optimizers
         completedSteps = checkpoint.step
         if let csv = path("tuning.csv"), let text = try? String(contentsOfFile: csv, encoding: .utf8) {
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: ",").map(String.init)
-                guard f.count >= 5 + biases.count, let step = Int(f[0]), step <= completedSteps else { continue }
+                guard f.count >= 5 + offsets.count, let step = Int(f[0]), step <= completedSteps else { continue }
                 history.append(TuningLog(step: step, rewards: f.dropFirst(5).map { Double($0) ?? 0 },
                                          loss: Double(f[2]) ?? 0, tokensPerSecond: Double(f[3]) ?? 0,
                                          seconds: Double(f[4]) ?? 0))
@@ -227,6 +231,27 @@ public final class ExpertTuner<Reward: TrainingReward> {
         }
     }
 
+    /// The logits of a hidden offset: W_out · h.
+    public func bias(of offset: [Float]) throws(TrainingError) -> [Float] {
+        guard let projected = experts.model.outputProjection(offset) else {
+            throw .inference("a hidden offset of \(offset.count) values, the model's hidden state has "
+                             + "\(experts.model.hiddenWidth)")
+        }
+        return projected
+    }
+
+    /// ∂/∂h = W_outᵀ ∂/∂b: the gradient of a bias (non-zero on the candidates only) carried to the offset.
+    private func offsetGradient(_ gradient: [Float]) -> [Float] {
+        var out = [Float](repeating: 0, count: experts.model.hiddenWidth)
+        for (id, g) in gradient.enumerated() where g != 0 {
+            let key = Int32(id)
+            if rows[key] == nil { rows[key] = experts.model.outputRow(id) }
+            guard let row = rows[key] else { continue }
+            for c in out.indices { out[c] += g * row[c] }
+        }
+        return out
+    }
+
     private func tuneStep(_ step: Int) throws(TrainingError) -> TuningLog {
         let clock = ContinuousClock()
         let start = clock.now
@@ -234,6 +259,8 @@ public final class ExpertTuner<Reward: TrainingReward> {
         try reward.prepare(promptIndices: items, prompts: prompts, experts: experts, maxTokens: options.maxTokens)
         let dimensions = PreferenceDimension.allCases
         let k = options.responses
+        var biases: [[Float]] = []
+        for offset in offsets { biases.append(try bias(of: offset)) }
         var requests: [DecodeRequest] = []
         var keys: [(dimension: Int, item: Int)] = []
         for (d, dimension) in dimensions.enumerated() {
@@ -273,14 +300,17 @@ public final class ExpertTuner<Reward: TrainingReward> {
                 for i in group.indices { for j in (i + 1)..<group.count { pairs.append((group[i], group[j])) } }
             }
             for epoch in 0..<options.innerEpochs {
-                let (l, gradient) = BiasRebel.lossAndGradient(bias: biases[d], pairs: pairs, eta: options.eta)
+                let bias = epoch == 0 ? biases[d] : try self.bias(of: offsets[d])
+                let (l, gradient) = BiasRebel.lossAndGradient(bias: bias, pairs: pairs, eta: options.eta)
                 if epoch == 0 { loss += l / Double(dimensions.count) }
-                optimizers[d].update(&biases[d], gradient: gradient)
+                optimizers[d].update(&offsets[d], gradient: offsetGradient(gradient))
                 let keep = 1 - options.weightDecay
-                for i in biases[d].indices where biases[d][i] != 0 { biases[d][i] *= keep }
+                for i in offsets[d].indices { offsets[d][i] *= keep }
             }
         }
         let tokens = results.reduce(0) { $0 + $1.tokens.count }
+        // The candidates' rows are kept for the next steps only while they stay few.
+        if rows.count > 20_000 { rows.removeAll() }
         return TuningLog(step: step, rewards: rewards, loss: loss,
                          tokensPerSecond: Double(tokens) / max(sampleTime, 1e-9),
                          seconds: seconds(clock.now - start))

@@ -101,11 +101,15 @@ public final class InProcessExperts: @unchecked Sendable {
                 biases: [PreferenceDimension: LogitBias] = [:], topK: Int = 32) throws(TrainingError)
     {
         self.model = model
-        for (dimension, bias) in biases where bias.vocabularySize != model.vocabularySize {
-            throw .unusableModel("the \(dimension.rawValue) expert's logit bias is for a vocabulary of "
-                                 + "\(bias.vocabularySize) tokens, the model has \(model.vocabularySize)")
+        var resolved: [PreferenceDimension: [Float]] = [:]
+        for (dimension, bias) in biases {
+            do {
+                resolved[dimension] = try bias.logits(model: model, path: "the \(dimension.rawValue) expert's bias")
+            } catch {
+                throw .unusableModel(error.description)
+            }
         }
-        self.biases = biases.mapValues(\.dense)
+        self.biases = resolved
         do {
             tokenizer = try makeTokenizer(model.vocabulary)
             template = try ChatTemplate(vocabulary: model.vocabulary)
@@ -298,12 +302,14 @@ extension InProcessExperts {
                     for j in 0..<vocab {
                         guidedRow.append((1 + gamma) * logits[row * vocab + j] - gamma * logits[base * vocab + j])
                     }
-                    if let bias = sessions[s].bias { for j in 0..<vocab { guidedRow[j] += bias[j] } }
+                    if let bias = sessions[s].bias {
+                        guidedRow.withUnsafeMutableBufferPointer { LogitBias.apply(bias, to: $0) }
+                    }
                     top = TopK(logits: guidedRow, k: topK)
                 } else {
                     top = logits.withUnsafeMutableBufferPointer { buffer in
                         let r = UnsafeMutableBufferPointer(rebasing: buffer[(row * vocab)..<((row + 1) * vocab)])
-                        if let bias = sessions[s].bias { for j in 0..<vocab { r[j] += bias[j] } }
+                        if let bias = sessions[s].bias { LogitBias.apply(bias, to: r) }
                         return TopK(logits: UnsafeBufferPointer(r), k: topK)
                     }
                 }

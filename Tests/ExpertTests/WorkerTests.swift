@@ -359,7 +359,9 @@ import ZeroMQ
         // Push up a token outside the plain step-0 top 8, and push down the plain favourite.
         let outsider = try #require((0..<Int32(model.vocabularySize)).first { !plain[0].ids.contains($0) })
         let bias = try LogitBias(vocabularySize: model.vocabularySize,
-                                 entries: [(outsider, 30), (plain[0].ids[0], -30)])
+                                 entries: [(outsider, 30), (plain[0].ids[0], -30)],
+                                 hidden: (0..<model.hiddenWidth).map { 0.05 * cos(Float($0)) })
+        let values = try bias.logits(model: model)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("bias-\(UUID()).json").path
         defer { try? FileManager.default.removeItem(atPath: path) }
         try bias.encoded().write(to: URL(fileURLWithPath: path))
@@ -370,7 +372,7 @@ import ZeroMQ
         for token in greedy { rows.append(try model.forward(cache: cache, tokens: [Int32(bitPattern: token)])) }
         let expected = rows.map { row in
             var biased = row
-            biased.withUnsafeMutableBufferPointer { bias.apply(to: $0) }
+            biased.withUnsafeMutableBufferPointer { LogitBias.apply(values, to: $0) }
             return TopK(logits: biased, k: 8)
         }
         #expect(expected[0].ids[0] == outsider && !expected[0].ids.contains(plain[0].ids[0]))

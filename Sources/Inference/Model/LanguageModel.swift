@@ -170,3 +170,35 @@ public final class LanguageModel: @unchecked Sendable {
         return logits
     }
 }
+
+// MARK: - The output layer
+
+extension LanguageModel {
+    /// The width of the final hidden state (the output layer's input).
+    public var hiddenWidth: Int { configuration.embeddingLength }
+
+    /// The output layer applied to `hidden`, a vector of `hiddenWidth` values: W_out · hidden, one value per
+    /// token, computed by the same kernel as the forward pass's logits. Adding it to a row of logits is adding
+    /// `hidden` to the final hidden state after the final norm (up to the kernel's rounding of its input).
+    /// Returns nil when `hidden` has another width.
+    public func outputProjection(_ hidden: [Float]) -> [Float]? {
+        guard hidden.count == hiddenWidth else { return nil }
+        var out = [Float](repeating: 0, count: vocabularySize)
+        lock.lock()
+        defer { lock.unlock() }
+        hidden.withUnsafeBufferPointer { x in
+            out.withUnsafeMutableBufferPointer { o in
+                Kernels.matmul(model.output, x: x.baseAddress!, batch: 1, out: o.baseAddress!, pool: pool)
+            }
+        }
+        return out
+    }
+
+    /// Row `id` of the output layer, dequantised (`hiddenWidth` values); nil for an id outside the vocabulary.
+    public func outputRow(_ id: Int) -> [Float]? {
+        guard id >= 0, id < vocabularySize else { return nil }
+        var row = [Float](repeating: 0, count: hiddenWidth)
+        row.withUnsafeMutableBufferPointer { Kernels.dequantizeRow(model.output, row: id, into: $0.baseAddress!) }
+        return row
+    }
+}
