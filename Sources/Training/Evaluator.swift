@@ -13,6 +13,10 @@ public enum EvalMethod: Hashable, Sendable, CustomStringConvertible {
     case uniform
     /// One expert alone.
     case single(PreferenceDimension)
+    /// Personalized Soups' parameter merging, for tuned experts: one model with preference prompting's system
+    /// prompt and the mean of the three experts' tuned parameters (their hidden offsets, hence their logit
+    /// biases, averaged). Only when every expert of the combination is tuned.
+    case soup
 
     /// A short name.
     public var description: String {
@@ -21,6 +25,7 @@ public enum EvalMethod: Hashable, Sendable, CustomStringConvertible {
         case .prompting: "prompting"
         case .uniform: "uniform"
         case let .single(d): "only \(d.rawValue)"
+        case .soup: "soup"
         }
     }
 }
@@ -113,6 +118,12 @@ public struct Evaluator {
                 requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
                                               policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling))
                 tags.append((c, .prompting))
+                if let soup = Self.soup(biases) {
+                    requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
+                                                  policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling,
+                                                  biases: [soup]))
+                    tags.append((c, .soup))
+                }
             }
             for d in PreferenceDimension.allCases {
                 requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: experts.prompts[d])],
@@ -143,13 +154,26 @@ public struct Evaluator {
         return out
     }
 
+    /// The soup's bias: the mean of the experts' biases (nil unless every one has a bias). A bias is linear in
+    /// the tuned hidden offset, so this is the bias of the mean offset.
+    public static func soup(_ biases: [[Float]?]) -> [Float]? {
+        let all = biases.compactMap { $0 }
+        guard !all.isEmpty, all.count == biases.count, let n = all.first?.count,
+              all.allSatisfy({ $0.count == n })
+        else { return nil }
+        var mean = [Float](repeating: 0, count: n)
+        for bias in all { for i in 0..<n { mean[i] += bias[i] / Float(all.count) } }
+        return mean
+    }
+
     /// The Markdown report: per combination and overall, each method's mean with its interval, and the PCM's
     /// win rate against each baseline (a tie counts half).
     public static func report(_ scores: EvalScores, header: String) -> (markdown: String, csv: String) {
         var md = header + "\n\n"
         var csv = "combination,method,mean,low,high,win_rate_of_pcm\n"
-        let baselineOrder: [String] = ["prompting", "uniform", "only expertise pole", "only informativeness pole",
-                                       "only style pole"]
+        let hasSoup = scores.scores.values.contains { $0[.soup] != nil }
+        let baselineOrder: [String] = ["prompting"] + (hasSoup ? ["soup"] : [])
+            + ["uniform", "only expertise pole", "only informativeness pole", "only style pole"]
         md += "| combination | PCM | " + baselineOrder.joined(separator: " | ") + " |\n"
         md += "|---|---|" + baselineOrder.map { _ in "---" }.joined(separator: "|") + "|\n"
         var overall: [String: [Double]] = [:]
@@ -160,6 +184,7 @@ public struct Evaluator {
             guard let table = scores.scores[label], let pcm = table[.pcm] else { continue }
             var methods: [(String, [Double])] = [("PCM", pcm)]
             methods.append(("prompting", table[.prompting] ?? []))
+            if hasSoup { methods.append(("soup", table[.soup] ?? [])) }
             methods.append(("uniform", table[.uniform] ?? []))
             for (axisName, d) in zip(["only expertise pole", "only informativeness pole", "only style pole"],
                                      combo.dimensions)

@@ -139,18 +139,24 @@ import Wire
         }
     }
 
-    @Test("the demo config has the six dimensions on the real model, prompted as the shipped PCM was trained")
+    @Test("the demo config has the six dimensions on the real model, prompted and tuned as the shipped PCM was trained")
     func psoupsLocal() throws {
         let config = try ClusterConfig.load(contentsOf: Self.configs.appendingPathComponent("psoups-local.json").path)
         #expect(config.experts.compactMap(\.dimension) == PreferenceDimension.allCases)
         // The PCM's weights are only meaningful for the experts it was trained with (Configs/pcm/experts.json).
-        let trained = try PreferenceDimensionsFile.load(
-            contentsOf: Self.configs.appendingPathComponent("pcm/experts.json")
-        ).prompts()
+        let expertsPath = Self.configs.appendingPathComponent("pcm/experts.json")
+        let file = try PreferenceDimensionsFile.load(contentsOf: expertsPath)
+        let trained = try file.prompts()
+        let biases = file.biasPaths(relativeTo: expertsPath.path)
         for expert in config.experts {
             let dimension = try #require(expert.dimension)
             #expect(expert.systemPrompt == trained[dimension])
             #expect(expert.model == "models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            // The same tuned bias file, named relative to each file's folder.
+            let bias = try #require(expert.bias)
+            #expect(Self.configs.appendingPathComponent(bias).standardizedFileURL.path
+                    == biases[dimension].map { URL(fileURLWithPath: $0).standardizedFileURL.path })
+            #expect(FileManager.default.fileExists(atPath: Self.configs.appendingPathComponent(bias).path))
         }
         #expect(config.pcm == "pcm/pcm.json")
     }

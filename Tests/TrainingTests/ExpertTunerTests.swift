@@ -145,4 +145,37 @@ struct TokenShareReward: TrainingReward {
             try InProcessExperts(model: experts.model, biases: [.concise: foreign])
         }
     }
+
+    @Test("with tuned experts the evaluation adds the soup: prompting's prompt with the mean of the experts' biases")
+    func evaluationWithSoup() throws {
+        let plain = try TrainingTests.experts()
+        let model = plain.model
+        var biases: [PreferenceDimension: LogitBias] = [:]
+        for (d, dimension) in PreferenceDimension.allCases.enumerated() {
+            biases[dimension] = try LogitBias(vocabularySize: model.vocabularySize, entries: [],
+                                              hidden: (0..<model.hiddenWidth).map { 0.2 * sin(Float($0 * (d + 1))) })
+        }
+        let tuned = try InProcessExperts(model: model, prompts: plain.prompts, biases: biases, topK: 16)
+        let prompts = PromptSet(["hi", "sky"])
+        let pcm = PCMNetwork(configuration: PCMConfiguration(hidden: 4, projection: 0, projectionSeed: 1,
+                                                             embeddingWidth: 0, horizon: 4), seed: 1)
+        for (experts, soup) in [(tuned, true), (plain, false)] {
+            var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: SentimentAnalyzer(lexicon: [:])),
+                                                   prompts: prompts, cachePath: nil)
+            let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
+            let scores = try evaluator.run(pcm: pcm, reward: &reward)
+            #expect(scores.scores.count == 8)
+            for table in scores.scores.values {
+                #expect(table[.pcm]?.count == 2 && table[.prompting]?.count == 2 && table[.uniform]?.count == 2)
+                #expect((table[.soup]?.count ?? 0) == (soup ? 2 : 0))
+            }
+            let report = Evaluator.report(scores, header: "# t").markdown
+            #expect(report.contains("| soup |") == soup)
+            #expect(report.contains("- vs soup:") == soup)
+        }
+        // The soup's bias is the mean of the experts' biases, and only when all three have one.
+        let a: [Float] = [1, 2, 3], b: [Float] = [3, 0, 0], c: [Float] = [2, 1, 0]
+        #expect(Evaluator.soup([a, b, c]) == [2, 1, 1])
+        #expect(Evaluator.soup([a, nil, c]) == nil)
+    }
 }
