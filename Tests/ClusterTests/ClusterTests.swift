@@ -135,6 +135,8 @@ struct ClusterTests {
               "Tests/Fixtures/tiny-a.gguf", "--id", "only-one"], "--id"),
             (["--expert", "concise,friendly", "--config", "Configs/tiny-test.json", "--model",
               "Tests/Fixtures/tiny-a.gguf", "--system-prompt", "Be brief."], "--system-prompt"),
+            (["--expert", "concise,friendly", "--config", "Configs/tiny-test.json", "--model",
+              "Tests/Fixtures/tiny-a.gguf", "--bias", "b.json"], "--bias"),
         ]
     )
     func workerRefusesBadExpertLists(arguments: [String], mention: String) throws {
@@ -146,6 +148,15 @@ struct ClusterTests {
                                       deadline: .seconds(60))
         #expect(run.status == 2, "\(run.errorOutput)")
         #expect(run.errorOutput.contains(mention), "\(run.errorOutput)")
+    }
+
+    @Test("mope worker with an unreadable logit-bias file fails at start, naming the file")
+    func workerRefusesBadBias() throws {
+        let run = try MopeProcess.run(["worker", "--model", TinyExperts.root.appendingPathComponent(
+            "Tests/Fixtures/tiny-a.gguf").path, "--expert", "concise", "--bias", "/nonexistent/concise.bias.json",
+            "--coordinator", "tcp://127.0.0.1:1"], deadline: .seconds(60))
+        #expect(run.status == 1, "\(run.errorOutput)")
+        #expect(run.errorOutput.contains("/nonexistent/concise.bias.json"), "\(run.errorOutput)")
     }
 
     @Test("a worker killed mid-answer without a replica: the answer completes degraded and names the lost expert")
