@@ -32,7 +32,9 @@ enum TuneCommand: ParsableCommand {
             .value("learning-rate", "X", default: "0.02", help: "Adam's step size, in logits."),
             .value("eta", "X", default: "4", help: "REBEL's reward scale η."),
             .value("inner-epochs", "N", default: "4", help: "Optimiser updates per batch."),
-            .value("weight-decay", "X", default: "0.002", help: "Fraction every bias shrinks by after each update."),
+            .value("weight-decay", "X", default: "0.002", help: "Fraction the offset shrinks by after each update."),
+            .value("kl-penalty", "X", default: "0.01", help: "β: each answer's reward is R − β · log(q_tuned(y) / "
+                   + "q_untuned(y)), which keeps the experts from drifting into answers that game the rewards."),
             .value("seed", "S", default: "1", help: "Seed of everything random in the run."),
             .value("out", "DIR", help: "Output directory."),
             .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
@@ -58,13 +60,16 @@ enum TuneCommand: ParsableCommand {
         options.innerEpochs = try arguments.require("inner-epochs", as: Int.self)
         options.weightDecay = try arguments.require("weight-decay", as: Float.self)
         options.checkpointEvery = max(1, try arguments.require("checkpoint-every", as: Int.self))
+        options.klPenalty = try arguments.require("kl-penalty", as: Double.self)
         guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
               options.innerEpochs > 0, options.temperature > 0, options.temperature.isFinite,
-              options.learningRate >= 0, options.weightDecay >= 0, options.weightDecay < 1
+              options.learningRate >= 0, options.weightDecay >= 0, options.weightDecay < 1,
+              options.klPenalty >= 0, options.klPenalty.isFinite, options.eta * options.klPenalty < 1
         else {
             throw UsageError.other("--steps, --batch, --max-tokens, --inner-epochs and --temperature must be "
                                    + "positive, --responses at least 2, --learning-rate not negative and "
-                                   + "--weight-decay in [0, 1)")
+                                   + "--weight-decay in [0, 1), --kl-penalty not negative with --eta × "
+                                   + "--kl-penalty below 1")
         }
         let threads = try arguments.require("threads", as: Int.self)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -89,9 +94,9 @@ enum TuneCommand: ParsableCommand {
             let mean = recent.map(\.meanReward).reduce(0, +) / Double(max(recent.count, 1))
             let elapsed = Date().timeIntervalSince(start)
             let left = elapsed / Double(log.step - first) * Double(options.steps - log.step)
-            CLI.writeErr(String(format: "\rstep %d/%d  own-dimension reward %.3f (last 10: %.3f)  loss %.3f  "
-                                + "%.0f tok/s  %.0fs left   ", log.step, options.steps, log.meanReward, mean,
-                                log.loss, log.tokensPerSecond, left))
+            CLI.writeErr(String(format: "\rstep %d/%d  own-dimension reward %.3f (last 10: %.3f)  KL %.1f  "
+                                + "loss %.3f  %.0f tok/s  %.0fs left   ", log.step, options.steps, log.meanReward,
+                                mean, log.kl, log.loss, log.tokensPerSecond, left))
         }
         CLI.writeErr("\n")
         TrainCommand.plot(script: arguments.value("plot-script") ?? "Scripts/plot.py",

@@ -101,6 +101,26 @@ struct TokenShareReward: TrainingReward {
         #expect(tuned > untuned + 0.05, "untuned \(untuned), tuned \(tuned)")
     }
 
+    @Test("the KL penalty holds the tuned experts near the untuned ones")
+    func klPenaltyHolds() throws {
+        let experts = try TrainingTests.experts()
+        func run(_ beta: Double) throws -> (offset: Double, kl: Double) {
+            var options = Self.options(steps: 8)
+            options.klPenalty = beta
+            let tuner = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
+                                    options: options, outputDirectory: nil)
+            try tuner.run()
+            let norm = tuner.offsets.map { $0.reduce(0.0) { $0 + Double($1 * $1) } }.reduce(0, +).squareRoot()
+            return (norm, tuner.history.suffix(3).map(\.kl).reduce(0, +) / 3)
+        }
+        let free = try run(0)
+        // η·β = 0.8: each step pulls the policy 80% of the way back towards the untuned one.
+        let held = try run(0.2)
+        #expect(held.offset < 0.8 * free.offset, "offset norm \(held.offset) with the penalty, \(free.offset) without")
+        #expect(held.kl < free.kl, "KL \(held.kl) with the penalty, \(free.kl) without")
+        #expect(free.kl > 0)
+    }
+
     @Test("a resumed tuning run ends with the same offsets, and its experts file loads them")
     func resumeIsExact() throws {
         let experts = try TrainingTests.experts()
