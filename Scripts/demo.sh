@@ -5,7 +5,8 @@
 #
 # Installs what is missing (Scripts/setup.sh: libzmq, the SmolLM2-135M-Instruct model), builds the release
 # binary, starts a local cluster from Configs/psoups-local.json -- the coordinator and six expert workers (one
-# per Personalized Soups dimension: the same model, each with its dimension's system prompt) as real
+# per Personalized Soups dimension: the same model, each with its dimension's system prompt and its tuned
+# offset, Configs/pcm/<pole>.bias.json) as real
 # processes talking over real ZeroMQ sockets -- then asks the question under "concise, friendly, elementary"
 # and under "informative, unfriendly, knowledgeable". Only the three experts a preference names take part in
 # its answer, weighed at every token by the learned Preference Control Model the config names
@@ -43,8 +44,12 @@ config = json.load(open(sys.argv[1]))
 config.update(heartbeatIntervalMs=10000, stepDeadlineMs=60000, openDeadlineMs=120000)
 for expert in config["experts"]:
     expert["model"] = os.path.abspath(expert["model"])
-if "pcm" in config:  # relative to the config's folder
-    config["pcm"] = os.path.abspath(os.path.join(os.path.dirname(sys.argv[1]), config["pcm"]))
+folder = os.path.dirname(sys.argv[1])
+for expert in config["experts"]:
+    if "bias" in expert:  # relative to the config's folder, like the PCM
+        expert["bias"] = os.path.abspath(os.path.join(folder, expert["bias"]))
+if "pcm" in config:
+    config["pcm"] = os.path.abspath(os.path.join(folder, config["pcm"]))
 json.dump(config, open(sys.argv[2], "w"), indent=2)
 PY
 CONFIG=$logs/demo.json

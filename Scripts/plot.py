@@ -127,6 +127,10 @@ def diagnose(path, out):
     keys = {}
     for r in records:
         keys.setdefault((r["prompt"], r["sample"]), {})[(r["method"], r.get("combination"))] = r
+    if not combos:  # --experts-only: no mixtures, nothing to combine
+        open(out, "w").write("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     kinds = ["prompting", "uniform", "uniform logit", "only axis 1", "only axis 2", "only axis 3", "tilt axis 1",
              "tilt axis 2", "tilt axis 3"]
     if any(r["method"] == "prompting unguided" for r in records):  # a run with prompt guidance

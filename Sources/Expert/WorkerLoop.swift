@@ -173,6 +173,9 @@ struct WorkerLoop {
                 + (endpoints.count > 1 ? " each" : "") + ", \(model.pool.threads) threads); coordinator "
                 + settings.coordinator
         )
+        for expert in settings.experts {
+            if let path = expert.biasPath { worker.log("expert \(expert.name): tuned offset from \(path)") }
+        }
         if let path = Timeline.start(role: "worker-\(worker.id)") { worker.log("timeline: \(path)") }
         if first.prompt.template == nil {
             worker.log("warning: \(first.prompt.templateProblem ?? "no chat template"); only raw requests served")

@@ -21,7 +21,7 @@ public struct TuningOptions: Sendable, Codable, Equatable {
     /// REBEL's η.
     public var eta: Double = 4
     /// Adam's step size (per coordinate of the hidden offset).
-    public var learningRate: Float = 0.01
+    public var learningRate: Float = 0.02
     /// Optimiser updates per batch.
     public var innerEpochs: Int = 4
     /// Decoupled weight decay (as in AdamW): after each update the hidden offset shrinks by this fraction.

@@ -133,7 +133,8 @@ final class SignalHandlers {
 
 /// Paths in a cluster config.
 enum ConfigPaths {
-    /// A relative model path as given when it exists from the working directory, else from the config's folder.
+    /// A relative path (a model, a bias or PCM file) as given when it exists from the working directory, else
+    /// from the config's folder.
     static func resolve(_ path: String, relativeTo configPath: String) -> String {
         guard !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return path }
         let folder = URL(fileURLWithPath: configPath).deletingLastPathComponent()

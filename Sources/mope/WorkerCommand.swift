@@ -112,9 +112,9 @@ enum WorkerCommand: ParsableCommand {
                     )
                 }
                 models.insert(entry.model)
-                modelPath = modelPath ?? resolve(entry.model, relativeTo: configPath)
+                modelPath = modelPath ?? ConfigPaths.resolve(entry.model, relativeTo: configPath)
                 systemPrompts[i] = systemPrompts[i] ?? entry.systemPrompt
-                biasPaths[i] = biasPaths[i] ?? entry.bias.map { resolve($0, relativeTo: configPath) }
+                biasPaths[i] = biasPaths[i] ?? entry.bias.map { ConfigPaths.resolve($0, relativeTo: configPath) }
             }
             guard models.count == 1 || arguments.value("model") != nil else {
                 throw UsageError.invalidValue(
@@ -152,13 +152,6 @@ enum WorkerCommand: ParsableCommand {
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.curve = try CurveOptions.clientKeys(arguments)
         return settings
-    }
-
-    /// A relative model path as given when it exists from the working directory, else from the config's folder.
-    static func resolve(_ path: String, relativeTo configPath: String) -> String {
-        guard !path.hasPrefix("/"), !FileManager.default.fileExists(atPath: path) else { return path }
-        let besideConfig = URL(fileURLWithPath: configPath).deletingLastPathComponent().appendingPathComponent(path).path
-        return FileManager.default.fileExists(atPath: besideConfig) ? besideConfig : path
     }
 }
 
