@@ -2,14 +2,15 @@
 # Tunes the experts (with TUNE=1), trains the Preference Control Model and evaluates it; the trained files go to
 # Configs/pcm/ and the figures to docs/results/.
 #
-#   [TUNE=1 TUNE_STEPS=160] Scripts/train-pcm.sh [MODEL] [OUT]
+#   [TUNE=1 TUNE_STEPS=80] [STEPS=40] Scripts/train-pcm.sh [MODEL] [OUT]
 #
-# TUNE=1 first runs mope tune (each expert's hidden offset, REBEL on its own dimension: ~12 s a step alone) from
-# the system prompts of $EXPERTS, then trains and evaluates with the tuned experts and ships their bias files.
+# TUNE=1 first runs mope tune (each expert's hidden offset, REBEL on its own dimension: ~12 s a step alone, 20
+# minutes for 80 steps) from the system prompts of $EXPERTS, then trains and evaluates with the tuned experts and
+# ships their bias files. Without TUNE the experts are those of $EXPERTS, biases included (the shipped ones).
 #
 # Sizes are chosen for a 2-core machine: training ~11 minutes when it has the machine to itself, 30-45 minutes
 # when shared (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per forward pass), evaluation
-# ~10 minutes alone, ~25 shared (40 Koala prompts × 8 combinations × 6 methods). The experts use the system prompts of Configs/pcm/experts.json and every method
+# ~11 minutes alone, ~25 shared (40 Koala prompts × 8 combinations × 7 methods with tuned experts). Every method
 # samples at temperature 0.7 (see docs/PCM.md for why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ if [[ ${TUNE:-0} == 1 ]]; then
     TUNE_RESUME=()
     [[ -f "$OUT/tune/checkpoint.json" ]] && TUNE_RESUME=(--resume)
     "$MOPE" tune --model "$MODEL" --prompts "$DATA/train_prompts_self_instruct_seed.json" --experts "$EXPERTS" \
-        --temperature "$TEMPERATURE" --steps "${TUNE_STEPS:-160}" --batch 2 --responses 4 --max-tokens 48 --seed 1 \
+        --temperature "$TEMPERATURE" --steps "${TUNE_STEPS:-80}" --batch 2 --responses 4 --max-tokens 48 --seed 1 \
         --out "$OUT/tune" "${TUNE_RESUME[@]}"
     EXPERTS="$OUT/tune/experts.json"
 fi
