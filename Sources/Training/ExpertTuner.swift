@@ -129,33 +129,22 @@ public final class ExpertTuner<Reward: TrainingReward> {
         var optimizers: [AdamOptimizer]
     }
 
-    private func path(_ name: String) -> String? {
-        outputDirectory.map { URL(fileURLWithPath: $0).appendingPathComponent(name).path }
-    }
+    private var files: RunFiles { RunFiles(directory: outputDirectory) }
 
     /// The bias file of a dimension's expert: DIR/<pole>.bias.json.
     public static func biasFileName(_ dimension: PreferenceDimension) -> String { "\(dimension.rawValue).bias.json" }
-
-    private func writeFile(_ name: String, _ data: Data) throws(TrainingError) {
-        guard let file = path(name) else { return }
-        do {
-            try data.write(to: URL(fileURLWithPath: file), options: .atomic)
-        } catch {
-            throw .io(path: file, reason: error.localizedDescription)
-        }
-    }
 
     /// Writes DIR/checkpoint.json, one DIR/<pole>.bias.json per expert, DIR/experts.json (the experts' prompts
     /// with their biases) and DIR/tuning.csv.
     public func checkpoint() throws(TrainingError) {
         guard outputDirectory != nil else { return }
         do {
-            try writeFile("checkpoint.json", try JSONEncoder().encode(
+            try files.write("checkpoint.json", try JSONEncoder().encode(
                 Checkpoint(options: options, step: completedSteps, offsets: offsets, optimizers: optimizers)))
         } catch let error as TrainingError {
             throw error
         } catch {
-            throw .io(path: path("checkpoint.json") ?? "", reason: "\(error)")
+            throw .io(path: files.path("checkpoint.json") ?? "", reason: "\(error)")
         }
         var entries: [PreferenceDimensionsFile.Entry] = []
         for (d, dimension) in PreferenceDimension.allCases.enumerated() {
@@ -163,9 +152,9 @@ public final class ExpertTuner<Reward: TrainingReward> {
             do {
                 bias = try LogitBias(vocabularySize: experts.model.vocabularySize, entries: [], hidden: offsets[d])
             } catch {
-                throw .io(path: path(Self.biasFileName(dimension)) ?? "", reason: "\(error)")
+                throw .io(path: files.path(Self.biasFileName(dimension)) ?? "", reason: "\(error)")
             }
-            try writeFile(Self.biasFileName(dimension), bias.encoded(
+            try files.write(Self.biasFileName(dimension), bias.encoded(
                 note: "mope tune: the \(dimension.rawValue) expert's logit bias after \(completedSteps) steps"))
             entries.append(PreferenceDimensionsFile.Entry(
                 id: dimension.id, axis: dimension.axis.rawValue, pole: dimension.rawValue,
@@ -177,19 +166,19 @@ public final class ExpertTuner<Reward: TrainingReward> {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         do {
-            try writeFile("experts.json", try encoder.encode(file))
+            try files.write("experts.json", try encoder.encode(file))
         } catch let error as TrainingError {
             throw error
         } catch {
-            throw .io(path: path("experts.json") ?? "", reason: "\(error)")
+            throw .io(path: files.path("experts.json") ?? "", reason: "\(error)")
         }
         let csv = ([TuningLog.csvHeader] + history.map(\.csv)).joined(separator: "\n") + "\n"
-        try writeFile("tuning.csv", Data(csv.utf8))
+        try files.write("tuning.csv", Data(csv.utf8))
     }
 
     /// Loads DIR/checkpoint.json and the CSV rows up to its step (nothing when there is no checkpoint).
     public func resume() throws(TrainingError) {
-        guard let file = path("checkpoint.json"), FileManager.default.fileExists(atPath: file) else { return }
+        guard let file = files.path("checkpoint.json"), FileManager.default.fileExists(atPath: file) else { return }
         let checkpoint: Checkpoint
         do {
             checkpoint = try JSONDecoder().decode(Checkpoint.self, from: Data(contentsOf: URL(fileURLWithPath: file)))
@@ -207,7 +196,7 @@ public final class ExpertTuner<Reward: TrainingReward> {
         offsets = checkpoint.offsets
         optimizers = checkpoint.optimizers
         completedSteps = checkpoint.step
-        if let csv = path("tuning.csv"), let text = try? String(contentsOfFile: csv, encoding: .utf8) {
+        if let csv = files.path("tuning.csv"), let text = try? String(contentsOfFile: csv, encoding: .utf8) {
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: ",").map(String.init)
                 guard f.count >= 6 + offsets.count, let step = Int(f[0]), step <= completedSteps else { continue }

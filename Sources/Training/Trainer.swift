@@ -118,13 +118,11 @@ public final class Trainer<Reward: TrainingReward> {
         var optimizer: AdamOptimizer
     }
 
-    private func path(_ name: String) -> String? {
-        outputDirectory.map { URL(fileURLWithPath: $0).appendingPathComponent(name).path }
-    }
+    private var files: RunFiles { RunFiles(directory: outputDirectory) }
 
     /// Loads DIR/checkpoint.json and the CSV rows up to its step.
     public func resume() throws(TrainingError) {
-        guard let file = path("checkpoint.json") else { return }
+        guard let file = files.path("checkpoint.json") else { return }
         guard FileManager.default.fileExists(atPath: file) else { return }
         let checkpoint: Checkpoint
         do {
@@ -143,7 +141,7 @@ public final class Trainer<Reward: TrainingReward> {
         network = PCMNetwork(configuration: checkpoint.configuration, parameters: checkpoint.parameters)
         optimizer = checkpoint.optimizer
         completedSteps = checkpoint.step
-        if let csv = path("rewards.csv"), let text = try? String(contentsOfFile: csv, encoding: .utf8) {
+        if let csv = files.path("rewards.csv"), let text = try? String(contentsOfFile: csv, encoding: .utf8) {
             for line in text.split(separator: "\n").dropFirst() {
                 let f = line.split(separator: ",").map(String.init)
                 guard f.count >= 5, let step = Int(f[0]), step <= completedSteps else { continue }
@@ -154,30 +152,21 @@ public final class Trainer<Reward: TrainingReward> {
         }
     }
 
-    private func writeFile(_ name: String, _ data: Data) throws(TrainingError) {
-        guard let file = path(name) else { return }
-        do {
-            try data.write(to: URL(fileURLWithPath: file), options: .atomic)
-        } catch {
-            throw .io(path: file, reason: error.localizedDescription)
-        }
-    }
-
     /// Writes DIR/checkpoint.json, DIR/pcm.json and DIR/rewards.csv.
     public func checkpoint() throws(TrainingError) {
         guard outputDirectory != nil else { return }
         let c = Checkpoint(options: options, step: completedSteps, configuration: network.configuration,
                            parameters: network.parameters, optimizer: optimizer)
         do {
-            try writeFile("checkpoint.json", try JSONEncoder().encode(c))
-            try writeFile("pcm.json", try PCMFile.encode(network))
+            try files.write("checkpoint.json", try JSONEncoder().encode(c))
+            try files.write("pcm.json", try PCMFile.encode(network))
         } catch let error as TrainingError {
             throw error
         } catch {
-            throw .io(path: path("checkpoint.json") ?? "", reason: "\(error)")
+            throw .io(path: files.path("checkpoint.json") ?? "", reason: "\(error)")
         }
         let csv = ([StepLog.csvHeader] + history.map(\.csv)).joined(separator: "\n") + "\n"
-        try writeFile("rewards.csv", Data(csv.utf8))
+        try files.write("rewards.csv", Data(csv.utf8))
     }
 
     // MARK: Training
