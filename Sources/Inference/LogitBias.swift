@@ -64,12 +64,6 @@ public struct LogitBias: Sendable, Equatable {
         values = kept.map(\.value)
     }
 
-    /// The sparse form of a dense bias (one value per token).
-    public init(dense: [Float]) throws(LogitBiasError) {
-        try self.init(vocabularySize: dense.count,
-                      entries: dense.enumerated().compactMap { $0.element != 0 ? (Int32($0.offset), $0.element) : nil })
-    }
-
     /// The per-token entries as one value per token (without the hidden offset).
     public var dense: [Float] {
         var out = [Float](repeating: 0, count: vocabularySize)

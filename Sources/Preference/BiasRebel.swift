@@ -80,12 +80,11 @@ public struct BiasTrajectory: Sendable, Equatable {
 ///
 ///     ((log π_b(y) − log π_bt(y)) − (log π_b(y′) − log π_bt(y′)) − η (R(y) − R(y′)))²
 ///
-/// averaged over pairs, plus `l2` · |b|². The gradient is sparse: only the tokens that were candidates move.
+/// averaged over pairs. The gradient is sparse: only the tokens that were candidates move. (`mope tune` keeps
+/// the bias small by decaying the hidden offset it comes from, so the loss has no penalty term of its own.)
 public enum BiasRebel {
     /// The loss (without gradient).
-    public static func loss(bias: [Float], pairs: [(BiasTrajectory, BiasTrajectory)], eta: Double,
-                            l2: Double = 0) -> Double
-    {
+    public static func loss(bias: [Float], pairs: [(BiasTrajectory, BiasTrajectory)], eta: Double) -> Double {
         guard !pairs.isEmpty else { return 0 }
         var total = 0.0
         for (a, b) in pairs {
@@ -93,12 +92,12 @@ public enum BiasRebel {
                                    old: (a.oldLogProb, b.oldLogProb), rewards: (a.reward, b.reward), eta: eta)
             total += r * r
         }
-        return total / Double(pairs.count) + l2 * bias.reduce(0.0) { $0 + Double($1 * $1) }
+        return total / Double(pairs.count)
     }
 
     /// The loss and its gradient with respect to every token's bias.
-    public static func lossAndGradient(bias: [Float], pairs: [(BiasTrajectory, BiasTrajectory)], eta: Double,
-                                       l2: Double = 0) -> (loss: Double, gradient: [Float])
+    public static func lossAndGradient(bias: [Float], pairs: [(BiasTrajectory, BiasTrajectory)], eta: Double)
+        -> (loss: Double, gradient: [Float])
     {
         var gradient = [Double](repeating: 0, count: bias.count)
         var loss = 0.0
@@ -115,13 +114,6 @@ public enum BiasRebel {
                 }
             }
             loss /= Double(pairs.count)
-        }
-        if l2 > 0 {
-            for i in gradient.indices {
-                let p = Double(bias[i])
-                gradient[i] += 2 * l2 * p
-                loss += l2 * p * p
-            }
         }
         return (loss, gradient.map { Float($0) })
     }

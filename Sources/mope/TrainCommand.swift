@@ -100,13 +100,15 @@ enum TrainCommand: ParsableCommand {
         return try SentimentAnalyzer(lexiconPath: path)
     }
 
-    /// The in-process experts of a dimensions file (its prompts as system prompts, its tuned experts' logit
-    /// biases), or of the built-in preference prompts.
-    static func loadExperts(model: LanguageModel, path: String?) throws -> InProcessExperts {
+    /// The in-process experts of a dimensions file (its prompts as system prompts and, with `biases`, its tuned
+    /// experts' logit biases), or of the built-in preference prompts.
+    static func loadExperts(model: LanguageModel, path: String?, biases withBiases: Bool = true) throws
+        -> InProcessExperts
+    {
         guard let path else { return try InProcessExperts(model: model) }
         let file = try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path))
         var biases: [PreferenceDimension: LogitBias] = [:]
-        for (dimension, biasPath) in file.biasPaths(relativeTo: path) {
+        for (dimension, biasPath) in file.biasPaths(relativeTo: path) where withBiases {
             biases[dimension] = try LogitBias.load(path: biasPath, vocabularySize: model.vocabularySize)
         }
         return try InProcessExperts(model: model, prompts: try file.prompts(path: path), biases: biases)

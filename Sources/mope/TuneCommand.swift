@@ -75,13 +75,8 @@ enum TuneCommand: ParsableCommand {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let model = try LanguageModel(path: modelPath, threads: threads)
         let prompts = try PromptSet.load(promptsPath)
-        let experts: InProcessExperts
-        if let path = arguments.value("experts") {
-            let file = try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path))
-            experts = try InProcessExperts(model: model, prompts: try file.prompts(path: path))
-        } else {
-            experts = try InProcessExperts(model: model)
-        }
+        // Tuning starts every offset at zero: a file's biases are not loaded.
+        let experts = try TrainCommand.loadExperts(model: model, path: arguments.value("experts"), biases: false)
         let reward = ReferenceNormalisedReward(model: RewardModel(sentiment: try TrainCommand.loadSentiment(
             arguments.value("lexicon"))), prompts: prompts, cachePath: out + "/references.json")
         let tuner = ExpertTuner(experts: experts, prompts: prompts, reward: reward, options: options,

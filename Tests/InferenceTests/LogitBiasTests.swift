@@ -11,7 +11,6 @@ import Testing
         #expect(bias.dense == [0, -0.25, 0, 0, 1.5, 0])
         let decoded = try LogitBias.decode(bias.encoded(note: "test"))
         #expect(decoded == bias)
-        #expect(try LogitBias(dense: bias.dense) == bias)
         var row: [Float] = [1, 1, 1, 1, 1, 1]
         row.withUnsafeMutableBufferPointer { LogitBias.apply(bias.dense, to: $0) }
         #expect(row == [1, 0.75, 1, 1, 2.5, 1])
