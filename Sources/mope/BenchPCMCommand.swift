@@ -8,7 +8,9 @@ import Preference
 /// The PCM is asked for α exactly as the coordinator asks it at every token: the preference, the prompt's
 /// tokens, the response so far (growing by one token per call) and three experts' top-64 lists taken from a real
 /// forward pass of the model. The expert step is one decode forward pass of one session on the same model (what
-/// each worker does per token). Both are timed over many calls after a warm-up; medians are reported.
+/// each worker does per token). A tuned expert's extra work per token, adding its offset's logits to the row
+/// before the top-k (`LogitBias.apply`), is timed on the same model's rows. All are timed over many calls after a
+/// warm-up; medians are reported.
 enum BenchPCM: ParsableCommand {
     static let configuration = CommandConfiguration(
         name: "pcm",
@@ -16,6 +18,8 @@ enum BenchPCM: ParsableCommand {
         options: [
             .value("model", short: "m", "file", help: "GGUF model file (the experts' model)."),
             .value("pcm", "file", default: "Configs/pcm/pcm.json", help: "The PCM file."),
+            .value("bias", "file", default: "Configs/pcm/elementary.bias.json",
+                   help: "A tuned expert's offset file, whose per-row cost is measured."),
             .value("threads", short: "t", "n", default: "1", help: "Compute threads of the expert step."),
             .value("calls", "n", default: "2000", help: "PCM calls to time."),
             .value("steps", "n", default: "64", help: "Expert decode steps to time."),
@@ -33,6 +37,8 @@ enum BenchPCM: ParsableCommand {
         guard FileManager.default.fileExists(atPath: path) else { throw BenchEngineError.modelNotFound(path) }
         let model = try LanguageModel(path: path, threads: threads)
         let network = try PCMFile.load(try arguments.require("pcm"))
+        let biasPath = try arguments.require("bias")
+        let bias = try LogitBias.load(path: biasPath, model: model)
 
         // Three experts' lists from a real forward pass.
         let prompt = try makeTokenizer(model.vocabulary).encode("Explain how a rainbow forms.", parseSpecial: false)
@@ -73,14 +79,29 @@ enum BenchPCM: ParsableCommand {
             token = TopK(logits: row, k: 1).ids.first ?? 0
             if step >= 4 { stepTimes.append(Self.micros(elapsed)) }
         }
-        let pcm = Self.median(pcmTimes), expert = Self.median(stepTimes)
+
+        // A tuned expert's offset, added to one row as the worker does before its top-k.
+        var row = logits
+        var biasTimes: [Double] = []
+        biasTimes.reserveCapacity(calls)
+        for call in 0..<(calls + 100) {
+            let start = ContinuousClock.now
+            row.withUnsafeMutableBufferPointer { LogitBias.apply(bias, to: $0) }
+            let elapsed = start.duration(to: .now)
+            if call >= 100 { biasTimes.append(Self.micros(elapsed)) }
+        }
+        sink += row[0]
+
+        let pcm = Self.median(pcmTimes), expert = Self.median(stepTimes), offset = Self.median(biasTimes)
         CLI.writeOut(String(
             format: "PCM (%d parameters%@): %.1f µs per token (median of %d)\n"
                 + "expert decode step (%d thread%@): %.1f µs (median of %d)\n"
-                + "PCM / expert step: %.2f%%\n",
+                + "PCM / expert step: %.2f%%\n"
+                + "tuned offset added to a row of %d logits: %.1f µs (median of %d), %.2f%% of an expert step\n",
             network.configuration.parameterCount,
             network.configuration.projection > 0 ? ", embedding features" : "",
-            pcm, calls, threads, threads == 1 ? "" : "s", expert, steps, pcm / expert * 100
+            pcm, calls, threads, threads == 1 ? "" : "s", expert, steps, pcm / expert * 100,
+            bias.count, offset, calls, offset / expert * 100
         ))
         if !sink.isFinite { CLI.writeErr("warning: the PCM returned a non-finite weight\n") }
         return CLI.success

@@ -57,15 +57,31 @@ private let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponen
         #expect(zero == CLI.usage)
     }
 
-    @Test("bench pcm times the shipped PCM and an expert step; a missing PCM file or a zero count is refused")
+    @Test("""
+        bench pcm times the shipped PCM, an expert step and a tuned offset; a missing PCM file, an offset for \
+        another model or a zero count is refused
+        """)
     func benchPCM() async throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
         let pcm = root.appendingPathComponent("Configs/pcm/pcm.json").path
+        let model = try LanguageModel(path: tinyModel)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let bias = directory.appendingPathComponent("tiny.bias.json")
+        try LogitBias(vocabularySize: model.vocabularySize, entries: [(id: 1, value: 0.5)],
+                      hidden: [Float](repeating: 0.1, count: model.hiddenWidth)).encoded().write(to: bias)
         let ok = await CLI.run(BenchPCM.self, arguments: [
-            "--model", tinyModel, "--pcm", pcm, "--calls", "20", "--steps", "4",
+            "--model", tinyModel, "--pcm", pcm, "--bias", bias.path, "--calls", "20", "--steps", "4",
         ])
         #expect(ok == CLI.success)
+        // The shipped offsets are SmolLM2's: another vocabulary and width than the tiny model's.
+        let shipped = root.appendingPathComponent("Configs/pcm/elementary.bias.json").path
+        let mismatched = await CLI.run(BenchPCM.self, arguments: [
+            "--model", tinyModel, "--pcm", pcm, "--bias", shipped, "--calls", "20", "--steps", "4",
+        ])
+        #expect(mismatched == CLI.failure)
         let missing = await CLI.run(BenchPCM.self, arguments: ["--model", tinyModel, "--pcm", "/nonexistent.json"])
         #expect(missing == CLI.failure)
         let zero = await CLI.run(BenchPCM.self, arguments: ["--model", tinyModel, "--pcm", pcm, "--calls", "0"])
