@@ -14,7 +14,7 @@ import Preference
 enum BenchPCM: ParsableCommand {
     static let configuration = CommandConfiguration(
         name: "pcm",
-        abstract: "Measure the PCM's cost per token against one expert's decode step.",
+        abstract: "Measure the PCM's cost per token, and a tuned offset's per row, against one expert's decode step.",
         options: [
             .value("model", short: "m", "file", help: "GGUF model file (the experts' model)."),
             .value("pcm", "file", default: "Configs/pcm/pcm.json", help: "The PCM file."),
