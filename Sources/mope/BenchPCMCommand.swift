@@ -90,7 +90,6 @@ enum BenchPCM: ParsableCommand {
             let elapsed = start.duration(to: .now)
             if call >= 100 { biasTimes.append(Self.micros(elapsed)) }
         }
-        sink += row[0]
 
         let pcm = Self.median(pcmTimes), expert = Self.median(stepTimes), offset = Self.median(biasTimes)
         CLI.writeOut(String(
@@ -104,6 +103,7 @@ enum BenchPCM: ParsableCommand {
             bias.count, offset, calls, offset / expert * 100
         ))
         if !sink.isFinite { CLI.writeErr("warning: the PCM returned a non-finite weight\n") }
+        if !row.allSatisfy(\.isFinite) { CLI.writeErr("warning: the offset made a logit that is not finite\n") }
         return CLI.success
     }
 
