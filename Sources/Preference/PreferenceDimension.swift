@@ -136,12 +136,25 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
     public var dimensions: [Entry]
     /// A description of the combinations.
     public var combinations: String?
+    /// What each expert of a mixture is told of the user's preference (`ExpertContext`'s names); nil: "own".
+    public var context: String?
 
     /// Creates a file's contents.
-    public init(source: String? = nil, dimensions: [Entry], combinations: String? = nil) {
+    public init(source: String? = nil, dimensions: [Entry], combinations: String? = nil, context: String? = nil) {
         self.source = source
         self.dimensions = dimensions
         self.combinations = combinations
+        self.context = context
+    }
+
+    /// The experts' context, checked.
+    public func expertContext(path: String = "<data>") throws(PreferenceError) -> ExpertContext {
+        guard let context else { return .own }
+        guard let value = ExpertContext(rawValue: context) else {
+            let names = ExpertContext.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+            throw .unreadableDimensionsFile(path: path, reason: "context must be one of \(names), not \"\(context)\"")
+        }
+        return value
     }
 
     /// The built-in dimensions, as the file in the repository lists them.
@@ -175,6 +188,7 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
             throw .unreadableDimensionsFile(path: path, reason: "not a dimensions file: \(error)")
         }
         _ = try file.prompts(path: path)
+        _ = try file.expertContext(path: path)
         return file
     }
 
@@ -232,4 +246,38 @@ public struct PreferencePrompts: Sendable, Equatable {
     public subscript(dimension: PreferenceDimension) -> String {
         table[dimension] ?? dimension.defaultPrompt
     }
+}
+
+extension PreferencePrompts {
+    /// Preference prompting's system prompt for `preference`: its dimensions' prompts joined by spaces.
+    public func joined(_ preference: PreferenceSpec) -> String {
+        preference.dimensions.map { self[$0] }.joined(separator: " ")
+    }
+
+    /// The system prompt of `dimension`'s expert when it serves `preference`, under `context`.
+    public func system(for dimension: PreferenceDimension, in preference: PreferenceSpec,
+                       context: ExpertContext) -> String
+    {
+        switch context {
+        case .own: self[dimension]
+        case .ownAndPreference: self[dimension] + "\n\n" + joined(preference)
+        case .preference: joined(preference)
+        }
+    }
+}
+
+/// What each expert of a mixture is told about the user's preference.
+public enum ExpertContext: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// Its own dimension's system prompt only: each expert knows nothing of the other dimensions asked for.
+    case own
+    /// Its own system prompt, then (after a blank line) the user's whole stated preference, the combination's
+    /// prompts joined as in preference prompting. This is what a worker with a system prompt renders when the
+    /// request carries the preference as its own system turn (`WorkerPrompt`).
+    case ownAndPreference = "own+preference"
+    /// The user's stated preference in place of the expert's own prompt: the experts differ only by their tuned
+    /// parts.
+    case preference
+
+    /// The name used in options and files.
+    public var description: String { rawValue }
 }

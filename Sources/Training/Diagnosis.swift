@@ -56,7 +56,7 @@ extension Evaluator {
                 }
                 for combo in combos where !expertsOnly {
                     let label = Combinations.label(combo)
-                    let sessions = combo.dimensions.map { (slot: $0.ordinal, system: Optional(experts.prompts[$0])) }
+                    let sessions = experts.sessions(for: combo)
                     let biases = experts.biases(for: combo.dimensions)
                     requests.append(DecodeRequest(user: user, sessions: sessions,
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
@@ -74,7 +74,7 @@ extension Evaluator {
                                                       sampling: sampling, guidance: guidance, biases: biases))
                         tags.append(("tilt \(d.rawValue)", label))
                     }
-                    let joined = combo.dimensions.map { experts.prompts[$0] }.joined(separator: " ")
+                    let joined = experts.prompts.joined(combo)
                     requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
                                                   policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling,
                                                   guidance: guidance))

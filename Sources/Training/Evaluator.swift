@@ -105,7 +105,7 @@ public struct Evaluator {
             var requests: [DecodeRequest] = []
             var tags: [(Int?, EvalMethod)] = []
             for (c, combo) in combos.enumerated() {
-                let sessions = combo.dimensions.map { (slot: $0.ordinal, system: Optional(experts.prompts[$0])) }
+                let sessions = experts.sessions(for: combo)
                 let biases = experts.biases(for: combo.dimensions)
                 requests.append(DecodeRequest(user: user, sessions: sessions, policy: .pcm(pcm, combo),
                                               sampling: sampling, biases: biases))
@@ -114,7 +114,7 @@ public struct Evaluator {
                                               policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
                                               biases: biases))
                 tags.append((c, .uniform))
-                let joined = combo.dimensions.map { experts.prompts[$0] }.joined(separator: " ")
+                let joined = experts.prompts.joined(combo)
                 requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
                                               policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling))
                 tags.append((c, .prompting))
@@ -125,11 +125,17 @@ public struct Evaluator {
                     tags.append((c, .soup))
                 }
             }
-            for d in PreferenceDimension.allCases {
-                requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: experts.prompts[d])],
-                                              policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling,
-                                              biases: experts.biases(for: [d])))
-                tags.append((nil, .single(d)))
+            // With experts that see the preference, an expert alone differs per combination.
+            let singles: [(Int?, PreferenceSpec?)] = experts.context == .own
+                ? [(nil, nil)] : combos.indices.map { ($0, combos[$0]) }
+            for (c, combo) in singles {
+                for d in combo?.dimensions ?? PreferenceDimension.allCases {
+                    let system = combo.map { experts.system(for: d, in: $0) } ?? experts.prompts[d]
+                    requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: system)],
+                                                  policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling,
+                                                  biases: experts.biases(for: [d])))
+                    tags.append((c, .single(d)))
+                }
             }
             let results = try experts.decode(requests, maxTokens: maxTokens)
             for (tag, result) in zip(tags, results) {
@@ -164,6 +170,20 @@ public struct Evaluator {
         var mean = [Float](repeating: 0, count: n)
         for bias in all { for i in 0..<n { mean[i] += bias[i] / Float(all.count) } }
         return mean
+    }
+
+    /// Every item's score, one line per (combination, method, prompt): `combination,method,prompt,reward`, the
+    /// prompt as its index in the evaluation's prompts. Runs on the same prompts and seed can be paired with it.
+    public static func itemsCSV(_ scores: EvalScores) -> String {
+        var csv = "combination,method,prompt,reward\n"
+        for combo in Combinations.all {
+            let label = Combinations.label(combo)
+            guard let table = scores.scores[label] else { continue }
+            for (method, values) in table.sorted(by: { $0.key.description < $1.key.description }) {
+                for (p, value) in values.enumerated() { csv += "\(label),\(method),\(p),\(value)\n" }
+            }
+        }
+        return csv
     }
 
     /// The Markdown report: per combination and overall, each method's mean with its interval, and the PCM's

@@ -88,6 +88,8 @@ public final class InProcessExperts: @unchecked Sendable {
     public let template: ChatTemplate
     /// The system prompt of each dimension's expert.
     public let prompts: PreferencePrompts
+    /// What each expert of a mixture is told of the user's preference.
+    public let context: ExpertContext
     /// The token embeddings the PCM reads.
     public let embeddings: TokenEmbeddings?
     /// The length of each expert's top-k list.
@@ -97,10 +99,11 @@ public final class InProcessExperts: @unchecked Sendable {
     private let stops: Set<Int32>
 
     /// Wraps a loaded model.
-    public init(model: LanguageModel, prompts: PreferencePrompts = .builtIn,
+    public init(model: LanguageModel, prompts: PreferencePrompts = .builtIn, context: ExpertContext = .own,
                 biases: [PreferenceDimension: LogitBias] = [:], topK: Int = 32) throws(TrainingError)
     {
         self.model = model
+        self.context = context
         var resolved: [PreferenceDimension: [Float]] = [:]
         for (dimension, bias) in biases {
             do {
@@ -133,6 +136,16 @@ public final class InProcessExperts: @unchecked Sendable {
         } catch {
             throw .unusableModel("\(error)")
         }
+    }
+
+    /// The system prompt of `dimension`'s expert serving `preference` (`context` applied).
+    public func system(for dimension: PreferenceDimension, in preference: PreferenceSpec) -> String {
+        prompts.system(for: dimension, in: preference, context: context)
+    }
+
+    /// The sessions of `preference`'s experts, in its dimensions' order: slot and system prompt.
+    public func sessions(for preference: PreferenceSpec) -> [(slot: Int, system: String?)] {
+        preference.dimensions.map { (slot: $0.ordinal, system: Optional(system(for: $0, in: preference))) }
     }
 
     /// The user's message alone, as the PCM's prompt feature sees it.

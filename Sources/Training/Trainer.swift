@@ -205,7 +205,7 @@ public final class Trainer<Reward: TrainingReward> {
                 let seed = options.seed &* 1_000_003 &+ UInt64(step) &* 7919 &+ UInt64(b * options.responses + k)
                 requests.append(DecodeRequest(
                     user: prompts.prompts[item.prompt],
-                    sessions: preference.dimensions.map { (slot: $0.ordinal, system: experts.prompts[$0]) },
+                    sessions: experts.sessions(for: preference),
                     policy: .pcm(network, preference),
                     sampling: SamplingParameters(temperature: options.temperature, seed: seed), record: true,
                     biases: experts.biases(for: preference.dimensions)))

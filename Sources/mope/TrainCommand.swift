@@ -111,7 +111,8 @@ enum TrainCommand: ParsableCommand {
         for (dimension, biasPath) in file.biasPaths(relativeTo: path) where withBiases {
             biases[dimension] = try LogitBias.load(path: biasPath, vocabularySize: model.vocabularySize)
         }
-        return try InProcessExperts(model: model, prompts: try file.prompts(path: path), biases: biases)
+        return try InProcessExperts(model: model, prompts: try file.prompts(path: path),
+                                    context: try file.expertContext(path: path), biases: biases)
     }
 
     /// Runs the plotting script with python3; a failure is reported, not fatal.

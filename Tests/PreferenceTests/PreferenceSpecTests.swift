@@ -139,6 +139,29 @@ import Testing
         #expect(throws: PreferenceError.self) { try PreferenceDimensionsFile.decode(JSONEncoder().encode(missing)) }
         #expect(throws: PreferenceError.self) { try PreferenceDimensionsFile.decode(Data("{".utf8)) }
     }
+
+    @Test("an expert's system prompt under each context: its own, its own then the joined preference, or the latter")
+    func expertContexts() throws {
+        let prompts = PreferencePrompts.builtIn
+        let spec = try PreferenceSpec(.elementary, .concise, .friendly)
+        let joined = prompts[.elementary] + " " + prompts[.concise] + " " + prompts[.friendly]
+        #expect(prompts.joined(spec) == joined)
+        #expect(prompts.system(for: .concise, in: spec, context: .own) == prompts[.concise])
+        #expect(prompts.system(for: .concise, in: spec, context: .ownAndPreference)
+                == prompts[.concise] + "\n\n" + joined)
+        #expect(prompts.system(for: .concise, in: spec, context: .preference) == joined)
+    }
+
+    @Test("a dimensions file's context: absent is own, a known name is read, an unknown one is refused")
+    func fileContext() throws {
+        #expect(try PreferenceDimensionsFile.builtIn.expertContext() == .own)
+        var file = PreferenceDimensionsFile.builtIn
+        file.context = "own+preference"
+        let decoded = try PreferenceDimensionsFile.decode(JSONEncoder().encode(file))
+        #expect(try decoded.expertContext() == .ownAndPreference)
+        file.context = "everything"
+        #expect(throws: PreferenceError.self) { try PreferenceDimensionsFile.decode(JSONEncoder().encode(file)) }
+    }
 }
 
 @Suite struct UniformControllerTests {

@@ -180,6 +180,37 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(guided.filter { $0.method == "prompting unguided" }.count == 8)
     }
 
+    @Test("experts that see the preference: their sessions carry it, and each expert alone runs per combination")
+    func expertsSeeingThePreference() throws {
+        let plain = try Self.experts()
+        let aware = try InProcessExperts(model: plain.model, prompts: plain.prompts, context: .ownAndPreference,
+                                         topK: 16)
+        let combo = Combinations.all[5]
+        #expect(plain.sessions(for: combo).map(\.system) == combo.dimensions.map { plain.prompts[$0] })
+        #expect(aware.sessions(for: combo).map(\.system)
+                == combo.dimensions.map { plain.prompts[$0] + "\n\n" + plain.prompts.joined(combo) })
+        #expect(aware.sessions(for: combo).map(\.slot) == combo.dimensions.map(\.ordinal))
+        let prompts = PromptSet(["hi", "sky"])
+        let pcm = PCMNetwork(configuration: PCMConfiguration(hidden: 4, projection: 0, projectionSeed: 1,
+                                                             embeddingWidth: 0, horizon: 4), seed: 1)
+        var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: SentimentAnalyzer(lexicon: [:])),
+                                               prompts: prompts, cachePath: nil)
+        let scores = try Evaluator(experts: aware, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
+            .run(pcm: pcm, reward: &reward)
+        for combo in Combinations.all {
+            let table = try #require(scores.scores[Combinations.label(combo)])
+            #expect(table[.pcm]?.count == 2 && table[.uniform]?.count == 2 && table[.prompting]?.count == 2)
+            for d in PreferenceDimension.allCases {
+                #expect((table[.single(d)]?.count ?? 0) == (combo.dimensions.contains(d) ? 2 : 0))
+            }
+        }
+        // Every score is one line of the items file, numbered by prompt.
+        let lines = Evaluator.itemsCSV(scores).split(separator: "\n")
+        #expect(lines.first == "combination,method,prompt,reward")
+        #expect(lines.count == 1 + 8 * 6 * 2)
+        #expect(lines.contains { $0.hasPrefix("P1A+P2A+P3A,PCM,1,") })
+    }
+
     @Test("the bootstrap interval contains the mean and narrows with more data")
     func bootstrap() {
         let small = Interval.bootstrap([0.2, 0.4, 0.6, 0.8])
