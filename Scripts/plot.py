@@ -131,10 +131,15 @@ def diagnose(path, out):
         open(out, "w").write("\n".join(lines) + "\n")
         print("\n".join(lines))
         return
-    kinds = ["prompting", "uniform", "uniform logit", "only axis 1", "only axis 2", "only axis 3", "tilt axis 1",
-             "tilt axis 2", "tilt axis 3"]
+    kinds = ["prompting", "uniform", "uniform logit", "only axis 1", "only axis 2", "only axis 3"]
+    if any(r["method"].startswith("tilt ") for r in records):  # --tilt X > 0
+        kinds += ["tilt axis 1", "tilt axis 2", "tilt axis 3"]
     if any(r["method"] == "prompting unguided" for r in records):  # a run with prompt guidance
         kinds.insert(1, "prompting unguided")
+    if any(r["method"] == "soup" for r in records):  # tuned experts
+        kinds.insert(1, "soup")
+    if any(r["method"].startswith("opener ") for r in records):  # --opener N
+        kinds += ["opener axis 1", "opener axis 2", "opener axis 3"]
     lines += ["\n## Combined reward per combination (mean over prompts × samples)\n",
               "| combination | " + " | ".join(kinds) + " | best of these per item (oracle) |",
               "|---" * (len(kinds) + 2) + "|"]
@@ -147,12 +152,12 @@ def diagnose(path, out):
         for group in keys.values():
             row = {}
             for k in kinds:
-                if k in ("prompting", "prompting unguided", "uniform", "uniform logit"):
+                if k in ("prompting", "prompting unguided", "soup", "uniform", "uniform logit"):
                     rec = group.get((k, c))
                 elif k.startswith("only"):
                     rec = group.get((f"only {DIMS[dims[int(k[-1]) - 1]]}", None))
-                else:
-                    rec = group.get((f"tilt {DIMS[dims[int(k[-1]) - 1]]}", c))
+                else:  # "tilt axis i", "opener axis i"
+                    rec = group.get((f"{k.split()[0]} {DIMS[dims[int(k[-1]) - 1]]}", c))
                 if rec is None:
                     continue
                 row[k] = sum(rec["normalised"][j] for j in dims) / 3

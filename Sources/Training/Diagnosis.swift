@@ -26,12 +26,14 @@ extension Evaluator {
     /// Measures whether the experts differ on the rewards: for every prompt and sample, the base model (default
     /// system prompt) and each expert alone, and for every combination its uniform mixture (merged as a probability
     /// mixture and as a product of experts), each "tilt" (weight `tilt` on one of its experts, the rest shared by
-    /// the other two) and preference prompting.
+    /// the other two; none when `tilt` is 0), preference prompting and, with tuned experts, the soup (prompting's prompt with the mean of
+    /// the experts' biases). With `opener` N > 0, each expert of a combination also answers the first N tokens
+    /// alone before the other two take over with equal weights ("opener <pole>").
     /// With `expertsOnly`, the combinations' mixtures and prompting are skipped. With `guidance` γ ≠ 0 every
     /// method but "base" runs with prompt guidance (`DecodeRequest.guidance`), and preference prompting also runs
     /// without it ("prompting unguided").
     public func diagnose(reward: inout ReferenceNormalisedReward, samples: Int, tilt: Float, expertsOnly: Bool = false,
-                         guidance: Float = 0,
+                         guidance: Float = 0, opener: Int = 0,
                          progress: (Int, Int) -> Void = { _, _ in }) throws(TrainingError) -> [DiagnosisRecord]
     {
         var out: [DiagnosisRecord] = []
@@ -66,7 +68,7 @@ extension Evaluator {
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
                                                   mode: .logit, guidance: guidance, biases: biases))
                     tags.append(("uniform logit", label))
-                    for d in combo.dimensions {
+                    for d in combo.dimensions where tilt > 0 {
                         var w = [Float](repeating: 0, count: 6)
                         for e in combo.dimensions { w[e.ordinal] = (1 - tilt) / 2 }
                         w[d.ordinal] = tilt
@@ -74,7 +76,22 @@ extension Evaluator {
                                                       sampling: sampling, guidance: guidance, biases: biases))
                         tags.append(("tilt \(d.rawValue)", label))
                     }
+                    for d in combo.dimensions where opener > 0 {
+                        var first = [Float](repeating: 0, count: 6), then = first
+                        first[d.ordinal] = 1
+                        for e in combo.dimensions where e != d { then[e.ordinal] = 0.5 }
+                        requests.append(DecodeRequest(user: user, sessions: sessions,
+                                                      policy: .schedule(first: first, steps: opener, then: then),
+                                                      sampling: sampling, guidance: guidance, biases: biases))
+                        tags.append(("opener \(d.rawValue)", label))
+                    }
                     let joined = experts.prompts.joined(combo)
+                    if let soup = Self.soup(biases) {
+                        requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
+                                                      policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling,
+                                                      guidance: guidance, biases: [soup]))
+                        tags.append(("soup", label))
+                    }
                     requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
                                                   policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling,
                                                   guidance: guidance))

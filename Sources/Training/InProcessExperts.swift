@@ -168,6 +168,9 @@ public enum WeightPolicy: Sendable {
     case fixed([Float])
     /// The PCM's weights for a preference.
     case pcm(PCMNetwork, PreferenceSpec)
+    /// Fixed weights `first` for the first `steps` tokens, then fixed weights `then` (a hand-made schedule, to
+    /// measure what switching experts during an answer can gain).
+    case schedule(first: [Float], steps: Int, then: [Float])
 }
 
 /// One sequence to generate: its sessions (slot → system prompt), how to weight them, how to sample.
@@ -340,7 +343,13 @@ extension InProcessExperts {
                 var alpha: [Float]
                 var features: [Float] = []
                 switch requests[r].policy {
-                case let .fixed(w):
+                case .fixed, .schedule:
+                    var w: [Float] = []
+                    switch requests[r].policy {
+                    case let .fixed(fixed): w = fixed
+                    case let .schedule(first, steps, then): w = step < steps ? first : then
+                    case .pcm: break
+                    }
                     alpha = (0..<6).map { mask[$0] && $0 < w.count ? w[$0] : 0 }
                     let total = alpha.reduce(0, +)
                     let even = PCMNetwork.maskedSoftmax([Float](repeating: 0, count: 6), mask: mask)

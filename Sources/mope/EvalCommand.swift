@@ -38,7 +38,9 @@ enum EvalCommand: ParsableCommand {
                   + "DIR/diagnosis.jsonl and DIR/diagnosis.md."),
             .flag("experts-only", help: "--diagnose only the base model and each expert alone."),
             .value("samples", "N", default: "2", help: "Samples per prompt of --diagnose."),
-            .value("tilt", "X", default: "0.6", help: "The tilted expert's weight in --diagnose."),
+            .value("tilt", "X", default: "0.6", help: "The tilted expert's weight in --diagnose (0: no tilts)."),
+            .value("opener", "N", default: "0", help: "--diagnose also lets each expert of a combination answer "
+                   + "the first N tokens alone before the other two take over (0: off)."),
             .value("guidance", "G", default: "0", help: "--diagnose with prompt guidance G: each session's logits "
                    + "become (1+G)·own − G·default-prompt (prompting is also run without it)."),
         ]
@@ -66,13 +68,21 @@ enum EvalCommand: ParsableCommand {
             let start = Date()
             let samples = try arguments.require("samples", as: Int.self)
             let tilt = try arguments.require("tilt", as: Float.self)
+            guard tilt.isFinite, (0...1).contains(tilt) else {
+                throw UsageError.invalidValue(option: "tilt", value: "\(tilt)", expected: "a number in 0…1")
+            }
+            let opener = try arguments.require("opener", as: Int.self)
+            guard opener >= 0 else {
+                throw UsageError.invalidValue(option: "opener", value: "\(opener)", expected: "a number ≥ 0")
+            }
             let guidance = try arguments.require("guidance", as: Float.self)
             guard guidance.isFinite, guidance >= 0 else {
                 throw UsageError.invalidValue(option: "guidance", value: "\(guidance)", expected: "a number ≥ 0")
             }
             let records = try evaluator.diagnose(reward: &reward, samples: samples, tilt: tilt,
                                                  expertsOnly: arguments.flag("experts-only"),
-                                                 guidance: guidance) { done, total in
+                                                 guidance: guidance,
+                                                 opener: opener) { done, total in
                 let elapsed = Date().timeIntervalSince(start)
                 CLI.writeErr(String(format: "\rsample %d/%d  %.0fs elapsed, %.0fs left   ", done, total, elapsed,
                                     elapsed / Double(done) * Double(total - done)))

@@ -178,6 +178,31 @@ struct ExpertiseShareReward: TrainingReward {
         let guided = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6, guidance: 1)
         #expect(guided.count == 7 + 8 * 7)
         #expect(guided.filter { $0.method == "prompting unguided" }.count == 8)
+        // With an opener, each of a combination's experts also starts the answer alone.
+        let opened = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6, opener: 2)
+        #expect(opened.count == 7 + 8 * 9)
+        for d in PreferenceDimension.allCases {
+            #expect(opened.filter { $0.method == "opener \(d.rawValue)" }.count == 4)
+        }
+    }
+
+    @Test("a schedule's first weights hold for its first steps, then the second weights")
+    func schedule() throws {
+        let experts = try Self.experts()
+        let sampling = SamplingParameters(temperature: 0, seed: 1)
+        let sessions = experts.sessions(for: Combinations.all[0])
+        func run(_ policy: WeightPolicy) throws -> [Int32] {
+            try experts.decode([DecodeRequest(user: "hi", sessions: sessions, policy: policy, sampling: sampling)],
+                               maxTokens: 6)[0].tokens
+        }
+        var a = [Float](repeating: 0, count: 6), b = a
+        a[PreferenceDimension.elementary.ordinal] = 1
+        b[PreferenceDimension.concise.ordinal] = 1
+        let onlyA = try run(.fixed(a)), onlyB = try run(.fixed(b))
+        #expect(try run(.schedule(first: a, steps: 100, then: b)) == onlyA)
+        #expect(try run(.schedule(first: a, steps: 0, then: b)) == onlyB)
+        let switched = try run(.schedule(first: a, steps: 2, then: b))
+        #expect(Array(switched.prefix(2)) == Array(onlyA.prefix(2)))
     }
 
     @Test("experts that see the preference: their sessions carry it, and each expert alone runs per combination")
