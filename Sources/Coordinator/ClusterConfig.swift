@@ -47,7 +47,7 @@ public enum ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   "openDeadlineMs": 30000, "topK": 64, "maxNewTokens": 256, "merge": "probability",
 ///   "sampling": { "temperature": 0, "topP": 1, "topK": 0, "seed": 0 },
 ///   "experts": [ { "name": "concise", "dimension": "concise", "model": "models/m.gguf", "replicas": 1 } ],
-///   "pcm": "pcm/pcm.json", "sharedWorkers": false }
+///   "pcm": "pcm/pcm.json", "sharedWorkers": false, "expertContext": "own", "preferencePrompts": {} }
 /// ```
 public struct ClusterConfig: Sendable, Equatable {
     /// The coordinator's ROUTER endpoint (workers connect to it, clients too).
@@ -76,6 +76,15 @@ public struct ClusterConfig: Sendable, Equatable {
     /// into one forward pass), rather than one process per expert replica. Faster when the experts outnumber the
     /// cores; a crash then takes every expert of the process at once.
     public var sharedWorkers = false
+    /// What each expert is told of the request's preference (`ExpertContext`). With "own+preference" or
+    /// "preference" the coordinator sends the experts a system turn holding the preference's dimensions' prompts
+    /// (`preferencePrompts`, in dimension order, joined by spaces); a worker puts its own system prompt before it,
+    /// so with "preference" every expert has an empty `systemPrompt`. The PCM must have been trained the same way
+    /// (the dimensions file's `context` in `mope train --experts`).
+    public var expertContext: ExpertContext = .own
+    /// The prompt of each dimension that words the user's preference for the experts (every dimension, when
+    /// `expertContext` is not "own").
+    public var preferencePrompts: [PreferenceDimension: String] = [:]
 
     /// Creates a config; every field has its default.
     public init(experts: [ExpertConfig] = []) { self.experts = experts }
@@ -154,6 +163,29 @@ public struct ClusterConfig: Sendable, Equatable {
         if let pcm, pcm.isEmpty {
             throw .invalidValue(field: "pcm", reason: "give the path of a PCM file, or leave the field out")
         }
+        if expertContext != .own {
+            if let missing = PreferenceDimension.allCases.first(where: { (preferencePrompts[$0] ?? "").isEmpty }) {
+                throw .invalidValue(field: "preferencePrompts.\(missing.rawValue)",
+                                    reason: "expertContext \"\(expertContext)\" needs a prompt for every dimension")
+            }
+        }
+        if expertContext == .preference,
+           let index = experts.firstIndex(where: { !($0.systemPrompt ?? "").isEmpty })
+        {
+            throw .invalidValue(field: "experts[\(index)].systemPrompt",
+                                reason: "with expertContext \"preference\" the experts see the preference in place of "
+                                    + "a prompt of their own: set it to \"\"")
+        }
+    }
+
+    /// The system turn the experts are sent with a request of `preference`: the prompts of its dimensions of
+    /// positive weight, in dimension order, joined by spaces (as `PreferencePrompts.joined`); nil with "own"
+    /// experts or a preference that names no dimension.
+    public func expertSystemTurn(for preference: PreferenceSpec) -> String? {
+        guard expertContext != .own else { return nil }
+        let texts = PreferenceDimension.allCases.filter { preference.weight(of: $0) > 0 }
+            .compactMap { preferencePrompts[$0] }
+        return texts.isEmpty ? nil : texts.joined(separator: " ")
     }
 
     /// The experts as the preference controller sees them.
@@ -207,7 +239,7 @@ public struct ExpertConfig: Sendable, Equatable {
     public var name: String
     /// The preference dimension it serves (defaults to the dimension its name names, if any).
     public var dimension: PreferenceDimension?
-    /// Its system prompt (defaults to the dimension's Personalized Soups prompt).
+    /// Its system prompt (defaults to the dimension's Personalized Soups prompt; empty: none of its own).
     public var systemPrompt: String?
     /// The path of its GGUF model.
     public var model: String
@@ -269,7 +301,7 @@ public struct SamplingConfig: Sendable, Equatable {
 extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case coordinator, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
-        case maxNewTokens, merge, pcm, sharedWorkers
+        case maxNewTokens, merge, pcm, sharedWorkers, expertContext, preferencePrompts
     }
 
     /// Decodes a config; absent fields take their defaults, unknown fields are an error.
@@ -288,6 +320,22 @@ extension ClusterConfig: Codable {
         maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
         pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
         sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers) ?? sharedWorkers
+        if let name = try c.decodeIfPresent(String.self, forKey: .expertContext) {
+            guard let context = ExpertContext(rawValue: name) else {
+                let known = ExpertContext.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
+                throw ConfigError.invalidValue(field: keyPath(c.codingPath, "expertContext"),
+                                               reason: "\"\(name)\" is not one of \(known)")
+            }
+            expertContext = context
+        }
+        for (key, text) in try c.decodeIfPresent([String: String].self, forKey: .preferencePrompts) ?? [:] {
+            guard let dimension = PreferenceDimension(rawValue: key.lowercased()) else {
+                let known = PreferenceDimension.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ConfigError.invalidValue(field: keyPath(c.codingPath, "preferencePrompts"),
+                                               reason: "\"\(key)\" is not one of \(known)")
+            }
+            preferencePrompts[dimension] = text
+        }
         if let name = try c.decodeIfPresent(String.self, forKey: .merge) {
             guard let mode = MergeMode(name: name) else {
                 throw ConfigError.invalidValue(
@@ -312,6 +360,11 @@ extension ClusterConfig: Codable {
         try c.encode(merge.name, forKey: .merge)
         try c.encodeIfPresent(pcm, forKey: .pcm)
         try c.encode(sharedWorkers, forKey: .sharedWorkers)
+        if expertContext != .own { try c.encode(expertContext.rawValue, forKey: .expertContext) }
+        if !preferencePrompts.isEmpty {
+            let table = Dictionary(uniqueKeysWithValues: preferencePrompts.map { ($0.key.rawValue, $0.value) })
+            try c.encode(table, forKey: .preferencePrompts)
+        }
     }
 }
 

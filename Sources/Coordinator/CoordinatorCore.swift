@@ -271,7 +271,8 @@ public struct CoordinatorCore: Sendable {
             id: id, request: generate, preference: preference,
             experts: experts.map { SessionExpert(name: $0.name, dimension: $0.dimension) },
             settings: SessionSettings(config: config, vocabSize: Int(vocabulary.size), eosTokenIDs: eos),
-            controller: made.controller, decoder: made.decoder, promptTokens: made.promptTokens, now: now
+            controller: made.controller, decoder: made.decoder, promptTokens: made.promptTokens,
+            expertSystemTurn: config.expertSystemTurn(for: preference), now: now
         )
         routes[id] = route
         inFlight[route] = id

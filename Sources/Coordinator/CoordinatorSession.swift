@@ -163,6 +163,8 @@ public struct CoordinatorSession: Sendable {
     private var slots: [Slot]
     private let descriptors: [ExpertDescriptor]
     private let promptTokens: [UInt32]
+    /// The system turn sent to the experts before the user's prompt (the preference, for experts that see it).
+    private let expertSystemTurn: String?
     private let startedAt: UInt64
     private var controller: any PreferenceController
     private var decoder: any TokenTextDecoder
@@ -178,12 +180,14 @@ public struct CoordinatorSession: Sendable {
     ///
     /// - Parameters:
     ///   - promptTokens: the user prompt's token ids for the controller (may be empty).
+    ///   - expertSystemTurn: a system turn the experts get before the prompt (`ClusterConfig.expertSystemTurn`).
     ///   - now: the request's arrival (nanoseconds), for `Done.elapsedMicros`.
     public init(
         id: SessionID, request: Generate, preference: PreferenceSpec, experts: [SessionExpert],
         settings: SessionSettings, controller: any PreferenceController, decoder: any TokenTextDecoder,
-        promptTokens: [UInt32] = [], now: UInt64
+        promptTokens: [UInt32] = [], expertSystemTurn: String? = nil, now: UInt64
     ) {
+        self.expertSystemTurn = expertSystemTurn
         self.id = id
         self.request = request
         self.preference = preference
@@ -341,7 +345,11 @@ public struct CoordinatorSession: Sendable {
 
     // MARK: Steps
 
-    private var expertRequest: Request { .chat([ChatTurn(role: "user", content: request.prompt)]) }
+    private var expertRequest: Request {
+        let user = ChatTurn(role: "user", content: request.prompt)
+        guard let expertSystemTurn else { return .chat([user]) }
+        return .chat([ChatTurn(role: "system", content: expertSystemTurn), user])
+    }
 
     private func replayMessage() -> Message {
         .replay(Replay(session: id, request: expertRequest, topK: settings.topK, maxNewTokens: maxNewTokens,

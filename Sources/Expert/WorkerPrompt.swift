@@ -7,7 +7,8 @@ import Wire
 /// System prompt rules: with a worker system prompt, it replaces the template's default one; when the request
 /// itself starts with a system turn, the worker's prompt comes first and the request's system text follows it
 /// after a blank line (the expert keeps its persona, the caller keeps its instructions). Without a worker
-/// system prompt the request's turns are rendered as given (the template's default applies when they hold none).
+/// system prompt (nil or empty) the request's turns are rendered as given (the template's default applies when they
+/// hold none).
 public struct WorkerPrompt: Sendable {
     /// The tokenizer of the model.
     public let tokenizer: any Tokenizer
@@ -15,14 +16,14 @@ public struct WorkerPrompt: Sendable {
     public let template: ChatTemplate?
     /// Why the template is missing or unusable, when `template` is nil.
     public let templateProblem: String?
-    /// The expert's system prompt.
+    /// The expert's system prompt (nil: none of its own).
     public let systemPrompt: String?
 
     /// Builds the prompt maker of `model`.
     /// - Throws: `TokenizerError` when the model's tokenizer is unsupported or inconsistent.
     public init(model: LanguageModel, systemPrompt: String?) throws(TokenizerError) {
         tokenizer = try makeTokenizer(model.vocabulary)
-        self.systemPrompt = systemPrompt
+        self.systemPrompt = systemPrompt?.isEmpty == false ? systemPrompt : nil
         do {
             template = try ChatTemplate(vocabulary: model.vocabulary)
             templateProblem = nil

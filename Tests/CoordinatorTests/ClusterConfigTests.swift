@@ -47,6 +47,8 @@ import Wire
             (#"{"experts": [], "stepDeadlinMs": 5}"#, "stepDeadlinMs"),
             (#"{"experts": [{"name": "a", "modle": "m"}]}"#, "experts[0].modle"),
             (#"{"experts": [], "sharedWorkers": "yes"}"#, "sharedWorkers"),
+            (#"{"experts": [], "expertContext": "all"}"#, "expertContext"),
+            (#"{"experts": [], "preferencePrompts": {"kind": "Be kind."}}"#, "preferencePrompts"),
         ]
     )
     func errorsNameTheField(json: String, field: String) {
@@ -106,6 +108,28 @@ import Wire
         config.pcm = "pcm/pcm.json"
         config.sharedWorkers = true
         #expect(try ClusterConfig.decode(config.encoded()) == config)
+        config.expertContext = .ownAndPreference
+        for d in PreferenceDimension.allCases { config.preferencePrompts[d] = "Be \(d.rawValue)." }
+        #expect(try ClusterConfig.decode(config.encoded()) == config)
+    }
+
+    @Test("experts that see the preference need a prompt per dimension, and with \"preference\" no prompt of their own")
+    func expertContextValidation() throws {
+        var config = ClusterConfig(experts: [ExpertConfig(name: "concise", model: "m")])
+        config.expertContext = .ownAndPreference
+        for d in PreferenceDimension.allCases where d != .friendly { config.preferencePrompts[d] = "Be \(d.rawValue)." }
+        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "preferencePrompts.friendly" }
+        config.preferencePrompts[.friendly] = "Be friendly."
+        try config.validate()
+        #expect(config.expertSystemTurn(for: try PreferenceSpec.parse("unfriendly, elementary"))
+                == "Be elementary. Be unfriendly.")
+        #expect(config.expertSystemTurn(for: .none) == nil)
+        config.expertContext = .preference
+        #expect { try config.validate() } throws: { ($0 as? ConfigError)?.field == "experts[0].systemPrompt" }
+        config.experts[0].systemPrompt = ""
+        try config.validate()
+        config.expertContext = .own
+        #expect(config.expertSystemTurn(for: try PreferenceSpec.parse("concise")) == nil)
     }
 
     @Test("worker processes: one per expert replica, or one per replica and model file when shared")

@@ -40,6 +40,37 @@ import Wire
         .dist(Dist(session: session, step: step, ids: [token], logProbs: [-0.1], tailMass: 0.1))
     }
 
+    @Test("experts that see the preference are opened with it as a system turn before the prompt")
+    func expertSystemTurn() throws {
+        for context in ExpertContext.allCases {
+            var config = ClusterConfig(experts: [
+                ExpertConfig(name: "concise", systemPrompt: context == .preference ? "" : nil, model: "m"),
+                ExpertConfig(name: "friendly", systemPrompt: context == .preference ? "" : nil, model: "m"),
+            ])
+            config.expertContext = context
+            for d in PreferenceDimension.allCases { config.preferencePrompts[d] = "Be \(d.rawValue)." }
+            try config.validate()
+            var core = CoordinatorCore(config: config)
+            for (id, expert) in [("c1", "concise"), ("f1", "friendly")] {
+                _ = core.onWorkerMessage(.hello(hello(id, expert: expert)), from: id, now: 0)
+            }
+            // The preference's dimensions in dimension order, whatever order the request names them in.
+            let out = core.onGenerate(generate(preference: "friendly, concise"), from: Self.client, now: 0,
+                                      resources: Self.noText)
+            let user = ChatTurn(role: "user", content: "Hi")
+            let expected: Request = context == .own
+                ? .chat([user]) : .chat([ChatTurn(role: "system", content: "Be concise. Be friendly."), user])
+            #expect(workerSends(out).count == 2)
+            for (_, message) in workerSends(out) {
+                guard case let .open(open) = message else {
+                    Issue.record("expected open, got \(message)")
+                    continue
+                }
+                #expect(open.request == expected, "\(context)")
+            }
+        }
+    }
+
     @Test("a generate request is opened on one worker per expert, streamed to the client and closed")
     func endToEnd() throws {
         var core = cluster()
