@@ -249,9 +249,10 @@ public struct PreferencePrompts: Sendable, Equatable {
 }
 
 extension PreferencePrompts {
-    /// Preference prompting's system prompt for `preference`: its dimensions' prompts joined by spaces.
+    /// Preference prompting's system prompt for `preference`: the prompts of its dimensions of positive weight, in
+    /// dimension order, joined by spaces.
     public func joined(_ preference: PreferenceSpec) -> String {
-        preference.dimensions.map { self[$0] }.joined(separator: " ")
+        PreferenceDimension.allCases.filter { preference.weight(of: $0) > 0 }.map { self[$0] }.joined(separator: " ")
     }
 
     /// The system prompt of `dimension`'s expert when it serves `preference`, under `context`.

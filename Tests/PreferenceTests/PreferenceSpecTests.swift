@@ -146,6 +146,7 @@ import Testing
         let spec = try PreferenceSpec(.elementary, .concise, .friendly)
         let joined = prompts[.elementary] + " " + prompts[.concise] + " " + prompts[.friendly]
         #expect(prompts.joined(spec) == joined)
+        #expect(prompts.joined(try PreferenceSpec(.friendly, .concise, .elementary)) == joined, "in dimension order")
         #expect(prompts.system(for: .concise, in: spec, context: .own) == prompts[.concise])
         #expect(prompts.system(for: .concise, in: spec, context: .ownAndPreference)
                 == prompts[.concise] + "\n\n" + joined)
