@@ -33,7 +33,8 @@ enum EvalCommand: ParsableCommand {
             .value("threads", "N", default: "2", help: "Threads of the forward pass."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
             .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts "
-                   + "(and whose \"bias\" files, made by mope tune, they add to their logits)."),
+                   + "(its \"context\": own, own+preference or preference, says whether they also see the "
+                   + "combination's prompts; its \"bias\" files, made by mope tune, are added to their logits)."),
             .flag("diagnose", help: "Instead of evaluating a PCM, measure each expert, mixture and tilt: "
                   + "DIR/diagnosis.jsonl and DIR/diagnosis.md."),
             .flag("experts-only", help: "--diagnose only the base model and each expert alone."),

@@ -38,7 +38,8 @@ enum TrainCommand: ParsableCommand {
                    help: "Dimensions of each projected embedding feature (0: no prompt or response embedding)."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
             .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts "
-                   + "(and whose \"bias\" files, made by mope tune, they add to their logits)."),
+                   + "(its \"context\": own, own+preference or preference, says whether they also see the "
+                   + "combination's prompts; its \"bias\" files, made by mope tune, are added to their logits)."),
             .flag("resume", help: "Continue from DIR/checkpoint.json."),
         ]
     )
