@@ -5,8 +5,8 @@
 #
 # Installs what is missing (Scripts/setup.sh: libzmq, the SmolLM2-135M-Instruct model), builds the release
 # binary, starts a local cluster from Configs/psoups-local.json -- the coordinator and six expert workers (one
-# per Personalized Soups dimension: the same model, each with its dimension's system prompt and its tuned
-# offset, Configs/pcm/<pole>.bias.json) as real
+# per Personalized Soups dimension: the same model, each with its tuned offset, Configs/pcm/<pole>.bias.json,
+# and each told the request's preference, the prompts of its three dimensions, as its system prompt) as real
 # processes talking over real ZeroMQ sockets -- then asks the question under "concise, friendly, elementary"
 # and under "informative, unfriendly, knowledgeable". Only the three experts a preference names take part in
 # its answer, weighed at every token by the learned Preference Control Model the config names

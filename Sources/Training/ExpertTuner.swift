@@ -162,7 +162,7 @@ public final class ExpertTuner<Reward: TrainingReward> {
         }
         let file = PreferenceDimensionsFile(
             source: "mope tune: the experts' system prompts, each with a logit bias tuned by REBEL on its dimension",
-            dimensions: entries)
+            dimensions: entries, context: experts.context == .own ? nil : experts.context.rawValue)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         do {

@@ -94,7 +94,15 @@ enum CoordinatorCommand: ParsableCommand {
         let server: CoordinatorServer
         do {
             let controller = try CoordinatorServer.controllerFactory(config: config)
-            if settings.verbose { CLI.writeErr("[coordinator] preference controller: \(controller.description)\n") }
+            if settings.verbose {
+                CLI.writeErr("[coordinator] preference controller: \(controller.description)\n")
+                let told = switch config.expertContext {
+                case .own: "its own system prompt only"
+                case .ownAndPreference: "its own system prompt, then the preference's prompts"
+                case .preference: "the preference's prompts as its system prompt"
+                }
+                CLI.writeErr("[coordinator] each expert is told \(told) (expertContext \(config.expertContext))\n")
+            }
             server = try CoordinatorServer(settings: settings, controller: controller.make)
         } catch {
             CLI.writeErr("error: \(error.description)\n")

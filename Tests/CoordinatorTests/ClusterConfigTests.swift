@@ -171,10 +171,14 @@ import Wire
         let expertsPath = Self.configs.appendingPathComponent("pcm/experts.json")
         let file = try PreferenceDimensionsFile.load(contentsOf: expertsPath)
         let trained = try file.prompts()
+        let context = try file.expertContext()
+        #expect(config.expertContext == context)
         let biases = file.biasPaths(relativeTo: expertsPath.path)
         for expert in config.experts {
             let dimension = try #require(expert.dimension)
-            #expect(expert.systemPrompt == trained[dimension])
+            // Each expert is prompted as in training: its own prompt, the preference's, or both.
+            #expect(expert.systemPrompt == (context == .preference ? "" : trained[dimension]))
+            if context != .own { #expect(config.preferencePrompts[dimension] == trained[dimension]) }
             #expect(expert.model == "models/SmolLM2-135M-Instruct.Q4_1.gguf")
             // The same tuned bias file, named relative to each file's folder.
             let bias = try #require(expert.bias)

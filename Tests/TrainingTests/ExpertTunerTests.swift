@@ -130,10 +130,14 @@ struct TokenShareReward: TrainingReward {
         let whole = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
                                 options: Self.options(steps: 4), outputDirectory: nil)
         try whole.run()
-        let half = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
+        // Each expert is tuned alone on its own prompt, so experts that see the preference in mixtures tune the
+        // same; their experts file keeps the context.
+        let aware = try InProcessExperts(model: experts.model, prompts: experts.prompts, context: .preference,
+                                         topK: experts.topK)
+        let half = ExpertTuner(experts: aware, prompts: TrainingTests.prompts, reward: TokenShareReward(),
                                options: Self.options(steps: 2), outputDirectory: dir)
         try half.run()
-        let resumed = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
+        let resumed = ExpertTuner(experts: aware, prompts: TrainingTests.prompts, reward: TokenShareReward(),
                                   options: Self.options(steps: 4), outputDirectory: dir)
         try resumed.resume()
         #expect(resumed.completedSteps == 2)
@@ -148,6 +152,7 @@ struct TokenShareReward: TrainingReward {
         let file = try PreferenceDimensionsFile.load(contentsOf: URL(fileURLWithPath: path))
         let paths = file.biasPaths(relativeTo: path)
         #expect(paths.count == 6)
+        #expect(try file.expertContext() == .preference)
         for (d, dimension) in PreferenceDimension.allCases.enumerated() {
             let loaded = try LogitBias.load(path: try #require(paths[dimension]),
                                             vocabularySize: experts.model.vocabularySize)
