@@ -9,9 +9,11 @@
 # ships their bias files. Without TUNE the experts are those of $EXPERTS, biases included (the shipped ones).
 #
 # Sizes are chosen for a 2-core machine: training ~11 minutes when it has the machine to itself, 30-45 minutes
-# when shared (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per forward pass), evaluation
-# ~11 minutes alone, ~25 shared (40 Koala prompts × 8 combinations × 7 methods with tuned experts). Every method
-# samples at temperature 0.7 (see docs/PCM.md for why).
+# when shared (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per forward pass; the shipped PCM
+# took 80 steps, 25.6 minutes, its experts seeing the preference's longer prompt), evaluation ~18 minutes alone
+# (40 Koala prompts × 8 combinations × 7 methods with tuned experts; each expert alone is run per combination when
+# the experts see the preference, the "context" of $EXPERTS). Every method samples at temperature 0.7 (see
+# docs/PCM.md for why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -55,4 +57,4 @@ if [[ ${TUNE:-0} == 1 ]]; then
 fi
 cp "$OUT/train/pcm.json" Configs/pcm/pcm.json
 cp "$OUT/train/rewards.csv" "$OUT/train/rewards.png" docs/results/
-cp "$OUT/eval/results.md" "$OUT/eval/results.csv" "$OUT/eval/results.png" docs/results/
+cp "$OUT/eval/results.md" "$OUT/eval/results.csv" "$OUT/eval/results.png" "$OUT/eval/items.csv" docs/results/
