@@ -24,11 +24,12 @@ public struct DiagnosisRecord: Sendable, Codable {
 
 extension Evaluator {
     /// Measures whether the experts differ on the rewards: for every prompt and sample, the base model (default
-    /// system prompt) and each expert alone, and for every combination its uniform mixture (merged as a probability
-    /// mixture and as a product of experts), each "tilt" (weight `tilt` on one of its experts, the rest shared by
-    /// the other two; none when `tilt` is 0), preference prompting and, with tuned experts, the soup (prompting's prompt with the mean of
-    /// the experts' biases). With `opener` N > 0, each expert of a combination also answers the first N tokens
-    /// alone before the other two take over with equal weights ("opener <pole>").
+    /// system prompt) and each expert alone (with its own prompt, whatever the experts' context), and for every
+    /// combination its uniform mixture (merged as a probability mixture and as a product of experts), each "tilt"
+    /// (weight `tilt` on one of its experts, the rest shared by the other two; none when `tilt` is 0), preference
+    /// prompting and, with tuned experts, the soup (prompting's prompt with the mean of the experts' biases). With
+    /// `opener` N > 0, each expert of a combination also answers the first N tokens alone before the other two take
+    /// over with equal weights ("opener <pole>").
     /// With `expertsOnly`, the combinations' mixtures and prompting are skipped. With `guidance` γ ≠ 0 every
     /// method but "base" runs with prompt guidance (`DecodeRequest.guidance`), and preference prompting also runs
     /// without it ("prompting unguided").

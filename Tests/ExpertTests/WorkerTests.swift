@@ -430,7 +430,7 @@ import ZeroMQ
         // An empty system prompt is none: the request's own system turn is rendered as it is.
         let none = try WorkerPrompt(model: model, systemPrompt: "")
         #expect(none.systemPrompt == nil)
-        #expect(try none.text(for: [ChatTurn(role: "system", content: "Use French."), ChatTurn(role: "user", content: "Hi")])
-                .hasPrefix("<|im_start|>system\nUse French.<|im_end|>\n"))
+        let turns = [ChatTurn(role: "system", content: "Use French."), ChatTurn(role: "user", content: "Hi")]
+        #expect(try none.text(for: turns).hasPrefix("<|im_start|>system\nUse French.<|im_end|>\n"))
     }
 }
