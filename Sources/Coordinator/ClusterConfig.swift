@@ -178,14 +178,13 @@ public struct ClusterConfig: Sendable, Equatable {
         }
     }
 
-    /// The system turn the experts are sent with a request of `preference`: the prompts of its dimensions of
-    /// positive weight, in dimension order, joined by spaces (as `PreferencePrompts.joined`); nil with "own"
-    /// experts or a preference that names no dimension.
+    /// The system turn the experts are sent with a request of `preference`: `PreferencePrompts.joined` over
+    /// `preferencePrompts` (the prompts of its dimensions of positive weight, in dimension order, joined by spaces);
+    /// nil with "own" experts or a preference that names no dimension.
     public func expertSystemTurn(for preference: PreferenceSpec) -> String? {
         guard expertContext != .own else { return nil }
-        let texts = PreferenceDimension.allCases.filter { preference.weight(of: $0) > 0 }
-            .compactMap { preferencePrompts[$0] }
-        return texts.isEmpty ? nil : texts.joined(separator: " ")
+        let text = PreferencePrompts(preferencePrompts).joined(preference)
+        return text.isEmpty ? nil : text
     }
 
     /// The experts as the preference controller sees them.

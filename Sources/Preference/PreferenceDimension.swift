@@ -235,7 +235,8 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
 public struct PreferencePrompts: Sendable, Equatable {
     private var table: [PreferenceDimension: String]
 
-    fileprivate init(_ table: [PreferenceDimension: String]) { self.table = table }
+    /// The prompts of `table`; a dimension it lacks has its built-in prompt (`PreferenceDimension.defaultPrompt`).
+    public init(_ table: [PreferenceDimension: String]) { self.table = table }
 
     /// The built-in prompts (`PreferenceDimension.defaultPrompt`).
     public static let builtIn = PreferencePrompts(
