@@ -171,6 +171,15 @@ public enum WeightPolicy: Sendable {
     /// Fixed weights `first` for the first `steps` tokens, then fixed weights `then` (a hand-made schedule, to
     /// measure what switching experts during an answer can gain).
     case schedule(first: [Float], steps: Int, then: [Float])
+
+    /// The fixed weights at `step` (nil for the PCM, whose weights depend on the features).
+    func fixedWeights(at step: Int) -> [Float]? {
+        switch self {
+        case let .fixed(w): w
+        case let .schedule(first, steps, then): step < steps ? first : then
+        case .pcm: nil
+        }
+    }
 }
 
 /// One sequence to generate: its sessions (slot → system prompt), how to weight them, how to sample.
@@ -344,12 +353,7 @@ extension InProcessExperts {
                 var features: [Float] = []
                 switch requests[r].policy {
                 case .fixed, .schedule:
-                    var w: [Float] = []
-                    switch requests[r].policy {
-                    case let .fixed(fixed): w = fixed
-                    case let .schedule(first, steps, then): w = step < steps ? first : then
-                    case .pcm: break
-                    }
+                    let w = requests[r].policy.fixedWeights(at: step) ?? []
                     alpha = (0..<6).map { mask[$0] && $0 < w.count ? w[$0] : 0 }
                     let total = alpha.reduce(0, +)
                     let even = PCMNetwork.maskedSoftmax([Float](repeating: 0, count: 6), mask: mask)

@@ -14,8 +14,8 @@ enum EvalCommand: ParsableCommand {
             combination's three experts, preference prompting (one model, the three prompts as its system
             prompt), the uniform mixture, and each of the three experts alone; every method samples with the
             same seed per prompt. Scores are the combined normalised rewards. Writes DIR/results.md,
-            DIR/results.csv, DIR/items.csv (every item's score,
-            for pairing runs) and DIR/results.png. The experts file's "context" decides what each expert is
+            DIR/results.csv, DIR/items.csv (every item's score, for pairing runs) and DIR/results.png.
+            The experts file's "context" decides what each expert is
             told of the preference: "own" (its own prompt, the default), "own+preference" (its own prompt,
             then the combination's prompts joined) or "preference" (the joined prompts alone); with the
             latter two, each expert alone is run per combination.

@@ -199,6 +199,8 @@ struct ExpertiseShareReward: TrainingReward {
         a[PreferenceDimension.elementary.ordinal] = 1
         b[PreferenceDimension.concise.ordinal] = 1
         let onlyA = try run(.fixed(a)), onlyB = try run(.fixed(b))
+        // The two experts must answer differently, or the schedule's two halves could not be told apart.
+        #expect(onlyA != onlyB)
         #expect(try run(.schedule(first: a, steps: 100, then: b)) == onlyA)
         #expect(try run(.schedule(first: a, steps: 0, then: b)) == onlyB)
         let switched = try run(.schedule(first: a, steps: 2, then: b))
