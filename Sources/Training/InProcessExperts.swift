@@ -207,12 +207,17 @@ public struct DecodeRequest: Sendable {
     /// Whether to record every step's candidates for tuning the single session's bias (`BiasStep`): only for a
     /// one-session request drawn at a temperature without truncation.
     public var recordBias: Bool
+    /// Exploration ε of a PCM policy (0: off). Tokens are drawn from the mixture under (1 − ε)·α + ε·u, u the
+    /// uniform weights over the active experts, while `logProb`, the recorded steps and `meanWeights` stay those of
+    /// the PCM's own α: REBEL regresses against the current PCM and may take its responses from another policy.
+    public var explore: Float
 
     /// Creates a request.
     public init(user: String, sessions: [(slot: Int, system: String?)], policy: WeightPolicy,
                 sampling: SamplingParameters, record: Bool = false, mode: MergeMode = .probability,
-                guidance: Float = 0, biases: [[Float]?] = [], recordBias: Bool = false)
+                guidance: Float = 0, biases: [[Float]?] = [], recordBias: Bool = false, explore: Float = 0)
     {
+        self.explore = explore
         self.biases = biases
         self.recordBias = recordBias
         self.user = user
@@ -233,8 +238,8 @@ public struct DecodeResult: Sendable {
     public var text: String
     /// The recorded steps (when requested; the end token's step included).
     public var steps: [RebelStep]
-    /// With `record`, the log-probability of the tokens under the distribution they were drawn from, summed over
-    /// the steps (`RebelStep.logProb`: the tempered mixture renormalised over the candidates; log Σ_i α_i π_i(y_t)
+    /// With `record`, the log-probability of the tokens under the policy's weights α (with `explore`, not the
+    /// weights they were drawn with), summed over the steps (`RebelStep.logProb`: the tempered mixture renormalised over the candidates; log Σ_i α_i π_i(y_t)
     /// when greedy, truncated by top-k/top-p, or merged as a product of experts). 0 without `record`.
     public var logProb: Double
     /// The mean of the weights α over the steps, per slot.
@@ -372,7 +377,13 @@ extension InProcessExperts {
                     mask = m
                     alpha = network.weights(features, mask: mask)
                 }
-                let merged = merger.merge(slotLists, weights: alpha, mode: requests[r].mode)
+                var drawn = alpha
+                if case .pcm = requests[r].policy, requests[r].explore > 0 {
+                    let epsilon = min(requests[r].explore, 1)
+                    let even = PCMNetwork.maskedSoftmax([Float](repeating: 0, count: 6), mask: mask)
+                    drawn = (0..<6).map { (1 - epsilon) * alpha[$0] + epsilon * even[$0] }
+                }
+                let merged = merger.merge(slotLists, weights: drawn, mode: requests[r].mode)
                 guard let chosen = samplers[r].sample(merged) else {
                     done[r] = true
                     continue

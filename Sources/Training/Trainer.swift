@@ -31,6 +31,10 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
     public var projection: Int = 16
     /// Responses sampled per item; every pair of them enters the REBEL loss.
     public var responses: Int = 2
+    /// Exploration ε: responses are drawn with the weights (1 − ε)·α + ε·uniform over the combination's experts,
+    /// while the loss keeps the PCM's own α (`DecodeRequest.explore`). It keeps every expert in the data after the
+    /// PCM has leaned towards one. 0: on-policy.
+    public var explore: Float = 0
 
     /// Creates options.
     public init(steps: Int, batch: Int, maxTokens: Int, seed: UInt64) {
@@ -38,6 +42,25 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
         self.batch = batch
         self.maxTokens = maxTokens
         self.seed = seed
+    }
+}
+
+extension TrainingOptions {
+    /// Decodes options; `explore`, added later, defaults to 0 so that earlier checkpoints still load.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(steps: try c.decode(Int.self, forKey: .steps), batch: try c.decode(Int.self, forKey: .batch),
+                  maxTokens: try c.decode(Int.self, forKey: .maxTokens), seed: try c.decode(UInt64.self, forKey: .seed))
+        temperature = try c.decode(Float.self, forKey: .temperature)
+        eta = try c.decode(Double.self, forKey: .eta)
+        learningRate = try c.decode(Float.self, forKey: .learningRate)
+        innerEpochs = try c.decode(Int.self, forKey: .innerEpochs)
+        checkpointEvery = try c.decode(Int.self, forKey: .checkpointEvery)
+        l2 = try c.decode(Double.self, forKey: .l2)
+        hidden = try c.decode(Int.self, forKey: .hidden)
+        projection = try c.decode(Int.self, forKey: .projection)
+        responses = try c.decode(Int.self, forKey: .responses)
+        explore = try c.decodeIfPresent(Float.self, forKey: .explore) ?? 0
     }
 }
 
@@ -208,7 +231,7 @@ public final class Trainer<Reward: TrainingReward> {
                     sessions: experts.sessions(for: preference),
                     policy: .pcm(network, preference),
                     sampling: SamplingParameters(temperature: options.temperature, seed: seed), record: true,
-                    biases: experts.biases(for: preference.dimensions)))
+                    biases: experts.biases(for: preference.dimensions), explore: options.explore))
             }
         }
         let results = try experts.decode(requests, maxTokens: options.maxTokens)

@@ -12,8 +12,9 @@ enum TrainCommand: ParsableCommand {
         discussion: """
             The experts run in this process: one model, one expert per dimension (its preference prompt as
             the system prompt), all sessions advanced by one batched forward pass per token. Each step samples
-            two responses for each of --batch (prompt, combination) items from the merged policy and regresses
-            the PCM's log-ratio differences onto the reward differences. Writes DIR/pcm.json,
+            --responses responses for each of --batch (prompt, combination) items from the merged policy (with
+            --explore, from a blend of it and the uniform mixture) and regresses the PCM's log-ratio differences
+            onto the reward differences. Writes DIR/pcm.json,
             DIR/checkpoint.json (every --checkpoint-every steps; --resume continues from it), DIR/rewards.csv,
             DIR/references.json (the base model's answers) and DIR/rewards.png.
             """,
@@ -32,6 +33,9 @@ enum TrainCommand: ParsableCommand {
             .value("eta", "X", default: "4", help: "REBEL's reward scale η."),
             .value("responses", "K", default: "2", help: "Responses per item; every pair enters the loss."),
             .value("inner-epochs", "N", default: "4", help: "Optimiser updates per batch."),
+            .value("explore", "E", default: "0",
+                   help: "Draw responses with (1 − E)·α + E·uniform over the combination's experts; the loss keeps "
+                   + "the PCM's α (0: on-policy; 0 ≤ E < 1)."),
             .value("temperature", "X", default: "1", help: "Sampling temperature of the merged policy."),
             .value("hidden", "N", default: "32", help: "Hidden units of the PCM."),
             .value("projection", "N", default: "16",
@@ -60,6 +64,10 @@ enum TrainCommand: ParsableCommand {
         options.temperature = try arguments.require("temperature", as: Float.self)
         options.hidden = try arguments.require("hidden", as: Int.self)
         options.projection = try arguments.require("projection", as: Int.self)
+        options.explore = try arguments.require("explore", as: Float.self)
+        guard (0..<1).contains(options.explore) else {
+            throw UsageError.other("--explore must be at least 0 and below 1")
+        }
         guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
             options.innerEpochs > 0, options.hidden > 0, options.projection >= 0, options.temperature > 0
         else {

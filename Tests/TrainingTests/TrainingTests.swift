@@ -207,6 +207,55 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(Array(switched.prefix(2)) == Array(onlyA.prefix(2)))
     }
 
+    @Test("exploration draws from the blend of the PCM's weights and the uniform mixture, and records the PCM's own")
+    func exploration() throws {
+        let experts = try Self.experts()
+        let combo = Combinations.all[0]
+        let sessions = experts.sessions(for: combo)
+        let elementary = PreferenceDimension.elementary.ordinal
+        // A PCM that puts nearly all weight on the elementary expert: a large output bias on its slot.
+        var pcm = PCMNetwork(configuration: PCMConfiguration(hidden: 4, projection: 0, projectionSeed: 1,
+                                                             embeddingWidth: 0, horizon: 4), seed: 1)
+        pcm.parameters[pcm.parameters.count - 6 + elementary] = 30
+        let greedy = SamplingParameters(temperature: 0, seed: 1)
+        func run(_ policy: WeightPolicy, explore: Float = 0) throws -> DecodeResult {
+            try experts.decode([DecodeRequest(user: "hi", sessions: sessions, policy: policy, sampling: greedy,
+                                              record: true, explore: explore)], maxTokens: 6)[0]
+        }
+        var onlyElementary = [Float](repeating: 0, count: 6)
+        onlyElementary[elementary] = 1
+        let uniform = try run(.fixed([Float](repeating: 1, count: 6)))
+        let leaning = try run(.fixed(onlyElementary))
+        // The two policies must answer differently, or the draws below could not tell them apart.
+        #expect(uniform.tokens != leaning.tokens)
+        let onPolicy = try run(.pcm(pcm, combo))
+        let explored = try run(.pcm(pcm, combo), explore: 1)
+        #expect(onPolicy.tokens == leaning.tokens)
+        #expect(explored.tokens == uniform.tokens)
+        // The recorded log-probability and weights are the PCM's, not those of the blend the tokens came from.
+        try #require(!explored.steps.isEmpty)
+        let own = explored.steps.reduce(0.0) { sum, step in
+            sum + step.logProb(alpha: pcm.weights(step.features, mask: step.mask))
+        }
+        #expect(abs(explored.logProb - own) < 1e-4 * max(1, abs(own)))
+        #expect(abs(explored.logProb - uniform.logProb) > 0.1)
+        #expect(explored.meanWeights[elementary] > 0.99)
+    }
+
+    @Test("training options round-trip, and options saved before exploration existed load as on-policy")
+    func optionsWithoutExploration() throws {
+        var options = Self.options(steps: 3)
+        options.explore = 0.25
+        let data = try JSONEncoder().encode(options)
+        #expect(try JSONDecoder().decode(TrainingOptions.self, from: data) == options)
+        var object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object.removeValue(forKey: "explore") != nil)
+        let old = try JSONDecoder().decode(TrainingOptions.self, from: try JSONSerialization.data(withJSONObject: object))
+        var expected = options
+        expected.explore = 0
+        #expect(old == expected)
+    }
+
     @Test("experts that see the preference: their sessions carry it, and each expert alone runs per combination")
     func expertsSeeingThePreference() throws {
         let plain = try Self.experts()
