@@ -107,8 +107,9 @@ enum EvalCommand: ParsableCommand {
         }
         CLI.writeErr("\n")
         let seconds = Date().timeIntervalSince(start)
-        let header = String(format: "# PCM evaluation\n\n%d Koala prompts × 8 combinations, %d tokens, "
-                            + "temperature %@, %.0f s", prompts.prompts.count, maxTokens,
+        let promptsFile = URL(fileURLWithPath: try arguments.require("prompts")).lastPathComponent
+        let header = String(format: "# PCM evaluation\n\n%d prompts of %@ × 8 combinations, %d tokens, "
+                            + "temperature %@, %.0f s", prompts.prompts.count, promptsFile, maxTokens,
                             arguments.value("temperature") ?? "1", seconds)
         let (markdown, csv) = Evaluator.report(scores, header: header)
         var examples = "\n## Responses to the first prompt\n\n> " + (prompts.prompts.first ?? "") + "\n\n"
