@@ -2,15 +2,16 @@
 # Tunes the experts (with TUNE=1), trains the Preference Control Model and evaluates it; the trained files go to
 # Configs/pcm/ and the figures to docs/results/.
 #
-#   [TUNE=1 TUNE_STEPS=80] [STEPS=40] Scripts/train-pcm.sh [MODEL] [OUT]
+#   [TUNE=1 TUNE_STEPS=80] [STEPS=80] [EXPLORE=0.25] Scripts/train-pcm.sh [MODEL] [OUT]
 #
 # TUNE=1 first runs mope tune (each expert's hidden offset, REBEL on its own dimension: ~12 s a step alone, 20
 # minutes for 80 steps) from the system prompts of $EXPERTS, then trains and evaluates with the tuned experts and
 # ships their bias files. Without TUNE the experts are those of $EXPERTS, biases included (the shipped ones).
 #
-# Sizes are chosen for a 2-core machine: training ~11 minutes when it has the machine to itself, 30-45 minutes
-# when shared (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per forward pass; the shipped PCM
-# took 80 steps, 25.6 minutes, its experts seeing the preference's longer prompt), evaluation ~18 minutes alone
+# Sizes are chosen for a 2-core machine: training ~23 minutes when it has the machine to itself, 40-60 minutes
+# when shared (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per forward pass, the experts
+# seeing the preference's long prompt; the shipped PCM: 80 steps, exploration 0.25, 22.5 minutes), evaluation
+# ~15-18 minutes alone
 # (40 Koala prompts × 8 combinations × 7 methods with tuned experts; each expert alone is run per combination when
 # the experts see the preference, the "context" of $EXPERTS). Every method samples at temperature 0.7 (see
 # docs/PCM.md for why).
@@ -18,7 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 OUT=${2:-.build/pcm-run}
-STEPS=${STEPS:-40}
+STEPS=${STEPS:-80}
+EXPLORE=${EXPLORE:-0.25}
 BATCH=${BATCH:-4}
 LIMIT=${LIMIT:-40}
 TEMPERATURE=${TEMPERATURE:-0.7}
@@ -46,7 +48,7 @@ RESUME=()
 [[ -f "$OUT/train/checkpoint.json" ]] && RESUME=(--resume)
 "$MOPE" train --model "$MODEL" --prompts "$DATA/train_prompts_self_instruct_seed.json" --experts "$EXPERTS" \
     --temperature "$TEMPERATURE" --steps "$STEPS" --batch "$BATCH" --responses 4 --max-tokens 48 --seed 1 \
-    --projection 0 --hidden 16 --learning-rate 0.01 --eta 4 --out "$OUT/train" "${RESUME[@]}"
+    --projection 0 --hidden 16 --learning-rate 0.01 --eta 4 --explore "$EXPLORE" --out "$OUT/train" "${RESUME[@]}"
 "$MOPE" eval --model "$MODEL" --prompts "$DATA/eval_prompts_koala_dev.json" --pcm "$OUT/train/pcm.json" \
     --experts "$EXPERTS" --temperature "$TEMPERATURE" --limit "$LIMIT" --max-tokens 48 --seed 1 --out "$OUT/eval"
 

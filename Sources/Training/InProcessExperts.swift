@@ -208,8 +208,8 @@ public struct DecodeRequest: Sendable {
     /// one-session request drawn at a temperature without truncation.
     public var recordBias: Bool
     /// Exploration ε of a PCM policy (0: off). Tokens are drawn from the mixture under (1 − ε)·α + ε·u, u the
-    /// uniform weights over the active experts, while `logProb`, the recorded steps and `meanWeights` stay those of
-    /// the PCM's own α: REBEL regresses against the current PCM and may take its responses from another policy.
+    /// uniform weights over the active experts, while `logProb`, the recorded steps and `meanWeights` stay those
+    /// of the PCM's own α: REBEL regresses against the current PCM and may take its responses from another policy.
     public var explore: Float
 
     /// Creates a request.
@@ -239,8 +239,9 @@ public struct DecodeResult: Sendable {
     /// The recorded steps (when requested; the end token's step included).
     public var steps: [RebelStep]
     /// With `record`, the log-probability of the tokens under the policy's weights α (with `explore`, not the
-    /// weights they were drawn with), summed over the steps (`RebelStep.logProb`: the tempered mixture renormalised over the candidates; log Σ_i α_i π_i(y_t)
-    /// when greedy, truncated by top-k/top-p, or merged as a product of experts). 0 without `record`.
+    /// weights they were drawn with), summed over the steps (`RebelStep.logProb`: the tempered mixture renormalised
+    /// over the candidates; log Σ_i α_i π_i(y_t) when greedy, truncated by top-k/top-p, or merged as a product of
+    /// experts). 0 without `record`.
     public var logProb: Double
     /// The mean of the weights α over the steps, per slot.
     public var meanWeights: [Float]

@@ -31,9 +31,9 @@ public struct TrainingOptions: Sendable, Codable, Equatable {
     public var projection: Int = 16
     /// Responses sampled per item; every pair of them enters the REBEL loss.
     public var responses: Int = 2
-    /// Exploration ε: responses are drawn with the weights (1 − ε)·α + ε·uniform over the combination's experts,
-    /// while the loss keeps the PCM's own α (`DecodeRequest.explore`). It keeps every expert in the data after the
-    /// PCM has leaned towards one. 0: on-policy.
+    /// Exploration ε: responses are drawn with the weights (1 − ε)·α + ε·uniform over the combination's
+    /// experts, while the loss keeps the PCM's own α (`DecodeRequest.explore`). It keeps every expert in the data
+    /// after the PCM has leaned towards one. 0: on-policy.
     public var explore: Float = 0
 
     /// Creates options.
@@ -50,7 +50,8 @@ extension TrainingOptions {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(steps: try c.decode(Int.self, forKey: .steps), batch: try c.decode(Int.self, forKey: .batch),
-                  maxTokens: try c.decode(Int.self, forKey: .maxTokens), seed: try c.decode(UInt64.self, forKey: .seed))
+                  maxTokens: try c.decode(Int.self, forKey: .maxTokens),
+                  seed: try c.decode(UInt64.self, forKey: .seed))
         temperature = try c.decode(Float.self, forKey: .temperature)
         eta = try c.decode(Double.self, forKey: .eta)
         learningRate = try c.decode(Float.self, forKey: .learningRate)

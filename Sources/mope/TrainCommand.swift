@@ -14,9 +14,9 @@ enum TrainCommand: ParsableCommand {
             the system prompt), all sessions advanced by one batched forward pass per token. Each step samples
             --responses responses for each of --batch (prompt, combination) items from the merged policy (with
             --explore, from a blend of it and the uniform mixture) and regresses the PCM's log-ratio differences
-            onto the reward differences. Writes DIR/pcm.json,
-            DIR/checkpoint.json (every --checkpoint-every steps; --resume continues from it), DIR/rewards.csv,
-            DIR/references.json (the base model's answers) and DIR/rewards.png.
+            onto the reward differences. Writes DIR/pcm.json, DIR/checkpoint.json (every --checkpoint-every
+            steps; --resume continues from it), DIR/rewards.csv, DIR/references.json (the base model's answers)
+            and DIR/rewards.png.
             """,
         options: [
             .value("model", "FILE", help: "The GGUF model the experts share."),
@@ -34,8 +34,8 @@ enum TrainCommand: ParsableCommand {
             .value("responses", "K", default: "2", help: "Responses per item; every pair enters the loss."),
             .value("inner-epochs", "N", default: "4", help: "Optimiser updates per batch."),
             .value("explore", "E", default: "0",
-                   help: "Draw responses with (1 − E)·α + E·uniform over the combination's experts; the loss keeps "
-                   + "the PCM's α (0: on-policy; 0 ≤ E < 1)."),
+                   help: "Draw responses with (1 − E)·α + E·uniform over the combination's experts; the loss "
+                   + "keeps the PCM's α (0: on-policy; 0 ≤ E < 1)."),
             .value("temperature", "X", default: "1", help: "Sampling temperature of the merged policy."),
             .value("hidden", "N", default: "32", help: "Hidden units of the PCM."),
             .value("projection", "N", default: "16",

@@ -24,7 +24,8 @@ import Testing
         let common = ["--model", Self.fixtures.appendingPathComponent("tiny-a.gguf").path,
                       "--prompts", dir.appendingPathComponent("prompts.json").path,
                       "--lexicon", dir.appendingPathComponent("lexicon.txt").path,
-                      "--max-tokens", "3", "--threads", "1", "--plot-script", dir.appendingPathComponent("none.py").path]
+                      "--max-tokens", "3", "--threads", "1",
+                      "--plot-script", dir.appendingPathComponent("none.py").path]
         let trained = dir.appendingPathComponent("train").path
         let train = try MopeProcess.run(["train"] + common + [
             "--out", trained, "--steps", "2", "--batch", "2", "--responses", "2", "--hidden", "4",

@@ -250,7 +250,8 @@ struct ExpertiseShareReward: TrainingReward {
         #expect(try JSONDecoder().decode(TrainingOptions.self, from: data) == options)
         var object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(object.removeValue(forKey: "explore") != nil)
-        let old = try JSONDecoder().decode(TrainingOptions.self, from: try JSONSerialization.data(withJSONObject: object))
+        let saved = try JSONSerialization.data(withJSONObject: object)
+        let old = try JSONDecoder().decode(TrainingOptions.self, from: saved)
         var expected = options
         expected.explore = 0
         #expect(old == expected)
