@@ -8,12 +8,11 @@
 # minutes for 80 steps) from the system prompts of $EXPERTS, then trains and evaluates with the tuned experts and
 # ships their bias files. Without TUNE the experts are those of $EXPERTS, biases included (the shipped ones).
 #
-# Sizes are chosen for a 2-core machine: training ~23 minutes when it has the machine to itself, 40-60 minutes
-# when shared (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per forward pass, the experts
-# seeing the preference's long prompt; the shipped PCM: 80 steps, exploration 0.25, 22.5 minutes), evaluation
-# ~15-18 minutes alone
-# (40 Koala prompts × 8 combinations × 7 methods with tuned experts; each expert alone is run per combination when
-# the experts see the preference, the "context" of $EXPERTS). Every method samples at temperature 0.7 (see
+# Sizes are chosen for a 2-core machine (STEPS × 4 items × 4 responses of at most 48 tokens, 48 sessions per
+# forward pass, the experts seeing the preference's long prompt): the shipped PCM (80 steps, exploration 0.25)
+# trained in 22.5 minutes, and the evaluation (40 Koala prompts × 8 combinations × 7 methods with tuned experts;
+# each expert alone is run per combination when the experts see the preference, the "context" of $EXPERTS) took
+# 15-18 minutes; both take longer when the machine is shared. Every method samples at temperature 0.7 (see
 # docs/PCM.md for why).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -56,7 +56,8 @@ enum EvalCommand: ParsableCommand {
             model: try LanguageModel(path: try arguments.require("model"),
                                      threads: try arguments.require("threads", as: Int.self)),
             path: arguments.value("experts"))
-        var prompts = try PromptSet.load(try arguments.require("prompts"))
+        let promptsPath = try arguments.require("prompts")
+        var prompts = try PromptSet.load(promptsPath)
         prompts.prompts = Array(prompts.prompts.prefix(limit))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         var reward = ReferenceNormalisedReward(
@@ -107,7 +108,7 @@ enum EvalCommand: ParsableCommand {
         }
         CLI.writeErr("\n")
         let seconds = Date().timeIntervalSince(start)
-        let promptsFile = URL(fileURLWithPath: try arguments.require("prompts")).lastPathComponent
+        let promptsFile = URL(fileURLWithPath: promptsPath).lastPathComponent
         let header = String(format: "# PCM evaluation\n\n%d prompts of %@ × 8 combinations, %d tokens, "
                             + "temperature %@, %.0f s", prompts.prompts.count, promptsFile, maxTokens,
                             arguments.value("temperature") ?? "1", seconds)

@@ -66,7 +66,7 @@ enum TrainCommand: ParsableCommand {
         options.projection = try arguments.require("projection", as: Int.self)
         options.explore = try arguments.require("explore", as: Float.self)
         guard (0..<1).contains(options.explore) else {
-            throw UsageError.other("--explore must be at least 0 and below 1")
+            throw UsageError.invalidValue(option: "explore", value: "\(options.explore)", expected: "a number in [0, 1)")
         }
         guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
             options.innerEpochs > 0, options.hidden > 0, options.projection >= 0, options.temperature > 0

@@ -61,7 +61,7 @@ import Testing
             let run = try MopeProcess.run(["train", "--model", "/nonexistent.gguf", "--prompts", "/nonexistent.json",
                                            "--out", "/nonexistent-dir/x", "--explore", value])
             #expect(run.status == 2)
-            #expect(run.errorOutput.contains("--explore"), "stderr: \(run.errorOutput)")
+            #expect(run.errorOutput.contains("'--explore'"), "stderr: \(run.errorOutput)")
         }
     }
 }
