@@ -81,12 +81,18 @@ public struct SessionResources: Sendable {
     public var controller: any PreferenceController
     /// The user's message as token ids (may be empty).
     public var promptTokens: [UInt32]
+    /// The whole input's length in tokens, for `Done.promptTokens` (0 when not counted).
+    public var inputTokenCount: UInt32
 
     /// Bundles a session's resources.
-    public init(decoder: any TokenTextDecoder, controller: any PreferenceController, promptTokens: [UInt32] = []) {
+    public init(
+        decoder: any TokenTextDecoder, controller: any PreferenceController, promptTokens: [UInt32] = [],
+        inputTokenCount: UInt32 = 0
+    ) {
         self.decoder = decoder
         self.controller = controller
         self.promptTokens = promptTokens
+        self.inputTokenCount = inputTokenCount
     }
 }
 
@@ -238,7 +244,7 @@ public struct CoordinatorCore: Sendable {
         guard inFlight[route] == nil else {
             return refuse(.badRequest, "request id \(generate.request) is already in flight on this connection")
         }
-        guard !generate.prompt.isEmpty else { return refuse(.badRequest, "the prompt is empty") }
+        if let problem = generate.inputProblem { return refuse(.badRequest, problem) }
         let sampling = generate.sampling.resolved(defaults: config.sampling.parameters)
         guard sampling.temperature.isFinite, sampling.temperature >= 0 else {
             return refuse(.badRequest, "temperature must be 0 (greedy) or a positive number")
@@ -272,7 +278,7 @@ public struct CoordinatorCore: Sendable {
             experts: experts.map { SessionExpert(name: $0.name, dimension: $0.dimension) },
             settings: SessionSettings(config: config, vocabSize: Int(vocabulary.size), eosTokenIDs: eos),
             controller: made.controller, decoder: made.decoder, promptTokens: made.promptTokens,
-            expertSystemTurn: config.expertSystemTurn(for: preference), now: now
+            inputTokenCount: made.inputTokenCount, expertSystemTurn: config.expertSystemTurn(for: preference), now: now
         )
         routes[id] = route
         inFlight[route] = id

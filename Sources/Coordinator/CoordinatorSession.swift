@@ -163,6 +163,10 @@ public struct CoordinatorSession: Sendable {
     private var slots: [Slot]
     private let descriptors: [ExpertDescriptor]
     private let promptTokens: [UInt32]
+    private let inputTokenCount: UInt32
+    /// Each expert's weights summed over the steps merged, and how many steps were.
+    private var weightSums: [Double]
+    private var stepsMerged = 0
     /// The system turn sent to the experts before the user's prompt (the preference, for experts that see it).
     private let expertSystemTurn: String?
     private let startedAt: UInt64
@@ -180,13 +184,16 @@ public struct CoordinatorSession: Sendable {
     ///
     /// - Parameters:
     ///   - promptTokens: the user prompt's token ids for the controller (may be empty).
+    ///   - inputTokenCount: the input's length in tokens, reported in `Done.promptTokens`.
     ///   - expertSystemTurn: a system turn the experts get before the prompt (`ClusterConfig.expertSystemTurn`).
     ///   - now: the request's arrival (nanoseconds), for `Done.elapsedMicros`.
     public init(
         id: SessionID, request: Generate, preference: PreferenceSpec, experts: [SessionExpert],
         settings: SessionSettings, controller: any PreferenceController, decoder: any TokenTextDecoder,
-        promptTokens: [UInt32] = [], expertSystemTurn: String? = nil, now: UInt64
+        promptTokens: [UInt32] = [], inputTokenCount: UInt32 = 0, expertSystemTurn: String? = nil, now: UInt64
     ) {
+        self.inputTokenCount = inputTokenCount
+        weightSums = Array(repeating: 0, count: experts.count)
         self.expertSystemTurn = expertSystemTurn
         self.id = id
         self.request = request
@@ -345,10 +352,18 @@ public struct CoordinatorSession: Sendable {
 
     // MARK: Steps
 
+    /// What every expert is sent: raw text as is; chat turns with the preference's system turn first — merged
+    /// into the request's own leading system turn (the preference first, a blank line, the request's text), as the
+    /// worker merges its own system prompt, so that the template sees one system turn.
     private var expertRequest: Request {
-        let user = ChatTurn(role: "user", content: request.prompt)
-        guard let expertSystemTurn else { return .chat([user]) }
-        return .chat([ChatTurn(role: "system", content: expertSystemTurn), user])
+        guard case var .chat(turns) = request.input else { return request.input }
+        guard let expertSystemTurn else { return .chat(turns) }
+        if let first = turns.first, first.role == "system" {
+            turns[0].content = first.content.isEmpty ? expertSystemTurn : expertSystemTurn + "\n\n" + first.content
+        } else {
+            turns.insert(ChatTurn(role: "system", content: expertSystemTurn), at: 0)
+        }
+        return .chat(turns)
     }
 
     private func replayMessage() -> Message {
@@ -410,6 +425,10 @@ public struct CoordinatorSession: Sendable {
         )
         let requested = controller.weights(preference: preference, experts: descriptors, context: context)
         let merged = merger.merge(candidates, weights: requested, mode: mergeMode)
+        for index in weightSums.indices where index < merged.weights.count {
+            weightSums[index] += Double(merged.weights[index])
+        }
+        stepsMerged += 1
         guard let token = sampler.sample(merged) else { return failAll(now: now) }
 
         if settings.eosTokenIDs.contains(token) {
@@ -480,7 +499,12 @@ public struct CoordinatorSession: Sendable {
         if reason != .stopString && reason != .maxTokens { text += matcher.finish() }
         let done = Done(
             request: request.request, finish: reason, tokens: UInt32(tokens.count), text: text,
-            lostExperts: lostExperts, failovers: failovers, elapsedMicros: (now &- startedAt) / 1000
+            lostExperts: lostExperts, failovers: failovers, elapsedMicros: (now &- startedAt) / 1000,
+            promptTokens: inputTokenCount,
+            experts: slots.indices.map { index in
+                ExpertUsage(expert: slots[index].expert.name,
+                            meanWeight: stepsMerged > 0 ? Float(weightSums[index] / Double(stepsMerged)) : 0)
+            }
         )
         return enterFinishing(now: now) + [.finish(done)]
     }

@@ -36,7 +36,8 @@ struct ServerLoop {
         core = CoordinatorCore(config: settings.config, policy: policy) { generate in
             SessionResources(
                 decoder: tokenizer.makeDecoder(), controller: controller(),
-                promptTokens: tokenizer.promptTokens(generate.prompt)
+                promptTokens: tokenizer.promptTokens(generate.prompt),
+                inputTokenCount: tokenizer.inputTokenCount(generate.input)
             )
         }
         do {

@@ -1,4 +1,5 @@
 import Inference
+import Wire
 
 /// The coordinator's copy of the cluster's tokenizer: for `token.text`, stop strings and the controller's
 /// prompt tokens.
@@ -41,6 +42,16 @@ public struct ClusterTokenizer: Sendable {
     /// The user prompt's ids, for the preference controller (no special tokens parsed: it is user text).
     func promptTokens(_ text: String) -> [UInt32] {
         tokenizer.encode(text, parseSpecial: false).map { UInt32(bitPattern: $0) }
+    }
+
+    /// The input's length in tokens: every turn's content (or the raw text), without template or system prompts.
+    func inputTokenCount(_ input: Request) -> UInt32 {
+        switch input {
+        case let .raw(text):
+            return UInt32(clamping: tokenizer.encode(text, parseSpecial: true).count)
+        case let .chat(turns):
+            return UInt32(clamping: turns.reduce(0) { $0 + tokenizer.encode($1.content, parseSpecial: false).count })
+        }
     }
 }
 

@@ -201,7 +201,7 @@ extension WireCodec {
             sink.string(m.text)
         case .generate(let m):
             sink.u64(m.request)
-            sink.string(m.prompt)
+            serialize(m.input, to: &sink)
             sink.string(m.preference)
             sink.u32(m.maxNewTokens)
             sink.optional(m.sampling.temperature) { $0.f32($1) }
@@ -234,6 +234,12 @@ extension WireCodec {
             for lost in m.lostExperts { sink.string(lost) }
             sink.u32(m.failovers)
             sink.u64(m.elapsedMicros)
+            sink.u32(m.promptTokens)
+            sink.u32(UInt32(truncatingIfNeeded: m.experts.count))
+            for expert in m.experts {
+                sink.string(expert.expert)
+                sink.f32(expert.meanWeight)
+            }
         }
     }
 
@@ -333,7 +339,7 @@ extension WireCodec {
             return .error(ErrorReply(session: session, code: code, text: text))
         case .generate:
             let request = try r.u64("generate.request")
-            let prompt = try r.string("generate.prompt")
+            let input = try decodeRequest(&r, "generate.input")
             let preference = try r.string("generate.preference")
             let maxNewTokens = try r.u32("generate.maxNewTokens")
             let temperature = try r.bool("generate.sampling.temperature") ? r.f32("generate.sampling.temperature") : nil
@@ -354,7 +360,7 @@ extension WireCodec {
             for _ in 0..<stopCount { stop.append(try r.string("generate.stop")) }
             let trace = try r.bool("generate.trace")
             return .generate(Generate(
-                request: request, prompt: prompt, preference: preference, maxNewTokens: maxNewTokens,
+                request: request, input: input, preference: preference, maxNewTokens: maxNewTokens,
                 sampling: SamplingRequest(temperature: temperature, topP: topP, topK: topK, seed: seed),
                 merge: merge, stop: stop, trace: trace
             ))
@@ -398,9 +404,19 @@ extension WireCodec {
             for _ in 0..<lostCount { lost.append(try r.string("done.lostExperts")) }
             let failovers = try r.u32("done.failovers")
             let elapsed = try r.u64("done.elapsedMicros")
+            let promptTokens = try r.u32("done.promptTokens")
+            // Each entry holds at least a string length and a weight.
+            let expertCount = try r.count("done.experts", limit: WireLimits.maxExperts, minElementBytes: 8)
+            var experts: [ExpertUsage] = []
+            experts.reserveCapacity(expertCount)
+            for _ in 0..<expertCount {
+                let name = try r.string("done.experts.expert")
+                let weight = try r.f32("done.experts.meanWeight")
+                experts.append(ExpertUsage(expert: name, meanWeight: weight))
+            }
             return .done(Done(
                 request: request, finish: finish, tokens: tokens, text: text, lostExperts: lost,
-                failovers: failovers, elapsedMicros: elapsed
+                failovers: failovers, elapsedMicros: elapsed, promptTokens: promptTokens, experts: experts
             ))
         }
     }

@@ -24,8 +24,10 @@
 public enum Wire {
     /// The protocol version this build speaks. A frame whose first byte differs is rejected.
     /// Version 2 added `ExpertTrace.tailMass`; version 3 made the sampling fields and the merge mode of `generate`
-    /// optional (unset ones take the cluster's defaults).
-    public static let version: UInt8 = 3
+    /// optional (unset ones take the cluster's defaults); version 4 made `generate` carry a `Request` (multi-turn
+    /// chat or raw text) in place of one prompt string, and `done` the prompt's token count and each expert's mean
+    /// weight.
+    public static let version: UInt8 = 4
 }
 
 /// A session (one generation request) as numbered by the coordinator.
@@ -353,11 +355,16 @@ public struct SamplingRequest: Sendable, Equatable {
 }
 
 /// A client's generation request.
+///
+/// The input is a `Request`: chat turns (system/user/assistant, in order) that the coordinator passes to every
+/// expert through its chat template — each expert's own system prompt first, then the coordinator's preference
+/// turn (`ClusterConfig.expertSystemTurn`), then the request's own system text — or raw text that every expert
+/// tokenizes as is (no template, no system prompt).
 public struct Generate: Sendable, Equatable {
     /// The client's id for this request; every `token`, `done` and `error` reply carries it.
     public var request: UInt64
-    /// The user's message.
-    public var prompt: String
+    /// What to continue: chat turns or raw text.
+    public var input: Request
     /// The stated preference, e.g. "concise, friendly"; empty means every expert equally.
     public var preference: String
     /// The most new tokens; 0 means the cluster's default.
@@ -371,19 +378,76 @@ public struct Generate: Sendable, Equatable {
     /// Send each expert's top-k and the weights with every token (for `--trace`).
     public var trace: Bool
 
+    /// A request of any input.
     public init(
-        request: UInt64, prompt: String, preference: String, maxNewTokens: UInt32,
+        request: UInt64, input: Request, preference: String, maxNewTokens: UInt32,
         sampling: SamplingRequest = SamplingRequest(), merge: MergeMode? = nil,
         stop: [String] = [], trace: Bool = false
     ) {
         self.request = request
-        self.prompt = prompt
+        self.input = input
         self.preference = preference
         self.maxNewTokens = maxNewTokens
         self.sampling = sampling
         self.merge = merge
         self.stop = stop
         self.trace = trace
+    }
+
+    /// A one-turn chat request: `prompt` as the user's message.
+    public init(
+        request: UInt64, prompt: String, preference: String, maxNewTokens: UInt32,
+        sampling: SamplingRequest = SamplingRequest(), merge: MergeMode? = nil,
+        stop: [String] = [], trace: Bool = false
+    ) {
+        self.init(
+            request: request, input: .chat([ChatTurn(role: "user", content: prompt)]), preference: preference,
+            maxNewTokens: maxNewTokens, sampling: sampling, merge: merge, stop: stop, trace: trace
+        )
+    }
+
+    /// The text the request is about: the last user turn of a chat (the whole text of a raw request), e.g. for
+    /// the preference controller's prompt features.
+    public var prompt: String {
+        switch input {
+        case let .raw(text): text
+        case let .chat(turns): turns.last(where: { $0.role == "user" })?.content ?? turns.last?.content ?? ""
+        }
+    }
+
+    /// The roles a chat turn may have.
+    public static let chatRoles: Set<String> = ["system", "user", "assistant"]
+
+    /// Why the input cannot be served (nil when it can): an empty raw text, no turns, an unknown role, or turns
+    /// whose contents are all empty.
+    public var inputProblem: String? {
+        switch input {
+        case let .raw(text):
+            return text.isEmpty ? "the prompt is empty" : nil
+        case let .chat(turns):
+            guard !turns.isEmpty else { return "the request has no messages" }
+            if let index = turns.firstIndex(where: { !Self.chatRoles.contains($0.role) }) {
+                return "message \(index) has the role \"\(turns[index].role)\"; use system, user or assistant"
+            }
+            guard turns.contains(where: { !$0.content.isEmpty && $0.role != "system" }) else {
+                return "the prompt is empty"
+            }
+            return nil
+        }
+    }
+}
+
+/// One expert's part in a whole answer.
+public struct ExpertUsage: Sendable, Equatable {
+    /// The expert's name.
+    public var expert: String
+    /// Its mean weight α over the answer's steps (0 when it was lost before the first).
+    public var meanWeight: Float
+
+    /// An entry.
+    public init(expert: String, meanWeight: Float) {
+        self.expert = expert
+        self.meanWeight = meanWeight
     }
 }
 
@@ -450,11 +514,18 @@ public struct Done: Sendable, Equatable {
     public var failovers: UInt32
     /// Wall time from the request's arrival to its end, in microseconds.
     public var elapsedMicros: UInt64
+    /// The input's length in the cluster tokenizer's tokens: every turn's content (or the raw text), without the
+    /// chat template or any system prompt the experts add.
+    public var promptTokens: UInt32
+    /// The experts the request involved, in the cluster's order, with their mean weights.
+    public var experts: [ExpertUsage]
 
     public init(
         request: UInt64, finish: FinishReason, tokens: UInt32, text: String, lostExperts: [String] = [],
-        failovers: UInt32 = 0, elapsedMicros: UInt64 = 0
+        failovers: UInt32 = 0, elapsedMicros: UInt64 = 0, promptTokens: UInt32 = 0, experts: [ExpertUsage] = []
     ) {
+        self.promptTokens = promptTokens
+        self.experts = experts
         self.request = request
         self.finish = finish
         self.tokens = tokens

@@ -20,6 +20,9 @@ enum GenerateCommand: ParsableCommand {
             "concise, friendly", "informative:2 unfriendly", "elementary". Only the experts it names take
             part; an empty preference weighs every expert equally.
 
+            --system TEXT adds a system turn before the prompt; --raw sends the prompt as raw text that
+            every expert continues as is (no chat template, no system prompt).
+
             --trace FILE writes one JSON line per token: step, token id, text, alpha (the weight of each
             expert), and each expert's top-k ids, log-probabilities and tail (the probability mass outside
             its list).
@@ -42,6 +45,9 @@ enum GenerateCommand: ParsableCommand {
             .value("merge", "mode", help: "probability (the paper's mixture) or logit (default: the cluster's, "
                 + "probability unless its config says)."),
             .repeating("stop", "text", help: "End the answer at this text (not included); may be repeated."),
+            .value("system", "text", help: "A system turn before the prompt (each expert's own system prompt "
+                + "comes first)."),
+            .flag("raw", help: "Send the prompt as raw text: no chat template, no system prompts (a completion)."),
             .value("trace", "file", help: "Write one JSON line per token with the weights and each expert's top-k."),
             .value("timeout", "seconds", default: "300", help: "The deadline of the whole request."),
             .value("concurrency", "n", default: "1", help: "Send this many copies at once (load test)."),
@@ -122,8 +128,20 @@ enum GenerateCommand: ParsableCommand {
             }
             merge = mode
         }
+        let input: Request
+        if arguments.flag("raw") {
+            guard arguments.value("system") == nil else {
+                throw UsageError.invalidValue(option: "system", value: arguments.value("system") ?? "",
+                                              expected: "no system turn with --raw (raw text has no turns)")
+            }
+            input = .raw(prompt)
+        } else if let system = arguments.value("system") {
+            input = .chat([ChatTurn(role: "system", content: system), ChatTurn(role: "user", content: prompt)])
+        } else {
+            input = .chat([ChatTurn(role: "user", content: prompt)])
+        }
         return Generate(
-            request: 0, prompt: prompt, preference: arguments.value("preference") ?? "", maxNewTokens: maxTokens,
+            request: 0, input: input, preference: arguments.value("preference") ?? "", maxNewTokens: maxTokens,
             sampling: SamplingRequest(temperature: temperature, topP: topP, topK: topK, seed: seed),
             merge: merge, stop: arguments.values("stop"), trace: arguments.value("trace") != nil
         )

@@ -71,6 +71,36 @@ func closes(_ directives: [SessionDirective]) -> Set<WorkerID> {
                               chooseReplica: cluster.choose)
     }
 
+    /// The request every expert is opened with, for a request of `input` and the preference turn `system`.
+    func opened(_ input: Request, system: String?) -> Request? {
+        var session = CoordinatorSession(
+            id: 9, request: Generate(request: 1, input: input, preference: "", maxNewTokens: 2),
+            preference: .none, experts: [SessionExpert(name: "concise", dimension: .concise)],
+            settings: SessionSettings(topK: 4, vocabSize: 100, eosTokenIDs: [0]),
+            controller: UniformController(), decoder: TableDecoder(table: [:]), inputTokenCount: 3,
+            expertSystemTurn: system, now: 0
+        )
+        let out = session.start(now: 0, chooseReplica: cluster.choose)
+        return sends(out).lazy.compactMap { if case let .open(open) = $0.1 { open.request } else { nil } }.first
+    }
+
+    @Test("every expert gets the chat's turns, the preference turn first, merged into the chat's own system turn")
+    func multiTurn() {
+        let turns = [ChatTurn(role: "user", content: "Hi"), ChatTurn(role: "assistant", content: "Hello"),
+                     ChatTurn(role: "user", content: "Why?")]
+        #expect(opened(.chat(turns), system: nil) == .chat(turns))
+        #expect(opened(.chat(turns), system: "Be brief.")
+            == .chat([ChatTurn(role: "system", content: "Be brief.")] + turns))
+        let withSystem = [ChatTurn(role: "system", content: "Answer in French.")] + turns
+        #expect(opened(.chat(withSystem), system: "Be brief.")
+            == .chat([ChatTurn(role: "system", content: "Be brief.\n\nAnswer in French.")] + turns))
+    }
+
+    @Test("a raw request reaches every expert as is, without the preference turn")
+    func rawRequest() {
+        #expect(opened(.raw("Once upon"), system: "Be brief.") == .raw("Once upon"))
+    }
+
     @Test("a request runs from open to done: one token per step, steps to every worker, close at the end")
     func happyPath() throws {
         var session = try makeSession()
@@ -93,7 +123,9 @@ func closes(_ directives: [SessionDirective]) -> Set<WorkerID> {
         out = both(&session, step: 2, token: 7, now: 30 * ms)
         #expect(emitted(out).map(\.text) == ["C"])
         let finished = try #require(done(out))
-        #expect(finished == Done(request: 77, finish: .maxTokens, tokens: 3, text: "ABC", elapsedMicros: 30_000))
+        #expect(finished == Done(request: 77, finish: .maxTokens, tokens: 3, text: "ABC", elapsedMicros: 30_000,
+                                 experts: [ExpertUsage(expert: "concise", meanWeight: 0.5),
+                                           ExpertUsage(expert: "friendly", meanWeight: 0.5)]))
         #expect(closes(out) == ["c1", "f1"])
         #expect(session.state == .finishing)
         #expect(session.assignedWorkers.isEmpty)

@@ -81,13 +81,18 @@ import Wire
         #expect(error.encoded() == header(.error) + le(UInt64(2)) + [3] + le(UInt32(0)))
         let generate = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 0,
                                                  merge: .logit, stop: ["a"], trace: true))
+        // The input: a chat (tag 0) of one turn, role "user", content "".
+        let userTurn: [UInt8] = [0] + le(UInt32(1)) + le(UInt32(4)) + Array("user".utf8) + le(UInt32(0))
         // Sampling fields absent (four presence bytes of 0), merge present (1, then the logit tag 1).
-        #expect(generate.encoded() == header(.generate) + le(UInt64(1)) + le(UInt32(0)) + le(UInt32(0))
+        #expect(generate.encoded() == header(.generate) + le(UInt64(1)) + userTurn + le(UInt32(0))
             + le(UInt32(0)) + [0, 0, 0, 0] + [1, 1] + le(UInt32(1)) + le(UInt32(1)) + [0x61, 1])
         let seeded = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 0,
                                                sampling: SamplingRequest(seed: 7)))
-        #expect(seeded.encoded() == header(.generate) + le(UInt64(1)) + le(UInt32(0)) + le(UInt32(0))
+        #expect(seeded.encoded() == header(.generate) + le(UInt64(1)) + userTurn + le(UInt32(0))
             + le(UInt32(0)) + [0, 0, 0, 1] + le(UInt64(7)) + [0] + le(UInt32(0)) + [0])
+        let raw = Message.generate(Generate(request: 1, input: .raw("a"), preference: "", maxNewTokens: 0))
+        #expect(raw.encoded() == header(.generate) + le(UInt64(1)) + [1] + le(UInt32(1)) + [0x61] + le(UInt32(0))
+            + le(UInt32(0)) + [0, 0, 0, 0] + [0] + le(UInt32(0)) + [0])
         #expect(Message.heartbeat.encoded() == [Wire.version, Message.Kind.heartbeat.rawValue])
     }
 
@@ -132,5 +137,21 @@ import Wire
         #expect(MergeMode.allCases.map(\.name) == ["probability", "logit"])
         for mode in MergeMode.allCases { #expect(MergeMode(name: mode.name) == mode) }
         for name in ["", "Probability", "sum", "logits"] { #expect(MergeMode(name: name) == nil) }
+    }
+
+    @Test("a generate's input is checked for what a coordinator can serve")
+    func inputProblem() {
+        func problem(_ input: Request) -> String? {
+            Generate(request: 1, input: input, preference: "", maxNewTokens: 1).inputProblem
+        }
+        #expect(problem(.raw("x")) == nil)
+        #expect(problem(.chat([ChatTurn(role: "system", content: "s"), ChatTurn(role: "user", content: "u")])) == nil)
+        #expect(problem(.raw("")) != nil)
+        #expect(problem(.chat([])) != nil)
+        #expect(problem(.chat([ChatTurn(role: "tool", content: "u")]))?.contains("tool") == true)
+        #expect(problem(.chat([ChatTurn(role: "system", content: "s")])) != nil)
+        #expect(Generate(request: 1, input: .chat([ChatTurn(role: "user", content: "a"),
+                                                   ChatTurn(role: "assistant", content: "b")]),
+                         preference: "", maxNewTokens: 1).prompt == "a")
     }
 }

@@ -63,6 +63,15 @@ enum Samples {
                 merge: .probability
             )),
             .generate(Generate(request: 0, prompt: "", preference: "", maxNewTokens: 0)),
+            .generate(Generate(
+                request: 12,
+                input: .chat([
+                    ChatTurn(role: "system", content: "Be brief."), ChatTurn(role: "user", content: "Hi " + unicode),
+                    ChatTurn(role: "assistant", content: "Hello."), ChatTurn(role: "user", content: "Why?"),
+                ]),
+                preference: "concise", maxNewTokens: 8, stop: ["."]
+            )),
+            .generate(Generate(request: 13, input: .raw("Once upon a time"), preference: "", maxNewTokens: 4)),
             .token(TokenEvent(
                 request: 9, step: 2, token: 77, text: "wor",
                 experts: [
@@ -73,7 +82,8 @@ enum Samples {
             .token(TokenEvent(request: 9, step: 3, token: 78, text: "")),
             .done(Done(
                 request: 9, finish: .stopString, tokens: 12, text: "Paris " + unicode, lostExperts: ["humor"],
-                failovers: 2, elapsedMicros: 987_654
+                failovers: 2, elapsedMicros: 987_654, promptTokens: 31,
+                experts: [ExpertUsage(expert: "concise", meanWeight: 0.625), ExpertUsage(expert: "humor", meanWeight: 0)]
             )),
             .done(Done(request: 0, finish: .endOfSequence, tokens: 0, text: "")),
         ]
