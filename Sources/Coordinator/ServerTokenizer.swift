@@ -1,3 +1,5 @@
+import ClusterCore
+import Decoding
 import Inference
 import Wire
 
