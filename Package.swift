@@ -70,7 +70,7 @@ let package = Package(
         .executableTarget(
             name: "mope",
             dependencies: [
-                "CLI", "Wire", "ZeroMQ", "CPUKernels", "Inference", "Decoding", "ClusterCore", "WorkerCore", "Expert",
+                "CLI", "Wire", "ZeroMQ", "HTTPServer", "OpenAIAPI", "CPUKernels", "Inference", "Decoding", "ClusterCore", "WorkerCore", "Expert",
                 "Coordinator", "Preference", "Training", "ProcessSupport",
             ]
         ),

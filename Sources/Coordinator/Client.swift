@@ -1,6 +1,7 @@
 import ClusterCore
 import Decoding
 import Dispatch
+import Foundation
 import Wire
 import ZeroMQ
 
@@ -12,6 +13,10 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
     case timeout(endpoint: String, seconds: Double)
     /// ZeroMQ failed (a bad endpoint, a closed context).
     case socket(ZMQError)
+    /// No connection to the coordinator came up within the client's connect timeout (nothing was sent).
+    case unreachable(endpoint: String, seconds: Double)
+    /// The caller cancelled the request (`isCancelled` said so); the connection is closed with the client.
+    case cancelled
 
     /// A message a user can act on.
     public var description: String {
@@ -21,6 +26,11 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .timeout(endpoint, seconds):
             "no answer from the coordinator at \(endpoint) within \(seconds) s; check that `mope coordinator` "
                 + "runs there and is reachable, or raise --timeout"
+        case let .unreachable(endpoint, seconds):
+            "no connection to the coordinator at \(endpoint) within \(seconds) s; check that `mope coordinator` "
+                + "runs there and is reachable"
+        case .cancelled:
+            "the request was cancelled"
         case let .socket(error):
             error.isBadEndpoint
                 ? "invalid coordinator address: \(error.message); use tcp://host:port or ipc:///path"
@@ -47,17 +57,22 @@ public final class CoordinatorClient {
     private let context: ZMQContext
     private let socket: ZMQSocket
     private var nextRequest: UInt64 = 1
+    private let connectTimeout: Duration?
 
     /// Connects to the coordinator at `endpoint` (connection happens in the background; nothing is sent yet).
     ///
-    /// - Parameter curve: the coordinator's CURVE public key and the client's key pair, when the coordinator
-    ///   runs with CURVE.
-    public init(endpoint: String, curve: CurveClientKeys? = nil) throws(ClientError) {
+    /// - Parameters:
+    ///   - curve: the coordinator's CURVE public key and the client's key pair, when the coordinator runs with CURVE.
+    ///   - connectTimeout: when set, a request is sent only over a completed connection and fails with
+    ///     `unreachable` when none comes up within this time (instead of waiting for the request's deadline).
+    public init(endpoint: String, curve: CurveClientKeys? = nil, connectTimeout: Duration? = nil) throws(ClientError) {
         self.endpoint = endpoint
+        self.connectTimeout = connectTimeout
         do {
             context = try ZMQContext()
             socket = try ZMQSocket(.dealer, context: context)
             try socket.set(.linger, .zero)
+            if connectTimeout != nil { try socket.set(.immediate, true) }
             try socket.set(.sendHighWaterMark, 1000)
             try socket.set(.receiveHighWaterMark, 100_000)
             try curve?.apply(to: socket)
@@ -79,9 +94,26 @@ public final class CoordinatorClient {
     ///   - timeout: the deadline of the whole request.
     ///   - onToken: called with every token event, in order, as it arrives.
     /// - Returns: the coordinator's `done`.
-    /// - Throws: `ClientError.rejected` with the coordinator's error, `.timeout`, `.socket`.
+    /// - Throws: `ClientError.rejected` with the coordinator's error, `.timeout`, `.unreachable` (with a connect
+    ///   timeout), `.socket`.
     public func generate(
         _ request: Generate, timeout: Duration = .seconds(300), onToken: (TokenEvent) -> Void = { _ in }
+    ) throws(ClientError) -> Done {
+        try run(request, timeout: timeout, isCancelled: nil, onToken: onToken)
+    }
+
+    /// Runs one generation request that the caller may cancel: `isCancelled` is polled while waiting (every
+    /// 50 ms at most), and when it says true the request ends with `ClientError.cancelled`. Close the client
+    /// then: the coordinator cancels the session of a client that is gone, at its next token.
+    public func generate(
+        _ request: Generate, timeout: Duration = .seconds(300), isCancelled: @escaping () -> Bool,
+        onToken: (TokenEvent) -> Void
+    ) throws(ClientError) -> Done {
+        try run(request, timeout: timeout, isCancelled: isCancelled, onToken: onToken)
+    }
+
+    private func run(
+        _ request: Generate, timeout: Duration, isCancelled: (() -> Bool)?, onToken: (TokenEvent) -> Void
     ) throws(ClientError) -> Done {
         var request = request
         if request.request == 0 {
@@ -92,12 +124,32 @@ public final class CoordinatorClient {
         }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
+        let frame = WireCodec.encode(.generate(request))
         do {
-            try socket.send([WireCodec.encode(.generate(request))])
-        } catch {
+            if let connectTimeout {
+                let connectBy = clock.now.advanced(by: connectTimeout)
+                while try !socket.trySend([frame]) {
+                    guard clock.now < connectBy else {
+                        let (seconds, attoseconds) = connectTimeout.components
+                        throw ClientError.unreachable(
+                            endpoint: endpoint, seconds: Double(seconds) + Double(attoseconds) * 1e-18
+                        )
+                    }
+                    if isCancelled?() == true { throw ClientError.cancelled }
+                    Thread.sleep(forTimeInterval: 0.005)
+                }
+            } else {
+                try socket.send([frame])
+            }
+        } catch let error as ClientError {
+            throw error
+        } catch let error as ZMQError {
             throw .socket(error)
+        } catch {
+            throw .cancelled
         }
         while true {
+            if isCancelled?() == true { throw .cancelled }
             let left = clock.now.duration(to: deadline)
             guard left > .zero else {
                 let (seconds, attoseconds) = timeout.components
@@ -105,7 +157,7 @@ public final class CoordinatorClient {
             }
             let frames: [[UInt8]]?
             do {
-                frames = try socket.receiveMultipart(timeout: left)
+                frames = try socket.receiveMultipart(timeout: isCancelled == nil ? left : min(left, .milliseconds(50)))
             } catch {
                 throw .socket(error)
             }

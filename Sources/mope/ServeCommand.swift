@@ -1,0 +1,496 @@
+import CLI
+import Coordinator
+import Dispatch
+import Foundation
+import HTTPServer
+import OpenAIAPI
+import Wire
+import ZeroMQ
+
+/// `mope serve`: the OpenAI-compatible HTTP front of a cluster.
+enum ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        name: "serve",
+        abstract: "Serve a mope cluster over an OpenAI-compatible HTTP API.",
+        discussion: """
+            Listens on --listen (HOST:PORT; port 0 picks a free one) and answers, with each request run as a
+            request of its own to the coordinator:
+
+              POST /v1/chat/completions  multi-turn messages (system/user/assistant), every expert gets them
+                                         through its chat template; "stream": true for server-sent events
+                                         (chat.completion.chunk, then data: [DONE]); max_tokens, temperature,
+                                         top_p, seed, stop; mope's "preference" (the text form of
+                                         mope generate --preference, or {"concise": 2, "friendly": 1}) and
+                                         "merge" ("probability" or "logit")
+              POST /v1/completions       raw "prompt" continued as is (no chat template)
+              GET  /v1/models            the one model the cluster serves (--model-name)
+              GET  /health, /ready       200 when every expert has a live replica, else 503 naming what is
+                                         missing (from the coordinator's status answer)
+              GET  /metrics              Prometheus text: requests by outcome, time to first token and
+                                         inter-token latency histograms, HTTP errors by status, sessions
+                                         running
+
+            Answers carry "usage" and a "mope" object: the experts with their mean weights, lost experts
+            ("degraded": true), failovers. Errors are OpenAI error objects: 400 naming the field, 404, 405,
+            413 (body over --max-body-bytes), 503 (no live worker, coordinator unreachable or draining), 504
+            (past --timeout).
+
+            With several coordinators (--coordinator A,B) a request goes to the first one that accepts a
+            connection within --connect-timeout. A client that disconnects mid-stream has its request
+            cancelled: the coordinator closes its sessions on every worker at the next token.
+            SIGTERM or SIGINT drains: no new connections, running streams finish (at most --drain-grace
+            seconds), then the process exits 0.
+            Exit codes: 0 after a drain, 1 when it cannot listen, 2 usage.
+            """,
+        options: [
+            .value("coordinator", "endpoints", default: "tcp://127.0.0.1:5555",
+                   help: "The coordinator's endpoint, or several separated by commas."),
+            .value("listen", "host:port", default: "127.0.0.1:8000", help: "Where to listen (port 0: any free one)."),
+            .value("model-name", "id", default: APIModel.defaultID, help: "The model id /v1/models lists."),
+            .value("timeout", "seconds", default: "300", help: "The deadline of each request (then 504)."),
+            .value("connect-timeout", "seconds", default: "2",
+                   help: "How long to wait for a connection to a coordinator (then the next one, or 503)."),
+            .value("max-body-bytes", "n", default: "1048576", help: "The largest request body (then 413)."),
+            .value("idle-timeout", "seconds", default: "60",
+                   help: "Close a connection that sends or receives nothing for this long."),
+            .value("max-connections", "n", default: "256", help: "The most HTTP connections at once."),
+            .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
+            .value("curve-server-key", "key", help: "The coordinator's CURVE public key, when it uses CURVE."),
+            .value("curve-secret-key", "key", help: "This front's CURVE secret key, for a coordinator that admits "
+                + "listed keys only (default: a fresh key pair)."),
+        ]
+    )
+
+    static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let endpoints = try arguments.require("coordinator").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !endpoints.isEmpty else {
+            throw UsageError.invalidValue(option: "coordinator", value: "", expected: "one or more endpoints")
+        }
+        let listen = try arguments.require("listen")
+        guard let (host, port) = parseListen(listen) else {
+            throw UsageError.invalidValue(option: "listen", value: listen, expected: "HOST:PORT, e.g. 127.0.0.1:8000")
+        }
+        func seconds(_ name: String, allowZero: Bool = false) throws -> Double {
+            let value = try arguments.require(name, as: Double.self)
+            guard value.isFinite, allowZero ? value >= 0 : value > 0 else {
+                throw UsageError.invalidValue(option: name, value: "\(value)",
+                                              expected: allowZero ? "seconds ≥ 0" : "seconds > 0")
+            }
+            return value
+        }
+        let timeout = try seconds("timeout")
+        let connectTimeout = try seconds("connect-timeout")
+        let idle = try seconds("idle-timeout", allowZero: true)
+        let grace = try seconds("drain-grace", allowZero: true)
+        let maxBody = try arguments.require("max-body-bytes", as: Int.self)
+        guard maxBody > 0 else {
+            throw UsageError.invalidValue(option: "max-body-bytes", value: "\(maxBody)", expected: "a size > 0")
+        }
+        let maxConnections = try arguments.require("max-connections", as: UInt32.self)
+        guard maxConnections > 0 else {
+            throw UsageError.invalidValue(option: "max-connections", value: "0", expected: "at least 1")
+        }
+        let curve = try CurveOptions.clientKeys(arguments)
+        let service = APIService(
+            endpoints: endpoints, curve: curve, modelName: try arguments.require("model-name"),
+            timeout: .milliseconds(Int64(timeout * 1000)), connectTimeout: .milliseconds(Int64(connectTimeout * 1000)),
+            maxBodyBytes: maxBody
+        )
+        let server: HTTPServer
+        do {
+            server = try HTTPServer(
+                host: host, port: port,
+                limits: HTTPServerLimits(maxBodyBytes: maxBody, connectionTimeoutSeconds: UInt32(idle.rounded(.up)),
+                                         maxConnections: maxConnections),
+                handler: service.handle
+            )
+        } catch {
+            CLI.writeErr("error: \(error.description)\n")
+            return CLI.failure
+        }
+        let shown = host.contains(":") ? "[\(host)]" : host
+        CLI.writeErr("[serve] listening on http://\(shown):\(server.port) (coordinators: "
+            + endpoints.joined(separator: ", ") + ")\n")
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let once = Once()
+            let signals = SignalHandlers {
+                guard once.first() else { return }
+                CLI.writeErr("[serve] draining: \(server.activeRequests) requests running\n")
+                let ended = server.drain(timeout: .milliseconds(Int64(grace * 1000)))
+                server.stop()
+                CLI.writeErr(ended ? "[serve] drained\n" : "[serve] drain grace over; stopped\n")
+                continuation.resume()
+            }
+            once.keep(signals)
+        }
+        return CLI.success
+    }
+
+    /// HOST:PORT, or [IPv6]:PORT.
+    static func parseListen(_ text: String) -> (String, UInt16)? {
+        guard let colon = text.lastIndex(of: ":"), let port = UInt16(text[text.index(after: colon)...]) else {
+            return nil
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
+    }
+}
+
+/// Lets a signal handler run its body once, and keeps the handlers alive while the command waits.
+private final class Once: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    private var kept: SignalHandlers?
+
+    func first() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if done { return false }
+        done = true
+        return true
+    }
+
+    func keep(_ handlers: SignalHandlers) {
+        lock.lock()
+        kept = handlers
+        lock.unlock()
+    }
+}
+
+// MARK: - The service
+
+/// One generation's events, handed from the thread that runs the coordinator client to the HTTP side.
+final class GenerationPipe: @unchecked Sendable {
+    enum Event {
+        case token(TokenEvent)
+        case done(Done)
+        case failed(APIError)
+    }
+
+    private let condition = NSCondition()
+    private var events: [Event] = []
+    private var cancelled = false
+
+    func push(_ event: Event) {
+        condition.lock()
+        events.append(event)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// The next event, waiting for it.
+    func next() -> Event {
+        condition.lock()
+        defer { condition.unlock() }
+        while events.isEmpty { condition.wait() }
+        return events.removeFirst()
+    }
+
+    /// The HTTP client went away: the generation stops at its next poll.
+    func cancel() {
+        condition.lock()
+        cancelled = true
+        condition.unlock()
+    }
+
+    var isCancelled: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return cancelled
+    }
+}
+
+/// Answers the API's requests; each generation is a `CoordinatorClient` request of its own, on its own thread
+/// (the connection's thread, or one started for a stream), never on Swift's cooperative pool.
+final class APIService: @unchecked Sendable {
+    let endpoints: [String]
+    let curve: CurveClientKeys?
+    let modelName: String
+    let timeout: Duration
+    let connectTimeout: Duration
+    let maxBodyBytes: Int
+    let metrics = ServeMetrics.makeRegistry()
+    private let created = Int(Date().timeIntervalSince1970)
+    private let lock = NSLock()
+    private var preferred = 0
+    private var counter: UInt64 = 0
+    private var running = 0
+
+    init(
+        endpoints: [String], curve: CurveClientKeys?, modelName: String, timeout: Duration, connectTimeout: Duration,
+        maxBodyBytes: Int
+    ) {
+        self.endpoints = endpoints
+        self.curve = curve
+        self.modelName = modelName
+        self.timeout = timeout
+        self.connectTimeout = connectTimeout
+        self.maxBodyBytes = maxBodyBytes
+    }
+
+    /// The HTTP handler.
+    func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let route: APIRoute
+        switch APIRoute.match(method: request.method, path: request.path) {
+        case let .success(matched): route = matched
+        case let .failure(error): return errorResponse(error, endpoint: "unknown")
+        }
+        switch route {
+        case .models:
+            count(route, "ok")
+            return json(200, APIModel.list(ids: [modelName], created: created))
+        case .metrics:
+            count(route, "ok")
+            return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
+                                body: Array(metrics.render().utf8))
+        case .health, .ready:
+            return health(route)
+        case .chatCompletions:
+            do throws(APIError) {
+                let parsed = try ChatCompletionRequest.parse(request.body)
+                return generate(parsed.generate, options: parsed.options, route: route)
+            } catch {
+                return errorResponse(error, endpoint: route.name)
+            }
+        case .completions:
+            do throws(APIError) {
+                let parsed = try CompletionRequest.parse(request.body)
+                return generate(parsed.generate, options: parsed.options, route: route)
+            } catch {
+                return errorResponse(error, endpoint: route.name)
+            }
+        }
+    }
+
+    // MARK: Health
+
+    /// The cluster's health: 200 when every expert has a live replica, else 503 naming what is missing.
+    private func clusterHealth() -> (Int, [String: Any]) {
+        (503, ["status": "unknown", "reason": "the coordinator's status is not available"])
+    }
+
+    private func health(_ route: APIRoute) -> HTTPResponse {
+        let (status, body) = clusterHealth()
+        count(route, status == 200 ? "ok" : "unavailable")
+        return json(status, JSONBody.bytes(body))
+    }
+
+    // MARK: Generation
+
+    private func nextID(_ route: APIRoute) -> String {
+        lock.lock()
+        counter += 1
+        let number = counter
+        lock.unlock()
+        let prefix = route == .chatCompletions ? "chatcmpl" : "cmpl"
+        return "\(prefix)-\(String(UInt32(truncatingIfNeeded: created), radix: 16))\(String(number, radix: 16))"
+    }
+
+    private func generate(_ generate: Generate, options: GenerationOptions, route: APIRoute) -> HTTPResponse {
+        let identity = AnswerIdentity(id: nextID(route), created: Int(Date().timeIntervalSince1970),
+                                      model: options.model)
+        let pipe = GenerationPipe()
+        if !options.stream {
+            run(generate, route: route, into: pipe)
+            while true {
+                switch pipe.next() {
+                case .token: continue
+                case let .done(done):
+                    let body = route == .chatCompletions
+                        ? Answers.chatCompletion(done, identity: identity, options: options)
+                        : Answers.completion(done, identity: identity, options: options)
+                    return json(200, body)
+                case let .failed(error):
+                    return errorResponse(error, endpoint: nil)
+                }
+            }
+        }
+        let thread = Thread { [self] in run(generate, route: route, into: pipe) }
+        thread.name = "mope-serve-stream"
+        thread.stackSize = 4 << 20
+        thread.start()
+        // The status line waits for the first event, so that a refused request gets its real status.
+        let first = pipe.next()
+        if case let .failed(error) = first { return errorResponse(error, endpoint: nil) }
+        let stream = SSEStream(first: first, pipe: pipe, identity: identity, options: options, route: route)
+        return HTTPResponse(
+            status: 200,
+            headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")],
+            body: .stream(HTTPStream(next: { stream.next() }, onClose: { gone in if gone { pipe.cancel() } }))
+        )
+    }
+
+    /// Runs one request against the coordinators (the first that accepts a connection), pushing its events.
+    private func run(_ generate: Generate, route: APIRoute, into pipe: GenerationPipe) {
+        let start = ContinuousClock.now
+        var last: ContinuousClock.Instant?
+        adjustRunning(+1)
+        defer { adjustRunning(-1) }
+        lock.lock()
+        let first = preferred
+        lock.unlock()
+        var outcome = "error"
+        defer {
+            count(route, outcome)
+            metrics.observe(ServeMetrics.requestDuration, seconds(start.duration(to: .now)),
+                            labels: [("endpoint", route.name)])
+        }
+        for attempt in 0..<endpoints.count {
+            let index = (first + attempt) % endpoints.count
+            let endpoint = endpoints[index]
+            do throws(ClientError) {
+                let client = try CoordinatorClient(endpoint: endpoint, curve: curve, connectTimeout: connectTimeout)
+                let done = try client.generate(generate, timeout: timeout, isCancelled: { pipe.isCancelled }) { event in
+                    let now = ContinuousClock.now
+                    if let last {
+                        metrics.observe(ServeMetrics.interTokenLatency, seconds(last.duration(to: now)))
+                    } else {
+                        metrics.observe(ServeMetrics.timeToFirstToken, seconds(start.duration(to: now)))
+                    }
+                    last = now
+                    pipe.push(.token(event))
+                }
+                lock.lock()
+                preferred = index
+                lock.unlock()
+                metrics.add(ServeMetrics.tokens, Double(done.tokens))
+                if done.failovers > 0 { metrics.add(ServeMetrics.failovers, Double(done.failovers)) }
+                if !done.lostExperts.isEmpty { metrics.add(ServeMetrics.degraded) }
+                outcome = done.lostExperts.isEmpty ? "ok" : "degraded"
+                pipe.push(.done(done))
+                return
+            } catch {
+                switch error {
+                case .unreachable where attempt + 1 < endpoints.count:
+                    continue
+                case .cancelled:
+                    outcome = "client_gone"
+                default:
+                    break
+                }
+                pipe.push(.failed(Self.apiError(error)))
+                return
+            }
+        }
+    }
+
+    static func apiError(_ error: ClientError) -> APIError {
+        switch error {
+        case let .rejected(reply): APIError(reply: reply)
+        case .timeout: .timeout(error.description)
+        case .unreachable: .unavailable(error.description, code: "coordinator_unavailable")
+        case .cancelled: APIError(status: 499, message: error.description, type: "cancelled", code: "cancelled")
+        case .socket: .unavailable(error.description, code: "coordinator_unavailable")
+        }
+    }
+
+    private func adjustRunning(_ delta: Int) {
+        lock.lock()
+        running += delta
+        let now = running
+        lock.unlock()
+        metrics.set(ServeMetrics.sessionsRunning, Double(now))
+    }
+
+    // MARK: Answers
+
+    private func count(_ route: APIRoute, _ outcome: String) {
+        metrics.add(ServeMetrics.requests, labels: [("endpoint", route.name), ("outcome", outcome)])
+    }
+
+    private func json(_ status: Int, _ body: [UInt8]) -> HTTPResponse {
+        HTTPResponse(status: status, contentType: "application/json", body: body)
+    }
+
+    /// An error answer, counted by status (and as a request outcome when `endpoint` is given: errors found before
+    /// a generation started).
+    private func errorResponse(_ error: APIError, endpoint: String?) -> HTTPResponse {
+        metrics.add(ServeMetrics.httpErrors, labels: [("code", String(error.status))])
+        if let endpoint { metrics.add(ServeMetrics.requests, labels: [("endpoint", endpoint), ("outcome", "invalid")]) }
+        var headers: [(name: String, value: String)] = []
+        if error.status == 405 { headers.append(("Allow", error.message.components(separatedBy: "use ").last ?? "")) }
+        return HTTPResponse(status: error.status, contentType: "application/json", body: error.body, headers: headers)
+    }
+}
+
+/// Turns a generation's events into server-sent events, pulled by the HTTP server chunk by chunk.
+final class SSEStream: @unchecked Sendable {
+    private let pipe: GenerationPipe
+    private let identity: AnswerIdentity
+    private let options: GenerationOptions
+    private let route: APIRoute
+    private let lock = NSLock()
+    private var pending: GenerationPipe.Event?
+    private var sentRole = false
+    private var ended = false
+    /// The text streamed so far (the end may release text held back as a possible stop string).
+    private var streamed = ""
+
+    init(first: GenerationPipe.Event, pipe: GenerationPipe, identity: AnswerIdentity, options: GenerationOptions,
+         route: APIRoute) {
+        pending = first
+        self.pipe = pipe
+        self.identity = identity
+        self.options = options
+        self.route = route
+    }
+
+    /// The next chunk: a token's text, or the end (finish chunk, usage chunk when asked, `data: [DONE]`); nil
+    /// after the end.
+    func next() -> [UInt8]? {
+        lock.lock()
+        defer { lock.unlock() }
+        while !ended {
+            let event = pending ?? pipe.next()
+            pending = nil
+            let chat = route == .chatCompletions
+            switch event {
+            case let .token(token):
+                if token.text.isEmpty && sentRole { continue }
+                let role = !sentRole
+                sentRole = true
+                streamed += token.text
+                return chat
+                    ? Answers.chatChunk(identity: identity, role: role, text: token.text)
+                    : Answers.completionChunk(identity: identity, text: token.text)
+            case let .done(done):
+                ended = true
+                var out: [UInt8] = []
+                // Text held back as a possible stop string, released only with `done` (after an end of sequence).
+                let rest = done.text.hasPrefix(streamed) ? String(done.text.dropFirst(streamed.count)) : ""
+                if chat && (!sentRole || !rest.isEmpty) {
+                    out += Answers.chatChunk(identity: identity, role: !sentRole, text: rest)
+                } else if !chat && !rest.isEmpty {
+                    out += Answers.completionChunk(identity: identity, text: rest)
+                }
+                out += chat
+                    ? Answers.chatChunk(identity: identity, finish: done.finish, done: done, options: options)
+                    : Answers.completionChunk(identity: identity, text: "", finish: done.finish, done: done,
+                                              options: options)
+                if options.includeUsage {
+                    out += Answers.usageChunk(identity: identity, object: chat ? "chat.completion.chunk"
+                        : "text_completion", done: done)
+                }
+                return out + SSE.done
+            case let .failed(error):
+                ended = true
+                return SSE.error(error) + SSE.done
+            }
+        }
+        return nil
+    }
+}
+
+/// JSON output of Foundation values.
+enum JSONBody {
+    static func bytes(_ object: Any) -> [UInt8] {
+        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { [UInt8]($0) } ?? []
+    }
+}
+
+private func seconds(_ duration: Duration) -> Double {
+    let (whole, fraction) = duration.components
+    return Double(whole) + Double(fraction) * 1e-18
+}
