@@ -180,6 +180,15 @@ public struct CoordinatorCore: Sendable {
     /// A session by id.
     public func session(_ id: SessionID) -> CoordinatorSession? { sessions[id] }
 
+    /// The cluster's state, as a `status` request is answered: every expert of the config with its replicas
+    /// wanted and its registered workers, the sessions running, and whether the coordinator drains.
+    public var status: ClusterStatus {
+        ClusterStatus(
+            draining: isDraining, sessionsRunning: UInt32(clamping: activeSessionCount), sessionsQueued: 0,
+            experts: membership.expertStatus(experts: config.experts.map(\.name))
+        )
+    }
+
     /// The earliest instant the shell must call `onTick` at, if any.
     public var nextDeadline: UInt64? {
         var next = membership.nextTick
@@ -220,6 +229,8 @@ public struct CoordinatorCore: Sendable {
             return onWorkerMessage(message, from: String(decoding: identity, as: UTF8.self), now: now)
         case .generate(let generate):
             return onGenerate(generate, from: identity, now: now)
+        case .status(let request):
+            return [.sendToClient(identity, .statusReply(StatusReply(request: request.request, status: status)))]
         case .heartbeat, .goodbye, .dist, .error:
             // From a worker that is not (or no longer) registered: nothing to act on.
             guard let worker else { return [] }
@@ -228,7 +239,7 @@ public struct CoordinatorCore: Sendable {
             if let worker { return onWorkerMessage(message, from: worker, now: now) }
             return [.sendToClient(identity, .error(ErrorReply(
                 session: 0, code: .badRequest,
-                text: "the coordinator takes only generate requests from clients, not \(message.kind)"
+                text: "the coordinator takes only generate and status requests from clients, not \(message.kind)"
             )))]
         }
     }

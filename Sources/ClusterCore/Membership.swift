@@ -102,6 +102,11 @@ public struct Membership: Sendable {
     public private(set) var workers: [WorkerID: WorkerInfo] = [:]
     /// The vocabulary (size, hash) fixed by the first registered worker.
     public private(set) var vocabulary: (size: UInt32, hash: UInt64)?
+    /// How many times each worker id was accepted (a restart adds one; kept after the worker is removed, for
+    /// at most `maxRememberedRegistrations` ids that are no longer registered).
+    public private(set) var registrations: [WorkerID: Int] = [:]
+    /// The most ids of departed workers whose registration counts are kept.
+    public static let maxRememberedRegistrations = 1024
     /// When `onTick` last ran.
     private var lastTick: UInt64?
 
@@ -150,6 +155,10 @@ public struct Membership: Sendable {
         }
         let replaced = workers[hello.workerID]
         workers[hello.workerID] = WorkerInfo(hello: hello, now: now)
+        registrations[hello.workerID, default: 0] += 1
+        if registrations.count > workers.count + Self.maxRememberedRegistrations {
+            registrations = registrations.filter { workers[$0.key] != nil }
+        }
         return .welcome(Welcome(heartbeatIntervalMs: UInt32(heartbeatIntervalNanos / 1_000_000)), replaced: replaced)
     }
 
@@ -272,6 +281,21 @@ public struct Membership: Sendable {
     /// The names of the experts that have at least one live worker, sorted.
     public var availableExperts: [String] {
         Set(workers.values.filter { $0.state == .live }.map(\.expert)).sorted()
+    }
+
+    /// Every expert of `experts` (names in order, repeated names merged, replicas summed) with its registered
+    /// workers by id; an expert's replica count comes from the config this membership was made from.
+    public func expertStatus(experts: [String]) -> [ExpertStatus] {
+        var seen = Set<String>()
+        return experts.filter { seen.insert($0).inserted }.map { name in
+            let workers = self.workers.values.filter { $0.expert == name }.sorted { $0.id < $1.id }.map { info in
+                WorkerStatus(
+                    id: info.id, sessions: UInt32(clamping: info.load), capacity: info.sessionCapacity,
+                    draining: info.state == .draining, registrations: UInt32(clamping: registrations[info.id] ?? 1)
+                )
+            }
+            return ExpertStatus(name: name, replicas: UInt32(clamping: expectedReplicas[name] ?? 0), workers: workers)
+        }
     }
 
     /// Expected experts (from the config) with fewer live workers than replicas configured, with the count

@@ -49,7 +49,7 @@ public enum ClientError: Error, Sendable, Equatable, CustomStringConvertible {
 ///
 /// `generate` sends a `Generate`, calls `onToken` for every `token` event as it arrives, and returns the `done`
 /// (or throws the coordinator's `error`, or `timeout` when the whole request takes longer than its deadline).
-/// A client is used by one thread at a time; run several clients for concurrent requests (one connection
+/// `status` asks for the cluster's state. A client is used by one thread at a time; run several clients for concurrent requests (one connection
 /// each), or several requests in turn on one client.
 public final class CoordinatorClient {
     /// The coordinator's endpoint.
@@ -122,9 +122,51 @@ public final class CoordinatorClient {
         } else {
             nextRequest = max(nextRequest, request.request &+ 1)
         }
+        return try exchange(.generate(request), timeout: timeout, isCancelled: isCancelled) {
+            message throws(ClientError) in
+            switch message {
+            case let .token(event) where event.request == request.request:
+                onToken(event)
+                return nil
+            case let .done(done) where done.request == request.request:
+                return done
+            case let .error(reply) where reply.session == request.request || reply.session == 0:
+                throw .rejected(reply)
+            default:
+                return nil  // A late reply to an earlier request that timed out.
+            }
+        }
+    }
+
+    /// Asks the coordinator for the cluster's state (workers per expert, sessions, drain).
+    ///
+    /// - Parameter timeout: how long to wait for the answer.
+    /// - Throws: `ClientError.timeout` when no answer comes (the coordinator is down or unreachable),
+    ///   `.rejected` when it refuses the request, `.socket`.
+    public func status(timeout: Duration = .seconds(5)) throws(ClientError) -> ClusterStatus {
+        let id = nextRequest
+        nextRequest += 1
+        return try exchange(.status(StatusRequest(request: id)), timeout: timeout, isCancelled: nil) {
+            message throws(ClientError) in
+            switch message {
+            case let .statusReply(reply) where reply.request == id:
+                return reply.status
+            case let .error(reply) where reply.session == id || reply.session == 0:
+                throw .rejected(reply)
+            default:
+                return nil  // A late reply to an earlier request.
+            }
+        }
+    }
+
+    /// Sends `message` and hands every decoded reply to `handle` until it returns a result, within `timeout`
+    /// (and while `isCancelled` says false).
+    private func exchange<T>(
+        _ message: Message, timeout: Duration, isCancelled: (() -> Bool)?, handle: (Message) throws(ClientError) -> T?
+    ) throws(ClientError) -> T {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        let frame = WireCodec.encode(.generate(request))
+        let frame = WireCodec.encode(message)
         do {
             if let connectTimeout {
                 let connectBy = clock.now.advanced(by: connectTimeout)
@@ -162,17 +204,8 @@ public final class CoordinatorClient {
                 throw .socket(error)
             }
             guard let frames, let payload = frames.last else { continue }
-            guard let message = try? WireCodec.decode(payload) else { continue }
-            switch message {
-            case let .token(event) where event.request == request.request:
-                onToken(event)
-            case let .done(done) where done.request == request.request:
-                return done
-            case let .error(reply) where reply.session == request.request || reply.session == 0:
-                throw .rejected(reply)
-            default:
-                continue  // A late reply to an earlier request that timed out.
-            }
+            guard let reply = try? WireCodec.decode(payload) else { continue }
+            if let result = try handle(reply) { return result }
         }
     }
 }

@@ -30,16 +30,13 @@ import Decoding
 /// running sessions finish within `drainGrace` (then fails them), and returns from `run()`. `stop()` ends the loop
 /// at once. Both are safe from any thread.
 ///
-/// The coordinator logs one line per registration to standard error, beginning with
-/// `CoordinatorServer.registeredLogPrefix` followed by the worker id, " expert ", and the expert's name;
-/// `mope cluster` waits for those lines to know every expert is up.
+/// A client's `status` request is answered with the cluster's state (`ClusterStatus`): launchers, scripts and
+/// tests decide readiness from it, never from the log.
 public final class CoordinatorServer: Sendable {
     /// The settings.
     public let settings: CoordinatorSettings
     /// The cluster's tokenizer.
     public let tokenizer: ClusterTokenizer
-    /// The start of every registration log line.
-    public static let registeredLogPrefix = "[coordinator] registered worker "
 
     private let controllerFactory: @Sendable () -> any PreferenceController
     private let control: LoopControl
@@ -126,7 +123,7 @@ public final class CoordinatorServer: Sendable {
     /// Runs the loop on a thread of its own (it blocks) and returns when it ends.
     public func runOnThread() async throws(CoordinatorError) {
         let result: Result<Void, CoordinatorError> = await withCheckedContinuation { continuation in
-            let thread = Thread { [self] in
+            let started = Threads.start(name: "mope-coordinator") { [self] in
                 do throws(CoordinatorError) {
                     try run()
                     continuation.resume(returning: .success(()))
@@ -134,9 +131,9 @@ public final class CoordinatorServer: Sendable {
                     continuation.resume(returning: .failure(error))
                 }
             }
-            thread.name = "mope-coordinator"
-            thread.stackSize = 8 << 20
-            thread.start()
+            if !started {
+                continuation.resume(returning: .failure(.invalidSetting(name: "thread", reason: "cannot start one")))
+            }
         }
         try result.get()
     }

@@ -204,9 +204,9 @@ struct ServerLoop {
     private mutating func writeEvents() {
         for event in core.takeEvents() {
             switch event {
-            case let .workerRegistered(id, expert):
-                // Always written: `mope cluster` waits for these lines.
-                StandardStreams.writeError(CoordinatorServer.registeredLogPrefix + "\(id) expert \(expert)\n")
+            case .workerRegistered:
+                // Written even when quiet: who joined the cluster. (Readiness is read from `status`, not here.)
+                StandardStreams.writeError("[coordinator] \(event.description)\n")
             default:
                 server.log(event.description)
             }

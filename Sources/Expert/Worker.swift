@@ -134,17 +134,12 @@ public final class Worker: Sendable {
     /// Runs the worker on a new thread of its own (the loop blocks; it must not occupy the cooperative pool) and
     /// returns how it ended.
     public func runOnThread() async throws(WorkerError) -> WorkerExit {
-        let result: Result<WorkerExit, WorkerError> = await withCheckedContinuation { continuation in
-            let thread = Thread { [self] in
-                do throws(WorkerError) {
-                    continuation.resume(returning: .success(try run()))
-                } catch {
-                    continuation.resume(returning: .failure(error))
-                }
+        let result = await Threads.run(name: "mope-worker") { [self] () -> Result<WorkerExit, WorkerError> in
+            do throws(WorkerError) {
+                return .success(try run())
+            } catch {
+                return .failure(error)
             }
-            thread.name = "mope-worker"
-            thread.stackSize = 8 << 20
-            thread.start()
         }
         return try result.get()
     }

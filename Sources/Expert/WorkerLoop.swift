@@ -419,7 +419,7 @@ struct WorkerLoop {
             let known = endpoints[e].sessions.session(close.session) != nil
             carryOut(endpoints[e].sessions.onClose(close), for: e)
             if known { worker.log("closed session \(close.session)", expert: e) }
-        case .hello, .goodbye, .dist, .error, .generate, .token, .done:
+        case .hello, .goodbye, .dist, .error, .generate, .token, .done, .status, .statusReply:
             worker.log("ignored an unexpected \(message.kind) message", expert: e)
         }
     }

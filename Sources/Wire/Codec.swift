@@ -19,6 +19,8 @@
 ///   `Request` uses 0 = `.chat` (followed by `[ChatTurn]`, each turn `role` then `content`) and
 ///   1 = `.raw` (followed by the string).
 /// - `heartbeat` has no fields: its frame is exactly the two header bytes.
+/// - `status` is the request id; `statusReply` the request id, then `ClusterStatus`'s fields (`experts` an array
+///   of `ExpertStatus`, each with an array of `WorkerStatus`), in declaration order.
 ///
 /// Nothing may follow the last field (`WireError.trailingBytes`). A frame is at most
 /// `WireLimits.maxFrameBytes`, and each string and array stays within its `WireLimits` entry.
@@ -31,6 +33,8 @@
 ///   that is NaN or +∞ (−∞, a token of probability 0, is allowed; so is any finite value);
 /// - in `dist` and in each `ExpertTrace`: a `tailMass` outside [0, 1] or NaN (senders clamp rounding error into
 ///   the range).
+///
+/// A `statusReply` lists at most `WireLimits.maxExperts` experts of at most `WireLimits.maxStatusWorkers` workers.
 ///
 /// Everything else is left to the receiver (it can answer with a typed `ErrorReply`): a `topK` larger
 /// than `WireLimits.maxTopK`, a token id outside the vocabulary, NaN sampling parameters or weights, an
@@ -240,6 +244,27 @@ extension WireCodec {
                 sink.string(expert.expert)
                 sink.f32(expert.meanWeight)
             }
+        case .status(let m):
+            sink.u64(m.request)
+        case .statusReply(let m):
+            sink.u64(m.request)
+            sink.u8(m.status.protocolVersion)
+            sink.u8(m.status.draining ? 1 : 0)
+            sink.u32(m.status.sessionsRunning)
+            sink.u32(m.status.sessionsQueued)
+            sink.u32(UInt32(truncatingIfNeeded: m.status.experts.count))
+            for expert in m.status.experts {
+                sink.string(expert.name)
+                sink.u32(expert.replicas)
+                sink.u32(UInt32(truncatingIfNeeded: expert.workers.count))
+                for worker in expert.workers {
+                    sink.string(worker.id)
+                    sink.u32(worker.sessions)
+                    sink.u32(worker.capacity)
+                    sink.u8(worker.draining ? 1 : 0)
+                    sink.u32(worker.registrations)
+                }
+            }
         }
     }
 
@@ -418,7 +443,49 @@ extension WireCodec {
                 request: request, finish: finish, tokens: tokens, text: text, lostExperts: lost,
                 failovers: failovers, elapsedMicros: elapsed, promptTokens: promptTokens, experts: experts
             ))
+        case .status:
+            return .status(StatusRequest(request: try r.u64("status.request")))
+        case .statusReply:
+            return .statusReply(try decodeStatusReply(&r))
         }
+    }
+
+    static func decodeStatusReply(_ r: inout WireReader) throws(WireError) -> StatusReply {
+        let request = try r.u64("statusReply.request")
+        let version = try r.u8("statusReply.protocolVersion")
+        let draining = try r.bool("statusReply.draining")
+        let running = try r.u32("statusReply.sessionsRunning")
+        let queued = try r.u32("statusReply.sessionsQueued")
+        // Each expert holds at least a name length, a replica count and a worker count.
+        let expertCount = try r.count("statusReply.experts", limit: WireLimits.maxExperts, minElementBytes: 12)
+        var experts: [ExpertStatus] = []
+        experts.reserveCapacity(expertCount)
+        for _ in 0..<expertCount {
+            let name = try r.string("statusReply.experts.name")
+            let replicas = try r.u32("statusReply.experts.replicas")
+            // Each worker holds at least an id length, two counts, a bool and a registration count.
+            let workerCount = try r.count(
+                "statusReply.experts.workers", limit: WireLimits.maxStatusWorkers, minElementBytes: 17
+            )
+            var workers: [WorkerStatus] = []
+            workers.reserveCapacity(workerCount)
+            for _ in 0..<workerCount {
+                let id = try r.string("statusReply.experts.workers.id")
+                let sessions = try r.u32("statusReply.experts.workers.sessions")
+                let capacity = try r.u32("statusReply.experts.workers.capacity")
+                let workerDraining = try r.bool("statusReply.experts.workers.draining")
+                let registrations = try r.u32("statusReply.experts.workers.registrations")
+                workers.append(WorkerStatus(
+                    id: id, sessions: sessions, capacity: capacity, draining: workerDraining,
+                    registrations: registrations
+                ))
+            }
+            experts.append(ExpertStatus(name: name, replicas: replicas, workers: workers))
+        }
+        return StatusReply(request: request, status: ClusterStatus(
+            protocolVersion: version, draining: draining, sessionsRunning: running, sessionsQueued: queued,
+            experts: experts
+        ))
     }
 
     static func decodeRequest(_ r: inout WireReader, _ field: StaticString) throws(WireError) -> Request {

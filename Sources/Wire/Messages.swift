@@ -20,7 +20,8 @@
 /// | `error` | w→c | a typed failure for one session |
 ///
 /// Client ↔ coordinator: `generate` (c→coordinator), then a stream of `token` and one `done`
-/// (or `error` with session = the request id).
+/// (or `error` with session = the request id). `status` (c→coordinator) asks for the cluster's state; the
+/// coordinator answers `statusReply` with the same request id (see `ClusterStatus`).
 public enum WireProtocol {
     /// The protocol version this build speaks. A frame whose first byte differs is rejected.
     /// Version 2 added `ExpertTrace.tailMass`; version 3 made the sampling fields and the merge mode of `generate`
@@ -49,12 +50,15 @@ public enum Message: Sendable, Equatable {
     case generate(Generate)
     case token(TokenEvent)
     case done(Done)
+    case status(StatusRequest)
+    case statusReply(StatusReply)
 
     /// The type byte that follows the version byte in a frame.
     public enum Kind: UInt8, Sendable, CaseIterable {
         case hello = 1, welcome = 2, reject = 3, heartbeat = 4, goodbye = 5
         case open = 10, step = 11, replay = 12, dist = 13, close = 14, error = 15
         case generate = 20, token = 21, done = 22
+        case status = 30, statusReply = 31
     }
 
     /// The kind of this message.
@@ -74,6 +78,8 @@ public enum Message: Sendable, Equatable {
         case .generate: .generate
         case .token: .token
         case .done: .done
+        case .status: .status
+        case .statusReply: .statusReply
         }
     }
 }

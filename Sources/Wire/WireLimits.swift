@@ -15,10 +15,13 @@ public struct WireLimits: Sendable {
     public static let maxReplayTokens = 1 << 20
     /// The most turns in a chat request.
     public static let maxChatTurns = 4096
-    /// The most experts in a traced `token` event, and the most lost experts a `done` lists.
+    /// The most experts in a traced `token` event, the most lost experts a `done` lists, and the most experts
+    /// a `statusReply` lists.
     public static let maxExperts = 256
     /// The most end-of-sequence token ids a `hello` lists.
     public static let maxEOSTokens = 256
     /// The most stop strings a `generate` lists.
     public static let maxStopStrings = 256
+    /// The most workers one expert of a `statusReply` lists.
+    public static let maxStatusWorkers = 4096
 }

@@ -1,4 +1,5 @@
 import CLI
+import ProcessSupport
 import Wire
 import ZeroMQ
 
@@ -59,7 +60,7 @@ enum BenchWire: ParsableCommand {
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         let settings = try BenchWireSettings(arguments)
-        let executable = try BenchChildren.currentExecutable()
+        guard let executable = CurrentExecutable.path else { throw BenchWireError.executableNotFound }
         CLI.writeOut(BenchWireReport.header(settings))
         for transport in settings.transports {
             try BenchWireRun(transport: transport, settings: settings, executable: executable).run()
@@ -146,9 +147,9 @@ enum BenchWireError: Error, CustomStringConvertible {
     /// The path of this executable could not be found, so no worker could be started.
     case executableNotFound
     /// A worker process could not be started.
-    case spawnFailed(errno: Int32)
+    case spawnFailed(SpawnError)
     /// A worker process ended before the benchmark finished with it.
-    case workerExited(id: String, status: Int32)
+    case workerExited(id: String, status: ExitStatus)
     /// Not every worker said `hello` before the deadline.
     case workersNotReady(transport: String, missing: [String])
     /// A step went unanswered by some workers until the deadline.
@@ -166,10 +167,10 @@ enum BenchWireError: Error, CustomStringConvertible {
         switch self {
         case .executableNotFound:
             "cannot find the mope executable to start workers from (/proc/self/exe and argv[0] failed)"
-        case .spawnFailed(let code):
-            "cannot start a worker process: \(String(cString: strerror(code)))"
+        case .spawnFailed(let error):
+            "cannot start a worker process: \(error)"
         case .workerExited(let id, let status):
-            "worker \(id) exited early (wait status \(status)); see its messages above"
+            "worker \(id) exited early (\(status)); see its messages above"
         case .workersNotReady(let transport, let missing):
             "workers \(missing.joined(separator: ", ")) did not say hello over \(transport) before the deadline; "
                 + "raise --timeout if the machine is busy"
@@ -307,14 +308,25 @@ struct BenchWireRun {
         defer { if let ipcPath { unlink(ipcPath) } }
 
         let ids = (0..<(settings.workerCounts.max() ?? 1)).map { "worker-\($0)" }
-        let children = BenchChildren()
-        defer { children.stop(within: .seconds(5)) }
+        // One process group, killed and reaped however the run ends (also on SIGINT or SIGTERM).
+        let children = ProcessGroup()
+        ShutdownSignals.onSignal { _ in
+            children.killAll()
+            _exit(128 + SIGINT)
+        }
+        defer {
+            children.killAll()
+            ShutdownSignals.uninstall()
+        }
         for id in ids {
-            try children.spawn(
-                executable, id: id,
-                arguments: [
-                    "bench", "wire-peer", "--connect", endpoint, "--id", id, "--top-k", String(settings.topK),
-                ])
+            do throws(SpawnError) {
+                try children.spawn(
+                    executable, ["bench", "wire-peer", "--connect", endpoint, "--id", id, "--top-k", String(settings.topK)],
+                    name: id
+                )
+            } catch {
+                throw BenchWireError.spawnFailed(error)
+            }
         }
         try awaitHellos(router, ids: ids, children: children)
 
@@ -329,19 +341,19 @@ struct BenchWireRun {
         for (index, id) in ids.enumerated() {
             try router.send([Array(id.utf8), WireCodec.encode(.close(Close(session: Self.session(index))))])
         }
-        children.awaitExit(within: .seconds(5))
+        children.waitAll(timeout: .seconds(5))
     }
 
     /// The session each worker serves (one per worker, so a misrouted reply shows).
     static func session(_ index: Int) -> SessionID { SessionID(1000 + index) }
 
     /// Waits until every worker has registered with a `hello` carrying its id.
-    private func awaitHellos(_ router: ZMQSocket, ids: [String], children: BenchChildren) throws {
+    private func awaitHellos(_ router: ZMQSocket, ids: [String], children: ProcessGroup) throws {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: settings.timeout)
         var missing = Set(ids)
         while !missing.isEmpty {
-            try children.checkRunning()
+            try Self.checkRunning(children)
             let left = clock.now.duration(to: deadline)
             guard left > .zero else {
                 throw BenchWireError.workersNotReady(transport: transport.rawValue, missing: missing.sorted())
@@ -364,7 +376,7 @@ struct BenchWireRun {
 
     /// Runs the warm-up and measured steps with the workers `ids`; returns the codec and raw round trips.
     private func measure(
-        _ router: ZMQSocket, ids: [String], children: BenchChildren
+        _ router: ZMQSocket, ids: [String], children: ProcessGroup
     ) throws -> (codec: [Int64], raw: [Int64]) {
         let routingIDs = ids.map { Array($0.utf8) }
         var indexByRoutingID: [[UInt8]: Int] = [:]
@@ -429,7 +441,7 @@ struct BenchWireRun {
                 }
             }
             if measured { raw.append(Self.nanoseconds(rawStart.duration(to: clock.now))) }
-            if index % 1024 == 1023 { try children.checkRunning() }
+            if index % 1024 == 1023 { try Self.checkRunning(children) }
         }
         return (codec, raw)
     }
@@ -580,89 +592,11 @@ enum BenchWirePeer: ParsableCommand {
 
 // MARK: - Child processes
 
-/// Nonzero while `mope bench wire` has worker processes: their process group, killed on SIGINT/SIGTERM.
-nonisolated(unsafe) private var benchChildGroup: pid_t = 0
-
-/// The worker processes of a benchmark: one process group, always killed and reaped by `stop(within:)`.
-///
-/// Used from one thread only (the benchmark's).
-final class BenchChildren {
-    private(set) var pids: [(id: String, pid: pid_t)] = []
-    private var group: pid_t = 0
-    private var reaped: Set<pid_t> = []
-
-    init() {}
-
-    /// The path of the running executable.
-    static func currentExecutable() throws -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        if count > 0 {
-            return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        }
-        if let first = CommandLine.arguments.first, first.contains("/"), access(first, X_OK) == 0 { return first }
-        throw BenchWireError.executableNotFound
-    }
-
-    /// Starts `executable` with `arguments` in the group of the first child (its own group).
-    func spawn(_ executable: String, id: String, arguments: [String]) throws {
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, group)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, nil, &attributes, argv, environ)
-        guard result == 0 else { throw BenchWireError.spawnFailed(errno: result) }
-        if group == 0 {
-            group = pid
-            benchChildGroup = pid
-            let stop: @convention(c) (Int32) -> Void = { signal in
-                if benchChildGroup != 0 { kill(-benchChildGroup, SIGKILL) }
-                _exit(128 + signal)
-            }
-            signal(SIGINT, stop)
-            signal(SIGTERM, stop)
-        }
-        pids.append((id, pid))
-    }
-
+extension BenchWireRun {
     /// Throws if a worker has exited.
-    func checkRunning() throws {
-        for (id, pid) in pids where !reaped.contains(pid) {
-            var status: Int32 = 0
-            if waitpid(pid, &status, WNOHANG) == pid {
-                reaped.insert(pid)
-                throw BenchWireError.workerExited(id: id, status: status)
-            }
+    static func checkRunning(_ children: ProcessGroup) throws {
+        if let (pid, status) = children.reapExited().first {
+            throw BenchWireError.workerExited(id: children.name(of: pid) ?? "\(pid)", status: status)
         }
-    }
-
-    /// Waits up to `limit` for every worker to exit on its own.
-    func awaitExit(within limit: Duration) {
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: limit)
-        while reapExited() < pids.count && clock.now < deadline { usleep(5_000) }
-    }
-
-    /// Kills the whole group, then reaps every worker, waiting at most `limit`.
-    func stop(within limit: Duration) {
-        if group != 0 && reapExited() < pids.count { kill(-group, SIGKILL) }
-        awaitExit(within: limit)
-        benchChildGroup = 0
-        signal(SIGINT, SIG_DFL)
-        signal(SIGTERM, SIG_DFL)
-    }
-
-    /// Reaps the workers that have exited; returns how many are reaped in all.
-    private func reapExited() -> Int {
-        for (_, pid) in pids where !reaped.contains(pid) {
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid || (result < 0 && errno == ECHILD) { reaped.insert(pid) }
-        }
-        return reaped.count
     }
 }

@@ -27,15 +27,16 @@ enum ClusterCommand: ParsableCommand {
             weights are loaded once and each forward pass batches the sessions of all its experts, which
             is faster when the experts outnumber the cores. Each expert still registers on its own.
 
-            Readiness: the launcher reads the coordinator's log and waits until it has logged
-            "registered worker ID expert NAME" for as many distinct workers of each expert as the config's
-            replicas, then prints "cluster ready". Requests may be sent from then on
-            (`mope generate --coordinator ADDR ...`).
+            Readiness: the launcher asks the coordinator for its status (as `mope status` does) until every
+            expert has as many live workers as the config's replicas, then prints "cluster ready". Requests
+            may be sent from then on (`mope generate --coordinator ADDR ...`).
 
             SIGTERM or SIGINT stops the cluster: every child gets SIGTERM (they drain), and SIGKILL after
-            --stop-grace seconds. The launcher exits 0 after a requested stop, 1 if the coordinator dies or
-            the cluster is not ready within --ready-timeout seconds (the children are stopped then too).
-            A worker that dies is reported and not restarted (the coordinator fails over or degrades).
+            --stop-grace seconds. The launcher exits 0 after a requested stop, 1 when a child (the coordinator
+            or a worker) exits before the cluster is ready (naming the child and its exit status), when the
+            coordinator exits later, or when the cluster is not ready within --ready-timeout seconds (the
+            children are stopped then too). A worker that dies after the cluster was ready is reported and not
+            restarted (the coordinator fails over or degrades).
             If the launcher itself dies (even by SIGKILL), its children notice within a second that their
             parent is gone and drain and exit as on SIGTERM.
             """,
@@ -52,6 +53,7 @@ enum ClusterCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        ShutdownSignals.install()
         let configPath = try arguments.require("config")
         let config = try ClusterConfig.load(contentsOf: configPath)
         let endpoint = arguments.value("endpoint") ?? config.coordinator
@@ -67,18 +69,27 @@ enum ClusterCommand: ParsableCommand {
             )
         }
         let curve = try arguments.value("curve-secret-key").map { try CurveKeyPair(secretKey: $0) }
+        guard let executable = CurrentExecutable.path else {
+            CLI.writeErr("error: cannot find the running mope executable to start the children\n")
+            return CLI.failure
+        }
         if getpgrp() != getpid() { _ = setpgid(0, 0) }
 
-        let launcher = Launcher(config: config, stopGrace: stopGrace)
-        let signals = SignalHandlers { launcher.events.yield(.signal) }
-        defer { signals.cancel() }
+        let children = ProcessGroup(grouping: .caller)
+        let stop = StopRequest()
+        ShutdownSignals.onSignal { _ in stop.request() }
+        defer { ShutdownSignals.uninstall() }
 
-        let executable = currentExecutable()
         let connectTo = localAddress(of: endpoint)
-        do {
+        let environment = [ParentWatch.variable: "\(getpid())"]
+        var coordinatorPID: pid_t = 0
+        do throws(SpawnError) {
             var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint]
             if let curve { coordinatorArgs += ["--curve-secret-key", curve.secretKey] }
-            try launcher.startCoordinator(executable, coordinatorArgs)
+            coordinatorPID = try children.spawn(
+                executable, coordinatorArgs, name: "coordinator", environment: environment
+            )
+            CLI.writeOut("coordinator pid \(coordinatorPID)\n")
             let shared = arguments.flag("shared-workers") ? true : nil
             for plan in config.workerProcesses(shared: shared) {
                 let ids = plan.ids.joined(separator: ",")
@@ -86,50 +97,94 @@ enum ClusterCommand: ParsableCommand {
                             "--coordinator", connectTo, "--id", ids]
                 if let threads { args += ["--threads", "\(threads)"] }
                 if let curve { args += ["--curve-server-key", curve.publicKey] }
-                try launcher.startWorker(executable, args, id: ids)
+                let pid = try children.spawn(executable, args, name: "worker \(ids)", environment: environment)
+                CLI.writeOut("worker \(ids) pid \(pid)\n")
             }
         } catch {
             CLI.writeErr("error: cannot start a child process: \(error)\n")
-            await launcher.stopAll()
+            children.stop(grace: .milliseconds(Int64(stopGrace * 1000)))
             return CLI.failure
         }
-        Task {
-            try? await Task.sleep(for: .milliseconds(Int64(readyTimeout * 1000)))
-            launcher.events.yield(.readyTimeout)
-        }
-
-        var ready = false
-        for await event in launcher.stream {
-            switch event {
-            case .ready:
-                guard !ready else { continue }
-                ready = true
-                CLI.writeOut("cluster ready: coordinator \(endpoint), \(launcher.workerCount) worker processes\n")
-            case .readyTimeout:
-                guard !ready else { continue }
-                CLI.writeErr("error: the cluster was not ready within \(readyTimeout) s; stopping it\n")
-                await launcher.stopAll()
-                return CLI.failure
-            case .signal:
-                CLI.writeErr("[cluster] stopping every process\n")
-                await launcher.stopAll()
-                return CLI.success
-            case let .exited(name, status, isCoordinator):
-                CLI.writeErr("[cluster] \(name) exited with status \(status)\n")
-                if isCoordinator && !launcher.isStopping {
-                    CLI.writeErr("error: the coordinator exited; stopping the workers\n")
-                    await launcher.stopAll()
-                    return CLI.failure
-                }
+        let workerCount = children.running.count - 1
+        let coordinator = coordinatorPID
+        let clientKeys = try curve.flatMap { try CurveClientKeys.from(serverKey: $0.publicKey, secretKey: nil) }
+        let outcome = await Threads.run(name: "mope-cluster") {
+            supervise(children, coordinator: coordinator, endpoint: connectTo, curve: clientKeys, stop: stop,
+                      readyTimeout: .milliseconds(Int64(readyTimeout * 1000))) {
+                CLI.writeOut("cluster ready: coordinator \(endpoint), \(workerCount) worker processes\n")
             }
         }
-        return CLI.success
+        switch outcome {
+        case .stopRequested:
+            CLI.writeErr("[cluster] stopping every process\n")
+        case let .exitedBeforeReady(name, status):
+            CLI.writeErr("error: \(name) exited (\(status)) before the cluster was ready; stopping the cluster\n")
+        case .coordinatorExited:
+            CLI.writeErr("error: the coordinator exited; stopping the workers\n")
+        case let .notReady(reason):
+            CLI.writeErr("error: the cluster was not ready within \(readyTimeout) s (\(reason)); stopping it\n")
+        }
+        children.stop(grace: .milliseconds(Int64(stopGrace * 1000)))
+        return outcome == .stopRequested ? CLI.success : CLI.failure
     }
 
-    /// The path of the running `mope` binary.
-    static func currentExecutable() -> String {
-        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
-        return Bundle.main.executablePath ?? CommandLine.arguments[0]
+    /// How supervision ended.
+    enum Outcome: Equatable {
+        /// SIGTERM or SIGINT.
+        case stopRequested
+        /// A child exited before the cluster was ready.
+        case exitedBeforeReady(name: String, status: ExitStatus)
+        /// The coordinator exited after the cluster was ready.
+        case coordinatorExited
+        /// The ready timeout passed; what was still missing.
+        case notReady(String)
+    }
+
+    /// Watches the children and, until it is ready, the coordinator's status; calls `onReady` once when it is.
+    /// Blocks until a stop is requested, a child exits before the cluster is ready, the coordinator exits, or
+    /// the cluster is not ready within `readyTimeout`.
+    static func supervise(
+        _ children: ProcessGroup, coordinator: pid_t, endpoint: String, curve: CurveClientKeys?, stop: StopRequest,
+        readyTimeout: Duration, onReady: () -> Void
+    ) -> Outcome {
+        let clock = ContinuousClock()
+        let readyDeadline = clock.now.advanced(by: readyTimeout)
+        var client: CoordinatorClient?
+        var reason = "no answer from the coordinator at \(endpoint)"
+        do throws(ClientError) {
+            client = try CoordinatorClient(endpoint: endpoint, curve: curve)
+        } catch {
+            reason = error.description
+        }
+        var ready = false
+        while true {
+            if stop.isRequested { return .stopRequested }
+            for (pid, status) in children.reapExited() {
+                let name = children.name(of: pid) ?? "child \(pid)"
+                CLI.writeErr("[cluster] \(name) exited with \(status)\n")
+                if !ready, !stop.isRequested { return .exitedBeforeReady(name: name, status: status) }
+                if pid == coordinator, !stop.isRequested { return .coordinatorExited }
+            }
+            if ready {
+                usleep(100_000)
+                continue
+            }
+            do throws(ClientError) {
+                if let status = try client?.status(timeout: .milliseconds(500)) {
+                    if status.ready {
+                        ready = true
+                        onReady()
+                        client = nil
+                        continue
+                    }
+                    reason = status.notReadyReason ?? reason
+                }
+            } catch {
+                if case .socket = error { reason = error.description }
+            }
+            if clock.now >= readyDeadline { return .notReady(reason) }
+            usleep(100_000)
+        }
     }
 
     /// A bind address (`tcp://0.0.0.0:5555`, `tcp://*:5555`) as a local client reaches it.
@@ -141,110 +196,13 @@ enum ClusterCommand: ParsableCommand {
     }
 }
 
-/// What the launcher reacts to.
-enum LauncherEvent: Sendable {
-    case ready
-    case readyTimeout
-    case signal
-    case exited(name: String, status: Int32, isCoordinator: Bool)
-}
+/// A stop asked for by a signal, read by the supervising loop.
+final class StopRequest: Sendable {
+    private let flag = Mutex(false)
 
-/// The launcher's children and the readiness count; callbacks arrive on Foundation's threads.
-final class Launcher: Sendable {
-    private struct State {
-        var children: [(name: String, process: Process)] = []
-        var registered: [String: Set<String>] = [:]
-        var logBuffer: [UInt8] = []
-        var stopping = false
-        var ready = false
-    }
+    /// Records the request.
+    func request() { flag.withLock { $0 = true } }
 
-    let stream: AsyncStream<LauncherEvent>
-    let events: AsyncStream<LauncherEvent>.Continuation
-    private let config: ClusterConfig
-    private let stopGrace: Double
-    private let state = Mutex(State())
-
-    init(config: ClusterConfig, stopGrace: Double) {
-        (stream, events) = AsyncStream.makeStream(of: LauncherEvent.self)
-        self.config = config
-        self.stopGrace = stopGrace
-    }
-
-    var isStopping: Bool { state.withLock { $0.stopping } }
-    var workerCount: Int { state.withLock { $0.children.count - 1 } }
-
-    func startCoordinator(_ executable: String, _ arguments: [String]) throws {
-        let pipe = Pipe()
-        pipe.fileHandleForReading.readabilityHandler = { [self] handle in
-            let data = handle.availableData
-            guard !data.isEmpty else {
-                handle.readabilityHandler = nil
-                return
-            }
-            FileHandle.standardError.write(data)
-            readLog(Array(data))
-        }
-        try start(executable, arguments, name: "coordinator", stderr: pipe, isCoordinator: true)
-    }
-
-    func startWorker(_ executable: String, _ arguments: [String], id: String) throws {
-        try start(executable, arguments, name: "worker \(id)", stderr: nil, isCoordinator: false)
-    }
-
-    private func start(
-        _ executable: String, _ arguments: [String], name: String, stderr: Pipe?, isCoordinator: Bool
-    ) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        environment[ParentWatch.variable] = "\(getpid())"
-        process.environment = environment
-        if let stderr { process.standardError = stderr }
-        process.terminationHandler = { [events] process in
-            events.yield(.exited(name: name, status: process.terminationStatus, isCoordinator: isCoordinator))
-        }
-        try process.run()
-        state.withLock { $0.children.append((name, process)) }
-        CLI.writeOut("\(name) pid \(process.processIdentifier)\n")
-    }
-
-    /// Counts "registered worker ID expert NAME" lines of the coordinator's log.
-    private func readLog(_ bytes: [UInt8]) {
-        let becameReady: Bool = state.withLock { state in
-            state.logBuffer += bytes
-            while let newline = state.logBuffer.firstIndex(of: 0x0A) {
-                let line = String(decoding: state.logBuffer[..<newline], as: UTF8.self)
-                state.logBuffer.removeSubrange(...newline)
-                guard line.hasPrefix(CoordinatorServer.registeredLogPrefix) else { continue }
-                let rest = line.dropFirst(CoordinatorServer.registeredLogPrefix.count)
-                guard let range = rest.range(of: " expert ") else { continue }
-                let id = String(rest[..<range.lowerBound])
-                let expert = String(rest[range.upperBound...])
-                state.registered[expert, default: []].insert(id)
-            }
-            guard !state.ready else { return false }
-            let complete = config.experts.allSatisfy { (state.registered[$0.name]?.count ?? 0) >= $0.replicas }
-            if complete { state.ready = true }
-            return complete
-        }
-        if becameReady { events.yield(.ready) }
-    }
-
-    /// SIGTERM to every child, SIGKILL to those still running after the grace period.
-    func stopAll() async {
-        let children = state.withLock { state in
-            state.stopping = true
-            return state.children.map(\.process)
-        }
-        for process in children where process.isRunning { kill(process.processIdentifier, SIGTERM) }
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: .milliseconds(Int64(stopGrace * 1000)))
-        while clock.now < deadline, children.contains(where: \.isRunning) {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        for process in children where process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        for process in children { process.waitUntilExit() }
-    }
+    /// Whether a stop was requested.
+    var isRequested: Bool { flag.withLock { $0 } }
 }

@@ -3,7 +3,8 @@ import CLI
 /// The subcommands of `mope`, in the order `mope --help` lists them.
 enum MopeCommands {
     static let all: [any ParsableCommand.Type] = [
-        CoordinatorCommand.self, WorkerCommand.self, GenerateCommand.self, ServeCommand.self, ClusterCommand.self, RunCommand.self,
+        CoordinatorCommand.self, WorkerCommand.self, GenerateCommand.self, StatusCommand.self, ServeCommand.self,
+        ClusterCommand.self, RunCommand.self,
         TuneCommand.self, TrainCommand.self, EvalCommand.self, Bench.self, Keygen.self, Version.self,
     ]
 }

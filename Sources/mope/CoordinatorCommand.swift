@@ -1,7 +1,7 @@
 import CLI
 import Coordinator
-import Dispatch
 import Foundation
+import ProcessSupport
 import ZeroMQ
 
 #if canImport(Glibc)
@@ -30,7 +30,7 @@ enum CoordinatorCommand: ParsableCommand {
             field (or --pcm), recomputed at every token; with --uniform, or when no PCM is named, every expert
             the preference names gets an equal share.
 
-            Each registration is logged to standard error as "[coordinator] registered worker ID expert NAME".
+            `mope status --coordinator ADDR` shows the registered workers and whether every expert is up.
             SIGTERM or SIGINT drains: new requests get "error draining", running ones may finish within
             --drain-grace seconds, then the process exits 0; a second signal exits at once.
             Use tcp://0.0.0.0:PORT to accept workers from other machines.
@@ -50,6 +50,9 @@ enum CoordinatorCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        // Caught from the start: a signal while the tokenizer and the PCM load drains as soon as the loop runs.
+        ShutdownSignals.install()
+        defer { ShutdownSignals.uninstall() }
         let configPath = try arguments.require("config")
         var config = try ClusterConfig.load(contentsOf: configPath)
         for index in config.experts.indices {
@@ -110,8 +113,7 @@ enum CoordinatorCommand: ParsableCommand {
             CLI.writeErr("error: \(error.description)\n")
             return CLI.failure
         }
-        let signals = SignalHandlers { server.drain() }
-        defer { signals.cancel() }
+        ShutdownSignals.onSignal { _ in server.drain() }
         do {
             try await server.runOnThread()
         } catch {
@@ -119,25 +121,6 @@ enum CoordinatorCommand: ParsableCommand {
             return CLI.failure
         }
         return CLI.success
-    }
-}
-
-/// Runs `handler` on SIGTERM and SIGINT (the default actions are ignored while it is installed).
-final class SignalHandlers {
-    private let sources: [any DispatchSourceSignal]
-
-    init(signals: [Int32] = [SIGTERM, SIGINT], handler: @escaping @Sendable () -> Void) {
-        sources = signals.map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler(handler: handler)
-            source.resume()
-            return source
-        }
-    }
-
-    func cancel() {
-        for source in sources { source.cancel() }
     }
 }
 

@@ -3,6 +3,7 @@ import ClusterCore
 import Coordinator
 import Decoding
 import Foundation
+import ProcessSupport
 import Wire
 import ZeroMQ
 
@@ -169,7 +170,7 @@ enum GenerateCommand: ParsableCommand {
         let all = await withTaskGroup(of: Result<Done, ClientError>.self) { group in
             for _ in 0..<count {
                 group.addTask {
-                    await runOnThread { () -> Result<Done, ClientError> in
+                    await Threads.run(name: "mope-generate") { () -> Result<Done, ClientError> in
                         do throws(ClientError) {
                             let client = try CoordinatorClient(endpoint: endpoint, curve: curve)
                             return .success(try client.generate(request, timeout: timeout))
@@ -212,15 +213,6 @@ enum GenerateCommand: ParsableCommand {
     }
 
     static func format(_ value: Double) -> String { String(format: "%.2f", value) }
-}
-
-/// Runs blocking work on a thread of its own (never on the cooperative pool).
-func runOnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { continuation in
-        let thread = Thread { continuation.resume(returning: body()) }
-        thread.stackSize = 4 << 20
-        thread.start()
-    }
 }
 
 /// Writes text to standard output at once (unbuffered streaming).

@@ -4,6 +4,7 @@ import Dispatch
 import Foundation
 import HTTPServer
 import OpenAIAPI
+import ProcessSupport
 import Wire
 import ZeroMQ
 
@@ -62,6 +63,8 @@ enum ServeCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        ShutdownSignals.install()
+        defer { ShutdownSignals.uninstall() }
         let endpoints = try arguments.require("coordinator").split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         guard !endpoints.isEmpty else {
@@ -114,15 +117,21 @@ enum ServeCommand: ParsableCommand {
             + endpoints.joined(separator: ", ") + ")\n")
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let once = Once()
-            let signals = SignalHandlers {
+            ShutdownSignals.onSignal { count in
+                if count >= 2 {
+                    server.stop()
+                    CLI.writeErr("[serve] second signal: stopped\n")
+                    exit(CLI.success)
+                }
                 guard once.first() else { return }
-                CLI.writeErr("[serve] draining: \(server.activeRequests) requests running\n")
-                let ended = server.drain(timeout: .milliseconds(Int64(grace * 1000)))
-                server.stop()
-                CLI.writeErr(ended ? "[serve] drained\n" : "[serve] drain grace over; stopped\n")
-                continuation.resume()
+                Threads.start(name: "mope-serve-drain", stackSize: 1 << 20) {
+                    CLI.writeErr("[serve] draining: \(server.activeRequests) requests running\n")
+                    let ended = server.drain(timeout: .milliseconds(Int64(grace * 1000)))
+                    server.stop()
+                    CLI.writeErr(ended ? "[serve] drained\n" : "[serve] drain grace over; stopped\n")
+                    continuation.resume()
+                }
             }
-            once.keep(signals)
         }
         return CLI.success
     }
@@ -138,11 +147,10 @@ enum ServeCommand: ParsableCommand {
     }
 }
 
-/// Lets a signal handler run its body once, and keeps the handlers alive while the command waits.
+/// Lets a signal handler run its body once.
 private final class Once: @unchecked Sendable {
     private let lock = NSLock()
     private var done = false
-    private var kept: SignalHandlers?
 
     func first() -> Bool {
         lock.lock()
@@ -150,12 +158,6 @@ private final class Once: @unchecked Sendable {
         if done { return false }
         done = true
         return true
-    }
-
-    func keep(_ handlers: SignalHandlers) {
-        lock.lock()
-        kept = handlers
-        lock.unlock()
     }
 }
 

@@ -2,7 +2,7 @@ import CLI
 import Coordinator
 import Expert
 import Foundation
-import Synchronization
+import ProcessSupport
 import ZeroMQ
 
 #if canImport(Glibc)
@@ -59,9 +59,10 @@ enum WorkerCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        // Caught before the model loads: a signal during loading drains the worker as soon as it exists.
+        ShutdownSignals.install()
+        defer { ShutdownSignals.uninstall() }
         let settings = try settings(arguments)
-        let signals = SignalDrain()
-        defer { signals.cancel() }
         let worker: Worker
         do {
             worker = try Worker(settings: settings)
@@ -69,7 +70,7 @@ enum WorkerCommand: ParsableCommand {
             CLI.writeErr("error: \(error.description)\n")
             return CLI.failure
         }
-        signals.attach(worker)
+        ShutdownSignals.onSignal { count in count == 1 ? worker.drain() : worker.stop() }
         let exit: WorkerExit
         do {
             exit = try await worker.runOnThread()
@@ -155,89 +156,5 @@ enum WorkerCommand: ParsableCommand {
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.curve = try CurveOptions.clientKeys(arguments)
         return settings
-    }
-}
-
-/// SIGTERM and SIGINT drain the worker; a second one stops it at once. Installed before the model loads, so
-/// a signal during loading is not lost: the worker then drains as soon as it exists.
-///
-/// The handler only writes the signal's number to a pipe (async-signal-safe); a thread of its own reads the pipe
-/// and tells the worker. (A dispatch signal source registers asynchronously, leaving a window at start-up in
-/// which SIGTERM still kills the process.)
-final class SignalDrain {
-    private let target = SignalTarget()
-    private let readDescriptor: Int32
-
-    init() {
-        var fds: [Int32] = [-1, -1]
-        if pipe(&fds) != 0 { fds = [-1, -1] }
-        readDescriptor = fds[0]
-        signalPipeWriteDescriptor = fds[1]
-        guard fds[0] >= 0 else { return }
-        let handler: @convention(c) (Int32) -> Void = { number in
-            var byte = UInt8(truncatingIfNeeded: number)
-            _ = write(signalPipeWriteDescriptor, &byte, 1)
-        }
-        signal(SIGTERM, handler)
-        signal(SIGINT, handler)
-        let target = self.target
-        let descriptor = fds[0]
-        let thread = Thread {
-            var byte: UInt8 = 0
-            while true {
-                let n = read(descriptor, &byte, 1)
-                if n == 1 {
-                    if byte == 0xFF { return }
-                    target.received()
-                } else if n < 0 && errno == EINTR {
-                    continue
-                } else {
-                    return
-                }
-            }
-        }
-        thread.name = "mope-signals"
-        thread.start()
-    }
-
-    /// The worker the signals go to; a signal that came before is delivered now.
-    func attach(_ worker: Worker) { target.attach(worker) }
-
-    /// Restores the default actions and ends the reading thread.
-    func cancel() {
-        signal(SIGTERM, SIG_DFL)
-        signal(SIGINT, SIG_DFL)
-        var stop: UInt8 = 0xFF
-        if signalPipeWriteDescriptor >= 0 { _ = write(signalPipeWriteDescriptor, &stop, 1) }
-    }
-}
-
-/// The write end of the signal pipe, read by the C signal handler (set once, before the handler is installed).
-nonisolated(unsafe) private var signalPipeWriteDescriptor: Int32 = -1
-
-/// Where signals go: the worker once it exists, and how many signals came.
-final class SignalTarget: Sendable {
-    private struct State: Sendable {
-        var worker: Worker?
-        var signals = 0
-    }
-
-    private let state = Mutex(State())
-
-    func attach(_ worker: Worker) {
-        let pending = state.withLock {
-            $0.worker = worker
-            return $0.signals
-        }
-        if pending >= 1 { worker.drain() }
-        if pending >= 2 { worker.stop() }
-    }
-
-    func received() {
-        let (worker, count) = state.withLock {
-            $0.signals += 1
-            return ($0.worker, $0.signals)
-        }
-        if count == 1 { worker?.drain() } else { worker?.stop() }
     }
 }

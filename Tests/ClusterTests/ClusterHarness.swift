@@ -183,16 +183,15 @@ final class TestCluster {
         try waitForRegistrations(plans.flatMap(\.ids).map { ($0, 1) })
     }
 
-    /// How many times each worker id was registered, from the coordinator's log.
+    /// The coordinator's status answer (nil while it does not answer).
+    func status(timeout: Duration = .seconds(2)) -> ClusterStatus? {
+        try? client().status(timeout: timeout)
+    }
+
+    /// How many times each registered worker id was registered, from the coordinator's status answer.
     func registrations() -> [String: Int] {
-        let text = (try? String(contentsOfFile: coordinatorLog, encoding: .utf8)) ?? ""
-        var counts: [String: Int] = [:]
-        for line in text.split(separator: "\n") where line.hasPrefix(CoordinatorServer.registeredLogPrefix) {
-            let rest = line.dropFirst(CoordinatorServer.registeredLogPrefix.count)
-            guard let range = rest.range(of: " expert ") else { continue }
-            counts[String(rest[..<range.lowerBound]), default: 0] += 1
-        }
-        return counts
+        let workers = status()?.workers ?? []
+        return Dictionary(workers.map { ($0.id, Int($0.registrations)) }, uniquingKeysWith: max)
     }
 
     /// Waits until each worker id has registered at least the given number of times.
@@ -204,7 +203,7 @@ final class TestCluster {
             if group.wait(coordinatorPID, timeout: .zero) != nil {
                 throw HarnessError("the coordinator exited:\n\(logs())")
             }
-            usleep(50_000)
+            usleep(100_000)
         }
         throw HarnessError("workers did not register within \(timeout):\n\(logs())")
     }

@@ -126,6 +126,36 @@ struct ServerTests {
         #expect(second.code == .unavailable)
     }
 
+    @Test("a client's status request is answered with the experts wanted and the workers registered")
+    func statusThroughClient() throws {
+        let running = try Running(heartbeatMs: 1000)
+        defer { running.finish() }
+        let client = try CoordinatorClient(endpoint: running.endpoint)
+        let before = try client.status(timeout: .seconds(10))
+        #expect(before.experts.map(\.name) == ["concise", "friendly"])
+        #expect(before.workers.isEmpty && !before.ready)
+        let worker = try Peer(running.endpoint, id: "w1")
+        guard case .welcome? = try worker.hello("w1", expert: "concise", vocabHash: running.server.tokenizer.vocabHash)
+        else {
+            Issue.record("not welcomed")
+            return
+        }
+        let after = try client.status(timeout: .seconds(10))
+        #expect(after.experts[0].workers == [
+            WorkerStatus(id: "w1", sessions: 0, capacity: 8, draining: false, registrations: 1),
+        ])
+        #expect(after.missing == [MissingReplicas(expert: "friendly", wanted: 1, live: 0)])
+    }
+
+    @Test("status from a coordinator that does not answer times out naming the address")
+    func statusTimeout() throws {
+        let endpoint = "ipc:///tmp/mope-nobody-\(getpid()).sock"
+        let client = try CoordinatorClient(endpoint: endpoint)
+        #expect(throws: ClientError.timeout(endpoint: endpoint, seconds: 0.2)) {
+            try client.status(timeout: .milliseconds(200))
+        }
+    }
+
     @Test("a worker whose vocabulary differs from the cluster tokenizer's is rejected with the reason")
     func vocabularyMismatch() throws {
         let running = try Running()

@@ -86,6 +86,20 @@ enum Samples {
                 experts: [ExpertUsage(expert: "concise", meanWeight: 0.625), ExpertUsage(expert: "humor", meanWeight: 0)]
             )),
             .done(Done(request: 0, finish: .endOfSequence, tokens: 0, text: "")),
+            .status(StatusRequest(request: 5)),
+            .statusReply(StatusReply(request: 5, status: ClusterStatus(
+                draining: false, sessionsRunning: 3, sessionsQueued: 1,
+                experts: [
+                    ExpertStatus(name: "concise", replicas: 2, workers: [
+                        WorkerStatus(id: "concise-1", sessions: 2, capacity: 8, draining: false, registrations: 1),
+                        WorkerStatus(id: "concise-2", sessions: 1, capacity: 8, draining: true, registrations: 3),
+                    ]),
+                    ExpertStatus(name: "friendly " + unicode, replicas: 1, workers: []),
+                ]
+            ))),
+            .statusReply(StatusReply(request: 0, status: ClusterStatus(
+                protocolVersion: 0, draining: true, sessionsRunning: 0, experts: []
+            ))),
         ]
     }()
 
@@ -137,6 +151,21 @@ enum Samples {
                 lostExperts: Array(repeating: "x", count: WireLimits.maxExperts), failovers: .max,
                 elapsedMicros: .max
             )),
+            .status(StatusRequest(request: .max)),
+            .statusReply(StatusReply(request: .max, status: ClusterStatus(
+                protocolVersion: .max, draining: true, sessionsRunning: .max, sessionsQueued: .max,
+                experts: (0..<WireLimits.maxExperts).map { index in
+                    ExpertStatus(
+                        name: "e\(index)", replicas: .max,
+                        workers: index == 0
+                            ? (0..<WireLimits.maxStatusWorkers).map {
+                                WorkerStatus(id: "w\($0)", sessions: .max, capacity: .max, draining: $0 % 2 == 0,
+                                             registrations: .max)
+                            }
+                            : []
+                    )
+                }
+            ))),
         ]
     }()
 }

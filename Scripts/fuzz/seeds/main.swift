@@ -51,6 +51,17 @@ let seeds: [Message] = [
         request: 9, finish: .stopString, tokens: 12, text: "Paris", lostExperts: ["humor"], failovers: 2,
         elapsedMicros: 987_654
     )),
+    .status(StatusRequest(request: 5)),
+    .statusReply(StatusReply(request: 5, status: ClusterStatus(
+        draining: false, sessionsRunning: 3, sessionsQueued: 0,
+        experts: [
+            ExpertStatus(name: "concise", replicas: 2, workers: [
+                WorkerStatus(id: "concise-1", sessions: 2, capacity: 8, draining: false, registrations: 1),
+                WorkerStatus(id: "concise-2", sessions: 0, capacity: 8, draining: true, registrations: 2),
+            ]),
+            ExpertStatus(name: "friendly", replicas: 1, workers: []),
+        ]
+    ))),
 ]
 
 do {
