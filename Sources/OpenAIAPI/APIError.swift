@@ -82,7 +82,7 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
 enum JSON {
     /// The bytes of a JSON object built of Foundation values (keys sorted, so the output is stable).
     static func bytes(_ object: Any) -> [UInt8] {
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
             return Array(#"{"error":{"message":"the server could not encode its answer","type":"server_error","param":null,"code":"internal_error"}}"#.utf8)
         }
         return [UInt8](data)

@@ -268,15 +268,40 @@ final class APIService: @unchecked Sendable {
 
     // MARK: Health
 
-    /// The cluster's health: 200 when every expert has a live replica, else 503 naming what is missing.
-    private func clusterHealth() -> (Int, [String: Any]) {
-        (503, ["status": "unknown", "reason": "the coordinator's status is not available"])
-    }
-
+    /// `/health`: 200 when every expert has at least one live worker, `/ready`: 200 when every expert has its
+    /// wanted replicas live and the coordinator takes requests; else 503 naming what is missing. The body is the
+    /// coordinator's status as `mope status --json` prints it, with a `reason` when the answer is 503.
     private func health(_ route: APIRoute) -> HTTPResponse {
-        let (status, body) = clusterHealth()
-        count(route, status == 200 ? "ok" : "unavailable")
-        return json(status, JSONBody.bytes(body))
+        var failure = "no coordinator configured"
+        for endpoint in endpoints {
+            do throws(ClientError) {
+                let client = try CoordinatorClient(endpoint: endpoint, curve: curve, connectTimeout: connectTimeout)
+                let status = try client.status(timeout: connectTimeout)
+                let healthy: Bool
+                let reason: String?
+                if route == .ready {
+                    healthy = status.ready
+                    reason = status.notReadyReason
+                } else {
+                    let dead = status.experts.filter { $0.live == 0 }.map(\.name)
+                    healthy = !status.draining && dead.isEmpty
+                    reason = status.draining ? "the coordinator is draining"
+                        : dead.isEmpty ? nil : "no live worker for " + dead.joined(separator: ", ")
+                }
+                var body = (try? JSONSerialization.jsonObject(with: Data(StatusCommand.jsonText(status).utf8)))
+                    as? [String: Any] ?? [:]
+                body["coordinator"] = endpoint
+                if let reason, !healthy { body["reason"] = reason }
+                count(route, healthy ? "ok" : "unavailable")
+                if !healthy { metrics.add(ServeMetrics.httpErrors, labels: [("code", "503")]) }
+                return json(healthy ? 200 : 503, JSONBody.bytes(body))
+            } catch {
+                failure = "\(endpoint): \(error.description)"
+            }
+        }
+        count(route, "unavailable")
+        metrics.add(ServeMetrics.httpErrors, labels: [("code", "503")])
+        return json(503, JSONBody.bytes(["ready": false, "reason": failure] as [String: Any]))
     }
 
     // MARK: Generation
@@ -488,7 +513,7 @@ final class SSEStream: @unchecked Sendable {
 /// JSON output of Foundation values.
 enum JSONBody {
     static func bytes(_ object: Any) -> [UInt8] {
-        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])).map { [UInt8]($0) } ?? []
+        (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])).map { [UInt8]($0) } ?? []
     }
 }
 
