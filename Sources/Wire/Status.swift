@@ -92,7 +92,7 @@ public struct ClusterStatus: Sendable, Equatable {
     public var experts: [ExpertStatus]
 
     public init(
-        protocolVersion: UInt8 = Wire.version, draining: Bool, sessionsRunning: UInt32, sessionsQueued: UInt32 = 0,
+        protocolVersion: UInt8 = WireProtocol.version, draining: Bool, sessionsRunning: UInt32, sessionsQueued: UInt32 = 0,
         experts: [ExpertStatus]
     ) {
         self.protocolVersion = protocolVersion

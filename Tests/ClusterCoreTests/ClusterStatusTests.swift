@@ -2,7 +2,7 @@ import Preference
 import Testing
 import Wire
 
-@testable import Coordinator
+@testable import ClusterCore
 
 @Suite struct ClusterStatusTests {
     static let client: ClientID = [9, 9]
@@ -22,7 +22,7 @@ import Wire
     @Test("with no worker every expert of the config is listed with its replicas wanted and none live")
     func empty() {
         let status = emptyCluster().status
-        #expect(status.protocolVersion == Wire.version)
+        #expect(status.protocolVersion == WireProtocol.version)
         #expect(status.experts.map(\.name) == ["concise", "friendly"])
         #expect(status.experts.map(\.replicas) == [2, 1])
         #expect(status.workers.isEmpty)
