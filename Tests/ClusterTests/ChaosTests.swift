@@ -1,5 +1,6 @@
 import Coordinator
 import Foundation
+import TestKit
 import Testing
 import Wire
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 
 /// `mope run` as a process: what the model is fed for a user's message.
@@ -7,7 +8,7 @@ import Testing
     static let controls: Set<Int32> = [0, 1, 2]
 
     static func promptTokens(_ extra: [String]) throws -> [Int32] {
-        let run = try MopeProcess.run(["run", "--model", TinyExperts.model("tiny-a.gguf"), "--threads", "1",
+        let run = try MopeProcess.run(["run", "--model", Fixtures.path("tiny-a.gguf"), "--threads", "1",
                                        "--print-prompt-tokens"] + extra, deadline: .seconds(120))
         try #require(run.status == 0, "\(run.errorOutput)")
         return run.output.split(whereSeparator: \.isWhitespace).compactMap { Int32($0) }

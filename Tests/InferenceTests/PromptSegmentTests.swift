@@ -1,3 +1,4 @@
+import TestKit
 import Testing
 @testable import Inference
 
@@ -15,7 +16,7 @@ import Testing
 
     /// The tiny models' vocabulary: ChatML with <|endoftext|> (0), <|im_start|> (1), <|im_end|> (2) as control tokens.
     static func tinyChatML() throws -> (tokenizer: any Tokenizer, template: ChatTemplate) {
-        let vocabulary = try TokenizerVocabulary(gguf: GGUFFile(path: TestFiles.fixture("tiny-a.gguf")))
+        let vocabulary = try TokenizerVocabulary(gguf: GGUFFile(path: Fixtures.path("tiny-a.gguf")))
         return (try makeTokenizer(vocabulary), try ChatTemplate(vocabulary: vocabulary))
     }
 
