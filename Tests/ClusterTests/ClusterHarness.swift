@@ -135,6 +135,18 @@ final class TestCluster {
         throw HarnessError("the cluster was not ready within \(timeout):\n\(logs())")
     }
 
+    /// Waits until the coordinator's status answer satisfies `condition` (described by `what` in the failure).
+    func waitForStatus(
+        _ what: String, timeout: Duration = .seconds(90), _ condition: (ClusterStatus) -> Bool
+    ) throws {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if let status = status(), condition(status) { return }
+            usleep(50_000)
+        }
+        throw HarnessError("the coordinator's status did not show \(what) within \(timeout):\n\(logs())")
+    }
+
     /// Every log of the cluster, for failure messages.
     func logs() -> String {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []

@@ -280,9 +280,16 @@ struct ClusterTests {
         #expect(cluster.group.wait(generate, timeout: .seconds(90)) == .exited(0))
         #expect(((try? String(contentsOfFile: generated, encoding: .utf8)) ?? "").contains("finish: "))
 
-        // Long after the launcher saw the status say ready.
-        let said = (try? String(contentsOfFile: cluster.launcherLog, encoding: .utf8)) ?? ""
-        #expect(said.contains("cluster ready: coordinator \(cluster.endpoint), 2 worker processes"), "\(said)")
+        // The launcher announces what its own status polls found (readiness itself came from the status above).
+        let announcement = "cluster ready: coordinator \(cluster.endpoint), 2 worker processes"
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        var said = ""
+        repeat {
+            said = (try? String(contentsOfFile: cluster.launcherLog, encoding: .utf8)) ?? ""
+            if said.contains(announcement) { break }
+            usleep(50_000)
+        } while ContinuousClock.now < deadline
+        #expect(said.contains(announcement), "\(said)")
 
         cluster.group.signal(launcher, SIGTERM)
         #expect(cluster.group.wait(launcher, timeout: .seconds(30)) == .exited(0))
