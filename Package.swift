@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Wire", "Preference"]),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Decoding", "Wire", "Preference", "TestKit"]),
         .testTarget(name: "CoordinatorTests", dependencies: [
-            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference", "TestKit",
+            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference", "ProcessSupport", "TestKit",
         ]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference", "TestKit"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Decoding", "Wire", "TestKit"]),

@@ -186,12 +186,10 @@ func concurrently<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) -
     let group = DispatchGroup()
     for index in 0..<count {
         group.enter()
-        let thread = Thread {
+        Threads.start(name: "mope-test-\(index)", stackSize: 4 << 20) {
             results.set(index, body(index))
             group.leave()
         }
-        thread.stackSize = 4 << 20
-        thread.start()
     }
     group.wait()
     return results.values

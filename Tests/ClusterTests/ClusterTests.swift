@@ -355,18 +355,12 @@ struct ClusterTests {
 
     /// The expert's own greedy answer from `mope run` with the same model and system prompt.
     func runLocally(_ expert: TestExpert, prompt: String, maxTokens: Int, mope: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mope)
-        process.arguments = ["run", "--model", expert.model, "--system-prompt", expert.systemPrompt,
-                             "--prompt", prompt, "--max-tokens", "\(maxTokens)", "--threads", "1"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0)
-        var text = String(decoding: data, as: UTF8.self)
+        let run = try ChildProcess.run(mope, [
+            "run", "--model", expert.model, "--system-prompt", expert.systemPrompt, "--prompt", prompt,
+            "--max-tokens", "\(maxTokens)", "--threads", "1",
+        ])
+        try #require(run.status == 0, "\(run.errorOutput)")
+        var text = run.output
         if text.hasSuffix("\n") { text.removeLast() }
         return text
     }

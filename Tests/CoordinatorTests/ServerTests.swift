@@ -6,6 +6,7 @@ import Foundation
 import Inference
 import Preference
 import TestKit
+import ProcessSupport
 import Testing
 import Wire
 import ZeroMQ
@@ -47,11 +48,10 @@ struct ServerTests {
             server = try CoordinatorServer(settings: settings)
             let server = server
             let ended = ended
-            let thread = Thread {
+            Threads.start(name: "mope-test-server") {
                 try? server.run()
                 ended.signal()
             }
-            thread.start()
         }
 
         /// Waits until `run()` returned (true) or `timeout` passed (false).
