@@ -82,24 +82,26 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI", "Wire", "Preference"]),
         // Helpers shared by the test targets that run the package's executables as child processes.
-        .target(name: "TestKit", path: "Tests/TestKit"),
-        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "TestKit"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels"]),
+        .target(name: "TestKit", dependencies: ["ProcessSupport"], path: "Tests/TestKit"),
+        .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "ProcessSupport", "TestKit"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels", "TestKit"]),
         .testTarget(name: "WorkerCoreTests", dependencies: ["WorkerCore", "Wire", "Inference"]),
-        .testTarget(name: "ExpertTests", dependencies: ["Expert", "WorkerCore", "Wire", "Inference"]),
-        .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Wire", "Preference"]),
-        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Decoding", "Wire", "Preference"]),
-        .testTarget(name: "CoordinatorTests", dependencies: [
-            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference",
+        .testTarget(name: "ExpertTests", dependencies: [
+            "Expert", "WorkerCore", "Wire", "Inference", "ProcessSupport", "TestKit",
         ]),
-        .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Decoding", "Wire"]),
+        .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Wire", "Preference"]),
+        .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Decoding", "Wire", "Preference", "TestKit"]),
+        .testTarget(name: "CoordinatorTests", dependencies: [
+            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference", "ProcessSupport", "TestKit",
+        ]),
+        .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference", "TestKit"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Decoding", "Wire", "TestKit"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ProcessSupportTests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "ClusterTests", dependencies: [
             "mope", "Wire", "ZeroMQ", "ClusterCore", "Decoding", "Coordinator", "Preference", "Inference", "Expert",
-            "TestKit",
+            "ProcessSupport", "TestKit",
         ]),
-        .testTarget(name: "BenchEngineTests", dependencies: ["mope", "Inference", "CLI"]),
+        .testTarget(name: "BenchEngineTests", dependencies: ["mope", "Inference", "CLI", "TestKit"]),
     ]
 )

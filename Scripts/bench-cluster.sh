@@ -88,8 +88,7 @@ if [ "${BENCH_TIMELINE:-0}" = 1 ]; then mkdir -p "$work/timeline"; export MOPE_T
 "$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" "${SHARE_FLAG[@]}" \
     >"$work/cluster.out" 2>"$work/cluster.err" &
 cluster=$!
-for _ in $(seq 1 1200); do grep -q "cluster ready" "$work/cluster.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "cluster ready" "$work/cluster.out" || { cat "$work/cluster.err" >&2; exit 1; }
+wait_ready "$MOPE" "$ENDPOINT" 120 "$cluster" || { cat "$work/cluster.err" >&2; exit 1; }
 if [ "$SHARED" = 1 ]; then
     echo "cluster: $EXPERTS experts in one worker process ($THREADS thread(s)) + coordinator on $(nproc) cores, $MODEL"
 else

@@ -154,11 +154,10 @@ start_worker() {
         --threads 1 --drain-grace 2 >>"$work/worker-$id.log" 2>&1 & echo $! >"$work/state/$id.pid" )
     echo up >"$work/state/$id.state"
 }
-registrations() { grep -c "^\[coordinator\] registered worker $1 expert " "$work/coordinator.log" 2>/dev/null || true; }
-wait_registered() {  # ID TIMES SECONDS
+wait_registered() {  # ID TIMES SECONDS: until the coordinator's status answer counts ID's registrations
     local end=$(( $(date +%s) + $3 ))
     while [ "$(date +%s)" -lt "$end" ]; do
-        [ "$(registrations "$1")" -ge "$2" ] && return 0
+        [ "$(registrations "$MOPE" "$ENDPOINT" "$1")" -ge "$2" ] && return 0
         alive "$COORDINATOR" || return 1
         sleep 0.1
     done

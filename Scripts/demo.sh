@@ -67,14 +67,11 @@ trap 'exit 130' INT TERM
 say "starting the cluster: coordinator + 6 experts (logs in $logs)"
 "$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --threads "$THREADS" >"$logs/cluster.out" 2>"$logs/cluster.err" &
 cluster=$!
-for _ in $(seq 1 3000); do
-    grep -q "cluster ready" "$logs/cluster.out" 2>/dev/null && break
-    if ! kill -0 "$cluster" 2>/dev/null; then
-        say "the cluster failed to start:"; cat "$logs/cluster.err" >&2; exit 1
-    fi
-    sleep 0.1
-done
-grep -q "cluster ready" "$logs/cluster.out" || { say "the cluster was not ready in 300 s"; cat "$logs/cluster.err" >&2; exit 1; }
+if ! wait_ready "$MOPE" "$ENDPOINT" 300 "$cluster"; then
+    say "the cluster was not ready in 300 s:"; cat "$logs/cluster.err" >&2
+    "$MOPE" status --coordinator "$ENDPOINT" --timeout 2 >&2 || true
+    exit 1
+fi
 sed 's/^/    /' "$logs/cluster.out" >&2
 grep -h "preference controller" "$logs/cluster.err" | sed 's/^\[coordinator\] /    /' >&2 || true
 

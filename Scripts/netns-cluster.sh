@@ -112,15 +112,12 @@ for id in "${!PLACEMENT[@]}"; do
         --coordinator "$ENDPOINT" --threads 1 >"$work/worker-$id.log" 2>&1 &
     disown $!
 done
-end=$(( $(date +%s) + 180 ))
-for id in "${!PLACEMENT[@]}"; do
-    until grep -q "^\[coordinator\] registered worker $id expert " "$work/coordinator.log" 2>/dev/null; do
-        if [ "$(date +%s)" -ge "$end" ]; then
-            echo "netns-cluster: worker $id did not register" >&2; tail -5 "$work"/*.log >&2; exit 1
-        fi
-        sleep 0.2
-    done
-done
+# The status is asked from the client's namespace, as any client reaches the coordinator.
+if ! wait_ready "in_ns $NS_CL $MOPE" "$ENDPOINT" 180; then
+    echo "netns-cluster: the workers did not all register:" >&2
+    in_ns "$NS_CL" "$MOPE" status --coordinator "$ENDPOINT" >&2 || true
+    tail -5 "$work"/*.log >&2; exit 1
+fi
 echo "cluster up: coordinator on $ENDPOINT, workers ${!PLACEMENT[*]} registered over tcp from their namespaces"
 
 PROMPTS=("Tell me about cats." "Why is the sky blue?" "Write a haiku about rain.")
@@ -188,7 +185,7 @@ if [ "$PARTITION" -gt 0 ]; then
             --timeout 180 "$prompt" >"$work/$1.out" 2>"$work/$1.err" || rc=$?
         echo "$rc" >"$work/$1.rc"
     }
-    registered() { grep -c "^\[coordinator\] registered worker $1 expert " "$work/coordinator.log" || true; }
+    registered() { registrations "in_ns $NS_CL $MOPE" "$ENDPOINT" "$1"; }
     echo "phase 3: host 2 ($NS_W2) cut off for $PARTITION s in the middle of a $long-token answer"
     ask before
     before=$(registered knowledgeable-1)

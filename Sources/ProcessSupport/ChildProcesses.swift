@@ -64,7 +64,8 @@ public struct SpawnError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Child processes started, signalled, killed and reaped together.
 ///
-/// With `.own` grouping the first child leads a new process group and every later child joins it, so that
+/// With `.own` grouping the first child leads a new process group and every later child joins it (a child
+/// started once every member has exited leads a new one), so that
 /// `killAll` reaches every descendant that stayed in the group (also grandchildren) with one `kill(-group)`.
 /// With `.caller` the children stay in the caller's group (a launcher that made itself a group leader, so that
 /// `kill -- -PID` from a shell reaches it and its children alike); signals then go to each child in turn.
@@ -156,7 +157,13 @@ public final class ProcessGroup: Sendable {
             let envp = environmentList.map { strdup($0) } + [nil]
             defer { for pointer in argv + envp { free(pointer) } }
             var pid: pid_t = 0
-            let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+            var result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+            if result == EPERM, grouping == .own, state.group != 0 {
+                // Every member of the group has exited, so it is gone: the child leads a new one.
+                posix_spawnattr_setpgroup(&attributes, 0)
+                result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+                if result == 0 { state.group = pid }
+            }
             guard result == 0 else { throw SpawnError(executable: executable, code: result) }
             if grouping == .own, state.group == 0 { state.group = pid }
             state.running.append(pid)

@@ -112,16 +112,10 @@ public enum ParentWatch {
             return !started
         }
         guard first else { return }
-        var thread = pthread_t()
-        let context = UnsafeMutableRawPointer(bitPattern: Int(launcher))
-        if pthread_create(&thread, nil, { context in
-            let launcher = pid_t(truncatingIfNeeded: Int(bitPattern: context))
+        Threads.start(name: "mope-parent", stackSize: 1 << 18) {
             while getppid() == launcher { usleep(500_000) }
             StandardStreams.writeError("the launcher (pid \(launcher)) is gone; shutting down\n")
             kill(getpid(), SIGTERM)
-            return nil
-        }, context) == 0 {
-            pthread_detach(thread)
         }
     }
 }

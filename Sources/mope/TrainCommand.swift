@@ -1,5 +1,6 @@
 import CLI
 import Foundation
+import ProcessSupport
 import Inference
 import Preference
 import Training
@@ -126,13 +127,11 @@ enum TrainCommand: ParsableCommand {
 
     /// Runs the plotting script with python3; a failure is reported, not fatal.
     static func plot(script: String, arguments: [String]) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script] + arguments
-        do {
-            try process.run()
-            process.waitUntilExit()
-            if process.terminationStatus != 0 { CLI.writeErr("note: \(script) failed; no plot written\n") }
+        let children = ProcessGroup()
+        do throws(SpawnError) {
+            let pid = try children.spawn("/usr/bin/env", ["python3", script] + arguments, name: script)
+            let status = children.wait(pid, timeout: .seconds(600))
+            if status != .exited(0) { CLI.writeErr("note: \(script) failed; no plot written\n") }
         } catch {
             CLI.writeErr("note: cannot run python3 \(script): \(error); no plot written\n")
         }

@@ -1,12 +1,12 @@
 import CLI
 import Foundation
 import Inference
+import TestKit
 import Testing
 
 @testable import mope
 
-private let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures/tiny-a.gguf").path
+private let tinyModel = Fixtures.tinyA
 
 @Suite struct BenchEngineTests {
     private func settings(repeats: Int = 3) -> EngineBenchmark.Settings {
@@ -62,8 +62,7 @@ private let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponen
         another model or a zero count is refused
         """)
     func benchPCM() async throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
+        let root = Fixtures.packageRoot
         let pcm = root.appendingPathComponent("Configs/pcm/pcm.json").path
         let model = try LanguageModel(path: tinyModel)
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)

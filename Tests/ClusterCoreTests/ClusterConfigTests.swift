@@ -1,15 +1,14 @@
 import Decoding
 import Foundation
 import Preference
+import TestKit
 import Testing
 import Wire
 
 @testable import ClusterCore
 
 @Suite struct ClusterConfigTests {
-    static let configs = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Configs")
+    static let configs = Fixtures.configs
 
     func decode(_ json: String) throws(ConfigError) -> ClusterConfig {
         try ClusterConfig.decode(Data(json.utf8))

@@ -1,5 +1,6 @@
 import Coordinator
 import Foundation
+import TestKit
 import Testing
 import Wire
 
@@ -109,7 +110,12 @@ struct ChaosTests {
                 cluster.group.signal(friendly, SIGSTOP)
                 cluster.group.signal(first, SIGSTOP)
                 cluster.group.signal(first, SIGKILL)
-                try cluster.waitForLogLine("moved an expert to a replica")
+                // The answer has moved: concise-1 is gone from the coordinator and concise-2 holds the session.
+                try cluster.waitForStatus("concise-1 gone and its session on concise-2") { status in
+                    let workers = status.workers
+                    return !workers.contains { $0.id == "concise-1" }
+                        && workers.contains { $0.id == "concise-2" && $0.sessions >= 1 }
+                }
                 try cluster.group.spawn(
                     cluster.mope,
                     ["worker", "--config", cluster.configPath, "--expert", "concise", "--id", "concise-1",
@@ -128,18 +134,6 @@ struct ChaosTests {
         // The restarted "concise-1" registered afresh, so the session may replay to it again.
         #expect(done.lostExperts.isEmpty)
         #expect(done.text == reference.text)
-    }
-}
-
-extension TestCluster {
-    /// Waits until the coordinator's log has a line containing `text`.
-    func waitForLogLine(_ text: String, timeout: Duration = .seconds(90)) throws {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            if ((try? String(contentsOfFile: coordinatorLog, encoding: .utf8)) ?? "").contains(text) { return }
-            usleep(50_000)
-        }
-        throw HarnessError("the coordinator did not log \"\(text)\" within \(timeout):\n\(logs())")
     }
 }
 

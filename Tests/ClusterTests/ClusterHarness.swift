@@ -1,5 +1,7 @@
 import Coordinator
 import Foundation
+import ProcessSupport
+import TestKit
 import Testing
 import Wire
 
@@ -9,35 +11,6 @@ import ClusterCore
 import Decoding
 #endif
 
-/// One expert of a test cluster.
-struct TestExpert {
-    var name: String
-    var model: String
-    var systemPrompt: String
-    var replicas = 1
-}
-
-/// The tiny test experts (random-weight models sharing one vocabulary).
-enum TinyExperts {
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static func model(_ name: String) -> String { root.appendingPathComponent("Tests/Fixtures/\(name)").path }
-
-    static let concise = TestExpert(
-        name: "concise", model: model("tiny-a.gguf"),
-        systemPrompt: "Generate a response that is concise and to the point, without being verbose."
-    )
-    static let friendly = TestExpert(
-        name: "friendly", model: model("tiny-b.gguf"),
-        systemPrompt: "Generate a response that is friendly, witty, funny, and humorous, like a close friend."
-    )
-    static let knowledgeable = TestExpert(
-        name: "knowledgeable", model: model("tiny-c.gguf"),
-        systemPrompt: "Generate a response that only a PhD Student in that specific field could understand."
-    )
-}
-
 /// The `mope` binary's path.
 func mopeBinary() throws -> String { try MopeProcess.binary().path }
 
@@ -45,69 +18,6 @@ func mopeBinary() throws -> String { try MopeProcess.binary().path }
 struct HarnessError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-/// Child processes in one process group of their own; `killAll` (also run by `deinit`) SIGKILLs the group.
-final class ProcessGroup {
-    private(set) var pgid: pid_t = 0
-    private(set) var pids: [pid_t] = []
-
-    /// Starts `executable` with `arguments`, standard output and error appended to `log` (standard input empty).
-    @discardableResult
-    func spawn(_ executable: String, _ arguments: [String], log: String) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-        posix_spawnattr_setpgroup(&attributes, pgid)
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard status == 0 else { throw HarnessError("posix_spawn \(executable): \(String(cString: strerror(status)))") }
-        if pgid == 0 { pgid = pid }
-        pids.append(pid)
-        return pid
-    }
-
-    /// Sends `signal` to one child.
-    func signal(_ pid: pid_t, _ signal: Int32) { _ = kill(pid, signal) }
-
-    /// Waits for a child to exit, at most `timeout`; its exit status, nil if it is still running.
-    func wait(_ pid: pid_t, timeout: Duration) -> Int32? {
-        let deadline = ContinuousClock.now.advanced(by: timeout)
-        while ContinuousClock.now < deadline {
-            var status: Int32 = 0
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid {
-                pids.removeAll { $0 == pid }
-                return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-            }
-            if result < 0 { return -1 }
-            usleep(20_000)
-        }
-        return nil
-    }
-
-    /// SIGKILLs every child (the whole group) and reaps them.
-    func killAll() {
-        guard pgid != 0 else { return }
-        _ = kill(-pgid, SIGCONT)
-        _ = kill(-pgid, SIGKILL)
-        for pid in pids {
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, 0)
-        }
-        pids.removeAll()
-    }
-
-    deinit { killAll() }
 }
 
 /// A coordinator and its workers as real `mope` processes on an ipc endpoint, with short deadlines.
@@ -154,6 +64,8 @@ final class TestCluster {
     }
 
     var coordinatorLog: String { directory.appendingPathComponent("coordinator.log").path }
+    /// Where a `mope cluster` started by a test writes.
+    var launcherLog: String { directory.appendingPathComponent("launcher.log").path }
 
     /// Starts the coordinator and every worker of `experts`, and waits until each has registered. With `shared`,
     /// the experts of one model file share a worker process per replica (`mope cluster --shared-workers`'s plan).
@@ -185,7 +97,7 @@ final class TestCluster {
 
     /// The coordinator's status answer (nil while it does not answer).
     func status(timeout: Duration = .seconds(2)) -> ClusterStatus? {
-        try? client().status(timeout: timeout)
+        try? statusClient?.status(timeout: timeout)
     }
 
     /// How many times each registered worker id was registered, from the coordinator's status answer.
@@ -208,6 +120,33 @@ final class TestCluster {
         throw HarnessError("workers did not register within \(timeout):\n\(logs())")
     }
 
+    /// Waits until the coordinator's status says ready; fails early when `process` (the coordinator or a
+    /// launcher) exits.
+    func waitForReady(process: pid_t? = nil, timeout: Duration = .seconds(90)) throws {
+        let watched = process ?? coordinatorPID
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if status()?.ready == true { return }
+            if let exit = group.wait(watched, timeout: .zero) {
+                throw HarnessError("process \(watched) exited (\(exit)) before the cluster was ready:\n\(logs())")
+            }
+            usleep(100_000)
+        }
+        throw HarnessError("the cluster was not ready within \(timeout):\n\(logs())")
+    }
+
+    /// Waits until the coordinator's status answer satisfies `condition` (described by `what` in the failure).
+    func waitForStatus(
+        _ what: String, timeout: Duration = .seconds(90), _ condition: (ClusterStatus) -> Bool
+    ) throws {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        while ContinuousClock.now < deadline {
+            if let status = status(), condition(status) { return }
+            usleep(50_000)
+        }
+        throw HarnessError("the coordinator's status did not show \(what) within \(timeout):\n\(logs())")
+    }
+
     /// Every log of the cluster, for failure messages.
     func logs() -> String {
         let files = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
@@ -219,6 +158,9 @@ final class TestCluster {
 
     /// A connected client.
     func client() throws -> CoordinatorClient { try CoordinatorClient(endpoint: endpoint) }
+
+    /// One client for the harness's status requests, made on first use.
+    private lazy var statusClient: CoordinatorClient? = try? client()
 
     /// One request, with every token event.
     func generate(
@@ -244,12 +186,10 @@ func concurrently<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) -
     let group = DispatchGroup()
     for index in 0..<count {
         group.enter()
-        let thread = Thread {
+        Threads.start(name: "mope-test-\(index)", stackSize: 4 << 20) {
             results.set(index, body(index))
             group.leave()
         }
-        thread.stackSize = 4 << 20
-        thread.start()
     }
     group.wait()
     return results.values

@@ -3,6 +3,8 @@ import Expert
 import Foundation
 import Inference
 import Preference
+import ProcessSupport
+import TestKit
 import Testing
 import Wire
 
@@ -84,7 +86,7 @@ struct ClusterTests {
         // Three experts of one model file, told apart by their system prompts.
         let experts = [TinyExperts.concise, TinyExperts.friendly, TinyExperts.knowledgeable].map { expert in
             var expert = expert
-            expert.model = TinyExperts.model("tiny-a.gguf")
+            expert.model = Fixtures.path("tiny-a.gguf")
             return expert
         }
         let preferences = ["concise, friendly:2, knowledgeable"] + experts.map(\.name)
@@ -145,7 +147,7 @@ struct ClusterTests {
     func workerRefusesBadExpertLists(arguments: [String], mention: String) throws {
         let absolute = arguments.map { word in
             word.hasPrefix("Configs/") || word.hasPrefix("Tests/")
-                ? TinyExperts.root.appendingPathComponent(word).path : word
+                ? Fixtures.packageRoot.appendingPathComponent(word).path : word
         }
         let run = try MopeProcess.run(["worker"] + absolute + ["--coordinator", "tcp://127.0.0.1:1"],
                                       deadline: .seconds(60))
@@ -155,7 +157,7 @@ struct ClusterTests {
 
     @Test("mope worker with an unreadable logit-bias file fails at start, naming the file")
     func workerRefusesBadBias() throws {
-        let run = try MopeProcess.run(["worker", "--model", TinyExperts.root.appendingPathComponent(
+        let run = try MopeProcess.run(["worker", "--model", Fixtures.packageRoot.appendingPathComponent(
             "Tests/Fixtures/tiny-a.gguf").path, "--expert", "concise", "--bias", "/nonexistent/concise.bias.json",
             "--coordinator", "tcp://127.0.0.1:1"], deadline: .seconds(60))
         #expect(run.status == 1, "\(run.errorOutput)")
@@ -260,7 +262,7 @@ struct ClusterTests {
             if event.step == 1 { cluster.group.signal(cluster.coordinatorPID, SIGTERM) }
         }.done
         #expect(done.tokens >= 1)
-        #expect(cluster.group.wait(cluster.coordinatorPID, timeout: .seconds(20)) == 0)
+        #expect(cluster.group.wait(cluster.coordinatorPID, timeout: .seconds(20)) == .exited(0))
     }
 
     @Test("mope cluster starts every process, reports ready, serves mope generate, and stops them all on SIGTERM")
@@ -275,11 +277,22 @@ struct ClusterTests {
             ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "60", "hello"],
             log: generated
         )
-        #expect(cluster.group.wait(generate, timeout: .seconds(90)) == 0)
+        #expect(cluster.group.wait(generate, timeout: .seconds(90)) == .exited(0))
         #expect(((try? String(contentsOfFile: generated, encoding: .utf8)) ?? "").contains("finish: "))
 
+        // The launcher announces what its own status polls found (readiness itself came from the status above).
+        let announcement = "cluster ready: coordinator \(cluster.endpoint), 2 worker processes"
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        var said = ""
+        repeat {
+            said = (try? String(contentsOfFile: cluster.launcherLog, encoding: .utf8)) ?? ""
+            if said.contains(announcement) { break }
+            usleep(50_000)
+        } while ContinuousClock.now < deadline
+        #expect(said.contains(announcement), "\(said)")
+
         cluster.group.signal(launcher, SIGTERM)
-        #expect(cluster.group.wait(launcher, timeout: .seconds(30)) == 0)
+        #expect(cluster.group.wait(launcher, timeout: .seconds(30)) == .exited(0))
         for child in children {
             #expect(kill(child, 0) != 0, "child \(child) still running")
         }
@@ -311,21 +324,17 @@ struct ClusterTests {
 
     // MARK: Helpers
 
-    /// Starts `mope cluster` on the test cluster's config and waits until it reports ready; the launcher's pid
-    /// and the pids of the children it reported.
+    /// Starts `mope cluster` on the test cluster's config and waits until the coordinator's status says ready;
+    /// the launcher's pid and the pids of the children it reported.
     func startLauncher(_ cluster: TestCluster) throws -> (launcher: pid_t, children: [pid_t]) {
-        let output = cluster.directory.appendingPathComponent("launcher.out").path
+        let output = cluster.launcherLog
         let launcher = try cluster.group.spawn(
             cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
             log: output
         )
-        let deadline = ContinuousClock.now.advanced(by: .seconds(90))
-        while ContinuousClock.now < deadline {
-            if ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").contains("cluster ready") { break }
-            usleep(50_000)
-        }
+        try cluster.waitForReady(process: launcher)
+        // Every child's pid is printed before the launcher starts asking for the status.
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
-        try #require(text.contains("cluster ready"), "\(text)")
         let children = text.split(separator: "\n").compactMap { line -> pid_t? in
             guard let range = line.range(of: " pid ") else { return nil }
             return pid_t(line[range.upperBound...])
@@ -346,18 +355,12 @@ struct ClusterTests {
 
     /// The expert's own greedy answer from `mope run` with the same model and system prompt.
     func runLocally(_ expert: TestExpert, prompt: String, maxTokens: Int, mope: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: mope)
-        process.arguments = ["run", "--model", expert.model, "--system-prompt", expert.systemPrompt,
-                             "--prompt", prompt, "--max-tokens", "\(maxTokens)", "--threads", "1"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        try #require(process.terminationStatus == 0)
-        var text = String(decoding: data, as: UTF8.self)
+        let run = try ChildProcess.run(mope, [
+            "run", "--model", expert.model, "--system-prompt", expert.systemPrompt, "--prompt", prompt,
+            "--max-tokens", "\(maxTokens)", "--threads", "1",
+        ])
+        try #require(run.status == 0, "\(run.errorOutput)")
+        var text = run.output
         if text.hasSuffix("\n") { text.removeLast() }
         return text
     }

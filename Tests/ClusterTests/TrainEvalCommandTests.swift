@@ -1,11 +1,11 @@
 import Foundation
 import Preference
+import TestKit
 import Testing
 
 /// `mope train` and `mope eval` as a user runs them, on the tiny generated model.
 @Suite struct TrainEvalCommandTests {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
+    static let fixtures = Fixtures.directory
 
     /// A scratch folder with two prompts and a three-word sentiment lexicon (VADER's tab-separated format).
     static func workspace() throws -> URL {

@@ -1,14 +1,13 @@
 import ClusterCore
 import Foundation
 import Preference
+import TestKit
 import Testing
 
 @testable import Coordinator
 
 @Suite struct ControllerFactoryTests {
-    static let configs = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Configs")
+    static let configs = Fixtures.configs
 
     @Test("the shipped PCM loads as the coordinator's controller; a file that is not a PCM is a typed error")
     func shippedPCM() throws {

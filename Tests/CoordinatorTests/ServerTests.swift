@@ -5,6 +5,8 @@ import Dispatch
 import Foundation
 import Inference
 import Preference
+import TestKit
+import ProcessSupport
 import Testing
 import Wire
 import ZeroMQ
@@ -12,9 +14,7 @@ import ZeroMQ
 /// The coordinator's shell in this process, against hand-driven worker and client sockets (no model runs).
 @Suite(.serialized)
 struct ServerTests {
-    static let tinyModel = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Tests/Fixtures/tiny-a.gguf").path
+    static let tinyModel = Fixtures.tinyA
 
     /// A running coordinator on a fresh ipc endpoint; `finish()` stops it and waits for its thread.
     final class Running {
@@ -48,11 +48,10 @@ struct ServerTests {
             server = try CoordinatorServer(settings: settings)
             let server = server
             let ended = ended
-            let thread = Thread {
+            Threads.start(name: "mope-test-server") {
                 try? server.run()
                 ended.signal()
             }
-            thread.start()
         }
 
         /// Waits until `run()` returned (true) or `timeout` passed (false).

@@ -1,6 +1,8 @@
 import Foundation
 import Inference
+import ProcessSupport
 import Synchronization
+import TestKit
 import Testing
 import Wire
 import WorkerCore
@@ -11,8 +13,7 @@ import ZeroMQ
 /// Paths and shared model of the worker tests.
 enum WorkerFixtures {
     /// Tests/Fixtures/tiny-a.gguf.
-    static let tinyA = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/tiny-a.gguf").path
+    static let tinyA = Fixtures.tinyA
 
     /// The tiny model, loaded once.
     static let model: Result<LanguageModel, any Error> = Result { try LanguageModel(path: tinyA, threads: 1) }
@@ -142,10 +143,7 @@ final class RunningWorker {
         // A thread of its own, started here: a `Task` would need a free thread of the cooperative pool,
         // which other tests blocking in socket receives can hold for as long as their deadlines.
         let outcome = self.outcome
-        let thread = Thread {
-            // Named from inside, through the kernel's own file: Foundation does not name the system thread on
-            // Linux, and threadCPUTicks finds it by this name.
-            try? "mope-worker-test".write(toFile: "/proc/thread-self/comm", atomically: false, encoding: .utf8)
+        Threads.start(name: "mope-worker-test") {
             let result: Result<WorkerExit, WorkerError>
             do throws(WorkerError) {
                 result = .success(try worker.run())
@@ -154,9 +152,6 @@ final class RunningWorker {
             }
             outcome.value.withLock { $0 = result }
         }
-        thread.name = "mope-worker-test"
-        thread.stackSize = 8 << 20
-        thread.start()
     }
 
     /// Waits for the worker's thread to end, sleeping (not blocking a thread) between looks.

@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 
 @testable import Inference
@@ -11,14 +12,14 @@ struct ReferenceCase: Decodable {
 
 @Suite struct ForwardTests {
     static let reference: [String: [ReferenceCase]] = {
-        guard let data = try? Data(contentsOf: TestFiles.fixtures.appendingPathComponent("reference-tiny.json")),
+        guard let data = try? Data(contentsOf: Fixtures.url("reference-tiny.json")),
               let cases = try? JSONDecoder().decode([String: [ReferenceCase]].self, from: data)
         else { return [:] }
         return cases
     }()
 
     static func load(_ name: String) throws -> LanguageModel {
-        try LanguageModel(path: TestFiles.fixture(name), threads: 2)
+        try LanguageModel(path: Fixtures.path(name), threads: 2)
     }
 
     // Tolerances, on logits with each row's mean subtracted (a common offset does not change probabilities):
@@ -27,7 +28,7 @@ struct ReferenceCase: Decodable {
     // on these models), yet catches real errors in the forward pass, which move logits by whole units.
     static func tolerance(_ name: String) -> Float { name == "tiny-f32.gguf" ? 2e-3 : 0.6 }
 
-    @Test("the last position's logits match the independent numpy forward pass", arguments: TestFiles.tinyModels)
+    @Test("the last position's logits match the independent numpy forward pass", arguments: Fixtures.tinyModels)
     func matchesReference(model name: String) throws {
         let model = try Self.load(name)
         let cases = try #require(Self.reference[name])
@@ -103,7 +104,7 @@ struct ReferenceCase: Decodable {
 
     @Test("a batch longer than one pass runs in several passes with the same results")
     func severalPasses() throws {
-        let file = try GGUFFile(path: TestFiles.fixture("tiny-f32.gguf"))
+        let file = try GGUFFile(path: Fixtures.path("tiny-f32.gguf"))
         let whole = try LanguageModel(file: file)
         let chunked = try LanguageModel(file: file, maxTokensPerPass: 5)
         let entries: [[Int32]] = [Array(1...12), [7, 8, 9], [40], Array(100...106)]

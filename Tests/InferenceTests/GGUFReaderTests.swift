@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 
 @testable import Inference
@@ -104,7 +105,7 @@ struct GGUFBuilder {
 
     @Test("the tiny model's metadata, tensor table and vocabulary read as written")
     func tinyModel() throws {
-        let file = try GGUFFile(path: TestFiles.fixture("tiny-a.gguf"))
+        let file = try GGUFFile(path: Fixtures.path("tiny-a.gguf"))
         #expect(try file.string("general.architecture") == "llama")
         #expect(try file.int("llama.block_count") == 2)
         #expect(try file.int("llama.embedding_length") == 64)
@@ -129,10 +130,10 @@ struct GGUFBuilder {
 
     @Test("experts with different weights but one tokenizer have different fingerprints and equal vocabulary hashes")
     func fingerprints() throws {
-        let a = try GGUFFile(path: TestFiles.fixture("tiny-a.gguf"))
-        let a2 = try GGUFFile(bytes: TestFiles.bytes("tiny-a.gguf"))
-        let b = try GGUFFile(path: TestFiles.fixture("tiny-b.gguf"))
-        let c = try GGUFFile(path: TestFiles.fixture("tiny-c.gguf"))
+        let a = try GGUFFile(path: Fixtures.path("tiny-a.gguf"))
+        let a2 = try GGUFFile(bytes: Fixtures.bytes("tiny-a.gguf"))
+        let b = try GGUFFile(path: Fixtures.path("tiny-b.gguf"))
+        let c = try GGUFFile(path: Fixtures.path("tiny-c.gguf"))
         #expect(a.fingerprint == a2.fingerprint)
         #expect(a.fingerprint.count == 16)
         #expect(Set([a.fingerprint, b.fingerprint, c.fingerprint]).count == 3)
@@ -147,7 +148,7 @@ struct GGUFBuilder {
 
     @Test("a file cut short anywhere is reported as truncated or as a tensor past the end, never a crash")
     func truncatedEverywhere() throws {
-        let bytes = try TestFiles.bytes("tiny-a.gguf")
+        let bytes = try Fixtures.bytes("tiny-a.gguf")
         let header = try GGUFFile(bytes: bytes).headerSize
         var cuts = Array(stride(from: 0, to: header, by: 7)) + [header - 1, header]
         cuts += Array(stride(from: header, to: bytes.count, by: 4099)) + [bytes.count - 1]
@@ -170,7 +171,7 @@ struct GGUFBuilder {
 
     @Test("a file that does not start with GGUF is rejected as bad magic")
     func badMagic() throws {
-        var bytes = try TestFiles.bytes("tiny-a.gguf")
+        var bytes = try Fixtures.bytes("tiny-a.gguf")
         bytes[0] = UInt8(ascii: "X")
         #expect(throws: GGUFError.badMagic(found: 0x4655_4758)) { try GGUFFile(bytes: bytes) }
         #expect(throws: GGUFError.badMagic(found: 0x6c6c_6548)) { try GGUFFile(bytes: Array("Hello, world!!!!".utf8)) }
@@ -178,14 +179,14 @@ struct GGUFBuilder {
 
     @Test("an unknown format version is rejected")
     func badVersion() throws {
-        var bytes = try TestFiles.bytes("tiny-a.gguf")
+        var bytes = try Fixtures.bytes("tiny-a.gguf")
         bytes[4] = 4
         #expect(throws: GGUFError.unsupportedVersion(4)) { try GGUFFile(bytes: bytes) }
     }
 
     @Test("a tensor whose offset lies past the end of the file is rejected")
     func offsetPastEnd() throws {
-        var bytes = try TestFiles.bytes("tiny-a.gguf")
+        var bytes = try Fixtures.bytes("tiny-a.gguf")
         let file = try GGUFFile(bytes: bytes)
         let last = try #require(file.tensors.last)
         // The last tensor entry ends with its type (4 bytes) and offset (8 bytes).
@@ -200,7 +201,7 @@ struct GGUFBuilder {
 
     @Test("a tensor of an unknown type id is rejected, naming the tensor")
     func unknownTensorType() throws {
-        var bytes = try TestFiles.bytes("tiny-a.gguf")
+        var bytes = try Fixtures.bytes("tiny-a.gguf")
         let file = try GGUFFile(bytes: bytes)
         let last = try #require(file.tensors.last)
         let at = file.headerSize - 12
@@ -210,7 +211,7 @@ struct GGUFBuilder {
 
     @Test("a model file without a tensor the architecture needs fails to load, naming the tensor")
     func missingTensor() throws {
-        let bytes = try TestFiles.bytes("tiny-a.gguf")
+        let bytes = try Fixtures.bytes("tiny-a.gguf")
         let renamed = try Self.replacing("output_norm.weight", with: "output_norx.weight", in: bytes)
         let file = try GGUFFile(bytes: renamed)
         #expect(throws: GGUFError.missingTensor("output_norm.weight")) { try LanguageModel(file: file) }
@@ -219,7 +220,7 @@ struct GGUFBuilder {
 
     @Test("a model file without a required metadata key fails to load, naming the key")
     func missingMetadata() throws {
-        let bytes = try TestFiles.bytes("tiny-a.gguf")
+        let bytes = try Fixtures.bytes("tiny-a.gguf")
         let renamed = try Self.replacing("llama.block_count", with: "llama.block_cuont", in: bytes)
         #expect(throws: GGUFError.missingMetadata(key: "llama.block_count")) {
             try LanguageModel(file: try GGUFFile(bytes: renamed))
@@ -228,7 +229,7 @@ struct GGUFBuilder {
 
     @Test("reading metadata as the wrong type is a typed error")
     func wrongType() throws {
-        let file = try GGUFFile(path: TestFiles.fixture("tiny-a.gguf"))
+        let file = try GGUFFile(path: Fixtures.path("tiny-a.gguf"))
         #expect(throws: GGUFError.wrongMetadataType(key: "llama.block_count", expected: "string", found: "uint32")) {
             try file.string("llama.block_count")
         }
@@ -237,7 +238,7 @@ struct GGUFBuilder {
 
     @Test("an unsupported architecture is reported by name")
     func unsupportedArchitecture() throws {
-        let bytes = try TestFiles.bytes("tiny-a.gguf")
+        let bytes = try Fixtures.bytes("tiny-a.gguf")
         // Same length keeps the file well-formed: "llama" → "llamb".
         let renamed = try Self.replacing("\u{05}\0\0\0\0\0\0\0llama", with: "\u{05}\0\0\0\0\0\0\0llamb", in: bytes)
         #expect(throws: InferenceError.unsupportedArchitecture("llamb")) {
@@ -276,7 +277,7 @@ struct GGUFBuilder {
 
     @Test("random damage to the header never crashes the reader")
     func randomDamage() throws {
-        let original = try TestFiles.bytes("tiny-a.gguf")
+        let original = try Fixtures.bytes("tiny-a.gguf")
         let header = try GGUFFile(bytes: original).headerSize
         var state: UInt64 = 12345
         func next() -> Int {

@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import TestKit
 import Testing
 
 @Suite struct LogitBiasTests {
@@ -23,7 +24,7 @@ import Testing
 
     @Test("a hidden offset becomes the output layer's logits of it, plus the entries; its width is checked")
     func hiddenOffset() throws {
-        let model = try LanguageModel(path: TestFiles.fixture("tiny-a.gguf"))
+        let model = try LanguageModel(path: Fixtures.path("tiny-a.gguf"))
         let width = model.hiddenWidth
         let hidden = (0..<width).map { 0.1 * sin(Float($0)) }
         let bias = try LogitBias(vocabularySize: model.vocabularySize, entries: [(3, 2)], hidden: hidden)

@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 
 @testable import Inference
@@ -13,10 +14,10 @@ struct RealReferenceCase: Decodable {
 
 // These tests need the real SmolLM2-135M-Instruct Q4_1 file (models/ in the repository, or $MOPE_MODEL).
 // The setup script downloads it; without it they are skipped, and the tiny-model tests still cover the engine.
-@Suite(.enabled(if: TestFiles.realModelPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf or $MOPE_MODEL"))
+@Suite(.enabled(if: Fixtures.realModelPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf or $MOPE_MODEL"))
 struct RealModelTests {
     static let cases: [RealReferenceCase] = {
-        guard let data = try? Data(contentsOf: TestFiles.fixtures.appendingPathComponent("reference-smollm2.json")),
+        guard let data = try? Data(contentsOf: Fixtures.url("reference-smollm2.json")),
               let cases = try? JSONDecoder().decode([RealReferenceCase].self, from: data)
         else { return [] }
         return cases
@@ -24,7 +25,7 @@ struct RealModelTests {
 
     @Test("SmolLM2's configuration and vocabulary are read from the file")
     func configuration() throws {
-        let model = try LanguageModel(path: TestFiles.realModel, threads: 2)
+        let model = try LanguageModel(path: Fixtures.realModel, threads: 2)
         let c = model.configuration
         #expect(c.architecture == "llama" && c.blockCount == 30 && c.embeddingLength == 576)
         #expect(c.headCount == 9 && c.keyValueHeadCount == 3 && c.headDimension == 64 && c.feedForwardLength == 1536)
@@ -41,7 +42,7 @@ struct RealModelTests {
     // (near-ties flip: "What is the capital of France?" leads by 0.08).
     @Test("the last position's top logits match the numpy reference within 0.5 for ChatML prompts")
     func matchesReference() throws {
-        let model = try LanguageModel(path: TestFiles.realModel, threads: 2)
+        let model = try LanguageModel(path: Fixtures.realModel, threads: 2)
         #expect(Self.cases.count >= 3)
         // Two sessions per batch: this also exercises batched prefill on the real model.
         for pair in stride(from: 0, to: Self.cases.count, by: 2) {

@@ -1,26 +1,14 @@
 import Foundation
+import TestKit
 @testable import Inference
 
 /// Where the tokenizer tests find their fixtures and the real model.
 enum TokenizerFixtures {
-    static let packageRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static func url(_ name: String) -> URL {
-        packageRoot.appendingPathComponent("Tests/Fixtures/\(name)")
-    }
-
     /// The SmolLM2 model file: `$MOPE_MODEL`, else `models/SmolLM2-135M-Instruct.Q4_1.gguf`; nil when absent.
-    static let modelPath: String? = {
-        let candidates: [String?] = [
-            ProcessInfo.processInfo.environment["MOPE_MODEL"],
-            packageRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path,
-        ]
-        return candidates.compactMap { $0 }.first { FileManager.default.fileExists(atPath: $0) }
-    }()
+    static let modelPath: String? = Fixtures.realModelPresent ? Fixtures.realModel : nil
 
     static func decode<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
-        try JSONDecoder().decode(type, from: Data(contentsOf: url(name)))
+        try JSONDecoder().decode(type, from: Data(contentsOf: Fixtures.url(name)))
     }
 
     /// The real model's vocabulary, read once.

@@ -1,4 +1,5 @@
 import Foundation
+import TestKit
 import Testing
 
 @testable import Preference
@@ -100,9 +101,7 @@ import Testing
 
 @Suite struct PreferenceDimensionTests {
     /// The repository's copy of the dimensions file (Configs/preference_dimensions.json).
-    static let repositoryFile = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Configs/preference_dimensions.json")
+    static let repositoryFile = Fixtures.configs.appendingPathComponent("preference_dimensions.json")
 
     @Test("each dimension's opposite is the other pole of its axis")
     func opposites() {

@@ -1,6 +1,7 @@
 import Foundation
 import Inference
 import Preference
+import TestKit
 import Testing
 import Training
 import Wire
@@ -26,8 +27,7 @@ struct ExpertiseShareReward: TrainingReward {
 }
 
 @Suite struct TrainingTests {
-    static let tinyModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/tiny-a.gguf").path
+    static let tinyModel = Fixtures.tinyA
     static let prompts = PromptSet(["hi", "a story", "sky", "fruits"])
 
     /// Short system prompts keep the tiny model's prefill cheap in a debug build.

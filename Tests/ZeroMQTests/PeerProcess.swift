@@ -1,27 +1,19 @@
 import Foundation
+import ProcessSupport
 import TestKit
 import Testing
 
 /// A running `mope-zmq-peer` child process. `withPeer` guarantees it is killed and reaped.
 final class PeerProcess {
-    let process: Process
+    private let group = ProcessGroup()
 
     /// Starts the peer binary with `arguments`; its standard error goes to the test's, its output is dropped.
     init(_ arguments: [String]) throws {
-        process = Process()
-        process.executableURL = try PeerProcess.binary()
-        process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
+        try group.spawn(try PeerProcess.binary().path, arguments, standardOutput: .discard)
     }
 
     /// Kills the process (SIGKILL) and waits until it is gone. Safe to call more than once.
-    func kill() {
-        if process.isRunning {
-            _ = Foundation.kill(process.processIdentifier, SIGKILL)
-        }
-        process.waitUntilExit()
-    }
+    func kill() { group.killAll() }
 
     /// The peer binary (`$MOPE_ZMQ_PEER`, else where `swift test` built it).
     static func binary() throws -> URL {

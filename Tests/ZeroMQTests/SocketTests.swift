@@ -1,4 +1,5 @@
 import Foundation
+import ProcessSupport
 import Synchronization
 import Testing
 import ZeroMQ
@@ -126,12 +127,11 @@ struct SocketTests {
         try socket.bind("inproc://shutdown")
         let outcome = Mutex<Result<[[UInt8]]?, ZMQError>?>(nil)
         let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
+        Threads.start(name: "mope-test-recv") {
             let result = Result { () throws(ZMQError) in try socket.receiveMultipart(timeout: .seconds(60)) }
             outcome.withLock { $0 = result }
             done.signal()
         }
-        thread.start()
         Thread.sleep(forTimeInterval: 0.2)
         context.shutdown()
         #expect(done.wait(timeout: .now() + 30) == .success)
