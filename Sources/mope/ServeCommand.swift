@@ -334,10 +334,10 @@ final class APIService: @unchecked Sendable {
                 }
             }
         }
-        let thread = Thread { [self] in run(generate, route: route, into: pipe) }
-        thread.name = "mope-serve-stream"
-        thread.stackSize = 4 << 20
-        thread.start()
+        let started = Threads.start(name: "mope-serve-stream", stackSize: 4 << 20) { [self] in
+            run(generate, route: route, into: pipe)
+        }
+        if !started { return errorResponse(.internalError("the server could not start a thread"), endpoint: nil) }
         // The status line waits for the first event, so that a refused request gets its real status.
         let first = pipe.next()
         if case let .failed(error) = first { return errorResponse(error, endpoint: nil) }

@@ -1,4 +1,6 @@
 import Foundation
+import ProcessSupport
+import TestKit
 import Testing
 
 #if canImport(Glibc)
@@ -68,14 +70,14 @@ struct ServeTests {
         try cluster.start()
         let serve = try ServeProcess(group: cluster.group, mope: cluster.mope, directory: cluster.directory,
                                      coordinator: cluster.endpoint)
-        let script = TinyExperts.root.appendingPathComponent("Scripts/serve-check.py").path
+        let script = Fixtures.packageRoot.appendingPathComponent("Scripts/serve-check.py").path
         let check = try run(["python3", script, "--base", serve.base, "--streams", "16"])
         #expect(check.status == 0, "\(check.output)\n\(serve.logText)\n\(cluster.logs())")
         #expect(check.output.contains("every check passed"))
 
         // SIGTERM drains and exits 0; the port then refuses connections.
         cluster.group.signal(serve.pid, SIGTERM)
-        #expect(cluster.group.wait(serve.pid, timeout: .seconds(60)) == 0, "\(serve.logText)")
+        #expect(cluster.group.wait(serve.pid, timeout: .seconds(60)) == .exited(0), "\(serve.logText)")
         #expect(serve.logText.contains("[serve] drained"))
         #expect(try curl(serve.base + "/health").code == 0)
     }
