@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "CPUKernels", swiftSettings: kernelFlags),
         .target(name: "Inference", dependencies: ["CPUKernels"], swiftSettings: numericFlags),
         .target(name: "Preference", dependencies: ["Inference", "CPUKernels"], swiftSettings: numericFlags),
-        .target(name: "Decoding", dependencies: ["Wire", "Preference"], swiftSettings: numericFlags),
+        .target(name: "Decoding", dependencies: ["Wire", "Inference", "Preference"], swiftSettings: numericFlags),
 
         // MARK: Pure cores (no sockets, no processes)
         .target(name: "ClusterCore", dependencies: ["Wire", "Preference", "Decoding"]),
@@ -72,7 +72,7 @@ let package = Package(
         // Helpers shared by the test targets that run the package's executables as child processes.
         .target(name: "TestKit", path: "Tests/TestKit"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "TestKit"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels", "Decoding", "Wire"]),
         .testTarget(name: "WorkerCoreTests", dependencies: ["WorkerCore", "Wire", "Inference"]),
         .testTarget(name: "ExpertTests", dependencies: ["Expert", "WorkerCore", "Wire", "Inference"]),
         .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Wire", "Preference"]),
@@ -81,7 +81,9 @@ let package = Package(
             "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference",
         ]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Decoding", "Wire"]),
+        .testTarget(name: "TrainingTests", dependencies: [
+            "Training", "Decoding", "Wire", "Preference", "ClusterCore",
+        ]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ProcessSupportTests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "ClusterTests", dependencies: [

@@ -36,22 +36,12 @@ public struct ClusterTokenizer: Sendable {
     }
 
     /// A fresh streaming decoder for one session.
-    func makeDecoder() -> StreamingTextDecoder {
-        StreamingTextDecoder(decoder: StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true))
+    func makeDecoder() -> StreamingDecoder {
+        StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true)
     }
 
     /// The user prompt's ids, for the preference controller (no special tokens parsed: it is user text).
     func promptTokens(_ text: String) -> [UInt32] {
         tokenizer.encode(text, parseSpecial: false).map { UInt32(bitPattern: $0) }
-    }
-}
-
-/// `TokenTextDecoder` over the tokenizer's streaming decoder (never splits a UTF-8 character; control tokens
-/// decode to nothing).
-struct StreamingTextDecoder: TokenTextDecoder {
-    var decoder: StreamingDecoder
-
-    mutating func decode(_ token: UInt32) -> String {
-        decoder.push(Int32(bitPattern: token))
     }
 }
