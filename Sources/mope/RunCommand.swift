@@ -18,8 +18,9 @@ enum RunCommand: ParsableCommand {
             always tokenized as text: only the template's own markup becomes control tokens (with --raw the
             prompt is the model's input exactly, control tokens included). Greedy by default;
             a positive --temperature samples among the --top-k most likely tokens (then --top-p), seeded by
-            --seed. At the end, standard error shows the prompt's token count and the prefill and decode
-            speeds in tokens per second.
+            --seed: the model's top-k list goes through the cluster's decode step as one expert with weight 1,
+            so the same parameters pick the same tokens as a one-expert cluster. At the end, standard error
+            shows the prompt's token count and the prefill and decode speeds in tokens per second.
             """,
         options: [
             .value("model", "file", help: "The GGUF model file."),
