@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "CPUKernels", swiftSettings: kernelFlags),
         .target(name: "Inference", dependencies: ["CPUKernels"], swiftSettings: numericFlags),
         .target(name: "Preference", dependencies: ["Inference", "CPUKernels"], swiftSettings: numericFlags),
-        .target(name: "Decoding", dependencies: ["Wire", "Preference"], swiftSettings: numericFlags),
+        .target(name: "Decoding", dependencies: ["Wire", "Inference", "Preference"], swiftSettings: numericFlags),
 
         // MARK: Pure cores (no sockets, no processes)
         .target(name: "ClusterCore", dependencies: ["Wire", "Preference", "Decoding"]),
@@ -84,7 +84,7 @@ let package = Package(
         // Helpers shared by the test targets that run the package's executables as child processes.
         .target(name: "TestKit", dependencies: ["ProcessSupport"], path: "Tests/TestKit"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "ProcessSupport", "TestKit"]),
-        .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels", "TestKit"]),
+        .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels", "Decoding", "Wire", "TestKit"]),
         .testTarget(name: "WorkerCoreTests", dependencies: ["WorkerCore", "Wire", "Inference"]),
         .testTarget(name: "ExpertTests", dependencies: [
             "Expert", "WorkerCore", "Wire", "Inference", "ProcessSupport", "TestKit",
@@ -95,7 +95,9 @@ let package = Package(
             "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference", "ProcessSupport", "TestKit",
         ]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference", "TestKit"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Decoding", "Wire", "TestKit"]),
+        .testTarget(name: "TrainingTests", dependencies: [
+            "Training", "Decoding", "Wire", "Preference", "ClusterCore", "TestKit",
+        ]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ProcessSupportTests", dependencies: ["ProcessSupport"]),
         .testTarget(name: "ClusterTests", dependencies: [

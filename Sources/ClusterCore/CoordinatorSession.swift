@@ -87,8 +87,8 @@ public typealias ReplicaChooser = (_ expert: String, _ excluding: Set<WorkerID>)
 /// (the outcome is sent; late replies are swallowed until a grace deadline) → `closed`.
 ///
 /// At each step the session waits for a `dist` from every expert still present, each with a deadline. When all
-/// are in, it asks the controller for weights, merges (`Merger`), samples (`TokenSampler`), checks the end
-/// conditions and sends `step n+1` with the chosen token to every worker.
+/// are in, it asks the controller for weights, merges, samples and checks the end conditions
+/// (`TokenDecoder`, the decode step every loop shares) and sends `step n+1` with the chosen token to every worker.
 ///
 /// Failures:
 /// - `error desync` / `error unknownSession`: `replay` (request + every chosen token) to the same worker; a second
@@ -172,12 +172,8 @@ public struct CoordinatorSession: Sendable {
     private let expertSystemTurn: String?
     private let startedAt: UInt64
     private var controller: any PreferenceController
-    private var decoder: any TokenTextDecoder
-    private var sampler: TokenSampler
-    /// How the experts are combined: the request's mode, else the cluster's.
-    public let mergeMode: MergeMode
-    private var merger: Merger
-    private var matcher: StopMatcher
+    /// The per-token decision (merge, sample, end conditions), shared with `mope run` and training.
+    private var decoder: TokenDecoder
     private var lingerUntil: Deadline?
     private var deadWorkers: Set<WorkerID> = []
 
@@ -206,17 +202,21 @@ public struct CoordinatorSession: Sendable {
         self.promptTokens = promptTokens
         startedAt = now
         self.controller = controller
-        self.decoder = decoder
-        sampler = TokenSampler(parameters: request.sampling.resolved(defaults: settings.defaultSampling))
-        mergeMode = request.merge ?? settings.defaultMerge
-        merger = Merger(vocabSize: settings.vocabSize)
-        matcher = StopMatcher(stops: request.stop)
+        self.decoder = TokenDecoder(
+            vocabSize: settings.vocabSize,
+            sampling: request.sampling.resolved(defaults: settings.defaultSampling),
+            mode: request.merge ?? settings.defaultMerge, maxTokens: Int(maxNewTokens),
+            endOfSequence: settings.eosTokenIDs, stops: request.stop, text: decoder
+        )
     }
 
     // MARK: Queries
 
     /// The sampling this session uses: the request's fields, the cluster's defaults for the others.
-    public var sampling: SamplingParameters { sampler.parameters }
+    public var sampling: SamplingParameters { decoder.sampling }
+
+    /// How the experts are combined: the request's mode, else the cluster's.
+    public var mergeMode: MergeMode { decoder.mode }
 
     /// The workers currently holding this session (the coordinator counts them as load).
     public var assignedWorkers: [WorkerID] {
@@ -425,29 +425,22 @@ public struct CoordinatorSession: Sendable {
             promptTokens: promptTokens, generatedTokens: tokens, step: Int(step), candidates: candidates
         )
         let requested = controller.weights(preference: preference, experts: descriptors, context: context)
-        let merged = merger.merge(candidates, weights: requested, mode: mergeMode)
-        for index in weightSums.indices where index < merged.weights.count {
-            weightSums[index] += Double(merged.weights[index])
-        }
+        let token: UInt32
+        let released: String
+        let ending: FinishReason?
+        let decision = decoder.next(candidates: candidates, weights: requested)
+        let weights = decoder.merged.weights
+        for index in weightSums.indices where index < weights.count { weightSums[index] += Double(weights[index]) }
         stepsMerged += 1
-        guard let token = sampler.sample(merged) else { return failAll(now: now) }
-
-        if settings.eosTokenIDs.contains(token) {
-            return finish(.endOfSequence, now: now)
+        switch decision {
+        case .empty: return failAll(now: now)
+        case .endOfSequence: return finish(.endOfSequence, now: now)
+        case let .token(chosen, releasedText, reason):
+            (token, released, ending) = (chosen, releasedText, reason)
         }
         tokens.append(token)
-        var released = matcher.push(decoder.decode(token))
-        let ending: FinishReason?
-        if matcher.stopped {
-            ending = .stopString
-        } else if tokens.count >= Int(maxNewTokens) {
-            ending = .maxTokens
-            released += matcher.finish()
-        } else {
-            ending = nil
-        }
         text += released
-        let event = SessionDirective.emitToken(tokenEvent(token, text: released, merged: merged))
+        let event = SessionDirective.emitToken(tokenEvent(token, text: released, merged: decoder.merged))
         if let ending { return [event] + finish(ending, now: now) }
 
         step += 1
@@ -497,7 +490,7 @@ public struct CoordinatorSession: Sendable {
     }
 
     private mutating func finish(_ reason: FinishReason, now: UInt64) -> [SessionDirective] {
-        if reason != .stopString && reason != .maxTokens { text += matcher.finish() }
+        if reason != .stopString && reason != .maxTokens { text += decoder.finishText() }
         let done = Done(
             request: request.request, finish: reason, tokens: UInt32(tokens.count), text: text,
             lostExperts: lostExperts, failovers: failovers, elapsedMicros: (now &- startedAt) / 1000,

@@ -37,8 +37,8 @@ public struct ClusterTokenizer: Sendable {
     }
 
     /// A fresh streaming decoder for one session.
-    func makeDecoder() -> StreamingTextDecoder {
-        StreamingTextDecoder(decoder: StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true))
+    func makeDecoder() -> StreamingDecoder {
+        StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true)
     }
 
     /// The user prompt's ids, for the preference controller (no special tokens parsed: it is user text).
@@ -54,15 +54,5 @@ public struct ClusterTokenizer: Sendable {
         case let .chat(turns):
             return UInt32(clamping: turns.reduce(0) { $0 + tokenizer.encode($1.content, parseSpecial: false).count })
         }
-    }
-}
-
-/// `TokenTextDecoder` over the tokenizer's streaming decoder (never splits a UTF-8 character; control tokens
-/// decode to nothing).
-struct StreamingTextDecoder: TokenTextDecoder {
-    var decoder: StreamingDecoder
-
-    mutating func decode(_ token: UInt32) -> String {
-        decoder.push(Int32(bitPattern: token))
     }
 }

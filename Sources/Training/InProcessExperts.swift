@@ -76,7 +76,7 @@ public enum Combinations {
 
 /// The experts run inside one process: one model, one expert per dimension that differs only by its system
 /// prompt, every session of every sequence advanced by ONE batched forward pass per token. The math is the
-/// cluster's (top-k lists, `Merger` in probability mode, the coordinator's `TokenSampler`), without the network.
+/// cluster's (top-k lists, `Merger` in probability mode, the coordinator's `TokenDecoder`), without the network.
 public final class InProcessExperts: @unchecked Sendable {
     // Safe to share: every stored property is immutable; decoding creates its own caches.
 
@@ -211,12 +211,16 @@ public struct DecodeRequest: Sendable {
     /// uniform weights over the active experts, while `logProb`, the recorded steps and `meanWeights` stay those
     /// of the PCM's own α: REBEL regresses against the current PCM and may take its responses from another policy.
     public var explore: Float
+    /// Stop strings: the answer ends at the first one (its text excluded), as in the cluster.
+    public var stop: [String]
 
     /// Creates a request.
     public init(user: String, sessions: [(slot: Int, system: String?)], policy: WeightPolicy,
                 sampling: SamplingParameters, record: Bool = false, mode: MergeMode = .probability,
-                guidance: Float = 0, biases: [[Float]?] = [], recordBias: Bool = false, explore: Float = 0)
+                guidance: Float = 0, biases: [[Float]?] = [], recordBias: Bool = false, explore: Float = 0,
+                stop: [String] = [])
     {
+        self.stop = stop
         self.explore = explore
         self.biases = biases
         self.recordBias = recordBias
@@ -287,28 +291,14 @@ extension InProcessExperts {
                 prefill.append(prompt)
             }
         }
-        var featurizers: [PCMFeaturizer?] = []
-        var promptFeatures: [[Float]] = []
-        var samplers: [MergedSampler] = []
-        for request in requests {
-            samplers.append(MergedSampler(parameters: request.sampling))
-            if case let .pcm(network, _) = request.policy {
-                let f = PCMFeaturizer(configuration: network.configuration)
-                featurizers.append(f)
-                let ids = userTokens(request.user).map { Int($0) }
-                promptFeatures.append(embeddings.map { f.project($0.mean(ids)) }
-                                      ?? [Float](repeating: 0, count: network.configuration.projection))
-            } else {
-                featurizers.append(nil)
-                promptFeatures.append([])
-            }
+        let endOfSequence = Set(stops.map { UInt32(bitPattern: $0) })
+        var sequences = requests.map { request in
+            SequenceDecoder(
+                request: request, vocabSize: vocab, maxTokens: maxTokens, endOfSequence: endOfSequence,
+                embeddings: embeddings, promptTokens: userTokens(request.user),
+                text: request.stop.isEmpty ? nil : StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true)
+            )
         }
-        var results = requests.map { _ in
-            DecodeResult(tokens: [], text: "", steps: [], logProb: 0, meanWeights: [Float](repeating: 0, count: 6))
-        }
-        var done = [Bool](repeating: false, count: requests.count)
-        var stepsTaken = [Int](repeating: 0, count: requests.count)
-        var merger = Merger(vocabSize: vocab)
         var logits: [Float] = []
         var pending: [Int] = Array(sessions.indices)
         var inputs = prefill
@@ -348,92 +338,35 @@ extension InProcessExperts {
                                           tailMass: top.tailMass)
             }
             pending.removeAll(keepingCapacity: true)
-            for r in requests.indices where !done[r] {
+            for r in requests.indices where !sequences[r].isDone {
                 var slotLists = [TopKCandidates?](repeating: nil, count: 6)
                 var mask = [Bool](repeating: false, count: 6)
                 for (s, session) in sessions.enumerated() where session.request == r && session.slot != guide {
                     slotLists[session.slot] = lists[s]
                     mask[session.slot] = true
                 }
-                var alpha: [Float]
-                var features: [Float] = []
-                switch requests[r].policy {
-                case .fixed, .schedule:
-                    let w = requests[r].policy.fixedWeights(at: step) ?? []
-                    alpha = (0..<6).map { mask[$0] && $0 < w.count ? w[$0] : 0 }
-                    let total = alpha.reduce(0, +)
-                    let even = PCMNetwork.maskedSoftmax([Float](repeating: 0, count: 6), mask: mask)
-                    alpha = total > 0 ? alpha.map { $0 / total } : even
-                case let .pcm(network, preference):
-                    let featurizer = featurizers[r]!
-                    let recentIDs = results[r].tokens.suffix(network.configuration.recentTokens).map { Int($0) }
-                    let recent = embeddings.map { featurizer.project($0.mean(recentIDs)) }
-                        ?? [Float](repeating: 0, count: network.configuration.projection)
-                    features = featurizer.features(preference: PCMFeaturizer.preferenceVector(preference),
-                                                   prompt: promptFeatures[r], recent: recent, step: step,
-                                                   candidates: slotLists)
-                    var m = PCMFeaturizer.mask(preference)
-                    for i in 0..<6 where !mask[i] { m[i] = false }
-                    if !m.contains(true) { m = mask }
-                    mask = m
-                    alpha = network.weights(features, mask: mask)
-                }
-                var drawn = alpha
-                if case .pcm = requests[r].policy, requests[r].explore > 0 {
-                    let epsilon = min(requests[r].explore, 1)
-                    let even = PCMNetwork.maskedSoftmax([Float](repeating: 0, count: 6), mask: mask)
-                    drawn = (0..<6).map { (1 - epsilon) * alpha[$0] + epsilon * even[$0] }
-                }
-                let merged = merger.merge(slotLists, weights: drawn, mode: requests[r].mode)
-                guard let chosen = samplers[r].sample(merged) else {
-                    done[r] = true
-                    continue
-                }
-                if requests[r].record {
-                    let step = Self.record(chosen: chosen, merged: merged, lists: slotLists, mask: mask,
-                                           features: features, request: requests[r], vocabSize: vocab)
-                    results[r].logProb += step.logProb(alpha: alpha)
-                    results[r].steps.append(step)
-                }
-                if requests[r].recordBias, requests[r].sessions.count == 1,
-                   let session = sessions.first(where: { $0.request == r && $0.slot != guide }),
-                   let list = slotLists[session.slot],
-                   let step = Self.biasStep(chosen: chosen, merged: merged, list: list, bias: session.bias,
-                                            sampling: requests[r].sampling)
-                {
-                    results[r].biasLogProb += step.logProb(bias: session.bias ?? [])
-                    results[r].biasSteps.append(step)
-                }
-                for i in 0..<6 { results[r].meanWeights[i] += alpha[i] }
-                stepsTaken[r] += 1
+                let decision = sequences[r].next(slotLists: slotLists, mask: mask, step: step)
+                guard !sequences[r].isDone, let chosen = decision.chosen else { continue }
                 let token = Int32(bitPattern: chosen)
-                if isStop(token) {
-                    done[r] = true
-                    continue
-                }
-                results[r].tokens.append(token)
-                if results[r].tokens.count >= maxTokens {
-                    done[r] = true
-                    continue
-                }
+                var contextFull = false
                 for (s, session) in sessions.enumerated() where session.request == r {
                     if session.cache.remaining < 1 {
-                        done[r] = true
+                        contextFull = true
                         break
                     }
                     pending.append(s)
                     inputs[s] = [token]
                 }
-                if done[r] { pending.removeAll { sessions[$0].request == r } }
+                if contextFull {
+                    sequences[r].stop()
+                    pending.removeAll { sessions[$0].request == r }
+                }
             }
             step += 1
         }
-        for r in results.indices {
-            results[r].text = tokenizer.decode(results[r].tokens, skipControlTokens: true)
-            let count = Float(max(stepsTaken[r], 1))
-            results[r].meanWeights = results[r].meanWeights.map { $0 / count }
+        return sequences.indices.map { r in
+            sequences[r].finish { tokenizer.decode($0, skipControlTokens: true) }
         }
-        return results
     }
 
     /// What REBEL needs of one drawn token: each active expert's probability of it and, for a draw at a temperature

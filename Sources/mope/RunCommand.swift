@@ -18,8 +18,9 @@ enum RunCommand: ParsableCommand {
             always tokenized as text: only the template's own markup becomes control tokens (with --raw the
             prompt is the model's input exactly, control tokens included). Greedy by default;
             a positive --temperature samples among the --top-k most likely tokens (then --top-p), seeded by
-            --seed. At the end, standard error shows the prompt's token count and the prefill and decode
-            speeds in tokens per second.
+            --seed: the model's top-k list goes through the cluster's decode step as one expert with weight 1,
+            so the same parameters pick the same tokens as a one-expert cluster. At the end, standard error
+            shows the prompt's token count and the prefill and decode speeds in tokens per second.
             """,
         options: [
             .value("model", "file", help: "The GGUF model file."),
@@ -119,48 +120,18 @@ enum RunCommand: ParsableCommand {
     ) throws -> Stats {
         var stats = Stats(promptTokens: prompt.count)
         guard maxTokens > 0 else { return stats }
-        let cache = try model.makeCache(capacity: min(model.configuration.contextLength, prompt.count + maxTokens))
-        var sampler = Decoding.TokenSampler(parameters: parameters)
-        let candidates = sampler.isGreedy ? 1 : Int(parameters.topK == 0 ? 256 : parameters.topK)
-        var decoder = StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true)
-        var logits: [Float] = []
-        let clock = ContinuousClock()
-
-        let prefillStart = clock.now
-        try model.forward([(cache: cache, tokens: prompt)], into: &logits)
-        stats.prefillSeconds = seconds(prefillStart.duration(to: clock.now))
-        while true {
-            let top = TopK(logits: logits, k: candidates)
-            let distribution = MergedDistribution(
-                ids: top.ids.map { UInt32(bitPattern: $0) }, probs: normalised(top.logProbs)
-            )
-            guard let chosen = sampler.sample(distribution) else { break }
-            let token = Int32(bitPattern: chosen)
-            if tokenizer.isEndOfGeneration(token) {
-                stats.stoppedAtEnd = true
-                break
-            }
-            stats.newTokens += 1
-            CLI.writeOut(decoder.push(token))
-            guard stats.newTokens < maxTokens, cache.remaining > 0 else { break }
-            let start = clock.now
-            try model.forward([(cache: cache, tokens: [token])], into: &logits)
-            stats.decodeSeconds += seconds(start.duration(to: clock.now))
-            stats.decodeSteps += 1
-        }
-        CLI.writeOut(decoder.finish() + "\n")
+        // One expert with weight 1: the model's top-k list goes through the cluster's decode step.
+        let generation = try model.decode(
+            prompt: prompt, sampling: parameters, maxTokens: maxTokens,
+            endOfSequence: Set(tokenizer.eosTokenIDs.map { UInt32(bitPattern: $0) }),
+            text: StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true), onText: { CLI.writeOut($0) }
+        )
+        CLI.writeOut("\n")
+        stats.newTokens = generation.tokens.count
+        stats.stoppedAtEnd = generation.finish == .endOfSequence
+        stats.prefillSeconds = generation.prefillSeconds
+        stats.decodeSeconds = generation.decodeSeconds
+        stats.decodeSteps = generation.decodeSteps
         return stats
-    }
-
-    /// Probabilities of `logProbs`, renormalised over the candidates.
-    static func normalised(_ logProbs: [Float]) -> [Float] {
-        guard let best = logProbs.first else { return [] }
-        let weights = logProbs.map { expf($0 - best) }
-        let total = weights.reduce(0, +)
-        return weights.map { $0 / total }
-    }
-
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
     }
 }

@@ -347,10 +347,7 @@ struct ClusterTests {
         let model = try LanguageModel(path: expert.model, threads: 1)
         let rendering = try WorkerPrompt(model: model, systemPrompt: expert.systemPrompt)
         let ids = try rendering.tokens(for: .chat([ChatTurn(role: "user", content: prompt)]))
-        let result = try model.generate(
-            prompt: ids.map { Int32(bitPattern: $0) }, options: GenerationOptions(maxTokens: maxTokens, temperature: 0)
-        )
-        return result.tokens.map { UInt32(bitPattern: $0) }
+        return try model.decode(prompt: ids.map { Int32(bitPattern: $0) }, maxTokens: maxTokens).tokens
     }
 
     /// The expert's own greedy answer from `mope run` with the same model and system prompt.

@@ -2,7 +2,9 @@ import Foundation
 import TestKit
 import Testing
 
+import Decoding
 @testable import Inference
+import Wire
 
 /// Expected logits from Scripts/reference-forward.py (numpy, f32 activations, gguf's dequantisation).
 struct ReferenceCase: Decodable {
@@ -216,8 +218,8 @@ struct ReferenceCase: Decodable {
         let prompt: [Int32] = [1, 57, 300, 12]
         var continuations: [[Int32]] = []
         for m in models {
-            let result = try m.generate(prompt: prompt, options: GenerationOptions(maxTokens: 8, stopTokens: []))
-            continuations.append(result.tokens)
+            let result = try m.decode(prompt: prompt, maxTokens: 8, endOfSequence: [])
+            continuations.append(result.tokens.map { Int32(bitPattern: $0) })
         }
         #expect(Set(continuations.map { $0.map(String.init).joined(separator: ",") }).count == 3)
         #expect(Set(models.map(\.vocabularyHash)).count == 1)
@@ -227,34 +229,33 @@ struct ReferenceCase: Decodable {
         #expect(Set(continuations.joined()).count >= 10, "\(continuations)")
     }
 
-    @Test("greedy generation picks the argmax at each step and honours maxTokens and the callback")
+    @Test("one model through the shared decode step: greedy picks the argmax, maxTokens and the callback hold")
     func greedyGeneration() throws {
         let model = try Self.load("tiny-b.gguf")
         let prompt: [Int32] = [1, 100, 101]
-        var streamed: [Int32] = []
-        let result = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6)) {
+        var streamed: [UInt32] = []
+        let result = try model.decode(prompt: prompt, maxTokens: 6, onToken: {
             streamed.append($0)
             return true
-        }
+        })
         // The same by hand.
         let cache = try model.makeCache()
         var logits = try model.forward(cache: cache, tokens: prompt)
-        var expected: [Int32] = []
+        var expected: [UInt32] = []
         while expected.count < result.tokens.count {
             let next = Int32(argmax(logits))
-            expected.append(next)
+            expected.append(UInt32(next))
             logits = try model.forward(cache: cache, tokens: [next])
         }
         #expect(result.tokens == expected)
         #expect(streamed == result.tokens)
-        #expect(result.tokens.count == 6 || result.stopped)
-        #expect(result.promptTokens == 3)
+        #expect(result.tokens.count == 6 || result.finish == .endOfSequence)
 
-        let stopped = try model.generate(prompt: prompt, options: GenerationOptions(maxTokens: 6)) { _ in false }
+        let stopped = try model.decode(prompt: prompt, maxTokens: 6, onToken: { _ in false })
         #expect(stopped.tokens.count == 1)
-        let sampling = GenerationOptions(maxTokens: 6, temperature: 1, seed: 7)
-        let sampled1 = try model.generate(prompt: prompt, options: sampling)
-        let sampled2 = try model.generate(prompt: prompt, options: sampling)
+        let sampling = SamplingParameters(temperature: 1, seed: 7)
+        let sampled1 = try model.decode(prompt: prompt, sampling: sampling, maxTokens: 6)
+        let sampled2 = try model.decode(prompt: prompt, sampling: sampling, maxTokens: 6)
         #expect(sampled1.tokens == sampled2.tokens)
     }
 
