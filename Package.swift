@@ -45,12 +45,16 @@ let package = Package(
         .target(name: "WorkerCore", dependencies: ["Wire", "Inference"]),
 
         // MARK: Shells (ZeroMQ, threads, processes)
-        .target(name: "ProcessSupport"),
+        // Levels, a sink protocol and the standard-error writer; no dependencies.
+        .target(name: "Logging"),
+        .target(name: "ProcessSupport", dependencies: ["Logging"]),
         .target(name: "Coordinator", dependencies: [
-            "ClusterCore", "Decoding", "Wire", "ZeroMQ", "Inference", "Preference", "ProcessSupport",
+            "ClusterCore", "Decoding", "Wire", "ZeroMQ", "Inference", "Preference", "ProcessSupport", "Logging",
         ]),
-        .target(name: "Expert", dependencies: ["WorkerCore", "Wire", "ZeroMQ", "Inference", "ProcessSupport"]),
-        .target(name: "CLI", dependencies: ["ProcessSupport"]),
+        .target(name: "Expert", dependencies: [
+            "WorkerCore", "Wire", "ZeroMQ", "Inference", "ProcessSupport", "Logging",
+        ]),
+        .target(name: "CLI", dependencies: ["ProcessSupport", "Logging"]),
 
         // MARK: Training and evaluation (in-process experts: the pure modules only)
         .target(name: "Training", dependencies: ["Inference", "Preference", "Decoding", "Wire"],
@@ -61,7 +65,7 @@ let package = Package(
             name: "mope",
             dependencies: [
                 "CLI", "Wire", "ZeroMQ", "CPUKernels", "Inference", "Decoding", "ClusterCore", "WorkerCore", "Expert",
-                "Coordinator", "Preference", "Training", "ProcessSupport",
+                "Coordinator", "Preference", "Training", "ProcessSupport", "Logging",
             ]
         ),
         // A tiny peer process for the ZeroMQ binding's multi-process tests.
@@ -74,16 +78,17 @@ let package = Package(
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "TestKit"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels"]),
         .testTarget(name: "WorkerCoreTests", dependencies: ["WorkerCore", "Wire", "Inference"]),
-        .testTarget(name: "ExpertTests", dependencies: ["Expert", "WorkerCore", "Wire", "Inference"]),
+        .testTarget(name: "ExpertTests", dependencies: ["Expert", "WorkerCore", "Wire", "Inference", "Logging"]),
         .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Wire", "Preference"]),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Decoding", "Wire", "Preference"]),
         .testTarget(name: "CoordinatorTests", dependencies: [
-            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference",
+            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference", "Logging",
         ]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Decoding", "Wire"]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ProcessSupportTests", dependencies: ["ProcessSupport"]),
+        .testTarget(name: "LoggingTests", dependencies: ["Logging"]),
         .testTarget(name: "ClusterTests", dependencies: [
             "mope", "Wire", "ZeroMQ", "ClusterCore", "Decoding", "Coordinator", "Preference", "Inference", "Expert",
             "TestKit",

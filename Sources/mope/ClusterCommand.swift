@@ -48,7 +48,7 @@ enum ClusterCommand: ParsableCommand {
             .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
             .value("curve-secret-key", "key", help: "Encrypt every connection with CURVE: the coordinator's secret "
                 + "key (the workers get its public key; clients need it too: mope generate --curve-server-key)."),
-        ]
+        ] + LogOptions.options
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
@@ -67,6 +67,8 @@ enum ClusterCommand: ParsableCommand {
             )
         }
         let curve = try arguments.value("curve-secret-key").map { try CurveKeyPair(secretKey: $0) }
+        // The children log at the launcher's level.
+        let logLevel = ["--log-level", try LogOptions.level(arguments).description]
         if getpgrp() != getpid() { _ = setpgid(0, 0) }
 
         let launcher = Launcher(config: config, stopGrace: stopGrace)
@@ -76,14 +78,14 @@ enum ClusterCommand: ParsableCommand {
         let executable = currentExecutable()
         let connectTo = localAddress(of: endpoint)
         do {
-            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint]
+            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint] + logLevel
             if let curve { coordinatorArgs += ["--curve-secret-key", curve.secretKey] }
             try launcher.startCoordinator(executable, coordinatorArgs)
             let shared = arguments.flag("shared-workers") ? true : nil
             for plan in config.workerProcesses(shared: shared) {
                 let ids = plan.ids.joined(separator: ",")
                 var args = ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","),
-                            "--coordinator", connectTo, "--id", ids]
+                            "--coordinator", connectTo, "--id", ids] + logLevel
                 if let threads { args += ["--threads", "\(threads)"] }
                 if let curve { args += ["--curve-server-key", curve.publicKey] }
                 try launcher.startWorker(executable, args, id: ids)

@@ -2,6 +2,7 @@ import CLI
 import Coordinator
 import Expert
 import Foundation
+import Logging
 import Synchronization
 import ZeroMQ
 
@@ -55,16 +56,17 @@ enum WorkerCommand: ParsableCommand {
             .value("drain-grace", "seconds", default: "30", help: "How long a drain waits for open sessions."),
             .value("curve-server-key", "key", help: "The coordinator's CURVE public key: encrypt the connection."),
             .value("curve-secret-key", "key", help: "This worker's CURVE secret key (default: a fresh key pair)."),
-        ]
+        ] + LogOptions.options
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         let settings = try settings(arguments)
+        let logger = try LogOptions.logger(label: "worker", arguments)
         let signals = SignalDrain()
         defer { signals.cancel() }
         let worker: Worker
         do {
-            worker = try Worker(settings: settings)
+            worker = try Worker(settings: settings, logger: logger)
         } catch {
             CLI.writeErr("error: \(error.description)\n")
             return CLI.failure

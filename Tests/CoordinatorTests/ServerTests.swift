@@ -4,6 +4,7 @@ import Decoding
 import Dispatch
 import Foundation
 import Inference
+import Logging
 import Preference
 import Testing
 import Wire
@@ -41,7 +42,7 @@ struct ServerTests {
             config.topK = 4
             config.pcm = pcm
             var settings = CoordinatorSettings(config: config)
-            settings.verbose = false
+            settings.logger.level = .error
             settings.drainGrace = .seconds(5)
             settings.curve = curve
             settings.curveAllowList = allowList
