@@ -99,15 +99,13 @@ enum CoordinatorCommand: ParsableCommand {
         let server: CoordinatorServer
         do {
             let controller = try CoordinatorServer.controllerFactory(config: config)
-            do {
-                logger.info("preference controller: \(controller.description)")
-                let told = switch config.expertContext {
-                case .own: "its own system prompt only"
-                case .ownAndPreference: "its own system prompt, then the preference's prompts"
-                case .preference: "the preference's prompts as its system prompt"
-                }
-                logger.info("each expert is told \(told) (expertContext \(config.expertContext))")
+            logger.info("preference controller: \(controller.description)")
+            let told = switch config.expertContext {
+            case .own: "its own system prompt only"
+            case .ownAndPreference: "its own system prompt, then the preference's prompts"
+            case .preference: "the preference's prompts as its system prompt"
             }
+            logger.info("each expert is told \(told) (expertContext \(config.expertContext))")
             server = try CoordinatorServer(settings: settings, controller: controller.make)
         } catch {
             CLI.writeErr("error: \(error.description)\n")
