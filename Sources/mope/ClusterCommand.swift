@@ -52,6 +52,8 @@ enum ClusterCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        // The children log at the launcher's level.
+        let logLevel = ["--log-level", try LogOptions.level(arguments).description]
         let configPath = try arguments.require("config")
         let config = try ClusterConfig.load(contentsOf: configPath)
         let endpoint = arguments.value("endpoint") ?? config.coordinator
@@ -67,8 +69,6 @@ enum ClusterCommand: ParsableCommand {
             )
         }
         let curve = try arguments.value("curve-secret-key").map { try CurveKeyPair(secretKey: $0) }
-        // The children log at the launcher's level.
-        let logLevel = ["--log-level", try LogOptions.level(arguments).description]
         if getpgrp() != getpid() { _ = setpgid(0, 0) }
 
         let launcher = Launcher(config: config, stopGrace: stopGrace)

@@ -52,6 +52,7 @@ enum CoordinatorCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        let logger = try LogOptions.logger(label: "coordinator", arguments)
         let configPath = try arguments.require("config")
         var config = try ClusterConfig.load(contentsOf: configPath)
         for index in config.experts.indices {
@@ -70,7 +71,6 @@ enum CoordinatorCommand: ParsableCommand {
             throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
         }
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
-        let logger = try LogOptions.logger(label: "coordinator", arguments)
         settings.logger = logger
         if let secret = arguments.value("curve-secret-key") {
             let pair = try CurveKeyPair(secretKey: secret)

@@ -60,8 +60,8 @@ enum WorkerCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        let settings = try settings(arguments)
         let logger = try LogOptions.logger(label: "worker", arguments)
+        let settings = try settings(arguments)
         let signals = SignalDrain()
         defer { signals.cancel() }
         let worker: Worker

@@ -41,6 +41,19 @@ func shape(_ pass: [Scheduler.Entry]) -> [[UInt64]] { pass.map { [$0.key.session
         #expect(s.nextPass(now: 40).isEmpty)
     }
 
+    @Test("sessions opened together are prefilled in one pass, and their decodes then share passes")
+    func sessionsShareAPass() {
+        var s = scheduler(prefillChunk: 128, sessions: [10, 11])
+        s.onPrefill(key(10), tokens: [1, 2, 3, 4, 5], now: 0)
+        s.onPrefill(key(11), tokens: [6, 7, 8, 9], now: 0)
+        let prefill = s.nextPass(now: 1)
+        #expect(shape(prefill) == [[10, 5], [11, 4]])
+        #expect(s.onPassDone(prefill, failed: [], elapsed: 1).map(\.row) == [0, 1])
+        s.onDecode(key(10), token: 3, now: 2)
+        s.onDecode(key(11), token: 4, now: 2)
+        #expect(shape(s.nextPass(now: 3)) == [[10, 1], [11, 1]])
+    }
+
     @Test("every pending decode joins the pass, even when prefills use the whole budget")
     func decodesAlwaysJoin() {
         var s = scheduler(prefillChunk: 4, sessions: [1, 2, 3])
