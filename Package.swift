@@ -55,12 +55,16 @@ let package = Package(
         .target(name: "WorkerCore", dependencies: ["Wire", "Inference"]),
 
         // MARK: Shells (ZeroMQ, threads, processes)
-        .target(name: "ProcessSupport"),
+        // Levels, a sink protocol and the standard-error writer; no dependencies.
+        .target(name: "Logging"),
+        .target(name: "ProcessSupport", dependencies: ["Logging"]),
         .target(name: "Coordinator", dependencies: [
-            "ClusterCore", "Decoding", "Wire", "ZeroMQ", "Inference", "Preference", "ProcessSupport",
+            "ClusterCore", "Decoding", "Wire", "ZeroMQ", "Inference", "Preference", "ProcessSupport", "Logging",
         ]),
-        .target(name: "Expert", dependencies: ["WorkerCore", "Wire", "ZeroMQ", "Inference", "ProcessSupport"]),
-        .target(name: "CLI", dependencies: ["ProcessSupport"]),
+        .target(name: "Expert", dependencies: [
+            "WorkerCore", "Wire", "ZeroMQ", "Inference", "ProcessSupport", "Logging",
+        ]),
+        .target(name: "CLI", dependencies: ["ProcessSupport", "Logging"]),
 
         // MARK: Training and evaluation (in-process experts: the pure modules only)
         .target(name: "Training", dependencies: ["Inference", "Preference", "Decoding", "Wire"],
@@ -71,7 +75,7 @@ let package = Package(
             name: "mope",
             dependencies: [
                 "CLI", "Wire", "ZeroMQ", "HTTPServer", "OpenAIAPI", "CPUKernels", "Inference", "Decoding", "ClusterCore", "WorkerCore", "Expert",
-                "Coordinator", "Preference", "Training", "ProcessSupport",
+                "Coordinator", "Preference", "Training", "ProcessSupport", "Logging",
             ]
         ),
         // A tiny peer process for the ZeroMQ binding's multi-process tests.
@@ -87,12 +91,12 @@ let package = Package(
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels", "Decoding", "Wire", "TestKit"]),
         .testTarget(name: "WorkerCoreTests", dependencies: ["WorkerCore", "Wire", "Inference"]),
         .testTarget(name: "ExpertTests", dependencies: [
-            "Expert", "WorkerCore", "Wire", "Inference", "ProcessSupport", "TestKit",
+            "Expert", "WorkerCore", "Wire", "Inference", "ProcessSupport", "Logging", "TestKit",
         ]),
         .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Wire", "Preference"]),
         .testTarget(name: "ClusterCoreTests", dependencies: ["ClusterCore", "Decoding", "Wire", "Preference", "TestKit"]),
         .testTarget(name: "CoordinatorTests", dependencies: [
-            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference", "ProcessSupport", "TestKit",
+            "Coordinator", "ClusterCore", "Decoding", "Wire", "Preference", "Inference", "ProcessSupport", "Logging", "TestKit",
         ]),
         .testTarget(name: "PreferenceTests", dependencies: ["Preference", "Inference", "TestKit"]),
         .testTarget(name: "TrainingTests", dependencies: [
@@ -100,6 +104,7 @@ let package = Package(
         ]),
         .testTarget(name: "CLITests", dependencies: ["CLI"]),
         .testTarget(name: "ProcessSupportTests", dependencies: ["ProcessSupport"]),
+        .testTarget(name: "LoggingTests", dependencies: ["Logging"]),
         .testTarget(name: "ClusterTests", dependencies: [
             "mope", "Wire", "ZeroMQ", "ClusterCore", "Decoding", "Coordinator", "Preference", "Inference", "Expert",
             "ProcessSupport", "TestKit",

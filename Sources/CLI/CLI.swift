@@ -1,3 +1,4 @@
+import Logging
 import ProcessSupport
 
 #if canImport(Glibc)

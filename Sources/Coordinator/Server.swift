@@ -1,6 +1,7 @@
 import Foundation
 import Inference
 import Preference
+import Logging
 import ProcessSupport
 import Synchronization
 import Wire
@@ -138,9 +139,6 @@ public final class CoordinatorServer: Sendable {
         try result.get()
     }
 
-    /// Writes one line to standard error.
-    func log(_ text: String) {
-        guard settings.verbose else { return }
-        StandardStreams.writeError("[coordinator] \(text)\n")
-    }
+    /// The caller's logger.
+    var logger: Logger { settings.logger }
 }

@@ -3,6 +3,7 @@ import Decoding
 import Dispatch
 import Foundation
 import Preference
+import Logging
 import ProcessSupport
 import Wire
 import ZeroMQ
@@ -81,8 +82,8 @@ struct ServerLoop {
         }
         let config = settings.config
         let experts = config.experts.map { "\($0.name)×\($0.replicas)" }.joined(separator: ", ")
-        if let path = Timeline.start(role: "coordinator") { server.log("timeline: \(path)") }
-        server.log(
+        if let path = Timeline.start(role: "coordinator") { server.logger.info("timeline: \(path)") }
+        server.logger.info(
             "listening on \(settings.endpoint) for experts \(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
                 + "step deadline \(config.stepDeadlineMs) ms; tokenizer of \(config.experts.first?.model ?? "?")"
         )
@@ -98,7 +99,7 @@ struct ServerLoop {
             try receiveAll()
             perform(core.onTick(now: Self.now()))
         }
-        server.log("stopped")
+        server.logger.info("stopped")
     }
 
     /// Monotonic nanoseconds.
@@ -119,7 +120,7 @@ struct ServerLoop {
         guard state.drains > drainsSeen else { return }
         drainsSeen = state.drains
         if core.isDraining {
-            server.log("second shutdown request: stopping now")
+            server.logger.warn("second shutdown request: stopping now")
             stopped = true
             return
         }
@@ -142,7 +143,10 @@ struct ServerLoop {
             }
             guard let frames else { return }
             guard frames.count == 2 else {
-                server.log("dropped a message of \(frames.count) frames (expected routing id + one frame)")
+                server.logger.warn(
+                    "dropped a message of \(frames.count) frames (expected routing id + one frame) from "
+                        + LogText.escaped(frames.first ?? [])
+                )
                 continue
             }
             if Timeline.isOn, case .dist(let dist)? = try? WireCodec.decode(frames[1]) {
@@ -167,7 +171,11 @@ struct ServerLoop {
                     continue
                 }
                 let reply = allowList.answer(request)
-                if !reply.accepted { server.log("refused a connection from \(request.address): \(reply.text)") }
+                if !reply.accepted {
+                    server.logger.warn(
+                        "refused a connection from \(LogText.escaped(request.address)): \(LogText.escaped(reply.text))"
+                    )
+                }
                 try authenticator.send(reply.frames)
             }
         } catch {
@@ -208,8 +216,21 @@ struct ServerLoop {
                 // Written even when quiet: who joined the cluster. (Readiness is read from `status`, not here.)
                 StandardStreams.writeError("[coordinator] \(event.description)\n")
             default:
-                server.log(event.description)
+                // Events carry peer-supplied text (worker ids, reasons): escaped.
+                server.logger.log(Self.level(of: event), LogText.escaped(event.description))
             }
+        }
+    }
+
+    /// The level each core event is logged at: what was lost or refused warns, the cluster's life is info, and
+    /// every finished request is info too (one line per request).
+    static func level(of event: CoordinatorEvent) -> LogLevel {
+        switch event {
+        case .workerRejected, .workerDead, .workerFailedSession, .malformedFrame, .unexpectedFromWorker,
+             .sessionLostExperts, .drainExpired:
+            .warn
+        case .workerRegistered, .workerDraining, .sessionFailover, .drainStarted, .drained, .sessionFinished:
+            .info
         }
     }
 
@@ -218,11 +239,15 @@ struct ServerLoop {
     private func trySend(_ identity: [UInt8], _ message: Message) -> SendOutcome {
         do {
             if try socket.trySend([identity, WireCodec.encode(message)]) { return .sent }
-            server.log("dropped a \(message.kind) message: the peer's queue is full")
+            server.logger.warn(
+                "dropped a \(message.kind) message to \(LogText.escaped(identity)): the peer's queue is full"
+            )
             return .dropped
         } catch {
             if error.isHostUnreachable { return .unreachable }
-            server.log("could not send a \(message.kind) message: \(error)")
+            server.logger.warn(
+                "could not send a \(message.kind) message to \(LogText.escaped(identity)): \(error)"
+            )
             return .dropped
         }
     }

@@ -1,6 +1,7 @@
 import ClusterCore
 import Decoding
 import Foundation
+import Logging
 import Preference
 import ZeroMQ
 
@@ -61,8 +62,9 @@ public struct CoordinatorSettings: Sendable {
     /// With `curve`: only workers and clients whose CURVE public key is listed may connect (checked by a ZAP
     /// handler in the coordinator's loop). Nil: any peer that knows the coordinator's public key may connect.
     public var curveAllowList: CurveAllowList?
-    /// Log every registration, drop and failure to standard error.
-    public var verbose = true
+    /// Where the coordinator's events go (label `coordinator`, info and above on standard error unless the caller
+    /// gives another). Registrations are also always written as lines of their own for `mope cluster`.
+    public var logger = Logger(label: "coordinator")
 
     /// Settings for `config`, binding its endpoint.
     public init(config: ClusterConfig) {

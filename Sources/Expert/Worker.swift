@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import Logging
 import ProcessSupport
 import Synchronization
 import Wire
@@ -49,25 +50,36 @@ public final class Worker: Sendable {
     /// The experts served, in the order of `settings.experts`.
     public let served: [Served]
 
+    /// Where the worker's events go: the caller's logger, labelled with the worker's id.
+    public let logger: Logger
+    /// One logger per served expert, labelled with that expert's worker id.
+    private let expertLoggers: [Logger]
+
     private let control: LoopControl
 
     /// Loads the model of `settings` and prepares the worker.
     /// - Throws: `WorkerError.model` naming the file and the GGUF or inference error, `.tokenizer`,
     ///   `.invalidSetting`.
-    public convenience init(settings: WorkerSettings) throws(WorkerError) {
+    /// - Parameter logger: where events go; its label (`worker` by default) is followed by the worker's id.
+    public convenience init(
+        settings: WorkerSettings, logger: Logger = Logger(label: "worker")
+    ) throws(WorkerError) {
         let model: LanguageModel
         do {
             model = try LanguageModel(path: settings.modelPath, threads: settings.resolvedThreads)
         } catch {
             throw .model(path: settings.modelPath, reason: String(describing: error))
         }
-        try self.init(settings: settings, model: model)
+        try self.init(settings: settings, model: model, logger: logger)
     }
 
     /// Prepares a worker serving an already loaded `model` (its thread count is the model's own).
     /// - Throws: `WorkerError.tokenizer`, `.invalidSetting` (also for an unreadable logit-bias file or one made
     ///   for another vocabulary).
-    public init(settings: WorkerSettings, model: LanguageModel) throws(WorkerError) {
+    /// - Parameter logger: where events go; its label (`worker` by default) is followed by the worker's id.
+    public init(
+        settings: WorkerSettings, model: LanguageModel, logger: Logger = Logger(label: "worker")
+    ) throws(WorkerError) {
         let settings = try settings.validated(contextLength: model.configuration.contextLength)
         self.settings = settings
         self.model = model
@@ -99,6 +111,9 @@ public final class Worker: Sendable {
             served.append(Served(prompt: prompt, hello: hello, bias: bias))
         }
         self.served = served
+        let ids = served.map { LogText.escaped($0.hello.workerID) }
+        self.logger = logger.labelled("\(logger.label) \(ids.joined(separator: "+"))")
+        expertLoggers = ids.map { logger.labelled("\(logger.label) \($0)") }
         guard let control = LoopControl() else {
             throw .invalidSetting(name: "wake pipe", reason: "cannot create a pipe: \(String(cString: strerror(errno)))")
         }
@@ -144,14 +159,7 @@ public final class Worker: Sendable {
         return try result.get()
     }
 
-    /// Writes a line to standard error with the worker's prefix.
-    func log(_ text: String) {
-        StandardStreams.writeError("[worker \(id)] \(text)\n")
-    }
-
-    /// Writes a line to standard error with the prefix of the expert at `index`.
-    func log(_ text: String, expert index: Int) {
-        StandardStreams.writeError("[worker \(served[index].hello.workerID)] \(text)\n")
-    }
+    /// The logger of the expert at `index`, labelled with its worker id.
+    func logger(expert index: Int) -> Logger { expertLoggers[index] }
 }
 

@@ -1,35 +1,16 @@
 import Foundation
 import Inference
+import Logging
 import ProcessSupport
 import Wire
 import WorkerCore
 import ZeroMQ
 
-/// The worker's loop state: one connection and session machine per served expert, the KV caches and the pending
-/// forward passes of all of them. Lives on the one thread that runs `Worker.run()`.
+/// The worker's loop: one connection and session machine per served expert around the `BatchScheduler`, which
+/// decides the forward passes of all of them; this shell owns the sockets, the model and the clock. Lives on the
+/// one thread that runs `Worker.run()`.
 struct WorkerLoop {
-    /// A session of one served expert (session ids are the coordinator's, the same on every expert).
-    struct JobKey: Hashable {
-        /// Index into `Worker.served`.
-        let expert: Int
-        let session: SessionID
-    }
-
-    /// A forward pass the state machine asked for that has not finished: a prefill (possibly in chunks) or a
-    /// decode of one token.
-    struct Job {
-        let key: JobKey
-        var tokens: [Int32]
-        /// Tokens already run.
-        var done = 0
-        /// When the request arrived.
-        let received: ContinuousClock.Instant
-        /// When its first forward pass started.
-        var started: ContinuousClock.Instant?
-        /// Time of its forward passes so far.
-        var compute: Duration = .zero
-        var remaining: Int { tokens.count - done }
-    }
+    typealias JobKey = BatchScheduler<KVCache>.Key
 
     enum Phase: Equatable {
         /// Sending `hello` until `welcome`.
@@ -47,9 +28,6 @@ struct WorkerLoop {
         /// When to reconnect to a coordinator taken for dead.
         var reconnectAt: ContinuousClock.Instant?
         var sessions: ExpertSessions
-        var caches: [SessionID: KVCache] = [:]
-        /// Set when this expert has finished draining: the sessions it gave up.
-        var drained: Int?
 
         var id: String { served.hello.workerID }
     }
@@ -65,10 +43,8 @@ struct WorkerLoop {
     private var poller = ZMQPoller()
     private let origin: ContinuousClock.Instant
 
-    private var spareCaches: [KVCache] = []
-    private var jobs: [JobKey: Job] = [:]
-    /// Sessions with a job, in the order the jobs arrived (prefill chunks are handed out in this order).
-    private var jobOrder: [JobKey] = []
+    /// The batching decisions: jobs, passes, gathering, spare caches, drain across experts.
+    private var scheduler: BatchScheduler<KVCache>
     private var logits: [Float] = []
 
     private var draining = false
@@ -84,6 +60,10 @@ struct WorkerLoop {
         model = worker.model
         now = clock.now
         origin = now
+        scheduler = BatchScheduler(
+            prefillChunk: settings.prefillChunk, gatherWindow: Self.nanoseconds(Self.gatherWindow),
+            spareLimit: settings.sessionCapacity * worker.served.count, expertCount: worker.served.count
+        )
         context = try ZMQContext()
         for served in worker.served {
             let socket: ZMQSocket
@@ -142,9 +122,16 @@ struct WorkerLoop {
         return UInt32(clamping: max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000))
     }
 
-    /// Nanoseconds since the loop started, the liveness tracker's clock.
-    private var nanos: UInt64 {
-        let (seconds, attoseconds) = origin.duration(to: now).components
+    /// Nanoseconds since the loop started, the liveness tracker's and the scheduler's clock.
+    private var nanos: UInt64 { nanos(at: now) }
+
+    /// Nanoseconds from the loop's start to `instant`.
+    private func nanos(at instant: ContinuousClock.Instant) -> UInt64 {
+        UInt64(clamping: Self.nanoseconds(origin.duration(to: instant)))
+    }
+
+    private static func nanoseconds(_ d: Duration) -> UInt64 {
+        let (seconds, attoseconds) = d.components
         return UInt64(clamping: max(0, seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
     }
 
@@ -167,7 +154,7 @@ struct WorkerLoop {
         }
         let names = endpoints.map(\.served.hello.expert).joined(separator: ", ")
         let first = endpoints[0].served
-        worker.log(
+        worker.logger.info(
             "serving expert\(endpoints.count > 1 ? "s" : "") \(names) with \(settings.modelPath) "
                 + "(\(model.configuration.architecture), vocabulary \(model.vocabularySize), context "
                 + "\(first.hello.contextLimit), \(settings.sessionCapacity) sessions"
@@ -175,26 +162,26 @@ struct WorkerLoop {
                 + settings.coordinator
         )
         for expert in settings.experts {
-            if let path = expert.biasPath { worker.log("expert \(expert.name): tuned offset from \(path)") }
+            if let path = expert.biasPath { worker.logger.info("expert \(expert.name): tuned offset from \(path)") }
         }
-        if let path = Timeline.start(role: "worker-\(worker.id)") { worker.log("timeline: \(path)") }
+        if let path = Timeline.start(role: "worker-\(worker.id)") { worker.logger.info("timeline: \(path)") }
         if first.prompt.template == nil {
-            worker.log("warning: \(first.prompt.templateProblem ?? "no chat template"); only raw requests served")
+            worker.logger.warn("\(first.prompt.templateProblem ?? "no chat template"); only raw requests served")
         }
         for e in endpoints.indices { sendHello(e) }
         while exit == nil {
-            let timeout = jobs.isEmpty ? timeUntilNextTimer() : .zero
+            let timeout = scheduler.hasJobs ? .zero : timeUntilNextTimer()
             let ready = try poller.poll(timeout: timeout)
             now = clock.now
             if !ready[endpoints.count].isEmpty || control.isDrainRequested {
                 handleControl()
                 if exit != nil { break }
             }
-            for e in endpoints.indices where ready[e].contains(.readable) || !jobs.isEmpty {
+            for e in endpoints.indices where ready[e].contains(.readable) || scheduler.hasJobs {
                 try receiveAll(e)
             }
             if exit != nil { break }
-            if !jobs.isEmpty {
+            if scheduler.hasJobs {
                 try gatherSteps()
                 if exit != nil { break }
                 runForwardPass()
@@ -208,14 +195,14 @@ struct WorkerLoop {
             try checkTimers()
         }
         let how = exit ?? .stopped
-        worker.log("exiting (\(how))")
+        worker.logger.info("exiting (\(how))")
         return how
     }
 
     /// Time until the next heartbeat, liveness check, reconnection or drain deadline.
     private func timeUntilNextTimer() -> Duration {
         var next = drainDeadline
-        for endpoint in endpoints where endpoint.drained == nil {
+        for (e, endpoint) in endpoints.enumerated() where !scheduler.isDrained(e) {
             let tick = origin + .nanoseconds(Int64(clamping: endpoint.liveness.nextTick))
             next = min(next ?? tick, tick)
             if let at = endpoint.reconnectAt { next = min(next ?? at, at) }
@@ -226,11 +213,11 @@ struct WorkerLoop {
 
     private mutating func checkTimers() throws {
         if let drainDeadline, now >= drainDeadline {
-            worker.log("the drain grace period ended with \(sessionCount) sessions still open; exiting")
+            worker.logger.warn("the drain grace period ended with \(sessionCount) sessions still open; exiting")
             finish(.drained(abandonedSessions: sessionCount))
             return
         }
-        for e in endpoints.indices where endpoints[e].drained == nil && exit == nil {
+        for e in endpoints.indices where !scheduler.isDrained(e) && exit == nil {
             if let reconnectAt = endpoints[e].reconnectAt {
                 guard now >= reconnectAt else { continue }
                 endpoints[e].reconnectAt = nil
@@ -253,14 +240,14 @@ struct WorkerLoop {
     private mutating func handleControl() {
         let requests = control.take()
         if requests.stop {
-            worker.log("stopping")
+            worker.logger.info("stopping")
             finish(.stopped)
             return
         }
         if requests.drains > 0 && !draining {
             draining = true
             drainDeadline = now + settings.drainGrace
-            worker.log("draining: no new sessions; \(sessionCount) open, grace period \(settings.drainGrace)")
+            worker.logger.info("draining: no new sessions; \(sessionCount) open, grace period \(settings.drainGrace)")
             for e in endpoints.indices {
                 send(.goodbye(Goodbye(reason: "the worker is shutting down")), from: e)
                 if endpoints[e].phase == .registering && endpoints[e].sessions.count == 0 {
@@ -274,10 +261,7 @@ struct WorkerLoop {
 
     /// Expert `e` has finished draining; the worker exits once every expert has.
     private mutating func drained(_ e: Int, abandoning abandoned: Int) {
-        guard endpoints[e].drained == nil else { return }
-        endpoints[e].drained = abandoned
-        let done = endpoints.compactMap(\.drained)
-        if done.count == endpoints.count { finish(.drained(abandonedSessions: done.reduce(0, +))) }
+        if let total = scheduler.onExpertDrained(e, abandoning: abandoned) { finish(.drained(abandonedSessions: total)) }
     }
 
     private mutating func finish(_ how: WorkerExit) {
@@ -287,19 +271,17 @@ struct WorkerLoop {
     /// The longest a forward pass waits for the steps of other experts of this process (see `gatherSteps`).
     static let gatherWindow: Duration = .milliseconds(2)
 
-    /// With several experts in the process, the coordinator sends a session's step to each of them back to back,
-    /// on separate connections; a pass started when only some have been read would compute the others in a pass
-    /// of their own right after, nearly doubling the step's time. So before a pass, while a session has a step
-    /// pending on one expert that another expert of the session is idle and waiting for, keep reading for at
-    /// most `gatherWindow`. A step that never comes (an expert the coordinator has given up) costs that window
-    /// and no more.
+    /// Before a pass, reads the steps of a session's other experts for as long as the scheduler says
+    /// (`BatchScheduler.shouldGather`: at most `gatherWindow`, only while a step is on its way). A step that never
+    /// comes (an expert the coordinator has given up) costs that window and no more.
     private mutating func gatherSteps() throws {
-        guard endpoints.count > 1 else { return }
-        let deadline = clock.now + Self.gatherWindow
-        while expectsSteps() {
-            let left = clock.now.duration(to: deadline)
-            guard left > .zero else { return }
-            let ready = try poller.poll(timeout: left)
+        guard let deadline = scheduler.gatherDeadline(now: nanos(at: clock.now)) else { return }
+        while true {
+            let at = nanos(at: clock.now)
+            guard scheduler.shouldGather(now: at, deadline: deadline, sessions: endpoints.map(\.sessions)) else {
+                return
+            }
+            let ready = try poller.poll(timeout: .nanoseconds(Int64(clamping: deadline - at)))
             now = clock.now
             // A drain or stop request is the main loop's business.
             if !ready[endpoints.count].isEmpty || control.isDrainRequested { return }
@@ -308,19 +290,6 @@ struct WorkerLoop {
                 if exit != nil { return }
             }
         }
-    }
-
-    /// Whether a pending decode's step is still on its way to another expert of the same session.
-    private func expectsSteps() -> Bool {
-        for key in jobOrder {
-            guard let job = jobs[key], job.tokens.count == 1,
-                let step = endpoints[key.expert].sessions.session(key.session)?.pendingStep
-            else { continue }
-            for f in endpoints.indices where f != key.expert && endpoints[f].drained == nil {
-                if endpoints[f].sessions.awaits(key.session, step: step) { return true }
-            }
-        }
-        return false
     }
 
     // MARK: Registration and liveness
@@ -334,15 +303,12 @@ struct WorkerLoop {
     private mutating func coordinatorLost(_ e: Int, reconnectAfter delay: Duration) {
         let open = endpoints[e].sessions.count
         if endpoints[e].phase == .registered || open > 0 {
-            worker.log(
+            worker.logger(expert: e).warn(
                 "no word from the coordinator for 3 heartbeat intervals; dropping \(open) sessions and "
-                    + "registering again", expert: e
+                    + "registering again"
             )
         }
-        for (_, cache) in endpoints[e].caches { recycle(cache) }
-        endpoints[e].caches.removeAll()
-        jobs = jobs.filter { $0.key.expert != e }
-        jobOrder.removeAll { $0.expert == e }
+        for cache in scheduler.onExpertLost(e) { cache.reset() }
         endpoints[e].sessions = Self.makeSessions(endpoints[e].served, worker: worker)
         if draining {
             drained(e, abandoning: open)
@@ -361,17 +327,21 @@ struct WorkerLoop {
             handled += 1
             // An expert that has drained while others still serve: its messages are read (so that the poller does
             // not keep reporting them) and dropped.
-            guard endpoints[e].drained == nil else { continue }
+            guard !scheduler.isDrained(e) else { continue }
             endpoints[e].liveness.onReceived(now: nanos)
             guard frames.count == 1 else {
-                worker.log("dropped a message of \(frames.count) frames (one frame per message expected)", expert: e)
+                worker.logger(expert: e).warn(
+                    "dropped a message of \(frames.count) frames (one frame per message expected)"
+                )
                 continue
             }
             let message: Message
             do {
                 message = try WireCodec.decode(frames[0])
             } catch {
-                worker.log("dropped a malformed frame of \(frames[0].count) bytes: \(error.description)", expert: e)
+                worker.logger(expert: e).warn(
+                    "dropped a malformed frame of \(frames[0].count) bytes: \(LogText.escaped(error.description))"
+                )
                 continue
             }
             handle(message, for: e)
@@ -382,14 +352,14 @@ struct WorkerLoop {
         switch message {
         case .welcome(let welcome):
             if endpoints[e].phase != .registered {
-                worker.log(
-                    "registered with the coordinator (heartbeat every \(welcome.heartbeatIntervalMs) ms)", expert: e
+                worker.logger(expert: e).info(
+                    "registered with the coordinator (heartbeat every \(welcome.heartbeatIntervalMs) ms)"
                 )
             }
             endpoints[e].phase = .registered
             endpoints[e].liveness.onWelcome(welcome, now: nanos)
         case .reject(let reject):
-            worker.log("the coordinator rejected this worker: \(reject.reason)", expert: e)
+            worker.logger(expert: e).error("the coordinator rejected this worker: \(LogText.escaped(reject.reason))")
             finish(.rejected(reason: reject.reason))
         case .heartbeat:
             break
@@ -398,8 +368,8 @@ struct WorkerLoop {
             let isNew = endpoints[e].sessions.session(open.session) == nil
             let directives = endpoints[e].sessions.onOpen(open, promptTokens: tokens)
             if isNew, endpoints[e].sessions.session(open.session) != nil {
-                worker.log(
-                    "opened session \(open.session) (\(tokens.count) prompt tokens, top-\(open.topK))", expert: e
+                worker.logger(expert: e).debug(
+                    "opened session \(open.session) (\(tokens.count) prompt tokens, top-\(open.topK))"
                 )
             }
             carryOut(directives, for: e)
@@ -410,17 +380,17 @@ struct WorkerLoop {
             guard let tokens = promptTokens(replay.session, replay.request, for: e) else { return }
             let directives = endpoints[e].sessions.onReplay(replay, promptTokens: tokens)
             if endpoints[e].sessions.session(replay.session) != nil {
-                worker.log(
-                    "replaying session \(replay.session) (\(tokens.count) + \(replay.tokens.count) tokens)", expert: e
+                worker.logger(expert: e).debug(
+                    "replaying session \(replay.session) (\(tokens.count) + \(replay.tokens.count) tokens)"
                 )
             }
             carryOut(directives, for: e)
         case .close(let close):
             let known = endpoints[e].sessions.session(close.session) != nil
             carryOut(endpoints[e].sessions.onClose(close), for: e)
-            if known { worker.log("closed session \(close.session)", expert: e) }
+            if known { worker.logger(expert: e).debug("closed session \(close.session)") }
         case .hello, .goodbye, .dist, .error, .generate, .token, .done, .status, .statusReply:
-            worker.log("ignored an unexpected \(message.kind) message", expert: e)
+            worker.logger(expert: e).warn("ignored an unexpected \(message.kind) message")
         }
     }
 
@@ -441,84 +411,50 @@ struct WorkerLoop {
         while let directive = queue.popFirst() {
             switch directive {
             case .prefill(let session, let tokens):
-                let cache: KVCache
-                if let existing = endpoints[e].caches[session] {
-                    existing.reset()
-                    cache = existing
-                } else if let spare = spareCaches.popLast() {
-                    cache = spare
+                let key = JobKey(expert: e, session: session)
+                if let cache = scheduler.takeCache(for: key) {
+                    cache.reset()
                 } else {
                     do {
-                        cache = try model.makeCache(capacity: Int(endpoints[e].served.hello.contextLimit))
+                        let cache = try model.makeCache(capacity: Int(endpoints[e].served.hello.contextLimit))
+                        scheduler.attach(cache, to: key)
                     } catch {
                         queue.append(contentsOf: endpoints[e].sessions.onForwardFailed(
                             session: session, reason: error.description))
                         continue
                     }
                 }
-                endpoints[e].caches[session] = cache
-                let key = JobKey(expert: e, session: session)
-                enqueue(Job(key: key, tokens: tokens.map { Int32(bitPattern: $0) }, received: now))
+                scheduler.onPrefill(key, tokens: tokens.map { Int32(bitPattern: $0) }, now: nanos)
             case .decode(let session, let token):
-                let key = JobKey(expert: e, session: session)
-                enqueue(Job(key: key, tokens: [Int32(bitPattern: token)], received: now))
+                scheduler.onDecode(JobKey(expert: e, session: session), token: Int32(bitPattern: token), now: nanos)
             case .freeCache(let session):
-                let key = JobKey(expert: e, session: session)
-                if jobs.removeValue(forKey: key) != nil {
-                    jobOrder.removeAll { $0 == key }
+                let (cancelled, freed) = scheduler.onFreeCache(JobKey(expert: e, session: session))
+                if cancelled {
                     // Every forward pass is reported once; this one will never run.
                     queue.append(
                         contentsOf: endpoints[e].sessions.onForwardFailed(session: session, reason: "cancelled"))
                 }
-                if let cache = endpoints[e].caches.removeValue(forKey: session) { recycle(cache) }
+                freed?.reset()
             case .reply(let message):
                 if case .error(let error) = message { reply(error: error, from: e) } else { send(message, from: e) }
             case .drained:
-                worker.log("drained: every session is closed", expert: e)
+                worker.logger(expert: e).info("drained: every session is closed")
                 drained(e, abandoning: 0)
             }
         }
     }
 
-    private mutating func enqueue(_ job: Job) {
-        if jobs[job.key] == nil { jobOrder.append(job.key) }
-        jobs[job.key] = job
-    }
-
-    /// Keeps a freed cache for reuse, up to the session capacity of all the experts.
-    private mutating func recycle(_ cache: KVCache) {
-        cache.reset()
-        if spareCaches.count < settings.sessionCapacity * endpoints.count { spareCaches.append(cache) }
-    }
-
     // MARK: The forward pass
 
-    /// Runs one forward pass over every pending decode of every expert and the next prefill chunks (at most
-    /// `prefillChunk` prompt tokens in all, the oldest prefill first), then replies for every job that finished.
+    /// Runs the pass the scheduler chooses (every pending decode of every expert and the next prefill chunks),
+    /// then replies for every job that finished.
     private mutating func runForwardPass() {
-        var budget = settings.prefillChunk
-        var batch: [(key: JobKey, count: Int)] = []
-        for key in jobOrder {
-            guard let job = jobs[key], endpoints[key.expert].caches[key.session] != nil else { continue }
-            if job.tokens.count == 1 {
-                batch.append((key, 1))
-            } else if budget > 0 {
-                let take = min(job.remaining, budget)
-                budget -= take
-                batch.append((key, take))
-            }
-        }
-        guard !batch.isEmpty else { return }
         let start = clock.now
-        var entries: [(cache: KVCache, tokens: [Int32])] = []
-        entries.reserveCapacity(batch.count)
-        for (key, count) in batch {
-            let job = jobs[key]!
-            entries.append((endpoints[key.expert].caches[key.session]!, Array(job.tokens[job.done..<job.done + count])))
-            if job.started == nil { jobs[key]!.started = start }
-        }
+        let pass = scheduler.nextPass(now: nanos(at: start))
+        guard !pass.isEmpty else { return }
+        let entries = pass.map { (cache: $0.cache, tokens: $0.tokens) }
         let timeline = Timeline.isOn
-        if timeline { recordPass("pass-start", batch.map(\.key)) }
+        if timeline { recordPass("pass-start", pass.map(\.key)) }
         var failed: [JobKey: String] = [:]
         do {
             try model.forward(entries, into: &logits)
@@ -531,43 +467,37 @@ struct WorkerLoop {
                     try model.forward([entry], into: &row)
                     merged.replaceSubrange(i * model.vocabularySize..<(i + 1) * model.vocabularySize, with: row)
                 } catch {
-                    failed[batch[i].key] = error.description
+                    failed[pass[i].key] = error.description
                 }
             }
             logits = merged
         }
         let end = clock.now
-        if timeline { recordPass("pass-end", batch.map(\.key)) }
-        let elapsed = start.duration(to: end)
+        if timeline { recordPass("pass-end", pass.map(\.key)) }
+        let elapsed = Self.nanoseconds(start.duration(to: end))
         var directives: [[ExpertDirective]] = Array(repeating: [], count: endpoints.count)
-        // Rows whose job is complete: their top-k becomes a reply.
-        var finished: [(row: Int, key: JobKey, k: Int)] = []
-        for (i, (key, count)) in batch.enumerated() {
-            let e = key.expert
-            if let reason = failed[key] {
-                removeJob(key)
-                directives[e] += endpoints[e].sessions.onForwardFailed(session: key.session, reason: reason)
-                worker.log("session \(key.session) lost: the forward pass failed: \(reason)", expert: e)
-                continue
-            }
-            jobs[key]!.done += count
-            jobs[key]!.compute += elapsed
-            if jobs[key]!.remaining == 0 {
-                finished.append((i, key, Int(endpoints[e].sessions.session(key.session)?.topK ?? 1)))
-            }
+        for entry in pass {
+            guard let reason = failed[entry.key] else { continue }
+            let e = entry.key.expert
+            directives[e] += endpoints[e].sessions.onForwardFailed(session: entry.key.session, reason: reason)
+            worker.logger(expert: e).error("session \(entry.key.session) lost: the forward pass failed: \(reason)")
         }
-        // The top-k of each row (a pass over the vocabulary) on the model's threads: with several rows, this
-        // is part of every step's time.
-        let tops = topK(rows: finished.map { ($0.row, $0.k, endpoints[$0.key.expert].served.bias) })
-        for ((_, key, _), top) in zip(finished, tops) {
-            let job = jobs[key]!
-            removeJob(key)
-            let timing = WorkerTiming(
-                queueMicros: Self.micros(job.received.duration(to: job.started ?? start)),
-                computeMicros: Self.micros(job.compute), batchSize: UInt16(clamping: batch.count)
+        // Rows whose job is complete: their top-k becomes a reply.
+        let finished = scheduler.onPassDone(pass, failed: Set(failed.keys), elapsed: elapsed)
+        let rows = finished.map { done in
+            TopK.Row(
+                index: done.row, k: Int(endpoints[done.key.expert].sessions.session(done.key.session)?.topK ?? 1),
+                bias: endpoints[done.key.expert].served.bias
             )
-            directives[key.expert] += endpoints[key.expert].sessions.onForwardDone(
-                session: key.session, ids: top.ids.map { UInt32(bitPattern: $0) }, logProbs: top.logProbs,
+        }
+        let tops = TopK.rows(rows, of: &logits, vocabularySize: model.vocabularySize, pool: model.pool)
+        for (done, top) in zip(finished, tops) {
+            let timing = WorkerTiming(
+                queueMicros: UInt32(clamping: done.queueNanos / 1000),
+                computeMicros: UInt32(clamping: done.computeNanos / 1000), batchSize: UInt16(clamping: pass.count)
+            )
+            directives[done.key.expert] += endpoints[done.key.expert].sessions.onForwardDone(
+                session: done.key.session, ids: top.ids.map { UInt32(bitPattern: $0) }, logProbs: top.logProbs,
                 tailMass: top.tailMass, timing: timing
             )
         }
@@ -578,32 +508,6 @@ struct WorkerLoop {
         for e in endpoints.indices where !directives[e].isEmpty { carryOut(directives[e], for: e) }
     }
 
-    /// The top-k of the given rows of `logits`, each after its expert's logit bias (if any), spread over the
-    /// model's threads when there are several.
-    private mutating func topK(rows: [(row: Int, k: Int, bias: [Float]?)]) -> [TopK] {
-        let v = model.vocabularySize
-        let pool = model.pool
-        return logits.withUnsafeMutableBufferPointer { buffer in
-            /// One row's top-k; each row is touched by one task only.
-            func top(_ row: Int, _ k: Int, _ bias: [Float]?) -> TopK {
-                let slice = UnsafeMutableBufferPointer(rebasing: buffer[row * v..<(row + 1) * v])
-                if let bias { LogitBias.apply(bias, to: slice) }
-                return TopK(logits: UnsafeBufferPointer(slice), k: k)
-            }
-            guard rows.count > 1, pool.threads > 1 else { return rows.map { top($0.row, $0.k, $0.bias) } }
-            let results = UnsafeMutableBufferPointer<TopK>.allocate(capacity: rows.count)
-            defer {
-                results.deinitialize()
-                results.deallocate()
-            }
-            pool.run(tasks: rows.count) { task in
-                let (row, k, bias) = rows[task]
-                (results.baseAddress! + task).initialize(to: top(row, k, bias))
-            }
-            return Array(results)
-        }
-    }
-
     /// Timeline events of a pass, for each decode in it (its session's pending step).
     private func recordPass(_ event: String, _ keys: [JobKey]) {
         for key in keys {
@@ -612,20 +516,10 @@ struct WorkerLoop {
         }
     }
 
-    private mutating func removeJob(_ key: JobKey) {
-        jobs.removeValue(forKey: key)
-        jobOrder.removeAll { $0 == key }
-    }
-
-    private static func micros(_ d: Duration) -> UInt32 {
-        let (seconds, attoseconds) = d.components
-        return UInt32(clamping: max(0, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
-    }
-
     // MARK: Sending
 
     private mutating func reply(error: ErrorReply, from e: Int) {
-        worker.log("session \(error.session): error \(error.code): \(error.text)", expert: e)
+        worker.logger(expert: e).warn("session \(error.session): error \(error.code): \(LogText.escaped(error.text))")
         send(.error(error), from: e)
     }
 
@@ -640,10 +534,12 @@ struct WorkerLoop {
             if try endpoints[e].socket.trySend([frame]) {
                 endpoints[e].liveness.onSent(now: nanos)
             } else if message.kind != .hello && message.kind != .heartbeat {
-                worker.log("dropped an outgoing \(message.kind) message: the coordinator is not reachable", expert: e)
+                worker.logger(expert: e).warn(
+                    "dropped an outgoing \(message.kind) message: the coordinator is not reachable"
+                )
             }
         } catch {
-            worker.log("failed to send a \(message.kind) message: \(error.description)", expert: e)
+            worker.logger(expert: e).error("failed to send a \(message.kind) message: \(error.description)")
         }
     }
 }

@@ -49,10 +49,12 @@ enum ClusterCommand: ParsableCommand {
             .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
             .value("curve-secret-key", "key", help: "Encrypt every connection with CURVE: the coordinator's secret "
                 + "key (the workers get its public key; clients need it too: mope generate --curve-server-key)."),
-        ]
+        ] + LogOptions.options
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
+        // The children log at the launcher's level.
+        let logLevel = ["--log-level", try LogOptions.level(arguments).description]
         ShutdownSignals.install()
         let configPath = try arguments.require("config")
         let config = try ClusterConfig.load(contentsOf: configPath)
@@ -84,7 +86,7 @@ enum ClusterCommand: ParsableCommand {
         let environment = [ParentWatch.variable: "\(getpid())"]
         var coordinatorPID: pid_t = 0
         do throws(SpawnError) {
-            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint]
+            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint] + logLevel
             if let curve { coordinatorArgs += ["--curve-secret-key", curve.secretKey] }
             coordinatorPID = try children.spawn(
                 executable, coordinatorArgs, name: "coordinator", environment: environment
@@ -94,7 +96,7 @@ enum ClusterCommand: ParsableCommand {
             for plan in config.workerProcesses(shared: shared) {
                 let ids = plan.ids.joined(separator: ",")
                 var args = ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","),
-                            "--coordinator", connectTo, "--id", ids]
+                            "--coordinator", connectTo, "--id", ids] + logLevel
                 if let threads { args += ["--threads", "\(threads)"] }
                 if let curve { args += ["--curve-server-key", curve.publicKey] }
                 let pid = try children.spawn(executable, args, name: "worker \(ids)", environment: environment)

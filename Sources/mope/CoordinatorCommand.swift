@@ -2,6 +2,7 @@ import CLI
 import Coordinator
 import Foundation
 import ProcessSupport
+import Logging
 import ZeroMQ
 
 #if canImport(Glibc)
@@ -30,6 +31,8 @@ enum CoordinatorCommand: ParsableCommand {
             field (or --pcm), recomputed at every token; with --uniform, or when no PCM is named, every expert
             the preference names gets an equal share.
 
+            Events are logged to standard error, one line each, as "LEVEL [coordinator] text" (--log-level
+            chooses how much).
             `mope status --coordinator ADDR` shows the registered workers and whether every expert is up.
             SIGTERM or SIGINT drains: new requests get "error draining", running ones may finish within
             --drain-grace seconds, then the process exits 0; a second signal exits at once.
@@ -45,14 +48,14 @@ enum CoordinatorCommand: ParsableCommand {
             .flag("uniform", help: "Weigh the named experts equally, even when the config names a PCM."),
             .value("curve-authorized-keys", "file", help: "With --curve-secret-key: admit only workers and "
                 + "clients whose CURVE public key is listed in this file (one per line, # comments)."),
-            .flag("quiet", help: "Log only registrations (no per-request, failover or drop lines)."),
-        ]
+        ] + LogOptions.options
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         // Caught from the start: a signal while the tokenizer and the PCM load drains as soon as the loop runs.
         ShutdownSignals.install()
         defer { ShutdownSignals.uninstall() }
+        let logger = try LogOptions.logger(label: "coordinator", arguments)
         let configPath = try arguments.require("config")
         var config = try ClusterConfig.load(contentsOf: configPath)
         for index in config.experts.indices {
@@ -71,11 +74,11 @@ enum CoordinatorCommand: ParsableCommand {
             throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
         }
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
-        settings.verbose = !arguments.flag("quiet")
+        settings.logger = logger
         if let secret = arguments.value("curve-secret-key") {
             let pair = try CurveKeyPair(secretKey: secret)
             settings.curve = pair
-            CLI.writeErr("[coordinator] CURVE public key \(pair.publicKey)\n")
+            logger.info("CURVE public key \(pair.publicKey)")
         }
         if let path = arguments.value("curve-authorized-keys") {
             guard settings.curve != nil else {
@@ -94,20 +97,18 @@ enum CoordinatorCommand: ParsableCommand {
                 return CLI.failure
             }
             let count = settings.curveAllowList?.keys.count ?? 0
-            CLI.writeErr("[coordinator] admitting the \(count) CURVE keys listed in \(path)\n")
+            logger.info("admitting the \(count) CURVE keys listed in \(path)")
         }
         let server: CoordinatorServer
         do {
             let controller = try CoordinatorServer.controllerFactory(config: config)
-            if settings.verbose {
-                CLI.writeErr("[coordinator] preference controller: \(controller.description)\n")
-                let told = switch config.expertContext {
-                case .own: "its own system prompt only"
-                case .ownAndPreference: "its own system prompt, then the preference's prompts"
-                case .preference: "the preference's prompts as its system prompt"
-                }
-                CLI.writeErr("[coordinator] each expert is told \(told) (expertContext \(config.expertContext))\n")
+            logger.info("preference controller: \(controller.description)")
+            let told = switch config.expertContext {
+            case .own: "its own system prompt only"
+            case .ownAndPreference: "its own system prompt, then the preference's prompts"
+            case .preference: "the preference's prompts as its system prompt"
             }
+            logger.info("each expert is told \(told) (expertContext \(config.expertContext))")
             server = try CoordinatorServer(settings: settings, controller: controller.make)
         } catch {
             CLI.writeErr("error: \(error.description)\n")

@@ -3,6 +3,8 @@ import Coordinator
 import Expert
 import Foundation
 import ProcessSupport
+import Logging
+import Synchronization
 import ZeroMQ
 
 #if canImport(Glibc)
@@ -55,17 +57,18 @@ enum WorkerCommand: ParsableCommand {
             .value("drain-grace", "seconds", default: "30", help: "How long a drain waits for open sessions."),
             .value("curve-server-key", "key", help: "The coordinator's CURVE public key: encrypt the connection."),
             .value("curve-secret-key", "key", help: "This worker's CURVE secret key (default: a fresh key pair)."),
-        ]
+        ] + LogOptions.options
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         // Caught before the model loads: a signal during loading drains the worker as soon as it exists.
         ShutdownSignals.install()
         defer { ShutdownSignals.uninstall() }
+        let logger = try LogOptions.logger(label: "worker", arguments)
         let settings = try settings(arguments)
         let worker: Worker
         do {
-            worker = try Worker(settings: settings)
+            worker = try Worker(settings: settings, logger: logger)
         } catch {
             CLI.writeErr("error: \(error.description)\n")
             return CLI.failure

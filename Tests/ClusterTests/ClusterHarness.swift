@@ -69,9 +69,11 @@ final class TestCluster {
 
     /// Starts the coordinator and every worker of `experts`, and waits until each has registered. With `shared`,
     /// the experts of one model file share a worker process per replica (`mope cluster --shared-workers`'s plan).
-    func start(shared: Bool = false) throws {
+    /// `logLevel` is passed to every process as `--log-level`.
+    func start(shared: Bool = false, logLevel: String? = nil) throws {
+        let logArguments = logLevel.map { ["--log-level", $0] } ?? []
         coordinatorPID = try group.spawn(
-            mope, ["coordinator", "--config", configPath, "--drain-grace", "5"], log: coordinatorLog
+            mope, ["coordinator", "--config", configPath, "--drain-grace", "5"] + logArguments, log: coordinatorLog
         )
         // The config's `extraExperts` are not started.
         let plans = try ClusterConfig.load(contentsOf: configPath).workerProcesses(shared: shared).compactMap {
@@ -87,7 +89,7 @@ final class TestCluster {
             let pid = try group.spawn(
                 mope,
                 ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","), "--id", ids,
-                 "--threads", "1", "--coordinator", endpoint, "--drain-grace", "2"],
+                 "--threads", "1", "--coordinator", endpoint, "--drain-grace", "2"] + logArguments,
                 log: directory.appendingPathComponent("worker-\(plan.ids.joined(separator: "+")).log").path
             )
             for id in plan.ids { workerPIDs[id] = pid }

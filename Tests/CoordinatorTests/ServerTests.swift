@@ -4,9 +4,11 @@ import Decoding
 import Dispatch
 import Foundation
 import Inference
+import Logging
 import Preference
 import TestKit
 import ProcessSupport
+import Synchronization
 import Testing
 import Wire
 import ZeroMQ
@@ -26,7 +28,7 @@ struct ServerTests {
 
         init(
             stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100, pcm: String? = nil,
-            curve: CurveKeyPair? = nil, allowList: CurveAllowList? = nil
+            curve: CurveKeyPair? = nil, allowList: CurveAllowList? = nil, logger: Logger? = nil
         ) throws {
             socketPath = "/tmp/mope-server-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
             endpoint = "ipc://" + socketPath
@@ -41,7 +43,7 @@ struct ServerTests {
             config.topK = 4
             config.pcm = pcm
             var settings = CoordinatorSettings(config: config)
-            settings.verbose = false
+            settings.logger = logger ?? Logger(label: "coordinator", level: .error)
             settings.drainGrace = .seconds(5)
             settings.curve = curve
             settings.curveAllowList = allowList
@@ -165,6 +167,34 @@ struct ServerTests {
             return
         }
         #expect(reject.reason.contains("vocabulary"))
+    }
+
+    /// Keeps the lines a logger writes.
+    final class LineSink: LogSink {
+        let lines = Mutex<[String]>([])
+        func write(_ event: LogEvent) { lines.withLock { $0.append(event.line) } }
+    }
+
+    @Test("a peer's identity is logged escaped, on the one line of its event")
+    func identityEscaped() throws {
+        let sink = LineSink()
+        let running = try Running(logger: Logger(label: "coordinator", level: .info, sink: sink))
+        defer { running.finish() }
+        let worker = try Peer(running.endpoint, id: "w\n1\u{7}")
+        guard case .reject? = try worker.hello("w\n1\u{7}", expert: "concise", vocabHash: 1) else {
+            Issue.record("no reject")
+            return
+        }
+        // The event is logged just after the reply is sent.
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        var rejected: [String] = []
+        while rejected.isEmpty && ContinuousClock.now < deadline {
+            rejected = sink.lines.withLock { $0 }.filter { $0.contains("rejected worker") }
+            if rejected.isEmpty { usleep(10_000) }
+        }
+        #expect(rejected.count == 1)
+        #expect(rejected.first?.hasPrefix("WARN [coordinator] rejected worker w\\x0a1\\x07: ") == true, "\(rejected)")
+        #expect(sink.lines.withLock { $0 }.allSatisfy { !$0.contains("\n") && !$0.contains("\u{7}") })
     }
 
     @Test("a registered worker drives a session to done; every step carries the token chosen before it")

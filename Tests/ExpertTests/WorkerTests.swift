@@ -213,7 +213,6 @@ import ZeroMQ
             }
             var pending = Set([10, 11].map { SessionID($0) })
             var bySession: [SessionID: [Dist]] = [:]
-            var sawBatch = false
             for step in 0...greedy[0].count {
                 while !pending.isEmpty {
                     guard case .dist(let dist)? = try coordinator.receive() else {
@@ -223,7 +222,6 @@ import ZeroMQ
                     #expect(dist.step == UInt32(step))
                     pending.remove(dist.session)
                     bySession[dist.session, default: []].append(dist)
-                    if dist.timing.batchSize > 1 { sawBatch = true }
                 }
                 guard step < greedy[0].count else { break }
                 for i in requests.indices {
@@ -239,7 +237,8 @@ import ZeroMQ
                     #expect(matches(dist, top), "session \(10 + i) step \(dist.step): \(dist) vs \(top)")
                 }
             }
-            #expect(sawBatch, "at least one forward pass served both sessions")
+            // Whether a pass served both sessions depends on when the messages arrive; that decodes share a pass
+            // is the scheduler's rule, tested in BatchSchedulerTests.
         }
     }
 
