@@ -495,7 +495,9 @@ enum BenchWirePeer: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        let endpoint = try arguments.require("connect")
+        guard let endpoint = try arguments.endpoint("connect", binding: false) else {
+            throw UsageError.missingOption("connect")
+        }
         let id = try arguments.require("id")
         let topK = try arguments.require("top-k", as: Int.self)
         let idle = try arguments.require("idle-seconds", as: Int.self)

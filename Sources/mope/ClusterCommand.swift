@@ -52,18 +52,10 @@ enum ClusterCommand: ParsableCommand {
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         let configPath = try arguments.require("config")
         let config = try ClusterConfig.load(contentsOf: configPath)
-        let endpoint = arguments.value("endpoint") ?? config.coordinator
-        let threads = try arguments.value("threads", as: Int.self)
-        if let threads, threads < 1 {
-            throw UsageError.invalidValue(option: "threads", value: "\(threads)", expected: "at least 1")
-        }
-        let readyTimeout = try arguments.require("ready-timeout", as: Double.self)
-        let stopGrace = try arguments.require("stop-grace", as: Double.self)
-        guard readyTimeout.isFinite, readyTimeout > 0, stopGrace.isFinite, stopGrace >= 0 else {
-            throw UsageError.invalidValue(
-                option: "ready-timeout", value: "\(readyTimeout)", expected: "seconds > 0 (and --stop-grace ≥ 0)"
-            )
-        }
+        let endpoint = try arguments.endpoint("endpoint", binding: true) ?? config.coordinator
+        let threads = try arguments.threads()
+        let readyTimeout = try arguments.positive("ready-timeout", as: Double.self)
+        let stopGrace = try arguments.nonNegative("stop-grace", as: Double.self)
         let curve = try arguments.value("curve-secret-key").map { try CurveKeyPair(secretKey: $0) }
         if getpgrp() != getpid() { _ = setpgid(0, 0) }
 

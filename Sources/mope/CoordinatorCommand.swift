@@ -60,7 +60,7 @@ enum CoordinatorCommand: ParsableCommand {
         }
         if arguments.flag("uniform") { config.pcm = nil }
         var settings = CoordinatorSettings(config: config)
-        if let endpoint = arguments.value("endpoint") { settings.endpoint = endpoint }
+        if let endpoint = try arguments.endpoint("endpoint", binding: true) { settings.endpoint = endpoint }
         let grace = try arguments.require("drain-grace", as: Double.self)
         guard grace.isFinite, grace >= 0 else {
             throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")

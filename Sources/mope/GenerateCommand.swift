@@ -53,7 +53,9 @@ enum GenerateCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        let endpoint = try arguments.require("coordinator")
+        guard let endpoint = try arguments.endpoint("coordinator", binding: false) else {
+            throw UsageError.missingOption("coordinator")
+        }
         let request = try makeRequest(arguments)
         let timeout = try arguments.require("timeout", as: Double.self)
         guard timeout.isFinite, timeout > 0 else {
