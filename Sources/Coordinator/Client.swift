@@ -1,3 +1,5 @@
+import ClusterCore
+import Decoding
 import Dispatch
 import Wire
 import ZeroMQ

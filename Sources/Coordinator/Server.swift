@@ -8,6 +8,8 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
+import ClusterCore
+import Decoding
 #endif
 
 /// The coordinator process: the ZeroMQ shell around `Membership` and `CoordinatorSession`.

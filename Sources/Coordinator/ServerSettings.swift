@@ -1,3 +1,5 @@
+import ClusterCore
+import Decoding
 import Foundation
 import Preference
 import ZeroMQ
@@ -36,15 +38,6 @@ public enum CoordinatorError: Error, Sendable, CustomStringConvertible {
 }
 
 // MARK: - Settings
-
-/// Which experts take part in a request.
-public enum ExpertSelection: Sendable, Equatable {
-    /// The experts whose dimension the preference names; every expert when it names none that is served.
-    /// With `UniformController` the others would get weight 0, so they are not asked at all.
-    case namedByPreference
-    /// Every expert of the config (for a controller that weighs every expert, such as a learned PCM).
-    case all
-}
 
 /// The coordinator process's settings: the cluster config plus the shell's own knobs.
 public struct CoordinatorSettings: Sendable {

@@ -1,3 +1,5 @@
+import ClusterCore
+import Decoding
 import Inference
 
 /// The coordinator's copy of the cluster's tokenizer: for `token.text`, stop strings and the controller's

@@ -7,6 +7,7 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
+import WorkerCore
 #endif
 
 /// The expert worker process: the ZeroMQ shell around `ExpertSessions`.

@@ -2,6 +2,7 @@ import Foundation
 import Inference
 import ProcessSupport
 import Wire
+import WorkerCore
 import ZeroMQ
 
 /// The worker's loop state: one connection and session machine per served expert, the KV caches and the pending

@@ -5,6 +5,7 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
+import WorkerCore
 #endif
 
 // MARK: - Errors

@@ -1,3 +1,4 @@
+import CPUKernels
 import Foundation
 import Inference
 

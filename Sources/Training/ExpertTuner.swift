@@ -1,4 +1,4 @@
-import Coordinator
+import Decoding
 import Foundation
 import Inference
 import Preference

@@ -4,7 +4,7 @@
 ///
 /// | bytes | content |
 /// |---|---|
-/// | 0 | `Wire.version` |
+/// | 0 | `WireProtocol.version` |
 /// | 1 | `Message.Kind` raw value |
 /// | 2… | the message's fields in declaration order (see `Messages.swift`); nested structs inline |
 ///
@@ -115,7 +115,7 @@ public enum WireCodec {
         }
         var reader = WireReader(bytes)
         let version = try reader.u8("version")
-        guard version == Wire.version else { throw .unknownVersion(version) }
+        guard version == WireProtocol.version else { throw .unknownVersion(version) }
         return reader
     }
 
@@ -148,7 +148,7 @@ extension WireCodec {
     /// The one description of each message's field order; run once to count bytes and once to write them.
     @inline(__always)
     static func serialize<S: WireSink>(_ message: Message, to sink: inout S) {
-        sink.u8(Wire.version)
+        sink.u8(WireProtocol.version)
         sink.u8(message.kind.rawValue)
         switch message {
         case .hello(let m):

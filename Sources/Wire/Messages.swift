@@ -21,7 +21,7 @@
 ///
 /// Client ↔ coordinator: `generate` (c→coordinator), then a stream of `token` and one `done`
 /// (or `error` with session = the request id).
-public enum Wire {
+public enum WireProtocol {
     /// The protocol version this build speaks. A frame whose first byte differs is rejected.
     /// Version 2 added `ExpertTrace.tailMass`; version 3 made the sampling fields and the merge mode of `generate`
     /// optional (unset ones take the cluster's defaults).
@@ -100,7 +100,7 @@ public struct Hello: Sendable, Equatable {
     public var sessionCapacity: UInt32
 
     public init(
-        protocolVersion: UInt8 = Wire.version, workerID: String, expert: String, modelFingerprint: String,
+        protocolVersion: UInt8 = WireProtocol.version, workerID: String, expert: String, modelFingerprint: String,
         vocabSize: UInt32, vocabHash: UInt64, eosTokenIDs: [UInt32], contextLimit: UInt32, sessionCapacity: UInt32
     ) {
         self.protocolVersion = protocolVersion

@@ -36,10 +36,10 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(count) unexpected byte(s) after the end of the message: the peer may speak a newer "
                 + "protocol revision, or the frame is corrupt"
         case .unknownVersion(let version):
-            return "unknown protocol version \(version) (this build speaks version \(Wire.version)): "
+            return "unknown protocol version \(version) (this build speaks version \(WireProtocol.version)): "
                 + "run the same mope release on every node"
         case .unknownKind(let kind):
-            return "unknown message kind \(kind) for protocol version \(Wire.version): "
+            return "unknown message kind \(kind) for protocol version \(WireProtocol.version): "
                 + "run the same mope release on every node"
         case .unknownTag(let field, let tag):
             return "field '\(field)' holds tag \(tag), which names no case: the peer runs another mope release "

@@ -30,7 +30,7 @@ import CZeroMQ
 ///     try router.send(message)                  // [routing id, frames…] goes back to the sender
 /// }
 /// ```
-public enum ZeroMQ {
+public enum ZMQLibrary {
     /// The version of the libzmq linked at run time, e.g. `(4, 3, 4)`.
     public static var version: (major: Int32, minor: Int32, patch: Int32) {
         var major: Int32 = 0

@@ -7,6 +7,8 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
+import ClusterCore
+import Decoding
 #endif
 
 /// `mope cluster`: a whole cluster on this machine, as child processes.

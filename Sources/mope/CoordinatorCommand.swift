@@ -6,6 +6,8 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
+import ClusterCore
+import Decoding
 #endif
 
 /// `mope coordinator`: the coordinator process.

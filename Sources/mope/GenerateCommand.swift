@@ -1,5 +1,7 @@
 import CLI
+import ClusterCore
 import Coordinator
+import Decoding
 import Foundation
 import Wire
 import ZeroMQ

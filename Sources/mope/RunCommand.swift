@@ -1,11 +1,10 @@
 import CLI
+import Decoding
 import Expert
 import Foundation
 import Inference
 import Wire
-
-import struct Coordinator.MergedDistribution
-import struct Coordinator.TokenSampler
+import WorkerCore
 
 /// `mope run`: local generation with one model, no cluster.
 enum RunCommand: ParsableCommand {
@@ -121,7 +120,7 @@ enum RunCommand: ParsableCommand {
         var stats = Stats(promptTokens: prompt.count)
         guard maxTokens > 0 else { return stats }
         let cache = try model.makeCache(capacity: min(model.configuration.contextLength, prompt.count + maxTokens))
-        var sampler = TokenSampler(parameters: parameters)
+        var sampler = Decoding.TokenSampler(parameters: parameters)
         let candidates = sampler.isGreedy ? 1 : Int(parameters.topK == 0 ? 256 : parameters.topK)
         var decoder = StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true)
         var logits: [Float] = []

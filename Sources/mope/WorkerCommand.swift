@@ -7,6 +7,9 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
+import ClusterCore
+import Decoding
+import WorkerCore
 #endif
 
 /// `mope worker`: one expert worker process (or one process for several experts of the same model).

@@ -5,6 +5,8 @@ import Wire
 
 #if canImport(Glibc)
 import Glibc
+import ClusterCore
+import Decoding
 #endif
 
 /// Several faults at once under concurrent load: the short form of `Scripts/chaos.sh`.

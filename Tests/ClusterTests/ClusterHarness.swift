@@ -5,6 +5,8 @@ import Wire
 
 #if canImport(Glibc)
 import Glibc
+import ClusterCore
+import Decoding
 #endif
 
 /// One expert of a test cluster.

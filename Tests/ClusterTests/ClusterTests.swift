@@ -8,6 +8,9 @@ import Wire
 
 #if canImport(Glibc)
 import Glibc
+import ClusterCore
+import Decoding
+import WorkerCore
 #endif
 
 /// End-to-end tests: a real coordinator and real workers (`mope` processes) on an ipc socket, tiny models.

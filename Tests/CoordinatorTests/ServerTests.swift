@@ -1,4 +1,6 @@
+import ClusterCore
 import Coordinator
+import Decoding
 import Dispatch
 import Foundation
 import Inference

@@ -3,6 +3,7 @@ import Testing
 import Wire
 
 @testable import Expert
+@testable import WorkerCore
 
 /// What a worker feeds its model for a chat request: the template's control tokens, the turns as text.
 @Suite struct WorkerPromptTests {

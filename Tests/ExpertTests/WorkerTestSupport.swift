@@ -3,6 +3,7 @@ import Inference
 import Synchronization
 import Testing
 import Wire
+import WorkerCore
 import ZeroMQ
 
 @testable import Expert

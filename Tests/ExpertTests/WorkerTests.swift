@@ -2,6 +2,7 @@ import Foundation
 import Inference
 import Testing
 import Wire
+import WorkerCore
 import ZeroMQ
 
 @testable import Expert
@@ -186,7 +187,7 @@ import ZeroMQ
         try await RunningWorker.with { running in
             let coordinator = running.coordinator
             _ = try coordinator.register()
-            try coordinator.sendRaw([Wire.version, 200, 1, 2, 3])
+            try coordinator.sendRaw([WireProtocol.version, 200, 1, 2, 3])
             try coordinator.sendRaw([])
             var truncated = WireCodec.encode(.open(Open(session: 1, request: Self.question, topK: 4, maxNewTokens: 8)))
             truncated.removeLast(3)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import CPUKernels
 @testable import Inference
 
 @Suite struct KernelVectorTests {

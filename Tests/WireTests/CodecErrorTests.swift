@@ -62,20 +62,20 @@ import Wire
     @Test("an unknown version byte is rejected before anything else")
     func unknownVersion() {
         var bytes = Message.step(Step(session: 1, step: 1, token: 1)).encoded()
-        bytes[0] = Wire.version &+ 1
-        #expect(decodeError(bytes) == .unknownVersion(Wire.version &+ 1))
+        bytes[0] = WireProtocol.version &+ 1
+        #expect(decodeError(bytes) == .unknownVersion(WireProtocol.version &+ 1))
         #expect(decodeError([0]) == .unknownVersion(0))
     }
 
     @Test("an unknown kind byte is rejected", arguments: [UInt8(0), 6, 9, 16, 23, 255])
     func unknownKind(kind: UInt8) {
-        #expect(decodeError([Wire.version, kind]) == .unknownKind(kind))
-        #expect(decodeError([Wire.version, kind, 1, 2, 3]) == .unknownKind(kind))
+        #expect(decodeError([WireProtocol.version, kind]) == .unknownKind(kind))
+        #expect(decodeError([WireProtocol.version, kind, 1, 2, 3]) == .unknownKind(kind))
     }
 
     @Test("a version byte alone is truncated at the kind")
     func versionOnly() {
-        #expect(decodeError([Wire.version]) == .truncated(field: "kind", offset: 1))
+        #expect(decodeError([WireProtocol.version]) == .truncated(field: "kind", offset: 1))
     }
 
     @Test("bytes after the last field are rejected, with their count")

@@ -43,7 +43,7 @@ import Wire
         input.removeAll(keepingCapacity: true)
         if iteration % 16 == 0 {
             // Noise behind a valid header, so it reaches the field decoders.
-            input.append(Wire.version)
+            input.append(WireProtocol.version)
             input.append(Message.Kind.allCases[Int(rng.next() % UInt64(Message.Kind.allCases.count))].rawValue)
             for _ in 0..<Int(rng.next() % 48) { input.append(UInt8(truncatingIfNeeded: rng.next())) }
             return

@@ -12,7 +12,7 @@ import Wire
             let bytes = WireCodec.encode(message)
             #expect(bytes.count == WireCodec.encodedSize(of: message))
             #expect(bytes.count <= WireLimits.maxFrameBytes)
-            #expect(Array(bytes.prefix(2)) == [Wire.version, kind.rawValue])
+            #expect(Array(bytes.prefix(2)) == [WireProtocol.version, kind.rawValue])
             #expect(try WireCodec.decode(bytes) == message)
             #expect(try Message(decoding: bytes) == message)
             #expect(message.encoded() == bytes)
@@ -88,7 +88,7 @@ import Wire
                                                sampling: SamplingRequest(seed: 7)))
         #expect(seeded.encoded() == header(.generate) + le(UInt64(1)) + le(UInt32(0)) + le(UInt32(0))
             + le(UInt32(0)) + [0, 0, 0, 1] + le(UInt64(7)) + [0] + le(UInt32(0)) + [0])
-        #expect(Message.heartbeat.encoded() == [Wire.version, Message.Kind.heartbeat.rawValue])
+        #expect(Message.heartbeat.encoded() == [WireProtocol.version, Message.Kind.heartbeat.rawValue])
     }
 
     @Test("floats travel as their exact bits: NaN payloads, −0 and infinities survive a round trip")

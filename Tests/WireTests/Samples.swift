@@ -160,4 +160,4 @@ func le<T: FixedWidthInteger>(_ value: T) -> [UInt8] {
 }
 
 /// A frame header: version and kind.
-func header(_ kind: Message.Kind) -> [UInt8] { [Wire.version, kind.rawValue] }
+func header(_ kind: Message.Kind) -> [UInt8] { [WireProtocol.version, kind.rawValue] }

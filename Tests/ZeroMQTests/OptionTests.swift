@@ -186,7 +186,7 @@ struct OptionTests {
     @Test("a CURVE key pair has 40-character Z85 keys and its public key derives from its secret key")
     func curveKeyPair() throws {
         #expect(CurveKeyPair.isSupported)
-        #expect(ZeroMQ.has("curve"))
+        #expect(ZMQLibrary.has("curve"))
         let keys = try CurveKeyPair.generate()
         #expect(keys.publicKey.count == 40 && keys.secretKey.count == 40)
         #expect(Z85.decode(keys.publicKey)?.count == 32)
@@ -203,7 +203,7 @@ struct OptionTests {
         let detailed = ZMQError(errno: EINVAL, function: "zmq_bind", detail: "tcp://x")
         #expect(detailed.description == "zmq_bind(tcp://x) failed: Invalid argument (errno \(EINVAL))")
         #expect(ZMQError(errno: EAGAIN, function: "zmq_msg_recv").isTimeout)
-        #expect(ZeroMQ.version.major == 4)
+        #expect(ZMQLibrary.version.major == 4)
     }
 }
 

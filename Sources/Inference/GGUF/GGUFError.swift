@@ -3,6 +3,8 @@
 /// Every case names what was wrong and where, so a user can tell a damaged or partial download from a
 /// file of an unsupported kind. Reading a file never traps: each count and length in it is checked
 /// against the bytes that are left before anything is allocated.
+import CPUKernels
+
 public enum GGUFError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The file could not be opened, inspected or mapped; `reason` is the system's error text.
     case unreadable(path: String, reason: String)

@@ -1,3 +1,5 @@
+import CPUKernels
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,3 +1,4 @@
+import CPUKernels
 import Foundation
 
 /// A loaded model: its weights, configuration, vocabulary and identity, and the forward pass.

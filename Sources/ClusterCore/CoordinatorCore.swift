@@ -1,3 +1,4 @@
+import Decoding
 import Preference
 import Wire
 
@@ -88,6 +89,15 @@ public struct SessionResources: Sendable {
         self.controller = controller
         self.promptTokens = promptTokens
     }
+}
+
+/// Which experts take part in a request.
+public enum ExpertSelection: Sendable, Equatable {
+    /// The experts whose dimension the preference names; every expert when it names none that is served.
+    /// With `UniformController` the others would get weight 0, so they are not asked at all.
+    case namedByPreference
+    /// Every expert of the config (for a controller that weighs every expert, such as a learned PCM).
+    case all
 }
 
 /// The coordinator's policy knobs that are not part of the cluster config.

@@ -3,7 +3,7 @@ import Preference
 import Testing
 import Wire
 
-@testable import Coordinator
+@testable import Decoding
 
 /// Candidates from probabilities (the wire carries natural-log probabilities).
 func candidates(_ pairs: [(UInt32, Double)], tail: Float) -> TopKCandidates {

@@ -1,10 +1,11 @@
+import Decoding
 import Testing
 import Wire
 
-@testable import Coordinator
+@testable import ClusterCore
 
 func hello(
-    _ id: String, expert: String = "concise", version: UInt8 = Wire.version, vocabSize: UInt32 = 100,
+    _ id: String, expert: String = "concise", version: UInt8 = WireProtocol.version, vocabSize: UInt32 = 100,
     vocabHash: UInt64 = 0xABC, capacity: UInt32 = 4
 ) -> Hello {
     Hello(
@@ -29,7 +30,7 @@ func isWelcome(_ outcome: HelloOutcome) -> Bool {
 
     @Test(
         "a worker with another protocol version or vocabulary than the first one is rejected",
-        arguments: [hello("w2", version: Wire.version + 1), hello("w2", vocabSize: 101), hello("w2", vocabHash: 0xABD)]
+        arguments: [hello("w2", version: WireProtocol.version + 1), hello("w2", vocabSize: 101), hello("w2", vocabHash: 0xABD)]
     )
     func rejected(candidate: Hello) {
         var members = Membership(heartbeatIntervalMs: 1000)

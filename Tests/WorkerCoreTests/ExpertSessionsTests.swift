@@ -1,7 +1,7 @@
 import Testing
 import Wire
 
-@testable import Expert
+@testable import WorkerCore
 
 let chat = Request.chat([ChatTurn(role: "user", content: "Hi")])
 

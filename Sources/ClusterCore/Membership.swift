@@ -1,3 +1,4 @@
+import Decoding
 import Wire
 
 /// A worker's id in the cluster (also its ZeroMQ routing identity).
@@ -121,10 +122,10 @@ public struct Membership: Sendable {
 
     /// A worker registers.
     public mutating func onHello(_ hello: Hello, now: UInt64) -> HelloOutcome {
-        guard hello.protocolVersion == Wire.version else {
+        guard hello.protocolVersion == WireProtocol.version else {
             return .reject(Reject(
                 reason: "protocol version \(hello.protocolVersion) is not supported; this coordinator speaks "
-                    + "version \(Wire.version): run the same mope release on every machine"
+                    + "version \(WireProtocol.version): run the same mope release on every machine"
             ))
         }
         guard !hello.workerID.isEmpty else {

@@ -1,4 +1,5 @@
 /// A point in time, in nanoseconds of a monotonic clock that the shell reads; pure code never reads a clock.
+import Decoding
 public struct Deadline: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// Nanoseconds since an arbitrary origin (the shell's monotonic clock).
     public var nanoseconds: UInt64

@@ -1,9 +1,10 @@
+import Decoding
 import Foundation
 import Preference
 import Testing
 import Wire
 
-@testable import Coordinator
+@testable import ClusterCore
 
 @Suite struct CoordinatorCoreTests {
     static let client: ClientID = [0, 1, 2]

@@ -1,9 +1,10 @@
+import Decoding
 import Foundation
 import Preference
 import Testing
 import Wire
 
-@testable import Coordinator
+@testable import ClusterCore
 
 /// Decodes tokens from a table (a token not in the table decodes to "<id>").
 struct TableDecoder: TokenTextDecoder {
