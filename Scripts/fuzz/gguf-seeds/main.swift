@@ -4,6 +4,9 @@
 // synthetic files for what the fixtures lack (a SentencePiece vocabulary, Llama 3 markup, every tensor type).
 // Compiled together with the Inference sources by Scripts/fuzz-gguf.sh.
 import Foundation
+#if canImport(CPUKernels)
+import CPUKernels
+#endif
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3 else {
