@@ -47,15 +47,17 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
     /// The log line.
     public var description: String {
         switch self {
-        case let .workerRegistered(id, expert): "registered worker \(id) expert \(expert)"
-        case let .workerRejected(id, reason): "rejected worker \(id): \(reason)"
-        case let .workerDead(id, reason): "worker \(id) \(reason): taken for dead"
-        case let .workerDraining(id, reason): "worker \(id) is draining (\(reason)); it gets no new sessions"
+        case let .workerRegistered(id, expert): "registered worker \(logEscaped(id)) expert \(logEscaped(expert))"
+        case let .workerRejected(id, reason): "rejected worker \(logEscaped(id)): \(logEscaped(reason))"
+        case let .workerDead(id, reason): "worker \(logEscaped(id)) \(reason): taken for dead"
+        case let .workerDraining(id, reason):
+            "worker \(logEscaped(id)) is draining (\(logEscaped(reason))); it gets no new sessions"
         case let .workerFailedSession(id, session, code, text):
-            "worker \(id) failed session \(session): \(code) \(text)"
-        case let .malformedFrame(worker?, reason): "dropped a malformed frame from worker \(worker): \(reason)"
+            "worker \(logEscaped(id)) failed session \(session): \(code) \(logEscaped(text))"
+        case let .malformedFrame(worker?, reason):
+            "dropped a malformed frame from worker \(logEscaped(worker)): \(reason)"
         case let .malformedFrame(nil, reason): "dropped a malformed frame from a client: \(reason)"
-        case let .unexpectedFromWorker(id, kind): "dropped an unexpected \(kind) from worker \(id)"
+        case let .unexpectedFromWorker(id, kind): "dropped an unexpected \(kind) from worker \(logEscaped(id))"
         case let .sessionLostExperts(id, names):
             "session \(id) lost expert(s) \(names.joined(separator: ", ")); going on without them"
         case let .sessionFailover(id, total): "session \(id) moved an expert to a replica (\(total) failovers so far)"

@@ -50,14 +50,20 @@ public final class CoordinatorClient {
 
     /// Connects to the coordinator at `endpoint` (connection happens in the background; nothing is sent yet).
     ///
-    /// - Parameter curve: the coordinator's CURVE public key and the client's key pair, when the coordinator
-    ///   runs with CURVE.
-    public init(endpoint: String, curve: CurveClientKeys? = nil) throws(ClientError) {
+    /// - Parameters:
+    ///   - curve: the coordinator's CURVE public key and the client's key pair, when the coordinator runs with
+    ///     CURVE.
+    ///   - maxMessageBytes: the largest message accepted from the coordinator (`ZMQ_MAXMSGSIZE`); a larger one
+    ///     drops the connection.
+    public init(endpoint: String, curve: CurveClientKeys? = nil, maxMessageBytes: Int = WireLimits.maxFrameBytes)
+        throws(ClientError)
+    {
         self.endpoint = endpoint
         do {
             context = try ZMQContext()
             socket = try ZMQSocket(.dealer, context: context)
             try socket.set(.linger, .zero)
+            try socket.set(.maxMessageSize, Int64(maxMessageBytes))
             try socket.set(.sendHighWaterMark, 1000)
             try socket.set(.receiveHighWaterMark, 100_000)
             try curve?.apply(to: socket)

@@ -57,6 +57,7 @@ struct ServerLoop {
             try socket.set(.sendHighWaterMark, settings.highWaterMark)
             try socket.set(.receiveHighWaterMark, settings.highWaterMark)
             try socket.set(.linger, settings.linger)
+            try socket.set(.maxMessageSize, Int64(settings.maxMessageBytes))
             if let curve = settings.curve {
                 try socket.set(.curveServer, true)
                 try socket.set(.curveSecretKey, curve.secretKey)
@@ -205,7 +206,8 @@ struct ServerLoop {
             switch event {
             case let .workerRegistered(id, expert):
                 // Always written: `mope cluster` waits for these lines.
-                StandardStreams.writeError(CoordinatorServer.registeredLogPrefix + "\(id) expert \(expert)\n")
+                StandardStreams.writeError(
+                    CoordinatorServer.registeredLogPrefix + "\(logEscaped(id)) expert \(logEscaped(expert))\n")
             default:
                 server.log(event.description)
             }

@@ -2,6 +2,7 @@ import ClusterCore
 import Decoding
 import Foundation
 import Preference
+import Wire
 import ZeroMQ
 
 // MARK: - Errors
@@ -51,6 +52,9 @@ public struct CoordinatorSettings: Sendable {
     public var highWaterMark: Int32 = 100_000
     /// How long queued replies may take to leave when the socket closes.
     public var linger: Duration = .milliseconds(500)
+    /// The largest message a peer may send, in bytes (`ZMQ_MAXMSGSIZE`): a peer that sends a larger one is
+    /// disconnected before the message is buffered. Default: the largest frame the codec accepts.
+    public var maxMessageBytes: Int = WireLimits.maxFrameBytes
     /// The most sessions in flight; a `generate` beyond it gets `error unavailable`.
     public var maxSessions: Int = 4096
     /// Which experts take part in a request.
@@ -76,6 +80,7 @@ public struct CoordinatorSettings: Sendable {
             throw .invalidSetting(name: "endpoint", reason: "give an endpoint such as tcp://0.0.0.0:5555")
         }
         guard highWaterMark > 0 else { throw .invalidSetting(name: "highWaterMark", reason: "must be positive") }
+        guard maxMessageBytes > 0 else { throw .invalidSetting(name: "maxMessageBytes", reason: "must be positive") }
         guard maxSessions > 0 else { throw .invalidSetting(name: "maxSessions", reason: "must be positive") }
         guard drainGrace >= .zero else { throw .invalidSetting(name: "drainGrace", reason: "must not be negative") }
         if curveAllowList != nil && curve == nil {

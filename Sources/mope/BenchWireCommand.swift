@@ -292,6 +292,7 @@ struct BenchWireRun {
         try router.set(.routerMandatory, true)
         try router.set(.sendTimeout, settings.timeout)
         try router.set(.linger, .zero)
+        try router.set(.maxMessageSize, Int64(WireLimits.maxFrameBytes))
         let endpoint: String
         var ipcPath: String?
         switch transport {
@@ -550,6 +551,7 @@ enum BenchWirePeer: ParsableCommand {
         while true {
             guard let frames = try socket.receiveMultipart(timeout: idle) else {
                 try socket.set(.linger, .zero)
+                try socket.set(.maxMessageSize, Int64(WireLimits.maxFrameBytes))
                 CLI.writeErr("mope bench wire-peer \(id): no message for \(idle); the coordinator is gone\n")
                 return CLI.failure
             }
