@@ -108,7 +108,9 @@ private func exerciseTokenizer(_ tokenizer: any Tokenizer, _ vocabulary: Tokeniz
     let size = tokenizer.vocabSize
     if size != vocabulary.tokens.count { finding("vocabSize \(size) for \(vocabulary.tokens.count) tokens") }
     func valid(_ ids: [Int32], _ what: String) {
-        if let bad = ids.first(where: { $0 < 0 || Int($0) >= size }) { finding("\(what) produced id \(bad) of \(size)") }
+        if let bad = ids.first(where: { $0 < 0 || Int($0) >= size }) {
+            finding("\(what) produced id \(bad) of \(size)")
+        }
     }
     valid(tokenizer.eosTokenIDs, "eosTokenIDs")
     if let bos = tokenizer.bosTokenID { valid([bos], "bosTokenID") }

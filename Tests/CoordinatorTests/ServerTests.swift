@@ -26,7 +26,8 @@ struct ServerTests {
 
         init(
             stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100, pcm: String? = nil,
-            curve: CurveKeyPair? = nil, allowList: CurveAllowList? = nil
+            curve: CurveKeyPair? = nil, allowList: CurveAllowList? = nil,
+            maxMessageBytes: Int = WireLimits.maxFrameBytes
         ) throws {
             socketPath = "/tmp/mope-server-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
             endpoint = "ipc://" + socketPath
@@ -45,6 +46,7 @@ struct ServerTests {
             settings.drainGrace = .seconds(5)
             settings.curve = curve
             settings.curveAllowList = allowList
+            settings.maxMessageBytes = maxMessageBytes
             server = try CoordinatorServer(settings: settings)
             let server = server
             let ended = ended
@@ -124,6 +126,25 @@ struct ServerTests {
         }
         #expect(second.session == 7)
         #expect(second.code == .unavailable)
+    }
+
+    @Test("a frame over the maximum message size cuts the peer off unread; after reconnecting it is served")
+    func oversizedFrame() throws {
+        let running = try Running(maxMessageBytes: 4096)
+        defer { running.finish() }
+        let client = try Peer(running.endpoint)
+        // Undecodable, so were it read it would be answered with error badRequest for session 0.
+        try client.socket.send([[UInt8](repeating: 0xFF, count: 8192)])
+        var answer: ErrorReply?
+        var request: UInt64 = 1
+        while answer == nil && request < 300 {
+            try client.send(.generate(Generate(request: request, prompt: "hi", preference: "concise", maxNewTokens: 2)))
+            if case let .error(reply)? = try client.receive(timeout: 0.1) { answer = reply }
+            request += 1
+        }
+        let reply = try #require(answer, "no reply after reconnecting")
+        #expect(reply.session != 0)
+        #expect(reply.code == .unavailable)
     }
 
     @Test("a worker whose vocabulary differs from the cluster tokenizer's is rejected with the reason")

@@ -128,7 +128,8 @@ func mutations(of bytes: [UInt8], name: String, count: Int, rng: inout Seeded) t
         var copy = bytes
         for _ in 0..<(1 + rng.below(4)) {
             let at = rng.below(copy.count)
-            copy[at] = rng.below(2) == 0 ? interesting[rng.below(interesting.count)] : UInt8(truncatingIfNeeded: rng.next())
+            copy[at] = rng.below(2) == 0
+                ? interesting[rng.below(interesting.count)] : UInt8(truncatingIfNeeded: rng.next())
         }
         try write("\(name)-mutated-\(i).gguf", copy)
     }
