@@ -85,11 +85,13 @@ cat >"$work/bench.json" <<JSON
 JSON
 
 if [ "${BENCH_TIMELINE:-0}" = 1 ]; then mkdir -p "$work/timeline"; export MOPE_TIMELINE="$work/timeline"; fi
-"$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" "${SHARE_FLAG[@]}" \
+"$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" "${SHARE_FLAG[@]}" --keys "$work/keys" \
     >"$work/cluster.out" 2>"$work/cluster.err" &
 cluster=$!
 for _ in $(seq 1 1200); do grep -q "cluster ready" "$work/cluster.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "cluster ready" "$work/cluster.out" || { cat "$work/cluster.err" >&2; exit 1; }
+# The cluster runs CURVE with allow-lists (its default); the requests use the client key it generated.
+export MOPE_CURVE_SERVER_KEY_FILE=$work/keys/coordinator.pub MOPE_CURVE_SECRET_KEY_FILE=$work/keys/client.key
 if [ "$SHARED" = 1 ]; then
     echo "cluster: $EXPERTS experts in one worker process ($THREADS thread(s)) + coordinator on $(nproc) cores, $MODEL"
 else

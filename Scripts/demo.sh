@@ -65,7 +65,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "starting the cluster: coordinator + 6 experts (logs in $logs)"
-"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --threads "$THREADS" >"$logs/cluster.out" 2>"$logs/cluster.err" &
+"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --threads "$THREADS" --keys "$logs/keys" >"$logs/cluster.out" 2>"$logs/cluster.err" &
 cluster=$!
 for _ in $(seq 1 3000); do
     grep -q "cluster ready" "$logs/cluster.out" 2>/dev/null && break
@@ -76,6 +76,8 @@ for _ in $(seq 1 3000); do
 done
 grep -q "cluster ready" "$logs/cluster.out" || { say "the cluster was not ready in 300 s"; cat "$logs/cluster.err" >&2; exit 1; }
 sed 's/^/    /' "$logs/cluster.out" >&2
+# CURVE with allow-lists (mope cluster's default): the requests below use the client key it generated.
+export MOPE_CURVE_SERVER_KEY_FILE=$logs/keys/coordinator.pub MOPE_CURVE_SECRET_KEY_FILE=$logs/keys/client.key
 grep -h "preference controller" "$logs/cluster.err" | sed 's/^\[coordinator\] /    /' >&2 || true
 
 for preference in "${PREFERENCES[@]}"; do

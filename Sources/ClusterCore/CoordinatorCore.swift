@@ -351,21 +351,29 @@ public struct CoordinatorCore: Sendable {
     }
 
     private mutating func onHello(_ hello: Hello, from worker: WorkerID, now: UInt64) -> [CoordinatorDirective] {
-        func reject(_ reason: String) -> [CoordinatorDirective] {
-            events.append(.workerRejected(hello.workerID, reason: reason))
+        // The peer learns what to fix; the cluster's own settings go to the log only.
+        func reject(_ reason: String, detail: String = "") -> [CoordinatorDirective] {
+            events.append(.workerRejected(hello.workerID, reason: reason + detail))
             return [.sendToWorker(worker, .reject(Reject(reason: reason)))]
         }
         guard hello.workerID == worker else {
             return reject("the worker id \"\(hello.workerID)\" differs from the connection's identity \"\(worker)\"")
         }
         if let expected = policy.vocabHash, hello.vocabHash != expected {
-            return reject("the model's vocabulary hash \(String(hello.vocabHash, radix: 16)) differs from the "
-                + "cluster tokenizer's \(String(expected, radix: 16)) (read from \(policy.vocabSource)): "
-                + "every expert must share one tokenizer")
+            return reject(
+                "the model's vocabulary hash \(String(hello.vocabHash, radix: 16)) differs from the cluster "
+                    + "tokenizer's: every expert must share one tokenizer; use the cluster's model",
+                detail: " (cluster: \(String(expected, radix: 16)), read from \(policy.vocabSource))"
+            )
         }
         switch membership.onHello(hello, now: now) {
         case let .reject(rejection):
-            return reject(rejection.reason)
+            var detail = " (cluster: protocol \(WireProtocol.version), experts "
+                + membership.expectedReplicas.keys.sorted().joined(separator: ",")
+            if let vocabulary = membership.vocabulary {
+                detail += ", vocabulary size \(vocabulary.size) hash \(String(vocabulary.hash, radix: 16))"
+            }
+            return reject(rejection.reason, detail: detail + ")")
         case let .welcome(welcome, replaced):
             var directives: [CoordinatorDirective] = [.sendToWorker(worker, .welcome(welcome))]
             membership.onSent(to: worker, now: now)

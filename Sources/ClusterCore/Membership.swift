@@ -84,6 +84,9 @@ public enum MembershipDirective: Sendable, Equatable {
 
 /// The workers of the cluster, their health and their load (pure: time is passed in).
 ///
+/// Rejection reasons go to the peer: they say what it must fix and disclose none of the cluster's settings (its
+/// experts, its vocabulary, its protocol version); the coordinator's log adds those.
+///
 /// - Registration: the first accepted worker fixes the cluster's vocabulary (size + hash); a later `hello` with
 ///   another vocabulary, another protocol version, or (when the config lists experts) an unknown expert is
 ///   rejected. A `hello` from a registered id replaces the old registration.
@@ -124,25 +127,24 @@ public struct Membership: Sendable {
     public mutating func onHello(_ hello: Hello, now: UInt64) -> HelloOutcome {
         guard hello.protocolVersion == WireProtocol.version else {
             return .reject(Reject(
-                reason: "protocol version \(hello.protocolVersion) is not supported; this coordinator speaks "
-                    + "version \(WireProtocol.version): run the same mope release on every machine"
+                reason: "protocol version \(hello.protocolVersion) is not supported: run the same mope release "
+                    + "on every machine"
             ))
         }
         guard !hello.workerID.isEmpty else {
             return .reject(Reject(reason: "the worker id is empty; start the worker with a unique --id"))
         }
         if !expectedReplicas.isEmpty, expectedReplicas[hello.expert] == nil {
-            let known = expectedReplicas.keys.sorted().joined(separator: ", ")
             return .reject(Reject(
-                reason: "expert \"\(hello.expert)\" is not in the cluster config (experts: \(known))"
+                reason: "expert \"\(hello.expert)\" is not in the cluster config: start the worker with an "
+                    + "expert name from the config"
             ))
         }
         if let vocabulary {
             guard hello.vocabSize == vocabulary.size, hello.vocabHash == vocabulary.hash else {
                 return .reject(Reject(
                     reason: "the model's vocabulary (size \(hello.vocabSize), hash \(hex(hello.vocabHash))) differs "
-                        + "from the cluster's (size \(vocabulary.size), hash \(hex(vocabulary.hash))): every expert "
-                        + "must share one tokenizer"
+                        + "from the cluster's: every expert must share one tokenizer; use the cluster's model"
                 ))
             }
         } else {

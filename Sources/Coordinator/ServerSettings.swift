@@ -65,6 +65,9 @@ public struct CoordinatorSettings: Sendable {
     /// With `curve`: only workers and clients whose CURVE public key is listed may connect (checked by a ZAP
     /// handler in the coordinator's loop). Nil: any peer that knows the coordinator's public key may connect.
     public var curveAllowList: CurveAllowList?
+    /// Allow plain (unencrypted) connections on an endpoint other peers can reach. Without it, a coordinator
+    /// without `curve` binds only loopback tcp addresses and ipc paths.
+    public var insecure = false
     /// Log every registration, drop and failure to standard error.
     public var verbose = true
 
@@ -83,8 +86,35 @@ public struct CoordinatorSettings: Sendable {
         guard maxMessageBytes > 0 else { throw .invalidSetting(name: "maxMessageBytes", reason: "must be positive") }
         guard maxSessions > 0 else { throw .invalidSetting(name: "maxSessions", reason: "must be positive") }
         guard drainGrace >= .zero else { throw .invalidSetting(name: "drainGrace", reason: "must not be negative") }
+        if curve == nil && !insecure && !Self.isLocal(endpoint) {
+            throw .invalidSetting(
+                name: "endpoint",
+                reason: "\(endpoint) is reachable from other machines; encrypt it with CURVE "
+                    + "(--curve-secret-key-file, see mope keygen) or accept plain connections with --insecure"
+            )
+        }
         if curveAllowList != nil && curve == nil {
             throw .invalidSetting(name: "curveAllowList", reason: "an allow-list needs CURVE: give the secret key too")
         }
+    }
+}
+
+extension CoordinatorSettings {
+    /// Whether only this machine can reach `endpoint`: ipc and inproc paths, and tcp on 127.0.0.0/8, ::1 or
+    /// localhost. Wildcards (`*`, `0.0.0.0`, `::`), other addresses and interface names are not local.
+    public static func isLocal(_ endpoint: String) -> Bool {
+        if endpoint.hasPrefix("ipc://") || endpoint.hasPrefix("inproc://") { return true }
+        guard endpoint.hasPrefix("tcp://") else { return false }
+        var host = Substring(endpoint.dropFirst("tcp://".count))
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return false }
+            host = host[host.index(after: host.startIndex)..<close]
+            return host == "::1"
+        }
+        if let colon = host.lastIndex(of: ":") { host = host[..<colon] }
+        if host == "localhost" { return true }
+        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count == 4, parts.allSatisfy({ UInt8($0) != nil }) else { return false }
+        return parts[0] == "127"
     }
 }

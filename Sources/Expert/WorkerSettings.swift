@@ -152,7 +152,7 @@ public struct WorkerSettings: Sendable, Equatable {
         guard maxMessageBytes > 0 else { throw bad("max-message-bytes", "must be positive") }
         if let curve {
             guard Z85.decode(curve.serverPublicKey)?.count == 32 else {
-                throw bad("curve-server-key", "a CURVE public key is 40 Z85 characters")
+                throw bad("curve-server-key-file", "a CURVE public key is 40 Z85 characters")
             }
         }
         return s

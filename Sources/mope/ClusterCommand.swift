@@ -32,6 +32,12 @@ enum ClusterCommand: ParsableCommand {
             replicas, then prints "cluster ready". Requests may be sent from then on
             (`mope generate --coordinator ADDR ...`).
 
+            Secure by default: unless --insecure, the launcher generates CURVE keys (as `mope keygen` does)
+            for the coordinator, the workers and one client into a private directory (--keys DIR, or a
+            temporary one), and the coordinator admits only the workers' and the client's keys. Children get
+            the key files' paths, never keys. The launcher prints "keys DIR"; a client then runs
+            `mope generate --curve-server-key-file DIR/coordinator.pub --curve-secret-key-file DIR/client.key`.
+
             SIGTERM or SIGINT stops the cluster: every child gets SIGTERM (they drain), and SIGKILL after
             --stop-grace seconds. The launcher exits 0 after a requested stop, 1 if the coordinator dies or
             the cluster is not ready within --ready-timeout seconds (the children are stopped then too).
@@ -46,8 +52,9 @@ enum ClusterCommand: ParsableCommand {
             .flag("shared-workers", help: "One worker process per replica for all experts of one model file."),
             .value("ready-timeout", "seconds", default: "300", help: "How long to wait for every expert."),
             .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
-            .value("curve-secret-key", "key", help: "Encrypt every connection with CURVE: the coordinator's secret "
-                + "key (the workers get its public key; clients need it too: mope generate --curve-server-key)."),
+            .value("keys", "dir", help: "Write the cluster's CURVE keys into this directory (created mode 0700; "
+                + "default: a fresh private temporary directory, removed when the cluster stops)."),
+            .flag("insecure", help: "Plain connections without CURVE: any local process may join or ask."),
         ]
     )
 
@@ -58,7 +65,17 @@ enum ClusterCommand: ParsableCommand {
         let threads = try arguments.threads()
         let readyTimeout = try arguments.positive("ready-timeout", as: Double.self)
         let stopGrace = try arguments.nonNegative("stop-grace", as: Double.self)
-        let curve = try arguments.value("curve-secret-key").map { try CurveKeyPair(secretKey: $0) }
+        let keys: ClusterKeys?
+        if arguments.flag("insecure") {
+            if let dir = arguments.value("keys") {
+                throw UsageError.invalidValue(option: "keys", value: dir, expected: "no --keys with --insecure")
+            }
+            keys = nil
+        } else {
+            keys = try ClusterKeys.create(in: arguments.value("keys"))
+            CLI.writeOut("keys \(keys!.directory)\n")
+        }
+        defer { keys?.removeIfTemporary() }
         if getpgrp() != getpid() { _ = setpgid(0, 0) }
 
         let launcher = Launcher(config: config, stopGrace: stopGrace)
@@ -69,7 +86,12 @@ enum ClusterCommand: ParsableCommand {
         let connectTo = localAddress(of: endpoint)
         do {
             var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint]
-            if let curve { coordinatorArgs += ["--curve-secret-key", curve.secretKey] }
+            if let keys {
+                coordinatorArgs += ["--curve-secret-key-file", keys.coordinatorSecret,
+                                    "--curve-authorized-keys", keys.authorizedKeys]
+            } else {
+                coordinatorArgs += ["--insecure"]
+            }
             try launcher.startCoordinator(executable, coordinatorArgs)
             let shared = arguments.flag("shared-workers") ? true : nil
             for plan in config.workerProcesses(shared: shared) {
@@ -77,7 +99,9 @@ enum ClusterCommand: ParsableCommand {
                 var args = ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","),
                             "--coordinator", connectTo, "--id", ids]
                 if let threads { args += ["--threads", "\(threads)"] }
-                if let curve { args += ["--curve-server-key", curve.publicKey] }
+                if let keys {
+                    args += ["--curve-server-key-file", keys.coordinatorPublic, "--curve-secret-key-file", keys.workerSecret]
+                }
                 try launcher.startWorker(executable, args, id: ids)
             }
         } catch {
@@ -130,6 +154,48 @@ enum ClusterCommand: ParsableCommand {
             return "tcp://127.0.0.1:" + endpoint.dropFirst(wildcard.count)
         }
         return endpoint
+    }
+}
+
+/// The key files of a secure local cluster, in a directory only its owner may enter.
+struct ClusterKeys {
+    let directory: String
+    let temporary: Bool
+    var coordinatorSecret: String { directory + "/coordinator.key" }
+    var coordinatorPublic: String { directory + "/coordinator.pub" }
+    var workerSecret: String { directory + "/worker.key" }
+    var clientSecret: String { directory + "/client.key" }
+    var authorizedKeys: String { directory + "/authorized-keys" }
+
+    /// Generates the coordinator's, the workers' and a client's key pairs and the allow-list (the workers' and
+    /// the client's public keys) into `directory` (created 0700 if missing), or into a fresh temporary directory.
+    static func create(in directory: String?) throws -> ClusterKeys {
+        let keys: ClusterKeys
+        if let directory {
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw KeygenError.writeFailed(directory, errno: errno) }
+            guard chmod(directory, 0o700) == 0 else { throw KeygenError.writeFailed(directory, errno: errno) }
+            keys = ClusterKeys(directory: directory, temporary: false)
+        } else {
+            let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+            var template = Array((base + "/mope-keys-XXXXXX").utf8CString)
+            guard let made = mkdtemp(&template) else { throw KeygenError.writeFailed(base, errno: errno) }
+            keys = ClusterKeys(directory: String(cString: made), temporary: true)
+        }
+        var listed: [String] = []
+        for (name, role) in [("coordinator", "coordinator"), ("worker", "every worker"), ("client", "a client")] {
+            let pair = try CurveKeyPair.generate()
+            try Keygen.writeKey(pair.secretKey + "\n", to: keys.directory + "/\(name).key", mode: 0o600)
+            try Keygen.writeKey(pair.publicKey + "\n", to: keys.directory + "/\(name).pub", mode: 0o644)
+            if name != "coordinator" { listed.append("\(pair.publicKey) \(role)") }
+        }
+        try Keygen.writeKey(listed.joined(separator: "\n") + "\n", to: keys.authorizedKeys, mode: 0o644)
+        return keys
+    }
+
+    /// Removes a temporary key directory (keys written to a named directory stay).
+    func removeIfTemporary() {
+        guard temporary else { return }
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }
 
@@ -192,6 +258,10 @@ final class Launcher: Sendable {
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment[ParentWatch.variable] = "\(getpid())"
+        // The launcher names every key file on its children's command lines; variables of its caller would mix in.
+        for option in [CurveOptions.secretKeyFile, CurveOptions.serverKeyFile, CurveOptions.authorizedKeys] {
+            environment[CurveOptions.variable(for: option)] = nil
+        }
         process.environment = environment
         if let stderr { process.standardError = stderr }
         process.terminationHandler = { [events] process in

@@ -39,12 +39,16 @@ enum CoordinatorCommand: ParsableCommand {
             .value("config", "file", help: "The cluster config JSON."),
             .value("endpoint", "endpoint", help: "The endpoint to bind (default: the config's \"coordinator\")."),
             .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
-            .value("curve-secret-key", "key", help: "Encrypt with CURVE using this secret key (workers and "
-                + "clients then need the public key, which is logged at start)."),
+            .value("curve-secret-key-file", "file", help: "Encrypt with CURVE using the secret key in this file "
+                + "(mode 0600, as mope keygen writes it; or MOPE_CURVE_SECRET_KEY_FILE). Workers and clients need "
+                + "the public key, which is logged at start."),
             .value("pcm", "file", help: "The learned PCM file (default: the config's \"pcm\")."),
             .flag("uniform", help: "Weigh the named experts equally, even when the config names a PCM."),
-            .value("curve-authorized-keys", "file", help: "With --curve-secret-key: admit only workers and "
-                + "clients whose CURVE public key is listed in this file (one per line, # comments)."),
+            .value("curve-authorized-keys", "file", help: "With --curve-secret-key-file: admit only workers and "
+                + "clients whose CURVE public key is listed in this file (one per line, # comments; or "
+                + "MOPE_CURVE_AUTHORIZED_KEYS)."),
+            .flag("insecure", help: "Allow plain connections on an endpoint other machines can reach (without "
+                + "CURVE the coordinator binds only loopback tcp and ipc endpoints)."),
             .flag("quiet", help: "Log only registrations (no per-request, failover or drop lines)."),
         ]
     )
@@ -69,29 +73,24 @@ enum CoordinatorCommand: ParsableCommand {
         }
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.verbose = !arguments.flag("quiet")
-        if let secret = arguments.value("curve-secret-key") {
-            let pair = try CurveKeyPair(secretKey: secret)
+        if let pair = try CurveOptions.serverKeys(arguments) {
             settings.curve = pair
             CLI.writeErr("[coordinator] CURVE public key \(pair.publicKey)\n")
         }
-        if let path = arguments.value("curve-authorized-keys") {
+        if let (list, path) = try CurveOptions.allowList(arguments) {
             guard settings.curve != nil else {
                 throw UsageError.invalidValue(
-                    option: "curve-authorized-keys", value: path, expected: "to be used with --curve-secret-key"
+                    option: CurveOptions.authorizedKeys, value: path,
+                    expected: "to be used with --\(CurveOptions.secretKeyFile)"
                 )
             }
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                CLI.writeErr("error: cannot read the authorized keys file \(path)\n")
-                return CLI.failure
-            }
-            do {
-                settings.curveAllowList = try CurveAllowList(text: text)
-            } catch {
-                CLI.writeErr("error: \(path): \(error.description)\n")
-                return CLI.failure
-            }
-            let count = settings.curveAllowList?.keys.count ?? 0
-            CLI.writeErr("[coordinator] admitting the \(count) CURVE keys listed in \(path)\n")
+            settings.curveAllowList = list
+            CLI.writeErr("[coordinator] admitting the \(list.keys.count) CURVE keys listed in \(path)\n")
+        }
+        settings.insecure = arguments.flag("insecure")
+        if settings.insecure && settings.curve == nil && !CoordinatorSettings.isLocal(settings.endpoint) {
+            CLI.writeErr("[coordinator] warning: \(settings.endpoint) accepts plain connections from other machines "
+                + "(--insecure): anyone who reaches it can register a worker or read prompts\n")
         }
         let server: CoordinatorServer
         do {

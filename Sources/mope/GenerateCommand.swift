@@ -47,10 +47,7 @@ enum GenerateCommand: ParsableCommand {
             .value("trace", "file", help: "Write one JSON line per token with the weights and each expert's top-k."),
             .value("timeout", "seconds", default: "300", help: "The deadline of the whole request."),
             .value("concurrency", "n", default: "1", help: "Send this many copies at once (load test)."),
-            .value("curve-server-key", "key", help: "The coordinator's CURVE public key, when it uses CURVE."),
-            .value("curve-secret-key", "key", help: "This client's CURVE secret key, for a coordinator that "
-                + "admits listed keys only (default: a fresh key pair)."),
-        ],
+        ] + CurveOptions.clientOptions(role: "client"),
         positionals: [Positional("prompt", help: "The user's message.")]
     )
 

@@ -53,9 +53,7 @@ enum WorkerCommand: ParsableCommand {
             .value("kv-capacity", "n", help: "Positions per session's KV cache (default: min(2048, context))."),
             .value("prefill-chunk", "n", default: "128", help: "The most prompt tokens per forward pass."),
             .value("drain-grace", "seconds", default: "30", help: "How long a drain waits for open sessions."),
-            .value("curve-server-key", "key", help: "The coordinator's CURVE public key: encrypt the connection."),
-            .value("curve-secret-key", "key", help: "This worker's CURVE secret key (default: a fresh key pair)."),
-        ]
+        ] + CurveOptions.clientOptions(role: "worker")
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {

@@ -226,11 +226,35 @@ import Wire
             Issue.record("expected a rejection, got \(out)")
             return
         }
-        #expect(reject.reason.contains("model.gguf"))
+        // The peer learns what to fix, not the cluster's vocabulary or where it was read from; the log has both.
+        #expect(reject.reason.contains("vocabulary"))
+        #expect(!reject.reason.contains("abc") && !reject.reason.contains("model.gguf"))
+        let logged = core.takeEvents().compactMap { event -> String? in
+            if case let .workerRejected(_, reason) = event { return reason }
+            return nil
+        }
+        #expect(logged.contains { $0.contains("abc") && $0.contains("model.gguf") })
         #expect(core.membership.workers.isEmpty)
         let ok = core.onFrame(identity: Array("v".utf8), payload: frame(.hello(hello("v"))), now: 0)
         #expect(ok == [.sendToWorker("v", .welcome(Welcome(heartbeatIntervalMs: 1000)))])
         #expect(core.takeEvents().contains(.workerRegistered("v", expert: "concise")))
+    }
+
+    @Test("a hello for an unknown expert or another vocabulary is refused without naming the cluster's experts or vocabulary")
+    func rejectionsDiscloseNothing() {
+        var core = cluster()
+        let probes = [hello("p1", expert: "nosuch"), hello("p2", vocabHash: 0x9999)]
+        for probe in probes {
+            let out = core.onFrame(identity: Array(probe.workerID.utf8), payload: frame(.hello(probe)), now: 0)
+            guard case let .sendToWorker(_, .reject(reject))? = out.first else {
+                Issue.record("expected a rejection, got \(out)")
+                continue
+            }
+            #expect(!reject.reason.lowercased().contains("abc"), "\(reject.reason)")
+            for expert in core.config.experts where expert.name != probe.expert {
+                #expect(!reject.reason.contains(expert.name), "\(reject.reason)")
+            }
+        }
     }
 
     @Test("a request id already in flight on a connection is refused; after its outcome it may be used again")

@@ -269,14 +269,49 @@ struct ClusterTests {
         let (launcher, children) = try startLauncher(cluster)
         #expect(children.count == 3)
 
+        // Secure by default: CURVE keys in files, the children given their paths only.
+        let keys = cluster.directory.appendingPathComponent("keys").path
+        var secrets: [String] = []
+        for name in ["coordinator", "worker", "client"] {
+            let path = keys + "/\(name).key"
+            var info = stat()
+            #expect(stat(path, &info) == 0 && info.st_mode & 0o077 == 0, "\(path) is private")
+            secrets.append(try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+            secrets.append(try String(contentsOfFile: keys + "/\(name).pub", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        for child in children {
+            let argv = try String(contentsOfFile: "/proc/\(child)/cmdline", encoding: .utf8)
+            #expect(argv.contains("--curve-secret-key-file"), "child \(child) runs with CURVE")
+            for key in secrets { #expect(!argv.contains(key), "child \(child)'s argv holds key material") }
+        }
+
         let generated = cluster.directory.appendingPathComponent("generate.out").path
         let generate = try cluster.group.spawn(
             cluster.mope,
-            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "60", "hello"],
+            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "60",
+             "--curve-server-key-file", keys + "/coordinator.pub", "--curve-secret-key-file", keys + "/client.key",
+             "hello"],
             log: generated
         )
         #expect(cluster.group.wait(generate, timeout: .seconds(90)) == 0)
         #expect(((try? String(contentsOfFile: generated, encoding: .utf8)) ?? "").contains("finish: "))
+
+        // A client without keys, and one whose key is not on the allow-list, get nothing through.
+        let refused = cluster.directory.appendingPathComponent("refused.out").path
+        let plain = try cluster.group.spawn(
+            cluster.mope,
+            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "3", "hello"],
+            log: refused
+        )
+        #expect(cluster.group.wait(plain, timeout: .seconds(30)) == 1)
+        let stranger = try cluster.group.spawn(
+            cluster.mope,
+            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "3",
+             "--curve-server-key-file", keys + "/coordinator.pub", "hello"],
+            log: refused
+        )
+        #expect(cluster.group.wait(stranger, timeout: .seconds(30)) == 1)
 
         cluster.group.signal(launcher, SIGTERM)
         #expect(cluster.group.wait(launcher, timeout: .seconds(30)) == 0)
@@ -316,7 +351,9 @@ struct ClusterTests {
     func startLauncher(_ cluster: TestCluster) throws -> (launcher: pid_t, children: [pid_t]) {
         let output = cluster.directory.appendingPathComponent("launcher.out").path
         let launcher = try cluster.group.spawn(
-            cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
+            cluster.mope,
+            ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5",
+             "--keys", cluster.directory.appendingPathComponent("keys").path],
             log: output
         )
         let deadline = ContinuousClock.now.advanced(by: .seconds(90))
