@@ -182,7 +182,7 @@ if [ "${#EXPERTS[@]}" -ge 2 ]; then PREFERENCES+=("${EXPERTS[0]}:3, ${EXPERTS[1]
 # runs 20 s past it.
 request() {  # DIR NAME PROMPT PREFERENCE
     local rc=0
-    (ingroup timeout --foreground -s KILL $((TIMEOUT + 20)) "$MOPE" generate --coordinator "$ENDPOINT" \
+    (ingroup timeout --foreground -s KILL $((TIMEOUT + 20)) "$MOPE" generate --coordinator "$ENDPOINT.clients" \
         --preference "$4" --max-tokens "$MAX_TOKENS" --timeout "$TIMEOUT" "$3" \
         >"$1/$2.out" 2>"$1/$2.err" </dev/null) || rc=$?
     echo "$rc" >"$1/$2.rc"

@@ -16,7 +16,7 @@
 # a worker cannot send heartbeats during a forward pass, and on a busy 2-core machine one prefill of the
 # real model can take several seconds.
 #
-# Environment: MOPE_DEMO_ENDPOINT (default tcp://127.0.0.1:5555), MOPE_DEMO_MAX_TOKENS (default 80),
+# Environment: MOPE_DEMO_ENDPOINT (workers, default tcp://127.0.0.1:5555; clients on the next port), MOPE_DEMO_MAX_TOKENS (default 80),
 # MOPE_DEMO_THREADS (forward-pass threads per worker, default 1: six workers share the machine's cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,7 @@ case "${1:-}" in -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;
 
 PROMPT=${1:-"Why do leaves change color in the fall?"}
 ENDPOINT=${MOPE_DEMO_ENDPOINT:-tcp://127.0.0.1:5555}
+CLIENT_ENDPOINT=${ENDPOINT%:*}:$(( ${ENDPOINT##*:} + 1 ))  # the coordinator's clients' endpoint
 MAX_TOKENS=${MOPE_DEMO_MAX_TOKENS:-80}
 THREADS=${MOPE_DEMO_THREADS:-1}
 CONFIG=Configs/psoups-local.json
@@ -65,7 +66,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "starting the cluster: coordinator + 6 experts (logs in $logs)"
-"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --threads "$THREADS" --keys "$logs/keys" >"$logs/cluster.out" 2>"$logs/cluster.err" &
+"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --client-endpoint "$CLIENT_ENDPOINT" --threads "$THREADS" --keys "$logs/keys" >"$logs/cluster.out" 2>"$logs/cluster.err" &
 cluster=$!
 for _ in $(seq 1 3000); do
     grep -q "cluster ready" "$logs/cluster.out" 2>/dev/null && break
@@ -84,6 +85,6 @@ for preference in "${PREFERENCES[@]}"; do
     echo
     say "preference: \"$preference\""
     say "prompt: $PROMPT"
-    "$MOPE" generate --coordinator "$ENDPOINT" --preference "$preference" --max-tokens "$MAX_TOKENS" "$PROMPT"
+    "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" --preference "$preference" --max-tokens "$MAX_TOKENS" "$PROMPT"
 done
 echo

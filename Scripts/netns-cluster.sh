@@ -61,6 +61,7 @@ HOSTS=("$NS_C" "$NS_W1" "$NS_W2" "$NS_CL")
 declare -A ADDRESS=([$NS_C]=10.213.0.1 [$NS_W1]=10.213.0.11 [$NS_W2]=10.213.0.12 [$NS_CL]=10.213.0.21)
 PORT=5555
 ENDPOINT=tcp://${ADDRESS[$NS_C]}:$PORT
+CLIENT_ENDPOINT=tcp://${ADDRESS[$NS_C]}:$((PORT + 1))  # the coordinator's clients' endpoint (its default)
 work=$(mktemp -d "${TMPDIR:-/tmp}/mope-netns.XXXXXX")
 made=()
 
@@ -102,14 +103,21 @@ echo "network: coordinator ${ADDRESS[$NS_C]} ($NS_C), workers ${ADDRESS[$NS_W1]}
 tiny_cluster_config "$work/cluster.json" "$ENDPOINT" 2000 20000 60000 "$MAX_TOKENS"
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-in_ns "$NS_C" "$MOPE" coordinator --config "$work/cluster.json" --endpoint "$ENDPOINT" >"$work/coordinator.log" 2>&1 &
+# CURVE with one allow-list per endpoint: the coordinator binds an address other hosts reach, which it refuses
+# in plain text. The key files stay in this run's private folder; processes get their paths.
+for who in coordinator worker client; do "$MOPE" keygen --out "$work/$who" >/dev/null; done
+WORKER_CURVE=(--curve-server-key-file "$work/coordinator.pub" --curve-secret-key-file "$work/worker.key")
+CLIENT_CURVE=(--curve-server-key-file "$work/coordinator.pub" --curve-secret-key-file "$work/client.key")
+in_ns "$NS_C" "$MOPE" coordinator --config "$work/cluster.json" --endpoint "$ENDPOINT" \
+    --curve-secret-key-file "$work/coordinator.key" --curve-worker-keys "$work/worker.pub" \
+    --curve-authorized-keys "$work/client.pub" >"$work/coordinator.log" 2>&1 &
 disown $!  # Killed on exit on purpose (as every process in the namespaces): no job notice.
 # Worker host 1 serves friendly and concise-2; host 2 serves knowledgeable and concise-1, the replica an idle
 # cluster picks first (lowest id), so that the partition moves concise to host 1.
 declare -A PLACEMENT=([concise-2]=$NS_W1 [friendly-1]=$NS_W1 [knowledgeable-1]=$NS_W2 [concise-1]=$NS_W2)
 for id in "${!PLACEMENT[@]}"; do
     in_ns "${PLACEMENT[$id]}" "$MOPE" worker --config "$work/cluster.json" --expert "${id%-*}" --id "$id" \
-        --coordinator "$ENDPOINT" --threads 1 >"$work/worker-$id.log" 2>&1 &
+        --coordinator "$ENDPOINT" "${WORKER_CURVE[@]}" --threads 1 >"$work/worker-$id.log" 2>&1 &
     disown $!
 done
 end=$(( $(date +%s) + 180 ))
@@ -133,7 +141,7 @@ phase() {  # NAME SECONDS
     : >"$work/$1.latency"
     while [ "$n" -eq 0 ] || [ "$(date +%s)" -lt "$stop" ]; do
         out=$work/$1-$n.out err=$work/$1-$n.err
-        if in_ns "$NS_CL" "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" \
+        if in_ns "$NS_CL" "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" "${CLIENT_CURVE[@]}" --preference "$PREFERENCE" \
             --max-tokens "$MAX_TOKENS" --timeout 120 "${PROMPTS[$((n % ${#PROMPTS[@]}))]}" >"$out" 2>"$err"; then
             # "finish: maxTokens, 32 tokens in 0.41 s, …": milliseconds per token of this request.
             sed -nE 's/^finish: [^,]*, ([0-9]+) tokens in ([0-9.]+) s.*/\1 \2/p' "$err" \
@@ -184,7 +192,7 @@ if [ "$PARTITION" -gt 0 ]; then
     long=150 prompt="Tell me about cats."
     ask() {  # NAME: one long answer from the client namespace; NAME.out, NAME.err, NAME.rc
         local rc=0
-        in_ns "$NS_CL" "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$long" \
+        in_ns "$NS_CL" "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" "${CLIENT_CURVE[@]}" --preference "$PREFERENCE" --max-tokens "$long" \
             --timeout 180 "$prompt" >"$work/$1.out" 2>"$work/$1.err" || rc=$?
         echo "$rc" >"$work/$1.rc"
     }

@@ -51,8 +51,26 @@ public enum ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   "pcm": "pcm/pcm.json", "sharedWorkers": false, "expertContext": "own", "preferencePrompts": {} }
 /// ```
 public struct ClusterConfig: Sendable, Equatable {
-    /// The coordinator's ROUTER endpoint (workers connect to it, clients too).
+    /// The coordinator's worker endpoint: expert workers connect to this ROUTER (and only workers may register).
     public var coordinator: String = "tcp://127.0.0.1:5555"
+    /// The coordinator's client endpoint, where `generate` requests arrive; nil: derived from `coordinator`
+    /// (see `clientEndpoint`).
+    public var clientEndpointOverride: String?
+
+    /// Where clients connect: the config's `clientEndpoint`, else derived from `coordinator`: for tcp the next
+    /// port (`tcp://127.0.0.1:5555` → `tcp://127.0.0.1:5556`), for ipc and inproc a sibling (`ipc:///run/c.sock`
+    /// → `ipc:///run/c.sock.clients`).
+    public var clientEndpoint: String { clientEndpointOverride ?? Self.clientEndpoint(for: coordinator) }
+
+    /// The client endpoint that goes with worker endpoint `coordinator`.
+    public static func clientEndpoint(for coordinator: String) -> String {
+        if coordinator.hasPrefix("tcp://"), let colon = coordinator.lastIndex(of: ":"),
+           let port = UInt16(coordinator[coordinator.index(after: colon)...]), port < UInt16.max
+        {
+            return coordinator[..<colon] + ":\(port + 1)"
+        }
+        return coordinator + ".clients"
+    }
     /// How often each side sends a heartbeat when otherwise silent; 3 missed intervals mean dead.
     public var heartbeatIntervalMs: UInt32 = 1000
     /// How long the coordinator waits for a `dist` after a `step`.
@@ -130,6 +148,17 @@ public struct ClusterConfig: Sendable, Equatable {
             throw .invalidValue(
                 field: "coordinator", reason: "\"\(coordinator)\" is not a ZeroMQ endpoint such as tcp://127.0.0.1:5555"
             )
+        }
+        if let clientEndpointOverride {
+            guard let scheme = schemes.first(where: clientEndpointOverride.hasPrefix),
+                  clientEndpointOverride.count > scheme.count
+            else {
+                throw .invalidValue(field: "clientEndpoint",
+                                    reason: "\"\(clientEndpointOverride)\" is not a ZeroMQ endpoint")
+            }
+        }
+        guard clientEndpoint != coordinator else {
+            throw .invalidValue(field: "clientEndpoint", reason: "must differ from \"coordinator\" (the workers')")
         }
         for (field, value) in [
             ("heartbeatIntervalMs", heartbeatIntervalMs), ("stepDeadlineMs", stepDeadlineMs),
@@ -300,7 +329,7 @@ public struct SamplingConfig: Sendable, Equatable {
 
 extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case coordinator, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
+        case coordinator, clientEndpoint, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
         case maxNewTokens, merge, pcm, sharedWorkers, expertContext, preferencePrompts
     }
 
@@ -310,6 +339,7 @@ extension ClusterConfig: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
         coordinator = try c.decodeIfPresent(String.self, forKey: .coordinator) ?? coordinator
+        clientEndpointOverride = try c.decodeIfPresent(String.self, forKey: .clientEndpoint)
         heartbeatIntervalMs = try c.integer(UInt32.self, forKey: .heartbeatIntervalMs) ?? heartbeatIntervalMs
         stepDeadlineMs = try c.integer(UInt32.self, forKey: .stepDeadlineMs) ?? stepDeadlineMs
         openDeadlineMs = try c.integer(UInt32.self, forKey: .openDeadlineMs) ?? openDeadlineMs
@@ -350,6 +380,7 @@ extension ClusterConfig: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(coordinator, forKey: .coordinator)
+        try c.encodeIfPresent(clientEndpointOverride, forKey: .clientEndpoint)
         try c.encode(heartbeatIntervalMs, forKey: .heartbeatIntervalMs)
         try c.encode(stepDeadlineMs, forKey: .stepDeadlineMs)
         try c.encode(openDeadlineMs, forKey: .openDeadlineMs)

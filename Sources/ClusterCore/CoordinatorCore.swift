@@ -2,6 +2,14 @@ import Decoding
 import Preference
 import Wire
 
+/// Which of the coordinator's ROUTER sockets a frame arrived on.
+public enum PeerEndpoint: Sendable, Equatable {
+    /// The worker endpoint (`coordinator` in the config): expert workers register and answer here.
+    case workers
+    /// The client endpoint (`clientEndpoint`): `generate` requests arrive here.
+    case clients
+}
+
 /// A client's ZeroMQ routing identity (the bytes a ROUTER gives it).
 public typealias ClientID = [UInt8]
 
@@ -194,34 +202,65 @@ public struct CoordinatorCore: Sendable {
 
     // MARK: Frames
 
-    /// One frame received on the ROUTER from the peer whose routing identity is `identity`. Workers are told
-    /// apart from clients by their registration: a registered worker's identity is its id's UTF-8 bytes.
-    public mutating func onFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
+    /// One frame received from the peer whose routing identity is `identity` on one of the coordinator's two
+    /// ROUTER sockets. Roles never mix: the worker endpoint takes `hello` and workers' messages only (a
+    /// `generate` there is dropped and logged), the client endpoint takes `generate` only (a `hello` there is
+    /// refused), so a client's key or connection can never register a worker.
+    public mutating func onFrame(
+        identity: [UInt8], payload: [UInt8], on endpoint: PeerEndpoint, now: UInt64
+    ) -> [CoordinatorDirective] {
+        switch endpoint {
+        case .workers: onWorkerFrame(identity: identity, payload: payload, now: now)
+        case .clients: onClientFrame(identity: identity, payload: payload, now: now)
+        }
+    }
+
+    private mutating func onWorkerFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
         let worker = registeredWorker(identity)
         let message: Message
         do {
             message = try WireCodec.decode(payload)
         } catch {
-            events.append(.malformedFrame(from: worker, reason: error.description))
-            if let worker {
-                membership.onMessage(from: worker, now: now)
-                return []
-            }
-            return [.sendToClient(identity, .error(ErrorReply(
-                session: 0, code: .badRequest, text: "the coordinator could not decode the request: \(error)"
-            )))]
+            events.append(.malformedFrame(from: worker, reason: "on the worker endpoint: \(error.description)"))
+            if let worker { membership.onMessage(from: worker, now: now) }
+            return []
         }
         switch message {
         case .hello:
             return onWorkerMessage(message, from: String(decoding: identity, as: UTF8.self), now: now)
-        case .generate(let generate):
-            return onGenerate(generate, from: identity, now: now)
         case .heartbeat, .goodbye, .dist, .error:
             // From a worker that is not (or no longer) registered: nothing to act on.
             guard let worker else { return [] }
             return onWorkerMessage(message, from: worker, now: now)
         default:
             if let worker { return onWorkerMessage(message, from: worker, now: now) }
+            events.append(.malformedFrame(
+                from: nil, reason: "a \(message.kind) from \(logEscaped(bytes: identity)) on the worker endpoint "
+                    + "(clients connect to the client endpoint)"
+            ))
+            return []
+        }
+    }
+
+    private mutating func onClientFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
+        let message: Message
+        do {
+            message = try WireCodec.decode(payload)
+        } catch {
+            events.append(.malformedFrame(from: nil, reason: error.description))
+            return [.sendToClient(identity, .error(ErrorReply(
+                session: 0, code: .badRequest, text: "the coordinator could not decode the request: \(error)"
+            )))]
+        }
+        switch message {
+        case .generate(let generate):
+            return onGenerate(generate, from: identity, now: now)
+        case .hello:
+            return [.sendToClient(identity, .error(ErrorReply(
+                session: 0, code: .badRequest,
+                text: "this is the coordinator's client endpoint: workers register on its worker endpoint"
+            )))]
+        default:
             return [.sendToClient(identity, .error(ErrorReply(
                 session: 0, code: .badRequest,
                 text: "the coordinator takes only generate requests from clients, not \(message.kind)"

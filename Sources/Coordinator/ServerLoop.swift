@@ -14,7 +14,10 @@ struct ServerLoop {
     private let control: LoopControl
     private let settings: CoordinatorSettings
     private let context: ZMQContext
+    /// The workers' ROUTER (`settings.endpoint`).
     private let socket: ZMQSocket
+    /// The clients' ROUTER (`settings.clientEndpoint`).
+    private let clientSocket: ZMQSocket
     /// The ZAP handler's REP socket, when CURVE peers are checked against an allow-list.
     private let authenticator: ZMQSocket?
     private var poller = ZMQPoller()
@@ -43,8 +46,8 @@ struct ServerLoop {
         }
         do {
             context = try ZMQContext()
-            if settings.curve != nil, settings.curveAllowList != nil {
-                // Bound before the ROUTER, so that no handshake happens without it.
+            if settings.curve != nil, settings.curveAllowList != nil || settings.curveWorkerAllowList != nil {
+                // Bound before the ROUTERs, so that no handshake happens without it.
                 let handler = try ZMQSocket(.rep, context: context)
                 try handler.set(.linger, .zero)
                 try handler.bind(ZAP.endpoint)
@@ -52,23 +55,36 @@ struct ServerLoop {
             } else {
                 authenticator = nil
             }
-            socket = try ZMQSocket(.router, context: context)
-            try socket.set(.routerMandatory, true)
-            try socket.set(.sendHighWaterMark, settings.highWaterMark)
-            try socket.set(.receiveHighWaterMark, settings.highWaterMark)
-            try socket.set(.linger, settings.linger)
-            try socket.set(.maxMessageSize, Int64(settings.maxMessageBytes))
-            if let curve = settings.curve {
-                try socket.set(.curveServer, true)
-                try socket.set(.curveSecretKey, curve.secretKey)
-            }
-            try socket.bind(settings.endpoint)
+            socket = try Self.router(settings.endpoint, domain: Self.workerDomain, settings: settings, context: context)
+            clientSocket = try Self.router(
+                settings.clientEndpoint, domain: Self.clientDomain, settings: settings, context: context
+            )
         } catch {
             throw .socket(error)
         }
         poller.register(socket)
+        poller.register(clientSocket)
         poller.register(fileDescriptor: control.readDescriptor)
         if let authenticator { poller.register(authenticator) }
+    }
+
+    /// A ROUTER bound at `endpoint` with the settings' limits and CURVE, its handshakes checked in ZAP `domain`.
+    private static func router(
+        _ endpoint: String, domain: String, settings: CoordinatorSettings, context: ZMQContext
+    ) throws(ZMQError) -> ZMQSocket {
+        let router = try ZMQSocket(.router, context: context)
+        try router.set(.routerMandatory, true)
+        try router.set(.sendHighWaterMark, settings.highWaterMark)
+        try router.set(.receiveHighWaterMark, settings.highWaterMark)
+        try router.set(.linger, settings.linger)
+        try router.set(.maxMessageSize, Int64(settings.maxMessageBytes))
+        if let curve = settings.curve {
+            try router.set(.curveServer, true)
+            try router.set(.curveSecretKey, curve.secretKey)
+            try router.set(.zapDomain, domain)
+        }
+        try router.bind(endpoint)
+        return router
     }
 
     // MARK: The loop
@@ -76,6 +92,7 @@ struct ServerLoop {
     mutating func run() throws(CoordinatorError) {
         defer {
             socket.close()
+            clientSocket.close()
             authenticator?.close()
             context.shutdown()
         }
@@ -83,7 +100,8 @@ struct ServerLoop {
         let experts = config.experts.map { "\($0.name)×\($0.replicas)" }.joined(separator: ", ")
         if let path = Timeline.start(role: "coordinator") { server.log("timeline: \(path)") }
         server.log(
-            "listening on \(settings.endpoint) for experts \(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
+            "listening on \(settings.endpoint) for workers and \(settings.clientEndpoint) for clients; experts "
+                + "\(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
                 + "step deadline \(config.stepDeadlineMs) ms; tokenizer of \(config.experts.first?.model ?? "?")"
         )
         while !stopped && !core.isFinished {
@@ -133,10 +151,15 @@ struct ServerLoop {
     // MARK: Receiving
 
     private mutating func receiveAll() throws(CoordinatorError) {
+        try receiveAll(from: socket, on: .workers)
+        try receiveAll(from: clientSocket, on: .clients)
+    }
+
+    private mutating func receiveAll(from router: ZMQSocket, on endpoint: PeerEndpoint) throws(CoordinatorError) {
         for _ in 0..<8192 {
             let frames: [[UInt8]]?
             do {
-                frames = try socket.tryReceiveMultipart()
+                frames = try router.tryReceiveMultipart()
             } catch {
                 throw .socket(error)
             }
@@ -145,11 +168,11 @@ struct ServerLoop {
                 server.log("dropped a message of \(frames.count) frames (expected routing id + one frame)")
                 continue
             }
-            if Timeline.isOn, case .dist(let dist)? = try? WireCodec.decode(frames[1]) {
+            if Timeline.isOn, endpoint == .workers, case .dist(let dist)? = try? WireCodec.decode(frames[1]) {
                 Timeline.record("dist-read", worker: String(decoding: frames[0], as: UTF8.self), session: dist.session,
                                 step: dist.step)
             }
-            perform(core.onFrame(identity: frames[0], payload: frames[1], now: Self.now()))
+            perform(core.onFrame(identity: frames[0], payload: frames[1], on: endpoint, now: Self.now()))
         }
     }
 
@@ -157,7 +180,7 @@ struct ServerLoop {
 
     /// Answers the ZAP requests of handshakes in progress from the allow-list.
     private func authenticate() throws(CoordinatorError) {
-        guard let authenticator, let allowList = settings.curveAllowList else { return }
+        guard let authenticator else { return }
         do {
             while let frames = try authenticator.tryReceiveMultipart() {
                 guard let request = ZAPRequest(frames: frames) else {
@@ -166,8 +189,15 @@ struct ServerLoop {
                                             Array("malformed request".utf8), [], []])
                     continue
                 }
-                let reply = allowList.answer(request)
-                if !reply.accepted { server.log("refused a connection from \(request.address): \(reply.text)") }
+                // One allow-list per endpoint: a client's key never opens the worker endpoint.
+                let allowList = request.domain == Self.workerDomain
+                    ? settings.curveWorkerAllowList : settings.curveAllowList
+                let reply = allowList?.answer(request)
+                    ?? ZAPReply(requestID: request.requestID, accepted: true, text: "OK")
+                if !reply.accepted {
+                    server.log("refused a connection to the \(request.domain) endpoint from \(request.address): "
+                        + reply.text)
+                }
                 try authenticator.send(reply.frames)
             }
         } catch {
@@ -187,12 +217,12 @@ struct ServerLoop {
                 if case .step(let step) = message {
                     Timeline.record("step-sent", worker: worker, session: step.session, step: step.step)
                 }
-                if trySend(Array(worker.utf8), message) == .unreachable {
+                if trySend(Array(worker.utf8), message, on: socket) == .unreachable {
                     queue += core.onWorkerUnreachable(worker, now: Self.now())
                 }
             case let .sendToClient(client, message):
                 guard !goneClients.contains(client) else { continue }
-                if trySend(client, message) == .unreachable {
+                if trySend(client, message, on: clientSocket) == .unreachable {
                     goneClients.insert(client)
                     queue += core.onClientGone(client, now: Self.now())
                 }
@@ -214,9 +244,13 @@ struct ServerLoop {
         }
     }
 
+    /// The ZAP domains of the two endpoints.
+    static let workerDomain = "workers"
+    static let clientDomain = "clients"
+
     private enum SendOutcome: Equatable { case sent, unreachable, dropped }
 
-    private func trySend(_ identity: [UInt8], _ message: Message) -> SendOutcome {
+    private func trySend(_ identity: [UInt8], _ message: Message, on socket: ZMQSocket) -> SendOutcome {
         do {
             if try socket.trySend([identity, WireCodec.encode(message)]) { return .sent }
             server.log("dropped a \(message.kind) message: the peer's queue is full")

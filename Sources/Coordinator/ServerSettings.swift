@@ -44,8 +44,10 @@ public enum CoordinatorError: Error, Sendable, CustomStringConvertible {
 public struct CoordinatorSettings: Sendable {
     /// The cluster config (experts, deadlines, heartbeat interval, defaults).
     public var config: ClusterConfig
-    /// The ROUTER endpoint to bind (defaults to `config.coordinator`).
+    /// The workers' ROUTER endpoint to bind (defaults to `config.coordinator`).
     public var endpoint: String
+    /// The clients' ROUTER endpoint to bind (defaults to `config.clientEndpoint`).
+    public var clientEndpoint: String
     /// How long a drain (SIGTERM) lets running sessions finish before they are failed.
     public var drainGrace: Duration = .seconds(30)
     /// Send and receive high-water marks of the ROUTER (messages).
@@ -62,9 +64,13 @@ public struct CoordinatorSettings: Sendable {
     /// The CURVE key pair of the coordinator; nil for plain connections. Workers and clients then need the
     /// public key.
     public var curve: CurveKeyPair?
-    /// With `curve`: only workers and clients whose CURVE public key is listed may connect (checked by a ZAP
-    /// handler in the coordinator's loop). Nil: any peer that knows the coordinator's public key may connect.
+    /// With `curve`: only clients whose CURVE public key is listed may connect to the client endpoint (checked
+    /// by a ZAP handler in the coordinator's loop, domain "clients"). Nil: any peer that knows the coordinator's
+    /// public key may.
     public var curveAllowList: CurveAllowList?
+    /// With `curve`: only workers whose CURVE public key is listed may connect to the worker endpoint (ZAP
+    /// domain "workers"). Nil: any peer that knows the coordinator's public key may.
+    public var curveWorkerAllowList: CurveAllowList?
     /// Allow plain (unencrypted) connections on an endpoint other peers can reach. Without it, a coordinator
     /// without `curve` binds only loopback tcp addresses and ipc paths.
     public var insecure = false
@@ -75,6 +81,7 @@ public struct CoordinatorSettings: Sendable {
     public init(config: ClusterConfig) {
         self.config = config
         endpoint = config.coordinator
+        clientEndpoint = config.clientEndpoint
     }
 
     /// Checks the shell's settings.
@@ -86,14 +93,17 @@ public struct CoordinatorSettings: Sendable {
         guard maxMessageBytes > 0 else { throw .invalidSetting(name: "maxMessageBytes", reason: "must be positive") }
         guard maxSessions > 0 else { throw .invalidSetting(name: "maxSessions", reason: "must be positive") }
         guard drainGrace >= .zero else { throw .invalidSetting(name: "drainGrace", reason: "must not be negative") }
-        if curve == nil && !insecure && !Self.isLocal(endpoint) {
+        guard !clientEndpoint.isEmpty, clientEndpoint != endpoint else {
+            throw .invalidSetting(name: "clientEndpoint", reason: "give an endpoint other than the workers' \(endpoint)")
+        }
+        for endpoint in [endpoint, clientEndpoint] where curve == nil && !insecure && !Self.isLocal(endpoint) {
             throw .invalidSetting(
                 name: "endpoint",
                 reason: "\(endpoint) is reachable from other machines; encrypt it with CURVE "
                     + "(--curve-secret-key-file, see mope keygen) or accept plain connections with --insecure"
             )
         }
-        if curveAllowList != nil && curve == nil {
+        if (curveAllowList != nil || curveWorkerAllowList != nil) && curve == nil {
             throw .invalidSetting(name: "curveAllowList", reason: "an allow-list needs CURVE: give the secret key too")
         }
     }

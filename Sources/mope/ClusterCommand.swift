@@ -30,11 +30,12 @@ enum ClusterCommand: ParsableCommand {
             Readiness: the launcher reads the coordinator's log and waits until it has logged
             "registered worker ID expert NAME" for as many distinct workers of each expert as the config's
             replicas, then prints "cluster ready". Requests may be sent from then on
-            (`mope generate --coordinator ADDR ...`).
+            (`mope generate --coordinator CLIENT-ADDR ...`, the clients' endpoint printed on that line).
 
             Secure by default: unless --insecure, the launcher generates CURVE keys (as `mope keygen` does)
             for the coordinator, the workers and one client into a private directory (--keys DIR, or a
-            temporary one), and the coordinator admits only the workers' and the client's keys. Children get
+            temporary one); the coordinator admits only the workers' key on its workers' endpoint and only
+            the client's key on its clients' endpoint. Children get
             the key files' paths, never keys. The launcher prints "keys DIR"; a client then runs
             `mope generate --curve-server-key-file DIR/coordinator.pub --curve-secret-key-file DIR/client.key`.
 
@@ -47,7 +48,9 @@ enum ClusterCommand: ParsableCommand {
             """,
         options: [
             .value("config", "file", help: "The cluster config JSON."),
-            .value("endpoint", "endpoint", help: "The coordinator's endpoint (default: the config's)."),
+            .value("endpoint", "endpoint", help: "The coordinator's workers' endpoint (default: the config's)."),
+            .value("client-endpoint", "endpoint", help: "The coordinator's clients' endpoint (default: the config's "
+                + "\"clientEndpoint\", else derived from --endpoint as mope coordinator does)."),
             .value("threads", "n", help: "Forward-pass threads per worker (default: each worker uses every core)."),
             .flag("shared-workers", help: "One worker process per replica for all experts of one model file."),
             .value("ready-timeout", "seconds", default: "300", help: "How long to wait for every expert."),
@@ -62,6 +65,8 @@ enum ClusterCommand: ParsableCommand {
         let configPath = try arguments.require("config")
         let config = try ClusterConfig.load(contentsOf: configPath)
         let endpoint = try arguments.endpoint("endpoint", binding: true) ?? config.coordinator
+        let clientEndpoint = try arguments.endpoint("client-endpoint", binding: true)
+            ?? (arguments.value("endpoint") == nil ? config.clientEndpoint : ClusterConfig.clientEndpoint(for: endpoint))
         let threads = try arguments.threads()
         let readyTimeout = try arguments.positive("ready-timeout", as: Double.self)
         let stopGrace = try arguments.nonNegative("stop-grace", as: Double.self)
@@ -85,10 +90,12 @@ enum ClusterCommand: ParsableCommand {
         let executable = currentExecutable()
         let connectTo = localAddress(of: endpoint)
         do {
-            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint]
+            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint,
+                                   "--client-endpoint", clientEndpoint]
             if let keys {
                 coordinatorArgs += ["--curve-secret-key-file", keys.coordinatorSecret,
-                                    "--curve-authorized-keys", keys.authorizedKeys]
+                                    "--curve-authorized-keys", keys.authorizedKeys,
+                                    "--curve-worker-keys", keys.workerKeys]
             } else {
                 coordinatorArgs += ["--insecure"]
             }
@@ -120,7 +127,8 @@ enum ClusterCommand: ParsableCommand {
             case .ready:
                 guard !ready else { continue }
                 ready = true
-                CLI.writeOut("cluster ready: coordinator \(endpoint), \(launcher.workerCount) worker processes\n")
+                CLI.writeOut("cluster ready: coordinator \(endpoint), clients \(localAddress(of: clientEndpoint)), "
+                    + "\(launcher.workerCount) worker processes\n")
             case .readyTimeout:
                 guard !ready else { continue }
                 CLI.writeErr("error: the cluster was not ready within \(readyTimeout) s; stopping it\n")
@@ -166,9 +174,10 @@ struct ClusterKeys {
     var workerSecret: String { directory + "/worker.key" }
     var clientSecret: String { directory + "/client.key" }
     var authorizedKeys: String { directory + "/authorized-keys" }
+    var workerKeys: String { directory + "/worker-keys" }
 
-    /// Generates the coordinator's, the workers' and a client's key pairs and the allow-list (the workers' and
-    /// the client's public keys) into `directory` (created 0700 if missing), or into a fresh temporary directory.
+    /// Generates the coordinator's, the workers' and a client's key pairs and the two allow-lists
+    /// (`authorized-keys`: the client's public key; `worker-keys`: the workers') into `directory` (created 0700 if missing), or into a fresh temporary directory.
     static func create(in directory: String?) throws -> ClusterKeys {
         let keys: ClusterKeys
         if let directory {
@@ -181,14 +190,15 @@ struct ClusterKeys {
             guard let made = mkdtemp(&template) else { throw KeygenError.writeFailed(base, errno: errno) }
             keys = ClusterKeys(directory: String(cString: made), temporary: true)
         }
-        var listed: [String] = []
-        for (name, role) in [("coordinator", "coordinator"), ("worker", "every worker"), ("client", "a client")] {
+        var lists: [String: String] = [:]
+        for name in ["coordinator", "worker", "client"] {
             let pair = try CurveKeyPair.generate()
             try Keygen.writeKey(pair.secretKey + "\n", to: keys.directory + "/\(name).key", mode: 0o600)
             try Keygen.writeKey(pair.publicKey + "\n", to: keys.directory + "/\(name).pub", mode: 0o644)
-            if name != "coordinator" { listed.append("\(pair.publicKey) \(role)") }
+            lists[name] = "\(pair.publicKey) \(name)\n"
         }
-        try Keygen.writeKey(listed.joined(separator: "\n") + "\n", to: keys.authorizedKeys, mode: 0o644)
+        try Keygen.writeKey(lists["client", default: ""], to: keys.authorizedKeys, mode: 0o644)
+        try Keygen.writeKey(lists["worker", default: ""], to: keys.workerKeys, mode: 0o644)
         return keys
     }
 
@@ -259,7 +269,8 @@ final class Launcher: Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment[ParentWatch.variable] = "\(getpid())"
         // The launcher names every key file on its children's command lines; variables of its caller would mix in.
-        for option in [CurveOptions.secretKeyFile, CurveOptions.serverKeyFile, CurveOptions.authorizedKeys] {
+        for option in [CurveOptions.secretKeyFile, CurveOptions.serverKeyFile, CurveOptions.authorizedKeys,
+                       CurveOptions.workerKeys] {
             environment[CurveOptions.variable(for: option)] = nil
         }
         process.environment = environment

@@ -16,9 +16,12 @@ enum CoordinatorCommand: ParsableCommand {
         name: "coordinator",
         abstract: "Run the coordinator: membership, sessions, merge, sampling and failover.",
         discussion: """
-            Binds one ROUTER socket at the config's "coordinator" endpoint (or --endpoint). Expert workers
-            (`mope worker --coordinator ADDR`) and clients (`mope generate --coordinator ADDR`) both connect
-            to it. At every token the coordinator gathers the top-k of each expert the request's preference
+            Binds two ROUTER sockets: the workers' endpoint, the config's "coordinator" (or --endpoint), where
+            expert workers register (`mope worker --coordinator ADDR`), and the clients' endpoint, the config's
+            "clientEndpoint" (or --client-endpoint; default the next tcp port, or the ipc path + ".clients"),
+            where requests arrive (`mope generate --coordinator CLIENT-ADDR`). Roles never mix: a hello on the
+            clients' endpoint is refused, a generate on the workers' endpoint is dropped, and with CURVE each
+            endpoint has its own allow-list (--curve-worker-keys, --curve-authorized-keys). At every token the coordinator gathers the top-k of each expert the request's preference
             names, merges them with the preference controller's weights, samples, and sends the token on.
             A worker that misses 3 heartbeats or a step deadline is failed over to a replica by replay, or
             dropped from the mixture (the answer says so).
@@ -37,16 +40,21 @@ enum CoordinatorCommand: ParsableCommand {
             """,
         options: [
             .value("config", "file", help: "The cluster config JSON."),
-            .value("endpoint", "endpoint", help: "The endpoint to bind (default: the config's \"coordinator\")."),
+            .value("endpoint", "endpoint", help: "The workers' endpoint to bind (default: the config's "
+                + "\"coordinator\")."),
+            .value("client-endpoint", "endpoint", help: "The clients' endpoint to bind (default: the config's "
+                + "\"clientEndpoint\", else the workers' endpoint's next tcp port or its ipc path + \".clients\")."),
             .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
             .value("curve-secret-key-file", "file", help: "Encrypt with CURVE using the secret key in this file "
                 + "(mode 0600, as mope keygen writes it; or MOPE_CURVE_SECRET_KEY_FILE). Workers and clients need "
                 + "the public key, which is logged at start."),
             .value("pcm", "file", help: "The learned PCM file (default: the config's \"pcm\")."),
             .flag("uniform", help: "Weigh the named experts equally, even when the config names a PCM."),
-            .value("curve-authorized-keys", "file", help: "With --curve-secret-key-file: admit only workers and "
-                + "clients whose CURVE public key is listed in this file (one per line, # comments; or "
-                + "MOPE_CURVE_AUTHORIZED_KEYS)."),
+            .value("curve-authorized-keys", "file", help: "With --curve-secret-key-file: admit only clients whose "
+                + "CURVE public key is listed in this file (one per line, # comments; or MOPE_CURVE_AUTHORIZED_KEYS)."),
+            .value("curve-worker-keys", "file", help: "With --curve-secret-key-file: admit only workers whose CURVE "
+                + "public key is listed in this file (or MOPE_CURVE_WORKER_KEYS). A client's key never opens the "
+                + "workers' endpoint."),
             .flag("insecure", help: "Allow plain connections on an endpoint other machines can reach (without "
                 + "CURVE the coordinator binds only loopback tcp and ipc endpoints)."),
             .flag("quiet", help: "Log only registrations (no per-request, failover or drop lines)."),
@@ -67,6 +75,8 @@ enum CoordinatorCommand: ParsableCommand {
         if arguments.flag("uniform") { config.pcm = nil }
         var settings = CoordinatorSettings(config: config)
         if let endpoint = try arguments.endpoint("endpoint", binding: true) { settings.endpoint = endpoint }
+        settings.clientEndpoint = try arguments.endpoint("client-endpoint", binding: true)
+            ?? config.clientEndpointOverride ?? ClusterConfig.clientEndpoint(for: settings.endpoint)
         let grace = try arguments.require("drain-grace", as: Double.self)
         guard grace.isFinite, grace >= 0 else {
             throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
@@ -85,7 +95,17 @@ enum CoordinatorCommand: ParsableCommand {
                 )
             }
             settings.curveAllowList = list
-            CLI.writeErr("[coordinator] admitting the \(list.keys.count) CURVE keys listed in \(path)\n")
+            CLI.writeErr("[coordinator] admitting the \(list.keys.count) client CURVE keys listed in \(path)\n")
+        }
+        if let (list, path) = try CurveOptions.allowList(arguments, CurveOptions.workerKeys) {
+            guard settings.curve != nil else {
+                throw UsageError.invalidValue(
+                    option: CurveOptions.workerKeys, value: path,
+                    expected: "to be used with --\(CurveOptions.secretKeyFile)"
+                )
+            }
+            settings.curveWorkerAllowList = list
+            CLI.writeErr("[coordinator] admitting the \(list.keys.count) worker CURVE keys listed in \(path)\n")
         }
         settings.insecure = arguments.flag("insecure")
         if settings.insecure && settings.curve == nil && !CoordinatorSettings.isLocal(settings.endpoint) {

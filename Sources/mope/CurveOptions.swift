@@ -8,19 +8,22 @@ import ZeroMQ
 /// |-----------------------------|--------------------------------|---------------------------------------------|
 /// | `--curve-secret-key-file`   | `MOPE_CURVE_SECRET_KEY_FILE`   | this process's secret key (mode 0600)       |
 /// | `--curve-server-key-file`   | `MOPE_CURVE_SERVER_KEY_FILE`   | the coordinator's public key                |
-/// | `--curve-authorized-keys`   | `MOPE_CURVE_AUTHORIZED_KEYS`   | the public keys the coordinator admits      |
+/// | `--curve-authorized-keys`   | `MOPE_CURVE_AUTHORIZED_KEYS`   | the clients' public keys the coordinator admits |
+/// | `--curve-worker-keys`       | `MOPE_CURVE_WORKER_KEYS`       | the workers' public keys the coordinator admits |
 ///
 /// An option wins over its variable.
 enum CurveOptions {
     static let secretKeyFile = "curve-secret-key-file"
     static let serverKeyFile = "curve-server-key-file"
     static let authorizedKeys = "curve-authorized-keys"
+    static let workerKeys = "curve-worker-keys"
 
     /// The environment variable naming the same file as `option`.
     static func variable(for option: String) -> String {
         switch option {
         case secretKeyFile: "MOPE_CURVE_SECRET_KEY_FILE"
         case serverKeyFile: "MOPE_CURVE_SERVER_KEY_FILE"
+        case workerKeys: "MOPE_CURVE_WORKER_KEYS"
         default: "MOPE_CURVE_AUTHORIZED_KEYS"
         }
     }

@@ -31,7 +31,8 @@ enum GenerateCommand: ParsableCommand {
             Exit codes: 0 done, 1 refused or failed (the coordinator's reason is shown), 2 usage.
             """,
         options: [
-            .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5555", help: "The coordinator's endpoint."),
+            .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5556", help: "The coordinator's clients' "
+                + "endpoint (its config's \"clientEndpoint\": by default the port after the workers')."),
             .value("preference", "text", default: "", help: "The preference, e.g. \"concise, friendly\"."),
             .value("max-tokens", "n", default: "0", help: "The most new tokens (0: the cluster's default)."),
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy (default: the cluster's, 0 unless "

@@ -42,7 +42,7 @@ struct ChaosTests {
             kill(killed, SIGKILL)
             kill(frozen, SIGSTOP)
         }
-        let endpoint = cluster.endpoint
+        let endpoint = cluster.clientEndpoint
         let results = concurrently(8) { index -> Result<Done, ClientError> in
             do throws(ClientError) {
                 let client = try CoordinatorClient(endpoint: endpoint)

@@ -113,7 +113,10 @@ final class ProcessGroup {
 /// A coordinator and its workers as real `mope` processes on an ipc endpoint, with short deadlines.
 final class TestCluster {
     let directory: URL
+    /// The coordinator's workers' endpoint.
     let endpoint: String
+    /// The coordinator's clients' endpoint (derived from `endpoint`, as a config without "clientEndpoint" does).
+    let clientEndpoint: String
     let configPath: String
     let experts: [TestExpert]
     let group = ProcessGroup()
@@ -134,6 +137,7 @@ final class TestCluster {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         endpoint = "ipc://" + directory.appendingPathComponent("coordinator.sock").path
+        clientEndpoint = endpoint + ".clients"
         configPath = directory.appendingPathComponent("cluster.json").path
         let entries = (experts + extraExperts).map { expert -> [String: Any] in
             ["name": expert.name, "dimension": expert.name, "systemPrompt": expert.systemPrompt,
@@ -219,7 +223,7 @@ final class TestCluster {
     }
 
     /// A connected client.
-    func client() throws -> CoordinatorClient { try CoordinatorClient(endpoint: endpoint) }
+    func client() throws -> CoordinatorClient { try CoordinatorClient(endpoint: clientEndpoint) }
 
     /// One request, with every token event.
     func generate(

@@ -213,7 +213,7 @@ struct ClusterTests {
         let preference = "concise, friendly, knowledgeable"
         var alone: [String] = []
         for prompt in prompts { alone.append(try cluster.generate(prompt, preference: preference).done.text) }
-        let endpoint = cluster.endpoint
+        let endpoint = cluster.clientEndpoint
         let results = concurrently(32) { index -> Result<Done, ClientError> in
             do throws(ClientError) {
                 let client = try CoordinatorClient(endpoint: endpoint)
@@ -289,7 +289,7 @@ struct ClusterTests {
         let generated = cluster.directory.appendingPathComponent("generate.out").path
         let generate = try cluster.group.spawn(
             cluster.mope,
-            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "60",
+            ["generate", "--coordinator", cluster.clientEndpoint, "--preference", "concise", "--timeout", "60",
              "--curve-server-key-file", keys + "/coordinator.pub", "--curve-secret-key-file", keys + "/client.key",
              "hello"],
             log: generated
@@ -301,13 +301,13 @@ struct ClusterTests {
         let refused = cluster.directory.appendingPathComponent("refused.out").path
         let plain = try cluster.group.spawn(
             cluster.mope,
-            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "3", "hello"],
+            ["generate", "--coordinator", cluster.clientEndpoint, "--preference", "concise", "--timeout", "3", "hello"],
             log: refused
         )
         #expect(cluster.group.wait(plain, timeout: .seconds(30)) == 1)
         let stranger = try cluster.group.spawn(
             cluster.mope,
-            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "3",
+            ["generate", "--coordinator", cluster.clientEndpoint, "--preference", "concise", "--timeout", "3",
              "--curve-server-key-file", keys + "/coordinator.pub", "hello"],
             log: refused
         )
