@@ -112,8 +112,9 @@ in_ns "$NS_C" "$MOPE" coordinator --config "$work/cluster.json" --endpoint "$END
     --curve-secret-key-file "$work/coordinator.key" --curve-worker-keys "$work/worker.pub" \
     --curve-authorized-keys "$work/client.pub" >"$work/coordinator.log" 2>&1 &
 disown $!  # Killed on exit on purpose (as every process in the namespaces): no job notice.
-# Worker host 1 serves friendly and concise-2; host 2 serves knowledgeable and concise-1, the replica an idle
-# cluster picks first (lowest id), so that the partition moves concise to host 1.
+# Worker host 1 serves friendly and concise-2; host 2 serves knowledgeable and concise-1: concise has a replica
+# on each host, so whichever one the answer uses (equal replicas take turns), cutting host 2 off loses only
+# knowledgeable or moves concise to host 1.
 declare -A PLACEMENT=([concise-2]=$NS_W1 [friendly-1]=$NS_W1 [knowledgeable-1]=$NS_W2 [concise-1]=$NS_W2)
 for id in "${!PLACEMENT[@]}"; do
     in_ns "${PLACEMENT[$id]}" "$MOPE" worker --config "$work/cluster.json" --expert "${id%-*}" --id "$id" \

@@ -38,6 +38,8 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
     case malformedFrame(from: WorkerID?, reason: String)
     /// A worker sent a message only clients send.
     case unexpectedFromWorker(WorkerID, kind: String)
+    /// A worker misbehaved (a strike; enough of them evict it).
+    case workerStrike(WorkerID, reason: String)
     /// A session lost experts and goes on without them.
     case sessionLostExperts(SessionID, [String])
     /// A session moved an expert to a replica.
@@ -66,6 +68,7 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
             "dropped a malformed frame from worker \(logEscaped(worker)): \(reason)"
         case let .malformedFrame(nil, reason): "dropped a malformed frame from a client: \(reason)"
         case let .unexpectedFromWorker(id, kind): "dropped an unexpected \(kind) from worker \(logEscaped(id))"
+        case let .workerStrike(id, reason): "strike against worker \(logEscaped(id)): \(reason)"
         case let .sessionLostExperts(id, names):
             "session \(id) lost expert(s) \(names.joined(separator: ", ")); going on without them"
         case let .sessionFailover(id, total): "session \(id) moved an expert to a replica (\(total) failovers so far)"
@@ -121,6 +124,16 @@ public struct CoordinatorPolicy: Sendable, Equatable {
     public var vocabHash: UInt64?
     /// The file the vocabulary hash was read from (named in rejections).
     public var vocabSource: String = "the cluster tokenizer"
+    /// The most sessions the coordinator believes one worker can hold, whatever its `hello` claims (a peer
+    /// claiming a huge capacity still gets sessions only by load, like every replica).
+    public var maxWorkerCapacity: UInt32 = 256
+    /// How many strikes (missed deadlines, malformed or foreign answers) within `strikeWindowNanos` evict a
+    /// worker.
+    public var strikeLimit = 3
+    /// How long a strike counts (nanoseconds).
+    public var strikeWindowNanos: UInt64 = 60_000_000_000
+    /// How long an evicted worker's id is refused (nanoseconds).
+    public var evictionCooldownNanos: UInt64 = 60_000_000_000
 
     /// The defaults: 4096 sessions, experts named by the preference, vocabulary set by the first worker.
     public init() {}
@@ -168,6 +181,10 @@ public struct CoordinatorCore: Sendable {
         self.config = config
         self.policy = policy
         membership = Membership(config: config)
+        membership.capacityCap = policy.maxWorkerCapacity
+        membership.strikeLimit = max(1, policy.strikeLimit)
+        membership.strikeWindowNanos = policy.strikeWindowNanos
+        membership.cooldownNanos = policy.evictionCooldownNanos
         makeResources = resources ?? { _ in
             SessionResources(decoder: TokenIDDecoder(), controller: UniformController())
         }
@@ -368,6 +385,12 @@ public struct CoordinatorCore: Sendable {
         case let .dist(dist):
             guard membership.onMessage(from: worker, now: now) else { return [] }
             membership.onReply(from: worker)
+            // An answer for a session it was never given (a late one after a missed deadline is not counted
+            // again: the deadline was).
+            let foreign = sessions[dist.session].map { !$0.involves(worker) } ?? (dist.session >= nextSession)
+            if foreign {
+                return strike(worker, "answered a session it does not hold", now: now)
+            }
             if sessions[dist.session] != nil { timings[dist.session, default: SessionTiming()].add(dist) }
             return update(dist.session, now: now) { session, choose in
                 session.onDist(dist, from: worker, now: now, chooseReplica: choose)
@@ -525,7 +548,11 @@ public struct CoordinatorCore: Sendable {
         let members = membership
         let directives = event(&session) { members.chooseReplica(expert: $0, excluding: $1)?.id }
         for worker in before { membership.release(worker) }
-        for worker in session.assignedWorkers { membership.assign(worker) }
+        for worker in session.assignedWorkers {
+            membership.assign(worker)
+            if !before.contains(worker) { membership.placed(worker) }
+        }
+        let strikes = session.takeStrikes()
         if session.lostExperts.count > lostBefore {
             events.append(.sessionLostExperts(id, Array(session.lostExperts[lostBefore...])))
         }
@@ -559,7 +586,24 @@ public struct CoordinatorCore: Sendable {
         } else {
             sessions[id] = session
         }
+        for strike in strikes {
+            if strike.missedDeadline { membership.onMissedDeadline(strike.worker) }
+            out += self.strike(strike.worker, strike.reason, now: now)
+        }
         return out
+    }
+
+    /// Counts a strike against a worker; past the limit it is evicted (its id refused for the cool-down) and its
+    /// sessions fail over or degrade.
+    private mutating func strike(_ worker: WorkerID, _ reason: String, now: UInt64) -> [CoordinatorDirective] {
+        events.append(.workerStrike(worker, reason: reason))
+        guard let evicted = membership.strike(worker, now: now) else { return [] }
+        let seconds = membership.cooldownNanos / 1_000_000_000
+        events.append(.workerDead(
+            worker, reason: "(expert \(evicted.expert)) was evicted after \(evicted.strikes.count) strikes "
+                + "(last: \(reason)); its id is refused for \(seconds) s"
+        ))
+        return workerLost(worker, now: now)
     }
 
     /// The client's request id may be used again once its outcome was sent.
