@@ -321,7 +321,7 @@ public struct CoordinatorCore: Sendable {
             return refuse(.badRequest, error.description)
         }
         guard sessions.count < policy.maxSessions else {
-            return refuse(.unavailable, "the coordinator holds \(sessions.count) sessions, its limit; retry later")
+            return refuse(.unavailable, "the coordinator is at its session limit; retry later")
         }
         let experts = selectExperts(for: preference)
         let served = experts.filter { membership.chooseReplica(expert: $0.name) != nil }
