@@ -87,29 +87,24 @@ enum CoordinatorCommand: ParsableCommand {
             settings.curve = pair
             CLI.writeErr("[coordinator] CURVE public key \(pair.publicKey)\n")
         }
+        for option in [CurveOptions.authorizedKeys, CurveOptions.workerKeys] {
+            guard let path = CurveOptions.path(arguments, option), settings.curve == nil else { continue }
+            throw UsageError.invalidValue(
+                option: option, value: path, expected: "to be used with --\(CurveOptions.secretKeyFile)"
+            )
+        }
         if let (list, path) = try CurveOptions.allowList(arguments) {
-            guard settings.curve != nil else {
-                throw UsageError.invalidValue(
-                    option: CurveOptions.authorizedKeys, value: path,
-                    expected: "to be used with --\(CurveOptions.secretKeyFile)"
-                )
-            }
             settings.curveAllowList = list
             CLI.writeErr("[coordinator] admitting the \(list.keys.count) client CURVE keys listed in \(path)\n")
         }
         if let (list, path) = try CurveOptions.allowList(arguments, CurveOptions.workerKeys) {
-            guard settings.curve != nil else {
-                throw UsageError.invalidValue(
-                    option: CurveOptions.workerKeys, value: path,
-                    expected: "to be used with --\(CurveOptions.secretKeyFile)"
-                )
-            }
             settings.curveWorkerAllowList = list
             CLI.writeErr("[coordinator] admitting the \(list.keys.count) worker CURVE keys listed in \(path)\n")
         }
         settings.insecure = arguments.flag("insecure")
-        if settings.insecure && settings.curve == nil && !CoordinatorSettings.isLocal(settings.endpoint) {
-            CLI.writeErr("[coordinator] warning: \(settings.endpoint) accepts plain connections from other machines "
+        for endpoint in [settings.endpoint, settings.clientEndpoint]
+        where settings.insecure && settings.curve == nil && !CoordinatorSettings.isLocal(endpoint) {
+            CLI.writeErr("[coordinator] warning: \(endpoint) accepts plain connections from other machines "
                 + "(--insecure): anyone who reaches it can register a worker or read prompts\n")
         }
         let server: CoordinatorServer

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Every command's numeric and endpoint options, given a bad value, are a usage error: exit 2, before any work,
 /// with a message naming the option.
 @Suite struct UsageErrorTests {
@@ -61,9 +65,12 @@ import Testing
         coordinator(["--drain-grace", "-1"], "--drain-grace"),
         coordinator(["--endpoint", "tcp://127.0.0.1:99999"], "--endpoint"),
         coordinator(["--endpoint", "127.0.0.1:5555"], "--endpoint"),
+        coordinator(["--client-endpoint", "127.0.0.1:5556"], "--client-endpoint"),
+        coordinator(["--curve-authorized-keys", config], "--curve-authorized-keys"),
 
         cluster(["--threads", "0"], "--threads"), cluster(["--ready-timeout", "0"], "--ready-timeout"),
         cluster(["--stop-grace", "-1"], "--stop-grace"),
+        cluster(["--insecure", "--keys", "/nonexistent/keys"], "--keys"),
         cluster(["--endpoint", "tcp://127.0.0.1:65536"], "--endpoint"),
 
         training("train", ["--threads", "0"], "--threads"), training("train", ["--steps", "0"], "--steps"),
@@ -96,5 +103,32 @@ import Testing
         let run = try MopeProcess.run(item.arguments, deadline: .seconds(60))
         #expect(run.status == 2, "\(run.errorOutput)")
         #expect(run.errorOutput.contains("'\(item.option)'"), "\(run.errorOutput)")
+    }
+
+    @Test("a coordinator without CURVE refuses to bind an address other machines reach, naming the fix")
+    func plaintextRemoteRefused() throws {
+        let run = try MopeProcess.run(
+            ["coordinator", "--config", Self.config, "--endpoint", "tcp://0.0.0.0:1"], deadline: .seconds(60)
+        )
+        #expect(run.status == 1, "\(run.errorOutput)")
+        #expect(run.errorOutput.contains("--insecure") && run.errorOutput.contains("--curve-secret-key-file"),
+                "\(run.errorOutput)")
+    }
+
+    @Test("a secret key file others can read is refused with a clear error, without the key in it")
+    func openSecretKeyRefused() throws {
+        let prefix = FileManager.default.temporaryDirectory.appendingPathComponent("mope-open-\(getpid())").path
+        let made = try MopeProcess.run(["keygen", "--out", prefix, "--force"], deadline: .seconds(30))
+        #expect(made.status == 0)
+        defer { unlink(prefix + ".key"); unlink(prefix + ".pub") }
+        chmod(prefix + ".key", 0o644)
+        let secret = try String(contentsOfFile: prefix + ".key", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let run = try MopeProcess.run(
+            ["coordinator", "--config", Self.config, "--curve-secret-key-file", prefix + ".key"], deadline: .seconds(60)
+        )
+        #expect(run.status == 1, "\(run.errorOutput)")
+        #expect(run.errorOutput.contains("chmod 600"), "\(run.errorOutput)")
+        #expect(!run.errorOutput.contains(secret))
     }
 }
