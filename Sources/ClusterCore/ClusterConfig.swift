@@ -95,6 +95,12 @@ public struct ClusterConfig: Sendable, Equatable {
     /// into one forward pass), rather than one process per expert replica. Faster when the experts outnumber the
     /// cores; a crash then takes every expert of the process at once.
     public var sharedWorkers = false
+    /// How many strikes (missed deadlines, malformed or foreign answers) within a minute evict a worker.
+    public var strikeLimit: UInt32 = 3
+    /// How long an evicted worker's id is refused.
+    public var evictionCooldownMs: UInt32 = 60_000
+    /// The most sessions the coordinator believes one worker holds, whatever its `hello` claims.
+    public var maxWorkerSessions: UInt32 = 256
     /// What each expert is told of the request's preference (`ExpertContext`). With "own+preference" or
     /// "preference" the coordinator sends the experts a system turn holding the preference's dimensions' prompts
     /// (`preferencePrompts`, in dimension order, joined by spaces); a worker puts its own system prompt before it,
@@ -162,7 +168,8 @@ public struct ClusterConfig: Sendable, Equatable {
         }
         for (field, value) in [
             ("heartbeatIntervalMs", heartbeatIntervalMs), ("stepDeadlineMs", stepDeadlineMs),
-            ("openDeadlineMs", openDeadlineMs), ("maxNewTokens", maxNewTokens),
+            ("openDeadlineMs", openDeadlineMs), ("maxNewTokens", maxNewTokens), ("strikeLimit", strikeLimit),
+            ("maxWorkerSessions", maxWorkerSessions),
         ] where value == 0 {
             throw .invalidValue(field: field, reason: "must be greater than 0")
         }
@@ -331,6 +338,7 @@ extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case coordinator, clientEndpoint, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
         case maxNewTokens, merge, pcm, sharedWorkers, expertContext, preferencePrompts
+        case strikeLimit, evictionCooldownMs, maxWorkerSessions
     }
 
     /// Decodes a config; absent fields take their defaults, unknown fields are an error.
@@ -350,6 +358,9 @@ extension ClusterConfig: Codable {
         maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
         pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
         sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers) ?? sharedWorkers
+        strikeLimit = try c.integer(UInt32.self, forKey: .strikeLimit) ?? strikeLimit
+        evictionCooldownMs = try c.integer(UInt32.self, forKey: .evictionCooldownMs) ?? evictionCooldownMs
+        maxWorkerSessions = try c.integer(UInt32.self, forKey: .maxWorkerSessions) ?? maxWorkerSessions
         if let name = try c.decodeIfPresent(String.self, forKey: .expertContext) {
             guard let context = ExpertContext(rawValue: name) else {
                 let known = ExpertContext.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
@@ -391,6 +402,9 @@ extension ClusterConfig: Codable {
         try c.encode(merge.name, forKey: .merge)
         try c.encodeIfPresent(pcm, forKey: .pcm)
         try c.encode(sharedWorkers, forKey: .sharedWorkers)
+        try c.encode(strikeLimit, forKey: .strikeLimit)
+        try c.encode(evictionCooldownMs, forKey: .evictionCooldownMs)
+        try c.encode(maxWorkerSessions, forKey: .maxWorkerSessions)
         if expertContext != .own { try c.encode(expertContext.rawValue, forKey: .expertContext) }
         if !preferencePrompts.isEmpty {
             let table = Dictionary(uniqueKeysWithValues: preferencePrompts.map { ($0.key.rawValue, $0.value) })

@@ -124,16 +124,6 @@ public struct CoordinatorPolicy: Sendable, Equatable {
     public var vocabHash: UInt64?
     /// The file the vocabulary hash was read from (named in rejections).
     public var vocabSource: String = "the cluster tokenizer"
-    /// The most sessions the coordinator believes one worker can hold, whatever its `hello` claims (a peer
-    /// claiming a huge capacity still gets sessions only by load, like every replica).
-    public var maxWorkerCapacity: UInt32 = 256
-    /// How many strikes (missed deadlines, malformed or foreign answers) within `strikeWindowNanos` evict a
-    /// worker.
-    public var strikeLimit = 3
-    /// How long a strike counts (nanoseconds).
-    public var strikeWindowNanos: UInt64 = 60_000_000_000
-    /// How long an evicted worker's id is refused (nanoseconds).
-    public var evictionCooldownNanos: UInt64 = 60_000_000_000
 
     /// The defaults: 4096 sessions, experts named by the preference, vocabulary set by the first worker.
     public init() {}
@@ -181,10 +171,9 @@ public struct CoordinatorCore: Sendable {
         self.config = config
         self.policy = policy
         membership = Membership(config: config)
-        membership.capacityCap = policy.maxWorkerCapacity
-        membership.strikeLimit = max(1, policy.strikeLimit)
-        membership.strikeWindowNanos = policy.strikeWindowNanos
-        membership.cooldownNanos = policy.evictionCooldownNanos
+        membership.capacityCap = config.maxWorkerSessions
+        membership.strikeLimit = Int(max(1, config.strikeLimit))
+        membership.cooldownNanos = UInt64(config.evictionCooldownMs) * 1_000_000
         makeResources = resources ?? { _ in
             SessionResources(decoder: TokenIDDecoder(), controller: UniformController())
         }

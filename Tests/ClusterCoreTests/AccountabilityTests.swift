@@ -34,7 +34,7 @@ import Wire
                                                                                  replicas: 2)]))
         _ = core.onWorkerMessage(.hello(hello("honest", capacity: 4)), from: "honest", now: 0)
         _ = core.onWorkerMessage(.hello(hello("0", capacity: .max)), from: "0", now: 0)
-        #expect(core.membership.workers["0"]?.sessionCapacity == core.membership.capacityCap)
+        #expect(core.membership.workers["0"]?.sessionCapacity == core.config.maxWorkerSessions)
         for request in UInt64(1)...4 {
             let generate = Generate(request: request, prompt: "Hi", preference: "concise", maxNewTokens: 2)
             _ = core.onGenerate(generate, from: CoordinatorCoreTests.client, now: 0,

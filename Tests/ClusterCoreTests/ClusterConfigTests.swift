@@ -121,6 +121,9 @@ import Wire
         config.sampling = SamplingConfig(temperature: 0.7, topP: 0.9, topK: 40, seed: 3)
         config.pcm = "pcm/pcm.json"
         config.sharedWorkers = true
+        config.strikeLimit = 5
+        config.evictionCooldownMs = 1000
+        config.maxWorkerSessions = 16
         #expect(try ClusterConfig.decode(config.encoded()) == config)
         config.expertContext = .ownAndPreference
         for d in PreferenceDimension.allCases { config.preferencePrompts[d] = "Be \(d.rawValue)." }
