@@ -576,7 +576,11 @@ public struct CoordinatorCore: Sendable {
             sessions[id] = session
         }
         for strike in strikes {
-            if strike.missedDeadline { membership.onMissedDeadline(strike.worker) }
+            if strike.missedDeadline {
+                // One silence is one strike, however many sessions it held up.
+                guard membership.workers[strike.worker]?.missedDeadline == false else { continue }
+                membership.onMissedDeadline(strike.worker)
+            }
             out += self.strike(strike.worker, strike.reason, now: now)
         }
         return out

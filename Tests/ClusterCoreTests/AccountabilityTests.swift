@@ -64,6 +64,24 @@ import Wire
         #expect(h.workerSends(out).map(\.0) == ["c2"])
     }
 
+    @Test("one silence is one strike, however many sessions it held up")
+    func oneSilenceOneStrike() {
+        var core = h.cluster()
+        for request in UInt64(1)...4 {
+            let generate = Generate(request: request, prompt: "Hi", preference: "concise", maxNewTokens: 2)
+            _ = core.onGenerate(generate, from: CoordinatorCoreTests.client, now: 0,
+                                resources: CoordinatorCoreTests.noText)
+        }
+        #expect(core.membership.workers["c1"]?.load == 2)
+        let late = (UInt64(core.config.openDeadlineMs) / 1000 + 1) * second
+        for worker in ["c1", "c2", "f1"] { _ = core.onWorkerMessage(.heartbeat, from: worker, now: late - 1) }
+        _ = core.takeEvents()
+        _ = core.onTick(now: late)
+        let struck = strikes(&core)
+        #expect(struck.filter { $0.hasPrefix("c1:") } == ["c1: missed a deadline"])
+        #expect(core.membership.workers["c1"] != nil)
+    }
+
     @Test("malformed and foreign answers are strikes; past the limit the worker is evicted and its id refused a while")
     func evictionAndCooldown() {
         var core = h.cluster()
