@@ -4,11 +4,12 @@
 #   Deploy/local-cluster.sh [CONFIG] [-- extra mope cluster options, e.g. --threads 1]
 #
 # CONFIG defaults to Configs/psoups-local.json. Prints "cluster ready" once every expert registered;
-# Ctrl-C (or SIGTERM) stops every process. MOPE overrides the mope binary.
+# Ctrl-C (or SIGTERM) stops every process. CURVE is on: give --keys DIR to keep the client key
+# (DIR/client.key, DIR/coordinator.pub) for mope generate. MOPE overrides the mope binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
 fi
 MOPE=${MOPE:-.build/release/mope}

@@ -130,7 +130,7 @@ public struct CoordinatorPolicy: Sendable, Equatable {
 }
 
 /// The whole coordinator as one pure value: frame decoding, membership, every session, drain, and the routing
-/// between them. The shell (`CoordinatorServer`) owns only the ROUTER socket, the clock and the wake-up pipe:
+/// between them. The shell (`CoordinatorServer`) owns only the ROUTER sockets, the clock and the wake-up pipe:
 /// it calls `onFrame` for every message received, `onTick` at `nextDeadline`, and sends what comes back; a send
 /// that fails because the peer is gone comes back as `onWorkerUnreachable` / `onClientGone`.
 public struct CoordinatorCore: Sendable {

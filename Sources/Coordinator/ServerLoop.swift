@@ -7,7 +7,7 @@ import ProcessSupport
 import Wire
 import ZeroMQ
 
-/// The coordinator's shell: the ROUTER socket, the clock and the wake-up pipe around `CoordinatorCore`, which
+/// The coordinator's shell: the two ROUTER sockets, the clock and the wake-up pipe around `CoordinatorCore`, which
 /// makes every decision. Lives on the one thread that runs `CoordinatorServer.run()`.
 struct ServerLoop {
     private let server: CoordinatorServer

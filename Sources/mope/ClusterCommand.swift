@@ -77,8 +77,9 @@ enum ClusterCommand: ParsableCommand {
             }
             keys = nil
         } else {
-            keys = try ClusterKeys.create(in: arguments.value("keys"))
-            CLI.writeOut("keys \(keys!.directory)\n")
+            let made = try ClusterKeys.create(in: arguments.value("keys"))
+            CLI.writeOut("keys \(made.directory)\n")
+            keys = made
         }
         defer { keys?.removeIfTemporary() }
         if getpgrp() != getpid() { _ = setpgid(0, 0) }

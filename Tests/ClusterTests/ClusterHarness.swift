@@ -183,8 +183,10 @@ final class TestCluster {
                 log: directory.appendingPathComponent("worker-\(plan.ids.joined(separator: "+")).log").path
             )
             for id in plan.ids { workerPIDs[id] = pid }
+            // One at a time, in the plan's order: equally loaded replicas take turns from the earliest
+            // registered, so the tests know which replica an idle cluster's first answer opens on.
+            try waitForRegistrations(plan.ids.map { ($0, 1) })
         }
-        try waitForRegistrations(plans.flatMap(\.ids).map { ($0, 1) })
     }
 
     /// How many times each worker id was registered, from the coordinator's log.

@@ -65,8 +65,9 @@ struct ClusterTests {
         let cluster = try TestCluster(experts: [concise, TinyExperts.friendly], maxNewTokens: 40)
         try cluster.start()
         let clean = try cluster.generate(Self.prompt, preference: "concise, friendly").done
-        // Idle, the least loaded replica with the lowest id ("concise-1") takes the next session.
-        let victim = try #require(cluster.workerPIDs["concise-1"])
+        // Equal replicas take turns from the earliest registered: the clean answer opened on concise-1, so this
+        // one opens on concise-2.
+        let victim = try #require(cluster.workerPIDs["concise-2"])
         let faulty = try cluster.generate(Self.prompt, preference: "concise, friendly") { event in
             if event.step == 2 {
                 cluster.group.signal(victim, SIGSTOP)  // Freeze it so the answer cannot finish without it …
@@ -113,7 +114,8 @@ struct ClusterTests {
             #expect(done.text == reference[preference], "\(preference)")
             #expect(done.lostExperts.isEmpty)
         }
-        // Idle, each expert's replica with the lowest id takes the session: all of them in the first process.
+        // Equal replicas take turns: the three single-expert answers used the -2 replicas, so this one opens on
+        // the -1 replicas, all of them in the first process.
         let victim = try #require(shared.workerPIDs["concise-1"])
         #expect(shared.workerPIDs["friendly-1"] == victim && shared.workerPIDs["knowledgeable-1"] == victim)
         let preference = preferences[0]
