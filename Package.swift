@@ -51,7 +51,7 @@ let package = Package(
         .target(name: "Decoding", dependencies: ["Wire", "Inference", "Preference"], swiftSettings: numericFlags),
 
         // MARK: Pure cores (no sockets, no processes)
-        .target(name: "ClusterCore", dependencies: ["Wire", "Preference", "Decoding"]),
+        .target(name: "ClusterCore", dependencies: ["Wire", "Preference", "Decoding", "Logging"]),
         .target(name: "WorkerCore", dependencies: ["Wire", "Inference"]),
 
         // MARK: Shells (ZeroMQ, threads, processes)

@@ -4,8 +4,9 @@
 #   Deploy/local-cluster.sh [CONFIG] [-- extra mope cluster options, e.g. --threads 1]
 #
 # CONFIG defaults to Configs/psoups-local.json. Prints "cluster ready" once the coordinator's status says every
-# expert has its replicas live (`mope status --coordinator ADDR` shows it too);
-# Ctrl-C (or SIGTERM) stops every process. MOPE overrides the mope binary.
+# expert has its replicas live (`mope status --coordinator CLIENT-ADDR` shows it too);
+# Ctrl-C (or SIGTERM) stops every process. CURVE is on: give --keys DIR to keep the client key
+# (DIR/client.key, DIR/coordinator.pub) for mope generate and mope status. MOPE overrides the mope binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then

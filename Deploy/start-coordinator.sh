@@ -4,14 +4,17 @@
 #   Deploy/start-coordinator.sh CONFIG [ENDPOINT] [-- extra mope coordinator options]
 #
 # ENDPOINT defaults to the config's "coordinator"; to accept workers and clients from other machines bind
-# every interface, e.g. tcp://0.0.0.0:5555. With MOPE_CURVE_SECRET set, traffic is CURVE-encrypted and the
-# public key is logged at start (give it to workers and clients); with MOPE_CURVE_AUTHORIZED_KEYS too (a file
-# of public keys, one per line), only the listed workers and clients may connect. MOPE overrides the binary.
+# every interface, e.g. tcp://0.0.0.0:5555 (refused in plain text: give CURVE keys, or --insecure after --).
+# With MOPE_CURVE_SECRET_KEY_FILE naming the coordinator's secret key file (mope keygen --out), traffic is
+# CURVE-encrypted and the public key is logged at start (give the .pub file to workers and clients); with
+# MOPE_CURVE_WORKER_KEYS / MOPE_CURVE_AUTHORIZED_KEYS (files of public keys, one per line) only the listed
+# workers / clients may connect (clients use the next port). mope reads the variables itself: no key reaches
+# the command line. MOPE overrides the binary.
 # The coordinator drains on SIGTERM/SIGINT: running requests finish, new ones are refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 MOPE=${MOPE:-.build/release/mope}
@@ -19,6 +22,4 @@ config=$1; shift
 args=(coordinator --config "$config")
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then args+=(--endpoint "$1"); shift; fi
 [ $# -gt 0 ] && [ "$1" = "--" ] && shift
-[ -n "${MOPE_CURVE_SECRET:-}" ] && args+=(--curve-secret-key "$MOPE_CURVE_SECRET")
-[ -n "${MOPE_CURVE_AUTHORIZED_KEYS:-}" ] && args+=(--curve-authorized-keys "$MOPE_CURVE_AUTHORIZED_KEYS")
 exec "$MOPE" "${args[@]}" "$@"

@@ -29,7 +29,7 @@
 #
 # Environment: BENCH_MAX_TOKENS (default 128), BENCH_LOAD_TOKENS (default 64), BENCH_THREADS (threads per
 # worker process, default 1, or 2 with BENCH_SHARED=1), BENCH_SHARED (0, 1 or both, default both), BENCH_EXPERTS
-# (1 to 3, default 3), BENCH_ENDPOINT (default ipc:// in a temporary folder; e.g. tcp://127.0.0.1:5570),
+# (1 to 3, default 3), BENCH_ENDPOINT (default ipc:// in a temporary folder; e.g. tcp://127.0.0.1:5570) and BENCH_CLIENT_ENDPOINT (the clients'),
 # BENCH_TIMELINE=1: every process also timestamps each step (MOPE_TIMELINE) and Scripts/timeline.py breaks the
 # timed request's steps down: wake (the step reaching the worker), service, back, the coordinator's turn. The
 # timestamps cost a little; compare the overhead figure with a run without them.
@@ -66,6 +66,7 @@ PREFERENCE=$(IFS=,; echo "${NAMES[*]}" | sed 's/,/, /g')
 work=$(mktemp -d)
 # ipc on one machine (DESIGN.md), tcp:// across machines; tcp over loopback costs a little more per step.
 ENDPOINT=${BENCH_ENDPOINT:-ipc://$work/coordinator.sock}
+CLIENT_ENDPOINT=${BENCH_CLIENT_ENDPOINT:-ipc://$work/clients.sock}
 cluster=""
 cleanup() {
     if [ -n "$cluster" ]; then stop_launcher "$cluster" 100; fi
@@ -78,17 +79,19 @@ experts=$(for name in "${NAMES[@]}"; do printf '{ "name": "%s", "model": "%s" }\
     paste -sd, -)
 cat >"$work/bench.json" <<JSON
 {
-  "coordinator": "$ENDPOINT", "heartbeatIntervalMs": 60000, "stepDeadlineMs": 300000, "openDeadlineMs": 600000,
+  "coordinator": "$ENDPOINT", "clientEndpoint": "$CLIENT_ENDPOINT", "heartbeatIntervalMs": 60000, "stepDeadlineMs": 300000, "openDeadlineMs": 600000,
   "topK": 64, "maxNewTokens": $MAX_TOKENS,
   "experts": [ $experts ]
 }
 JSON
 
 if [ "${BENCH_TIMELINE:-0}" = 1 ]; then mkdir -p "$work/timeline"; export MOPE_TIMELINE="$work/timeline"; fi
-"$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" "${SHARE_FLAG[@]}" \
+"$MOPE" cluster --config "$work/bench.json" --threads "$THREADS" "${SHARE_FLAG[@]}" --keys "$work/keys" \
     >"$work/cluster.out" 2>"$work/cluster.err" &
 cluster=$!
-wait_ready "$MOPE" "$ENDPOINT" 120 "$cluster" || { cat "$work/cluster.err" >&2; exit 1; }
+# The cluster runs CURVE with allow-lists (its default); status and the requests use the client key it generated.
+export MOPE_CURVE_SERVER_KEY_FILE=$work/keys/coordinator.pub MOPE_CURVE_SECRET_KEY_FILE=$work/keys/client.key
+wait_ready "$MOPE" "$CLIENT_ENDPOINT" 120 "$cluster" || { cat "$work/cluster.err" >&2; exit 1; }
 if [ "$SHARED" = 1 ]; then
     echo "cluster: $EXPERTS experts in one worker process ($THREADS thread(s)) + coordinator on $(nproc) cores, $MODEL"
 else
@@ -110,10 +113,10 @@ run_queue_wait() {
 
 # Warm-up (page in the weights), then the timed request (the coordinator's log line gives its figures).
 fail() { echo "bench: $1" >&2; cat "$work/cluster.err" >&2; exit 1; }
-"$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens 8 "$PROMPT" >/dev/null \
+"$MOPE" generate --coordinator "$CLIENT_ENDPOINT" --preference "$PREFERENCE" --max-tokens 8 "$PROMPT" >/dev/null \
     2>"$work/single.err" || fail "the warm-up request failed: $(cat "$work/single.err")"
 waited_before=$(run_queue_wait)
-"$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$MAX_TOKENS" "$PROMPT" \
+"$MOPE" generate --coordinator "$CLIENT_ENDPOINT" --preference "$PREFERENCE" --max-tokens "$MAX_TOKENS" "$PROMPT" \
     >/dev/null 2>"$work/single.err" || fail "the timed request failed: $(cat "$work/single.err")"
 waited=$(( $(run_queue_wait) - waited_before ))
 grep -q "lost expert" "$work/cluster.err" && fail "an expert was lost during the run"
@@ -144,6 +147,6 @@ fi
 
 echo
 for n in 1 8 32; do
-    "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$LOAD_TOKENS" \
+    "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" --preference "$PREFERENCE" --max-tokens "$LOAD_TOKENS" \
         --concurrency "$n" --timeout 3600 "$PROMPT" 2>&1 | sed "s/^/concurrency $n: /"
 done

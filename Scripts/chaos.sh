@@ -157,7 +157,7 @@ start_worker() {
 wait_registered() {  # ID TIMES SECONDS: until the coordinator's status answer counts ID's registrations
     local end=$(( $(date +%s) + $3 ))
     while [ "$(date +%s)" -lt "$end" ]; do
-        [ "$(registrations "$MOPE" "$ENDPOINT" "$1")" -ge "$2" ] && return 0
+        [ "$(registrations "$MOPE" "$ENDPOINT.clients" "$1")" -ge "$2" ] && return 0
         alive "$COORDINATOR" || return 1
         sleep 0.1
     done
@@ -181,7 +181,7 @@ if [ "${#EXPERTS[@]}" -ge 2 ]; then PREFERENCES+=("${EXPERTS[0]}:3, ${EXPERTS[1]
 # runs 20 s past it.
 request() {  # DIR NAME PROMPT PREFERENCE
     local rc=0
-    (ingroup timeout --foreground -s KILL $((TIMEOUT + 20)) "$MOPE" generate --coordinator "$ENDPOINT" \
+    (ingroup timeout --foreground -s KILL $((TIMEOUT + 20)) "$MOPE" generate --coordinator "$ENDPOINT.clients" \
         --preference "$4" --max-tokens "$MAX_TOKENS" --timeout "$TIMEOUT" "$3" \
         >"$1/$2.out" 2>"$1/$2.err" </dev/null) || rc=$?
     echo "$rc" >"$1/$2.rc"

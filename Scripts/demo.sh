@@ -16,7 +16,7 @@
 # a worker cannot send heartbeats during a forward pass, and on a busy 2-core machine one prefill of the
 # real model can take several seconds.
 #
-# Environment: MOPE_DEMO_ENDPOINT (default tcp://127.0.0.1:5555), MOPE_DEMO_MAX_TOKENS (default 80),
+# Environment: MOPE_DEMO_ENDPOINT (workers, default tcp://127.0.0.1:5555; clients on the next port), MOPE_DEMO_MAX_TOKENS (default 80),
 # MOPE_DEMO_THREADS (forward-pass threads per worker, default 1: six workers share the machine's cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,7 @@ case "${1:-}" in -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;
 
 PROMPT=${1:-"Why do leaves change color in the fall?"}
 ENDPOINT=${MOPE_DEMO_ENDPOINT:-tcp://127.0.0.1:5555}
+CLIENT_ENDPOINT=${ENDPOINT%:*}:$(( ${ENDPOINT##*:} + 1 ))  # the coordinator's clients' endpoint
 MAX_TOKENS=${MOPE_DEMO_MAX_TOKENS:-80}
 THREADS=${MOPE_DEMO_THREADS:-1}
 CONFIG=Configs/psoups-local.json
@@ -65,20 +66,22 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "starting the cluster: coordinator + 6 experts (logs in $logs)"
-"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --threads "$THREADS" >"$logs/cluster.out" 2>"$logs/cluster.err" &
+"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --client-endpoint "$CLIENT_ENDPOINT" --threads "$THREADS" --keys "$logs/keys" >"$logs/cluster.out" 2>"$logs/cluster.err" &
 cluster=$!
-if ! wait_ready "$MOPE" "$ENDPOINT" 300 "$cluster"; then
+# The cluster runs CURVE with allow-lists (its default): status and the requests use the client key it wrote.
+export MOPE_CURVE_SERVER_KEY_FILE=$logs/keys/coordinator.pub MOPE_CURVE_SECRET_KEY_FILE=$logs/keys/client.key
+if ! wait_ready "$MOPE" "$CLIENT_ENDPOINT" 300 "$cluster"; then
     say "the cluster was not ready in 300 s:"; cat "$logs/cluster.err" >&2
-    "$MOPE" status --coordinator "$ENDPOINT" --timeout 2 >&2 || true
+    "$MOPE" status --coordinator "$CLIENT_ENDPOINT" --timeout 2 >&2 || true
     exit 1
 fi
 sed 's/^/    /' "$logs/cluster.out" >&2
-grep -h "preference controller" "$logs/cluster.err" | sed 's/^\[coordinator\] /    /' >&2 || true
+grep -h "preference controller" "$logs/cluster.err" | sed 's/^[A-Z]* \[coordinator\] /    /' >&2 || true
 
 for preference in "${PREFERENCES[@]}"; do
     echo
     say "preference: \"$preference\""
     say "prompt: $PROMPT"
-    "$MOPE" generate --coordinator "$ENDPOINT" --preference "$preference" --max-tokens "$MAX_TOKENS" "$PROMPT"
+    "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" --preference "$preference" --max-tokens "$MAX_TOKENS" "$PROMPT"
 done
 echo

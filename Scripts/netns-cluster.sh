@@ -61,6 +61,7 @@ HOSTS=("$NS_C" "$NS_W1" "$NS_W2" "$NS_CL")
 declare -A ADDRESS=([$NS_C]=10.213.0.1 [$NS_W1]=10.213.0.11 [$NS_W2]=10.213.0.12 [$NS_CL]=10.213.0.21)
 PORT=5555
 ENDPOINT=tcp://${ADDRESS[$NS_C]}:$PORT
+CLIENT_ENDPOINT=tcp://${ADDRESS[$NS_C]}:$((PORT + 1))  # the coordinator's clients' endpoint (its default)
 work=$(mktemp -d "${TMPDIR:-/tmp}/mope-netns.XXXXXX")
 made=()
 
@@ -102,20 +103,29 @@ echo "network: coordinator ${ADDRESS[$NS_C]} ($NS_C), workers ${ADDRESS[$NS_W1]}
 tiny_cluster_config "$work/cluster.json" "$ENDPOINT" 2000 20000 60000 "$MAX_TOKENS"
 
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-in_ns "$NS_C" "$MOPE" coordinator --config "$work/cluster.json" --endpoint "$ENDPOINT" >"$work/coordinator.log" 2>&1 &
+# CURVE with one allow-list per endpoint: the coordinator binds an address other hosts reach, which it refuses
+# in plain text. The key files stay in this run's private folder; processes get their paths.
+for who in coordinator worker client; do "$MOPE" keygen --out "$work/$who" >/dev/null; done
+WORKER_CURVE=(--curve-server-key-file "$work/coordinator.pub" --curve-secret-key-file "$work/worker.key")
+CLIENT_CURVE=(--curve-server-key-file "$work/coordinator.pub" --curve-secret-key-file "$work/client.key")
+in_ns "$NS_C" "$MOPE" coordinator --config "$work/cluster.json" --endpoint "$ENDPOINT" \
+    --curve-secret-key-file "$work/coordinator.key" --curve-worker-keys "$work/worker.pub" \
+    --curve-authorized-keys "$work/client.pub" >"$work/coordinator.log" 2>&1 &
 disown $!  # Killed on exit on purpose (as every process in the namespaces): no job notice.
-# Worker host 1 serves friendly and concise-2; host 2 serves knowledgeable and concise-1, the replica an idle
-# cluster picks first (lowest id), so that the partition moves concise to host 1.
+# Worker host 1 serves friendly and concise-2; host 2 serves knowledgeable and concise-1: concise has a replica
+# on each host, so whichever one the answer uses (equal replicas take turns), cutting host 2 off loses only
+# knowledgeable or moves concise to host 1.
 declare -A PLACEMENT=([concise-2]=$NS_W1 [friendly-1]=$NS_W1 [knowledgeable-1]=$NS_W2 [concise-1]=$NS_W2)
 for id in "${!PLACEMENT[@]}"; do
     in_ns "${PLACEMENT[$id]}" "$MOPE" worker --config "$work/cluster.json" --expert "${id%-*}" --id "$id" \
-        --coordinator "$ENDPOINT" --threads 1 >"$work/worker-$id.log" 2>&1 &
+        --coordinator "$ENDPOINT" "${WORKER_CURVE[@]}" --threads 1 >"$work/worker-$id.log" 2>&1 &
     disown $!
 done
 # The status is asked from the client's namespace, as any client reaches the coordinator.
-if ! wait_ready "in_ns $NS_CL $MOPE" "$ENDPOINT" 180; then
+STATUS_MOPE="in_ns $NS_CL env MOPE_CURVE_SERVER_KEY_FILE=$work/coordinator.pub MOPE_CURVE_SECRET_KEY_FILE=$work/client.key $MOPE"
+if ! wait_ready "$STATUS_MOPE" "$CLIENT_ENDPOINT" 180; then
     echo "netns-cluster: the workers did not all register:" >&2
-    in_ns "$NS_CL" "$MOPE" status --coordinator "$ENDPOINT" >&2 || true
+    in_ns "$NS_CL" "$MOPE" status --coordinator "$CLIENT_ENDPOINT" "${CLIENT_CURVE[@]}" >&2 || true
     tail -5 "$work"/*.log >&2; exit 1
 fi
 echo "cluster up: coordinator on $ENDPOINT, workers ${!PLACEMENT[*]} registered over tcp from their namespaces"
@@ -130,7 +140,7 @@ phase() {  # NAME SECONDS
     : >"$work/$1.latency"
     while [ "$n" -eq 0 ] || [ "$(date +%s)" -lt "$stop" ]; do
         out=$work/$1-$n.out err=$work/$1-$n.err
-        if in_ns "$NS_CL" "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" \
+        if in_ns "$NS_CL" "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" "${CLIENT_CURVE[@]}" --preference "$PREFERENCE" \
             --max-tokens "$MAX_TOKENS" --timeout 120 "${PROMPTS[$((n % ${#PROMPTS[@]}))]}" >"$out" 2>"$err"; then
             # "finish: maxTokens, 32 tokens in 0.41 s, …": milliseconds per token of this request.
             sed -nE 's/^finish: [^,]*, ([0-9]+) tokens in ([0-9.]+) s.*/\1 \2/p' "$err" \
@@ -181,11 +191,11 @@ if [ "$PARTITION" -gt 0 ]; then
     long=150 prompt="Tell me about cats."
     ask() {  # NAME: one long answer from the client namespace; NAME.out, NAME.err, NAME.rc
         local rc=0
-        in_ns "$NS_CL" "$MOPE" generate --coordinator "$ENDPOINT" --preference "$PREFERENCE" --max-tokens "$long" \
+        in_ns "$NS_CL" "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" "${CLIENT_CURVE[@]}" --preference "$PREFERENCE" --max-tokens "$long" \
             --timeout 180 "$prompt" >"$work/$1.out" 2>"$work/$1.err" || rc=$?
         echo "$rc" >"$work/$1.rc"
     }
-    registered() { registrations "in_ns $NS_CL $MOPE" "$ENDPOINT" "$1"; }
+    registered() { registrations "$STATUS_MOPE" "$CLIENT_ENDPOINT" "$1"; }
     echo "phase 3: host 2 ($NS_W2) cut off for $PARTITION s in the middle of a $long-token answer"
     ask before
     before=$(registered knowledgeable-1)

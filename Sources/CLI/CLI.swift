@@ -326,6 +326,38 @@ public struct ParsedArguments: Sendable, Equatable {
         return v
     }
 
+    /// The option's value converted to `T` and inside `range`, its default, or nil; a value that does not convert
+    /// or lies outside the range is a usage error naming the option and saying what it takes (`expected`, else
+    /// the range).
+    public func value<T: LosslessStringConvertible & Comparable>(
+        _ name: String, as type: T.Type, in range: ClosedRange<T>, expected: String? = nil
+    ) throws(UsageError) -> T? {
+        guard let v = try value(name, as: T.self) else { return nil }
+        // `contains` is false for NaN, which no range holds.
+        guard range.contains(v) else {
+            throw .invalidValue(option: name, value: value(name) ?? "\(v)",
+                                expected: expected ?? "\(range.lowerBound) to \(range.upperBound)")
+        }
+        return v
+    }
+
+    /// A required option's value converted to `T` and inside `range` (see ``value(_:as:in:expected:)``).
+    public func require<T: LosslessStringConvertible & Comparable>(
+        _ name: String, as type: T.Type, in range: ClosedRange<T>, expected: String? = nil
+    ) throws(UsageError) -> T {
+        guard let v = try value(name, as: T.self, in: range, expected: expected) else { throw .missingOption(name) }
+        return v
+    }
+
+    /// The option's ZeroMQ endpoint, checked for its form (``Endpoint/problem(_:binding:)``), or nil when absent.
+    public func endpoint(_ name: String, binding: Bool) throws(UsageError) -> String? {
+        guard let raw = value(name) else { return nil }
+        if let problem = Endpoint.problem(raw, binding: binding) {
+            throw .invalidValue(option: name, value: raw, expected: problem)
+        }
+        return raw
+    }
+
     /// A required option's value.
     public func require(_ name: String) throws(UsageError) -> String {
         guard let v = value(name) else { throw .missingOption(name) }
@@ -348,6 +380,40 @@ public struct ParsedArguments: Sendable, Equatable {
         default: "a value of type \(T.self)"
         }
     }
+}
+
+/// The form of the ZeroMQ endpoints mope's commands take. Pure.
+public enum Endpoint {
+    /// Why `endpoint` is not a usable endpoint, as the text of what is expected; nil when it is one.
+    ///
+    /// Accepted: `tcp://HOST:PORT` with a port from 1 to 65535 (when `binding`, also `*` as the host and `*` or
+    /// `0` as the port: any interface, any free port), `ipc://PATH` and `inproc://NAME` with a non-empty name.
+    public static func problem(_ endpoint: String, binding: Bool) -> String? {
+        let form = "tcp://HOST:PORT (port 1 to 65535) or ipc:///PATH"
+        if let rest = endpoint.strippingPrefix("ipc://") ?? endpoint.strippingPrefix("inproc://") {
+            return rest.isEmpty ? form : nil
+        }
+        guard let address = endpoint.strippingPrefix("tcp://"), let colon = address.lastIndex(of: ":") else {
+            return form
+        }
+        let host = address[..<colon]
+        let port = address[address.index(after: colon)...]
+        guard !host.isEmpty, !host.contains(where: \.isWhitespace) else { return form }
+        if binding && (port == "*" || port == "0") { return nil }
+        guard !port.isEmpty, port.allSatisfy(\.isASCIIDigit), let number = Int(port), (1...65535).contains(number)
+        else { return form }
+        return nil
+    }
+}
+
+extension String {
+    fileprivate func strippingPrefix(_ prefix: String) -> String? {
+        hasPrefix(prefix) ? String(dropFirst(prefix.count)) : nil
+    }
+}
+
+extension Character {
+    fileprivate var isASCIIDigit: Bool { ("0"..."9").contains(self) }
 }
 
 /// Matches arguments against a configuration. Pure.

@@ -51,8 +51,26 @@ public enum ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   "pcm": "pcm/pcm.json", "sharedWorkers": false, "expertContext": "own", "preferencePrompts": {} }
 /// ```
 public struct ClusterConfig: Sendable, Equatable {
-    /// The coordinator's ROUTER endpoint (workers connect to it, clients too).
+    /// The coordinator's worker endpoint: expert workers connect to this ROUTER (and only workers may register).
     public var coordinator: String = "tcp://127.0.0.1:5555"
+    /// The coordinator's client endpoint, where `generate` requests arrive; nil: derived from `coordinator`
+    /// (see `clientEndpoint`).
+    public var clientEndpointOverride: String?
+
+    /// Where clients connect: the config's `clientEndpoint`, else derived from `coordinator`: for tcp the next
+    /// port (`tcp://127.0.0.1:5555` → `tcp://127.0.0.1:5556`), for ipc and inproc a sibling (`ipc:///run/c.sock`
+    /// → `ipc:///run/c.sock.clients`).
+    public var clientEndpoint: String { clientEndpointOverride ?? Self.clientEndpoint(for: coordinator) }
+
+    /// The client endpoint that goes with worker endpoint `coordinator`.
+    public static func clientEndpoint(for coordinator: String) -> String {
+        if coordinator.hasPrefix("tcp://"), let colon = coordinator.lastIndex(of: ":"),
+           let port = UInt16(coordinator[coordinator.index(after: colon)...]), port < UInt16.max
+        {
+            return coordinator[..<colon] + ":\(port + 1)"
+        }
+        return coordinator + ".clients"
+    }
     /// How often each side sends a heartbeat when otherwise silent; 3 missed intervals mean dead.
     public var heartbeatIntervalMs: UInt32 = 1000
     /// How long the coordinator waits for a `dist` after a `step`.
@@ -77,6 +95,12 @@ public struct ClusterConfig: Sendable, Equatable {
     /// into one forward pass), rather than one process per expert replica. Faster when the experts outnumber the
     /// cores; a crash then takes every expert of the process at once.
     public var sharedWorkers = false
+    /// How many strikes (missed deadlines, malformed or foreign answers) within a minute evict a worker.
+    public var strikeLimit: UInt32 = 3
+    /// How long an evicted worker's id is refused.
+    public var evictionCooldownMs: UInt32 = 60_000
+    /// The most sessions the coordinator believes one worker holds, whatever its `hello` claims.
+    public var maxWorkerSessions: UInt32 = 256
     /// What each expert is told of the request's preference (`ExpertContext`). With "own+preference" or
     /// "preference" the coordinator sends the experts a system turn holding the preference's dimensions' prompts
     /// (`preferencePrompts`, in dimension order, joined by spaces); a worker puts its own system prompt before it,
@@ -131,9 +155,21 @@ public struct ClusterConfig: Sendable, Equatable {
                 field: "coordinator", reason: "\"\(coordinator)\" is not a ZeroMQ endpoint such as tcp://127.0.0.1:5555"
             )
         }
+        if let clientEndpointOverride {
+            guard let scheme = schemes.first(where: clientEndpointOverride.hasPrefix),
+                  clientEndpointOverride.count > scheme.count
+            else {
+                throw .invalidValue(field: "clientEndpoint",
+                                    reason: "\"\(clientEndpointOverride)\" is not a ZeroMQ endpoint")
+            }
+        }
+        guard clientEndpoint != coordinator else {
+            throw .invalidValue(field: "clientEndpoint", reason: "must differ from \"coordinator\" (the workers')")
+        }
         for (field, value) in [
             ("heartbeatIntervalMs", heartbeatIntervalMs), ("stepDeadlineMs", stepDeadlineMs),
-            ("openDeadlineMs", openDeadlineMs), ("maxNewTokens", maxNewTokens),
+            ("openDeadlineMs", openDeadlineMs), ("maxNewTokens", maxNewTokens), ("strikeLimit", strikeLimit),
+            ("maxWorkerSessions", maxWorkerSessions),
         ] where value == 0 {
             throw .invalidValue(field: field, reason: "must be greater than 0")
         }
@@ -300,8 +336,9 @@ public struct SamplingConfig: Sendable, Equatable {
 
 extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case coordinator, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
+        case coordinator, clientEndpoint, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
         case maxNewTokens, merge, pcm, sharedWorkers, expertContext, preferencePrompts
+        case strikeLimit, evictionCooldownMs, maxWorkerSessions
     }
 
     /// Decodes a config; absent fields take their defaults, unknown fields are an error.
@@ -310,6 +347,7 @@ extension ClusterConfig: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init()
         coordinator = try c.decodeIfPresent(String.self, forKey: .coordinator) ?? coordinator
+        clientEndpointOverride = try c.decodeIfPresent(String.self, forKey: .clientEndpoint)
         heartbeatIntervalMs = try c.integer(UInt32.self, forKey: .heartbeatIntervalMs) ?? heartbeatIntervalMs
         stepDeadlineMs = try c.integer(UInt32.self, forKey: .stepDeadlineMs) ?? stepDeadlineMs
         openDeadlineMs = try c.integer(UInt32.self, forKey: .openDeadlineMs) ?? openDeadlineMs
@@ -320,6 +358,9 @@ extension ClusterConfig: Codable {
         maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
         pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
         sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers) ?? sharedWorkers
+        strikeLimit = try c.integer(UInt32.self, forKey: .strikeLimit) ?? strikeLimit
+        evictionCooldownMs = try c.integer(UInt32.self, forKey: .evictionCooldownMs) ?? evictionCooldownMs
+        maxWorkerSessions = try c.integer(UInt32.self, forKey: .maxWorkerSessions) ?? maxWorkerSessions
         if let name = try c.decodeIfPresent(String.self, forKey: .expertContext) {
             guard let context = ExpertContext(rawValue: name) else {
                 let known = ExpertContext.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
@@ -350,6 +391,7 @@ extension ClusterConfig: Codable {
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(coordinator, forKey: .coordinator)
+        try c.encodeIfPresent(clientEndpointOverride, forKey: .clientEndpoint)
         try c.encode(heartbeatIntervalMs, forKey: .heartbeatIntervalMs)
         try c.encode(stepDeadlineMs, forKey: .stepDeadlineMs)
         try c.encode(openDeadlineMs, forKey: .openDeadlineMs)
@@ -360,6 +402,9 @@ extension ClusterConfig: Codable {
         try c.encode(merge.name, forKey: .merge)
         try c.encodeIfPresent(pcm, forKey: .pcm)
         try c.encode(sharedWorkers, forKey: .sharedWorkers)
+        try c.encode(strikeLimit, forKey: .strikeLimit)
+        try c.encode(evictionCooldownMs, forKey: .evictionCooldownMs)
+        try c.encode(maxWorkerSessions, forKey: .maxWorkerSessions)
         if expertContext != .own { try c.encode(expertContext.rawValue, forKey: .expertContext) }
         if !preferencePrompts.isEmpty {
             let table = Dictionary(uniqueKeysWithValues: preferencePrompts.map { ($0.key.rawValue, $0.value) })

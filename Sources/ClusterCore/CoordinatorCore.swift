@@ -1,6 +1,15 @@
 import Decoding
+import Logging
 import Preference
 import Wire
+
+/// Which of the coordinator's ROUTER sockets a frame arrived on.
+public enum PeerEndpoint: Sendable, Equatable {
+    /// The worker endpoint (`coordinator` in the config): expert workers register and answer here.
+    case workers
+    /// The client endpoint (`clientEndpoint`): `generate` requests arrive here.
+    case clients
+}
 
 /// A client's ZeroMQ routing identity (the bytes a ROUTER gives it).
 public typealias ClientID = [UInt8]
@@ -30,6 +39,8 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
     case malformedFrame(from: WorkerID?, reason: String)
     /// A worker sent a message only clients send.
     case unexpectedFromWorker(WorkerID, kind: String)
+    /// A worker misbehaved (a strike; enough of them evict it).
+    case workerStrike(WorkerID, reason: String)
     /// A session lost experts and goes on without them.
     case sessionLostExperts(SessionID, [String])
     /// A session moved an expert to a replica.
@@ -47,15 +58,18 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
     /// The log line.
     public var description: String {
         switch self {
-        case let .workerRegistered(id, expert): "registered worker \(id) expert \(expert)"
-        case let .workerRejected(id, reason): "rejected worker \(id): \(reason)"
-        case let .workerDead(id, reason): "worker \(id) \(reason): taken for dead"
-        case let .workerDraining(id, reason): "worker \(id) is draining (\(reason)); it gets no new sessions"
+        case let .workerRegistered(id, expert): "registered worker \(LogText.escaped(id)) expert \(LogText.escaped(expert))"
+        case let .workerRejected(id, reason): "rejected worker \(LogText.escaped(id)): \(LogText.escaped(reason))"
+        case let .workerDead(id, reason): "worker \(LogText.escaped(id)) \(reason): taken for dead"
+        case let .workerDraining(id, reason):
+            "worker \(LogText.escaped(id)) is draining (\(LogText.escaped(reason))); it gets no new sessions"
         case let .workerFailedSession(id, session, code, text):
-            "worker \(id) failed session \(session): \(code) \(text)"
-        case let .malformedFrame(worker?, reason): "dropped a malformed frame from worker \(worker): \(reason)"
+            "worker \(LogText.escaped(id)) failed session \(session): \(code) \(LogText.escaped(text))"
+        case let .malformedFrame(worker?, reason):
+            "dropped a malformed frame from worker \(LogText.escaped(worker)): \(reason)"
         case let .malformedFrame(nil, reason): "dropped a malformed frame from a client: \(reason)"
-        case let .unexpectedFromWorker(id, kind): "dropped an unexpected \(kind) from worker \(id)"
+        case let .unexpectedFromWorker(id, kind): "dropped an unexpected \(kind) from worker \(LogText.escaped(id))"
+        case let .workerStrike(id, reason): "strike against worker \(LogText.escaped(id)): \(reason)"
         case let .sessionLostExperts(id, names):
             "session \(id) lost expert(s) \(names.joined(separator: ", ")); going on without them"
         case let .sessionFailover(id, total): "session \(id) moved an expert to a replica (\(total) failovers so far)"
@@ -123,7 +137,7 @@ public struct CoordinatorPolicy: Sendable, Equatable {
 }
 
 /// The whole coordinator as one pure value: frame decoding, membership, every session, drain, and the routing
-/// between them. The shell (`CoordinatorServer`) owns only the ROUTER socket, the clock and the wake-up pipe:
+/// between them. The shell (`CoordinatorServer`) owns only the ROUTER sockets, the clock and the wake-up pipe:
 /// it calls `onFrame` for every message received, `onTick` at `nextDeadline`, and sends what comes back; a send
 /// that fails because the peer is gone comes back as `onWorkerUnreachable` / `onClientGone`.
 public struct CoordinatorCore: Sendable {
@@ -164,6 +178,9 @@ public struct CoordinatorCore: Sendable {
         self.config = config
         self.policy = policy
         membership = Membership(config: config)
+        membership.capacityCap = config.maxWorkerSessions
+        membership.strikeLimit = Int(max(1, config.strikeLimit))
+        membership.cooldownNanos = UInt64(config.evictionCooldownMs) * 1_000_000
         makeResources = resources ?? { _ in
             SessionResources(decoder: TokenIDDecoder(), controller: UniformController())
         }
@@ -207,36 +224,67 @@ public struct CoordinatorCore: Sendable {
 
     // MARK: Frames
 
-    /// One frame received on the ROUTER from the peer whose routing identity is `identity`. Workers are told
-    /// apart from clients by their registration: a registered worker's identity is its id's UTF-8 bytes.
-    public mutating func onFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
+    /// One frame received from the peer whose routing identity is `identity` on one of the coordinator's two
+    /// ROUTER sockets. Roles never mix: the worker endpoint takes `hello` and workers' messages only (a
+    /// `generate` there is dropped and logged), the client endpoint takes `generate` only (a `hello` there is
+    /// refused), so a client's key or connection can never register a worker.
+    public mutating func onFrame(
+        identity: [UInt8], payload: [UInt8], on endpoint: PeerEndpoint, now: UInt64
+    ) -> [CoordinatorDirective] {
+        switch endpoint {
+        case .workers: onWorkerFrame(identity: identity, payload: payload, now: now)
+        case .clients: onClientFrame(identity: identity, payload: payload, now: now)
+        }
+    }
+
+    private mutating func onWorkerFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
         let worker = registeredWorker(identity)
         let message: Message
         do {
             message = try WireCodec.decode(payload)
         } catch {
-            events.append(.malformedFrame(from: worker, reason: error.description))
-            if let worker {
-                membership.onMessage(from: worker, now: now)
-                return []
-            }
-            return [.sendToClient(identity, .error(ErrorReply(
-                session: 0, code: .badRequest, text: "the coordinator could not decode the request: \(error)"
-            )))]
+            events.append(.malformedFrame(from: worker, reason: "on the worker endpoint: \(error.description)"))
+            if let worker { membership.onMessage(from: worker, now: now) }
+            return []
         }
         switch message {
         case .hello:
             return onWorkerMessage(message, from: String(decoding: identity, as: UTF8.self), now: now)
-        case .generate(let generate):
-            return onGenerate(generate, from: identity, now: now)
-        case .status(let request):
-            return [.sendToClient(identity, .statusReply(StatusReply(request: request.request, status: status)))]
         case .heartbeat, .goodbye, .dist, .error:
             // From a worker that is not (or no longer) registered: nothing to act on.
             guard let worker else { return [] }
             return onWorkerMessage(message, from: worker, now: now)
         default:
             if let worker { return onWorkerMessage(message, from: worker, now: now) }
+            events.append(.malformedFrame(
+                from: nil, reason: "a \(message.kind) from \(LogText.escaped(identity)) on the worker endpoint "
+                    + "(clients connect to the client endpoint)"
+            ))
+            return []
+        }
+    }
+
+    private mutating func onClientFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
+        let message: Message
+        do {
+            message = try WireCodec.decode(payload)
+        } catch {
+            events.append(.malformedFrame(from: nil, reason: error.description))
+            return [.sendToClient(identity, .error(ErrorReply(
+                session: 0, code: .badRequest, text: "the coordinator could not decode the request: \(error)"
+            )))]
+        }
+        switch message {
+        case .generate(let generate):
+            return onGenerate(generate, from: identity, now: now)
+        case .status(let request):
+            return [.sendToClient(identity, .statusReply(StatusReply(request: request.request, status: status)))]
+        case .hello:
+            return [.sendToClient(identity, .error(ErrorReply(
+                session: 0, code: .badRequest,
+                text: "this is the coordinator's client endpoint: workers register on its worker endpoint"
+            )))]
+        default:
             return [.sendToClient(identity, .error(ErrorReply(
                 session: 0, code: .badRequest,
                 text: "the coordinator takes only generate and status requests from clients, not \(message.kind)"
@@ -280,7 +328,7 @@ public struct CoordinatorCore: Sendable {
             return refuse(.badRequest, error.description)
         }
         guard sessions.count < policy.maxSessions else {
-            return refuse(.unavailable, "the coordinator holds \(sessions.count) sessions, its limit; retry later")
+            return refuse(.unavailable, "the coordinator is at its session limit; retry later")
         }
         let experts = selectExperts(for: preference)
         let served = experts.filter { membership.chooseReplica(expert: $0.name) != nil }
@@ -344,6 +392,12 @@ public struct CoordinatorCore: Sendable {
         case let .dist(dist):
             guard membership.onMessage(from: worker, now: now) else { return [] }
             membership.onReply(from: worker)
+            // An answer for a session it was never given (a late one after a missed deadline is not counted
+            // again: the deadline was).
+            let foreign = sessions[dist.session].map { !$0.involves(worker) } ?? (dist.session >= nextSession)
+            if foreign {
+                return strike(worker, "answered a session it does not hold", now: now)
+            }
             if sessions[dist.session] != nil { timings[dist.session, default: SessionTiming()].add(dist) }
             return update(dist.session, now: now) { session, choose in
                 session.onDist(dist, from: worker, now: now, chooseReplica: choose)
@@ -366,21 +420,29 @@ public struct CoordinatorCore: Sendable {
     }
 
     private mutating func onHello(_ hello: Hello, from worker: WorkerID, now: UInt64) -> [CoordinatorDirective] {
-        func reject(_ reason: String) -> [CoordinatorDirective] {
-            events.append(.workerRejected(hello.workerID, reason: reason))
+        // The peer learns what to fix; the cluster's own settings go to the log only.
+        func reject(_ reason: String, detail: String = "") -> [CoordinatorDirective] {
+            events.append(.workerRejected(hello.workerID, reason: reason + detail))
             return [.sendToWorker(worker, .reject(Reject(reason: reason)))]
         }
         guard hello.workerID == worker else {
             return reject("the worker id \"\(hello.workerID)\" differs from the connection's identity \"\(worker)\"")
         }
         if let expected = policy.vocabHash, hello.vocabHash != expected {
-            return reject("the model's vocabulary hash \(String(hello.vocabHash, radix: 16)) differs from the "
-                + "cluster tokenizer's \(String(expected, radix: 16)) (read from \(policy.vocabSource)): "
-                + "every expert must share one tokenizer")
+            return reject(
+                "the model's vocabulary hash \(String(hello.vocabHash, radix: 16)) differs from the cluster "
+                    + "tokenizer's: every expert must share one tokenizer; use the cluster's model",
+                detail: " (cluster: \(String(expected, radix: 16)), read from \(policy.vocabSource))"
+            )
         }
         switch membership.onHello(hello, now: now) {
         case let .reject(rejection):
-            return reject(rejection.reason)
+            var detail = " (cluster: protocol \(WireProtocol.version), experts "
+                + membership.expectedReplicas.keys.sorted().joined(separator: ",")
+            if let vocabulary = membership.vocabulary {
+                detail += ", vocabulary size \(vocabulary.size) hash \(String(vocabulary.hash, radix: 16))"
+            }
+            return reject(rejection.reason, detail: detail + ")")
         case let .welcome(welcome, replaced):
             var directives: [CoordinatorDirective] = [.sendToWorker(worker, .welcome(welcome))]
             membership.onSent(to: worker, now: now)
@@ -493,7 +555,11 @@ public struct CoordinatorCore: Sendable {
         let members = membership
         let directives = event(&session) { members.chooseReplica(expert: $0, excluding: $1)?.id }
         for worker in before { membership.release(worker) }
-        for worker in session.assignedWorkers { membership.assign(worker) }
+        for worker in session.assignedWorkers {
+            membership.assign(worker)
+            if !before.contains(worker) { membership.placed(worker) }
+        }
+        let strikes = session.takeStrikes()
         if session.lostExperts.count > lostBefore {
             events.append(.sessionLostExperts(id, Array(session.lostExperts[lostBefore...])))
         }
@@ -527,7 +593,28 @@ public struct CoordinatorCore: Sendable {
         } else {
             sessions[id] = session
         }
+        for strike in strikes {
+            if strike.missedDeadline {
+                // One silence is one strike, however many sessions it held up.
+                guard membership.workers[strike.worker]?.missedDeadline == false else { continue }
+                membership.onMissedDeadline(strike.worker)
+            }
+            out += self.strike(strike.worker, strike.reason, now: now)
+        }
         return out
+    }
+
+    /// Counts a strike against a worker; past the limit it is evicted (its id refused for the cool-down) and its
+    /// sessions fail over or degrade.
+    private mutating func strike(_ worker: WorkerID, _ reason: String, now: UInt64) -> [CoordinatorDirective] {
+        events.append(.workerStrike(worker, reason: reason))
+        guard let evicted = membership.strike(worker, now: now) else { return [] }
+        let seconds = membership.cooldownNanos / 1_000_000_000
+        events.append(.workerDead(
+            worker, reason: "(expert \(evicted.expert)) was evicted after \(evicted.strikes.count) strikes "
+                + "(last: \(reason)); its id is refused for \(seconds) s"
+        ))
+        return workerLost(worker, now: now)
     }
 
     /// The client's request id may be used again once its outcome was sent.

@@ -75,6 +75,23 @@ public enum SessionDirective: Sendable, Equatable {
     case fail(ErrorReply)
 }
 
+/// A worker's misbehaviour seen by a session, for the coordinator to count against it.
+public struct WorkerStrike: Sendable, Equatable {
+    /// The worker.
+    public var worker: WorkerID
+    /// What it did (for the log).
+    public var reason: String
+    /// True when it let a deadline pass (it is then avoided until it answers).
+    public var missedDeadline: Bool
+
+    /// A strike.
+    public init(worker: WorkerID, reason: String, missedDeadline: Bool = false) {
+        self.worker = worker
+        self.reason = reason
+        self.missedDeadline = missedDeadline
+    }
+}
+
 /// Picks a worker of an expert for a session, not one of `excluding`; nil when none is available.
 /// The coordinator passes `Membership.chooseReplica`.
 public typealias ReplicaChooser = (_ expert: String, _ excluding: Set<WorkerID>) -> WorkerID?
@@ -176,6 +193,8 @@ public struct CoordinatorSession: Sendable {
     private var decoder: TokenDecoder
     private var lingerUntil: Deadline?
     private var deadWorkers: Set<WorkerID> = []
+    /// Misbehaviours seen since the last `takeStrikes()`.
+    private var strikes: [WorkerStrike] = []
 
     /// Creates a session; `start` sends the `open`s.
     ///
@@ -211,6 +230,23 @@ public struct CoordinatorSession: Sendable {
     }
 
     // MARK: Queries
+
+    /// The misbehaviours seen since the last call: a missed deadline, a malformed or out-of-vocabulary `dist`,
+    /// an answer after the worker was abandoned for missing its deadline.
+    public mutating func takeStrikes() -> [WorkerStrike] {
+        defer { strikes.removeAll() }
+        return strikes
+    }
+
+    /// Whether `worker` held this session once and was abandoned (its answers now are late ones).
+    public func abandoned(_ worker: WorkerID) -> Bool {
+        slots.contains { $0.abandoned.contains(worker) }
+    }
+
+    /// Whether `worker` was ever given this session.
+    public func involves(_ worker: WorkerID) -> Bool {
+        slots.contains { $0.worker == worker || $0.abandoned.contains(worker) }
+    }
 
     /// The sampling this session uses: the request's fields, the cluster's defaults for the others.
     public var sampling: SamplingParameters { decoder.sampling }
@@ -270,6 +306,7 @@ public struct CoordinatorSession: Sendable {
         guard dist.ids.count == dist.logProbs.count, !dist.ids.isEmpty,
             dist.ids.allSatisfy({ Int($0) < settings.vocabSize })
         else {
+            strikes.append(WorkerStrike(worker: worker, reason: "sent a malformed or out-of-vocabulary distribution"))
             var directives = failover(index, now: now, chooseReplica: chooseReplica, because: .internal)
             directives += advanceIfComplete(now: now)
             return directives
@@ -318,6 +355,9 @@ public struct CoordinatorSession: Sendable {
         var directives: [SessionDirective] = []
         for index in slots.indices {
             if case let .waiting(deadline, _) = slots[index].status, deadline.hasPassed(now: now) {
+                if let worker = slots[index].worker {
+                    strikes.append(WorkerStrike(worker: worker, reason: "missed a deadline", missedDeadline: true))
+                }
                 directives += failover(index, now: now, chooseReplica: chooseReplica, because: .timeout)
             }
         }

@@ -44,6 +44,16 @@ public struct WorkerInfo: Sendable, Equatable {
     public var state: State
     /// How many sessions the coordinator has placed on it.
     public var load: Int
+    /// It let a request's deadline pass and has not answered since: new sessions go elsewhere while another
+    /// replica can take them, so a silent worker costs one deadline, not one per request.
+    public var missedDeadline = false
+    /// When it was last given a session (a placement counter; 0: never), for rotating among equally loaded
+    /// replicas instead of letting the id's sort order decide.
+    public var lastPlacement: UInt64 = 0
+    /// When it registered (a registration counter): the order among replicas never placed yet.
+    public var registration: UInt64 = 0
+    /// When each strike (a misbehaviour) was counted, within the strike window.
+    public var strikes: [UInt64] = []
 
     /// Creates the record of a worker from its `hello`.
     public init(hello: Hello, now: UInt64) {
@@ -84,6 +94,9 @@ public enum MembershipDirective: Sendable, Equatable {
 
 /// The workers of the cluster, their health and their load (pure: time is passed in).
 ///
+/// Rejection reasons go to the peer: they say what it must fix and disclose none of the cluster's settings (its
+/// experts, its vocabulary, its protocol version); the coordinator's log adds those.
+///
 /// - Registration: the first accepted worker fixes the cluster's vocabulary (size + hash); a later `hello` with
 ///   another vocabulary, another protocol version, or (when the config lists experts) an unknown expert is
 ///   rejected. A `hello` from a registered id replaces the old registration.
@@ -109,6 +122,18 @@ public struct Membership: Sendable {
     public static let maxRememberedRegistrations = 1024
     /// When `onTick` last ran.
     private var lastTick: UInt64?
+    /// The most sessions the coordinator believes one worker holds, whatever its `hello` claims.
+    public var capacityCap: UInt32 = 256
+    /// How many strikes within `strikeWindowNanos` evict a worker.
+    public var strikeLimit = 3
+    /// How long a strike counts (nanoseconds).
+    public var strikeWindowNanos: UInt64 = 60_000_000_000
+    /// How long an evicted worker's id is refused (nanoseconds).
+    public var cooldownNanos: UInt64 = 60_000_000_000
+    /// Evicted ids and until when they are refused.
+    public private(set) var cooldowns: [WorkerID: UInt64] = [:]
+    private var placements: UInt64 = 0
+    private var registrationCounter: UInt64 = 0
 
     /// Creates an empty membership.
     public init(heartbeatIntervalMs: UInt32, expectedReplicas: [String: Int] = [:]) {
@@ -129,32 +154,43 @@ public struct Membership: Sendable {
     public mutating func onHello(_ hello: Hello, now: UInt64) -> HelloOutcome {
         guard hello.protocolVersion == WireProtocol.version else {
             return .reject(Reject(
-                reason: "protocol version \(hello.protocolVersion) is not supported; this coordinator speaks "
-                    + "version \(WireProtocol.version): run the same mope release on every machine"
+                reason: "protocol version \(hello.protocolVersion) is not supported: run the same mope release "
+                    + "on every machine"
             ))
         }
         guard !hello.workerID.isEmpty else {
             return .reject(Reject(reason: "the worker id is empty; start the worker with a unique --id"))
         }
+        if let until = cooldowns[hello.workerID] {
+            if now < until {
+                return .reject(Reject(
+                    reason: "this worker id was evicted for misbehaving; fix the worker and register again later"
+                ))
+            }
+            cooldowns[hello.workerID] = nil
+        }
         if !expectedReplicas.isEmpty, expectedReplicas[hello.expert] == nil {
-            let known = expectedReplicas.keys.sorted().joined(separator: ", ")
             return .reject(Reject(
-                reason: "expert \"\(hello.expert)\" is not in the cluster config (experts: \(known))"
+                reason: "expert \"\(hello.expert)\" is not in the cluster config: start the worker with an "
+                    + "expert name from the config"
             ))
         }
         if let vocabulary {
             guard hello.vocabSize == vocabulary.size, hello.vocabHash == vocabulary.hash else {
                 return .reject(Reject(
                     reason: "the model's vocabulary (size \(hello.vocabSize), hash \(hex(hello.vocabHash))) differs "
-                        + "from the cluster's (size \(vocabulary.size), hash \(hex(vocabulary.hash))): every expert "
-                        + "must share one tokenizer"
+                        + "from the cluster's: every expert must share one tokenizer; use the cluster's model"
                 ))
             }
         } else {
             vocabulary = (hello.vocabSize, hello.vocabHash)
         }
         let replaced = workers[hello.workerID]
-        workers[hello.workerID] = WorkerInfo(hello: hello, now: now)
+        var info = WorkerInfo(hello: hello, now: now)
+        info.sessionCapacity = min(info.sessionCapacity, capacityCap)
+        registrationCounter += 1
+        info.registration = registrationCounter
+        workers[hello.workerID] = info
         registrations[hello.workerID, default: 0] += 1
         if registrations.count > workers.count + Self.maxRememberedRegistrations {
             registrations = registrations.filter { workers[$0.key] != nil }
@@ -187,9 +223,10 @@ public struct Membership: Sendable {
     }
 
     /// A worker answered one request (`dist` or `error`): once every request is answered, only heartbeats
-    /// judge it again.
+    /// judge it again. An answer also ends the avoidance a missed deadline started.
     public mutating func onReply(from worker: WorkerID) {
         guard workers[worker] != nil else { return }
+        workers[worker]!.missedDeadline = false
         workers[worker]!.outstanding = max(0, workers[worker]!.outstanding - 1)
         if workers[worker]!.outstanding == 0 { workers[worker]!.busyUntil = 0 }
     }
@@ -254,14 +291,42 @@ public struct Membership: Sendable {
         }.min()
     }
 
+    // MARK: Accountability
+
+    /// A worker let a request's deadline pass: it is avoided for new sessions until it answers again.
+    public mutating func onMissedDeadline(_ worker: WorkerID) {
+        workers[worker]?.missedDeadline = true
+    }
+
+    /// Counts a strike against a worker (a late or foreign answer, a malformed distribution, a missed deadline).
+    /// Returns its record when this strike evicts it: it is removed and its id refused for `cooldownNanos`.
+    public mutating func strike(_ worker: WorkerID, now: UInt64) -> WorkerInfo? {
+        guard var info = workers[worker] else { return nil }
+        info.strikes.removeAll { now >= $0 && now - $0 >= strikeWindowNanos }
+        info.strikes.append(now)
+        guard info.strikes.count >= strikeLimit else {
+            workers[worker] = info
+            return nil
+        }
+        workers[worker] = nil
+        cooldowns[worker] = now &+ cooldownNanos
+        return info
+    }
+
     // MARK: Placement
 
-    /// The least loaded live worker of an expert that takes sessions, not among `excluding`
-    /// (ties: the lowest id).
+    /// The least loaded live worker of an expert that takes sessions, not among `excluding`. Workers that missed
+    /// a deadline come last; among equals the one given a session longest ago (then the earliest registered)
+    /// wins, so that equal replicas take turns and no id is favoured by its name.
     public func chooseReplica(expert: String, excluding: Set<WorkerID> = []) -> WorkerInfo? {
         var best: WorkerInfo?
         for info in workers.values where info.expert == expert && info.acceptsSessions && !excluding.contains(info.id) {
-            if let current = best, (current.load, current.id) <= (info.load, info.id) { continue }
+            if let current = best,
+               (current.missedDeadline ? 1 : 0, current.load, current.lastPlacement, current.registration)
+                <= (info.missedDeadline ? 1 : 0, info.load, info.lastPlacement, info.registration)
+            {
+                continue
+            }
             best = info
         }
         return best
@@ -269,7 +334,15 @@ public struct Membership: Sendable {
 
     /// A session was placed on a worker.
     public mutating func assign(_ worker: WorkerID) {
-        workers[worker]?.load += 1
+        guard workers[worker] != nil else { return }
+        workers[worker]!.load += 1
+    }
+
+    /// A new session (or a failover) chose this worker: it goes to the back of the rotation among equals.
+    public mutating func placed(_ worker: WorkerID) {
+        guard workers[worker] != nil else { return }
+        placements += 1
+        workers[worker]!.lastPlacement = placements
     }
 
     /// A session left a worker.

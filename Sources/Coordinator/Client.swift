@@ -62,10 +62,16 @@ public final class CoordinatorClient {
     /// Connects to the coordinator at `endpoint` (connection happens in the background; nothing is sent yet).
     ///
     /// - Parameters:
-    ///   - curve: the coordinator's CURVE public key and the client's key pair, when the coordinator runs with CURVE.
+    ///   - curve: the coordinator's CURVE public key and the client's key pair, when the coordinator runs with
+    ///     CURVE.
     ///   - connectTimeout: when set, a request is sent only over a completed connection and fails with
     ///     `unreachable` when none comes up within this time (instead of waiting for the request's deadline).
-    public init(endpoint: String, curve: CurveClientKeys? = nil, connectTimeout: Duration? = nil) throws(ClientError) {
+    ///   - maxMessageBytes: the largest message accepted from the coordinator (`ZMQ_MAXMSGSIZE`); a larger one
+    ///     drops the connection.
+    public init(
+        endpoint: String, curve: CurveClientKeys? = nil, connectTimeout: Duration? = nil,
+        maxMessageBytes: Int = WireLimits.maxFrameBytes
+    ) throws(ClientError) {
         self.endpoint = endpoint
         self.connectTimeout = connectTimeout
         do {
@@ -73,6 +79,7 @@ public final class CoordinatorClient {
             socket = try ZMQSocket(.dealer, context: context)
             try socket.set(.linger, .zero)
             if connectTimeout != nil { try socket.set(.immediate, true) }
+            try socket.set(.maxMessageSize, Int64(maxMessageBytes))
             try socket.set(.sendHighWaterMark, 1000)
             try socket.set(.receiveHighWaterMark, 100_000)
             try curve?.apply(to: socket)

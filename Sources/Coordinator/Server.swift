@@ -15,9 +15,10 @@ import Decoding
 
 /// The coordinator process: the ZeroMQ shell around `Membership` and `CoordinatorSession`.
 ///
-/// ONE ROUTER socket is bound at the config's endpoint. Expert workers (DEALER, routing id = worker id) and
-/// clients (DEALER, any routing id) both connect to it; they are told apart by the messages they send: `hello`,
-/// `heartbeat`, `goodbye`, `dist` and `error` come from workers, `generate` from clients. The socket has
+/// Two ROUTER sockets are bound: expert workers (DEALER, routing id = worker id) connect to the workers'
+/// endpoint (the config's `coordinator`), clients (DEALER, any routing id) to the clients' endpoint
+/// (`clientEndpoint`). Roles never mix: only the workers' endpoint takes `hello`, `heartbeat`, `goodbye`, `dist`
+/// and `error`, only the clients' endpoint `generate`; with CURVE each has its own allow-list. Each socket has
 /// `ROUTER_MANDATORY` on (a send to a peer that is gone fails with `EHOSTUNREACH`, which for a worker means it
 /// is dead and for a client that its request is cancelled), explicit high-water marks and a short linger.
 ///

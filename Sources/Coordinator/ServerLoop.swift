@@ -8,14 +8,17 @@ import ProcessSupport
 import Wire
 import ZeroMQ
 
-/// The coordinator's shell: the ROUTER socket, the clock and the wake-up pipe around `CoordinatorCore`, which
+/// The coordinator's shell: the two ROUTER sockets, the clock and the wake-up pipe around `CoordinatorCore`, which
 /// makes every decision. Lives on the one thread that runs `CoordinatorServer.run()`.
 struct ServerLoop {
     private let server: CoordinatorServer
     private let control: LoopControl
     private let settings: CoordinatorSettings
     private let context: ZMQContext
+    /// The workers' ROUTER (`settings.endpoint`).
     private let socket: ZMQSocket
+    /// The clients' ROUTER (`settings.clientEndpoint`).
+    private let clientSocket: ZMQSocket
     /// The ZAP handler's REP socket, when CURVE peers are checked against an allow-list.
     private let authenticator: ZMQSocket?
     private var poller = ZMQPoller()
@@ -45,8 +48,8 @@ struct ServerLoop {
         }
         do {
             context = try ZMQContext()
-            if settings.curve != nil, settings.curveAllowList != nil {
-                // Bound before the ROUTER, so that no handshake happens without it.
+            if settings.curve != nil, settings.curveAllowList != nil || settings.curveWorkerAllowList != nil {
+                // Bound before the ROUTERs, so that no handshake happens without it.
                 let handler = try ZMQSocket(.rep, context: context)
                 try handler.set(.linger, .zero)
                 try handler.bind(ZAP.endpoint)
@@ -54,22 +57,36 @@ struct ServerLoop {
             } else {
                 authenticator = nil
             }
-            socket = try ZMQSocket(.router, context: context)
-            try socket.set(.routerMandatory, true)
-            try socket.set(.sendHighWaterMark, settings.highWaterMark)
-            try socket.set(.receiveHighWaterMark, settings.highWaterMark)
-            try socket.set(.linger, settings.linger)
-            if let curve = settings.curve {
-                try socket.set(.curveServer, true)
-                try socket.set(.curveSecretKey, curve.secretKey)
-            }
-            try socket.bind(settings.endpoint)
+            socket = try Self.router(settings.endpoint, domain: Self.workerDomain, settings: settings, context: context)
+            clientSocket = try Self.router(
+                settings.clientEndpoint, domain: Self.clientDomain, settings: settings, context: context
+            )
         } catch {
             throw .socket(error)
         }
         poller.register(socket)
+        poller.register(clientSocket)
         poller.register(fileDescriptor: control.readDescriptor)
         if let authenticator { poller.register(authenticator) }
+    }
+
+    /// A ROUTER bound at `endpoint` with the settings' limits and CURVE, its handshakes checked in ZAP `domain`.
+    private static func router(
+        _ endpoint: String, domain: String, settings: CoordinatorSettings, context: ZMQContext
+    ) throws(ZMQError) -> ZMQSocket {
+        let router = try ZMQSocket(.router, context: context)
+        try router.set(.routerMandatory, true)
+        try router.set(.sendHighWaterMark, settings.highWaterMark)
+        try router.set(.receiveHighWaterMark, settings.highWaterMark)
+        try router.set(.linger, settings.linger)
+        try router.set(.maxMessageSize, Int64(settings.maxMessageBytes))
+        if let curve = settings.curve {
+            try router.set(.curveServer, true)
+            try router.set(.curveSecretKey, curve.secretKey)
+            try router.set(.zapDomain, domain)
+        }
+        try router.bind(endpoint)
+        return router
     }
 
     // MARK: The loop
@@ -77,6 +94,7 @@ struct ServerLoop {
     mutating func run() throws(CoordinatorError) {
         defer {
             socket.close()
+            clientSocket.close()
             authenticator?.close()
             context.shutdown()
         }
@@ -84,7 +102,8 @@ struct ServerLoop {
         let experts = config.experts.map { "\($0.name)×\($0.replicas)" }.joined(separator: ", ")
         if let path = Timeline.start(role: "coordinator") { server.logger.info("timeline: \(path)") }
         server.logger.info(
-            "listening on \(settings.endpoint) for experts \(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
+            "listening on \(settings.endpoint) for workers and \(settings.clientEndpoint) for clients; experts "
+                + "\(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
                 + "step deadline \(config.stepDeadlineMs) ms; tokenizer of \(config.experts.first?.model ?? "?")"
         )
         while !stopped && !core.isFinished {
@@ -134,10 +153,15 @@ struct ServerLoop {
     // MARK: Receiving
 
     private mutating func receiveAll() throws(CoordinatorError) {
+        try receiveAll(from: socket, on: .workers)
+        try receiveAll(from: clientSocket, on: .clients)
+    }
+
+    private mutating func receiveAll(from router: ZMQSocket, on endpoint: PeerEndpoint) throws(CoordinatorError) {
         for _ in 0..<8192 {
             let frames: [[UInt8]]?
             do {
-                frames = try socket.tryReceiveMultipart()
+                frames = try router.tryReceiveMultipart()
             } catch {
                 throw .socket(error)
             }
@@ -149,11 +173,11 @@ struct ServerLoop {
                 )
                 continue
             }
-            if Timeline.isOn, case .dist(let dist)? = try? WireCodec.decode(frames[1]) {
+            if Timeline.isOn, endpoint == .workers, case .dist(let dist)? = try? WireCodec.decode(frames[1]) {
                 Timeline.record("dist-read", worker: String(decoding: frames[0], as: UTF8.self), session: dist.session,
                                 step: dist.step)
             }
-            perform(core.onFrame(identity: frames[0], payload: frames[1], now: Self.now()))
+            perform(core.onFrame(identity: frames[0], payload: frames[1], on: endpoint, now: Self.now()))
         }
     }
 
@@ -161,7 +185,7 @@ struct ServerLoop {
 
     /// Answers the ZAP requests of handshakes in progress from the allow-list.
     private func authenticate() throws(CoordinatorError) {
-        guard let authenticator, let allowList = settings.curveAllowList else { return }
+        guard let authenticator else { return }
         do {
             while let frames = try authenticator.tryReceiveMultipart() {
                 guard let request = ZAPRequest(frames: frames) else {
@@ -170,10 +194,15 @@ struct ServerLoop {
                                             Array("malformed request".utf8), [], []])
                     continue
                 }
-                let reply = allowList.answer(request)
+                // One allow-list per endpoint: a client's key never opens the worker endpoint.
+                let allowList = request.domain == Self.workerDomain
+                    ? settings.curveWorkerAllowList : settings.curveAllowList
+                let reply = allowList?.answer(request)
+                    ?? ZAPReply(requestID: request.requestID, accepted: true, text: "OK")
                 if !reply.accepted {
                     server.logger.warn(
-                        "refused a connection from \(LogText.escaped(request.address)): \(LogText.escaped(reply.text))"
+                        "refused a connection to the \(request.domain) endpoint from "
+                            + "\(LogText.escaped(request.address)): \(LogText.escaped(reply.text))"
                     )
                 }
                 try authenticator.send(reply.frames)
@@ -195,12 +224,12 @@ struct ServerLoop {
                 if case .step(let step) = message {
                     Timeline.record("step-sent", worker: worker, session: step.session, step: step.step)
                 }
-                if trySend(Array(worker.utf8), message) == .unreachable {
+                if trySend(Array(worker.utf8), message, on: socket) == .unreachable {
                     queue += core.onWorkerUnreachable(worker, now: Self.now())
                 }
             case let .sendToClient(client, message):
                 guard !goneClients.contains(client) else { continue }
-                if trySend(client, message) == .unreachable {
+                if trySend(client, message, on: clientSocket) == .unreachable {
                     goneClients.insert(client)
                     queue += core.onClientGone(client, now: Self.now())
                 }
@@ -210,16 +239,8 @@ struct ServerLoop {
     }
 
     private mutating func writeEvents() {
-        for event in core.takeEvents() {
-            switch event {
-            case .workerRegistered:
-                // Written even when quiet: who joined the cluster. (Readiness is read from `status`, not here.)
-                StandardStreams.writeError("[coordinator] \(event.description)\n")
-            default:
-                // Events carry peer-supplied text (worker ids, reasons): escaped.
-                server.logger.log(Self.level(of: event), LogText.escaped(event.description))
-            }
-        }
+        // The core escapes the peer-supplied text it puts in events (worker ids, reasons).
+        for event in core.takeEvents() { server.logger.log(Self.level(of: event), event.description) }
     }
 
     /// The level each core event is logged at: what was lost or refused warns, the cluster's life is info, and
@@ -227,16 +248,20 @@ struct ServerLoop {
     static func level(of event: CoordinatorEvent) -> LogLevel {
         switch event {
         case .workerRejected, .workerDead, .workerFailedSession, .malformedFrame, .unexpectedFromWorker,
-             .sessionLostExperts, .drainExpired:
+             .workerStrike, .sessionLostExperts, .drainExpired:
             .warn
         case .workerRegistered, .workerDraining, .sessionFailover, .drainStarted, .drained, .sessionFinished:
             .info
         }
     }
 
+    /// The ZAP domains of the two endpoints.
+    static let workerDomain = "workers"
+    static let clientDomain = "clients"
+
     private enum SendOutcome: Equatable { case sent, unreachable, dropped }
 
-    private func trySend(_ identity: [UInt8], _ message: Message) -> SendOutcome {
+    private func trySend(_ identity: [UInt8], _ message: Message, on socket: ZMQSocket) -> SendOutcome {
         do {
             if try socket.trySend([identity, WireCodec.encode(message)]) { return .sent }
             server.logger.warn(

@@ -98,6 +98,7 @@ struct WorkerLoop {
         let socket = try ZMQSocket(.dealer, context: context)
         try socket.set(.routingID, Array(id.utf8))
         try socket.set(.linger, settings.linger)
+        try socket.set(.maxMessageSize, Int64(settings.maxMessageBytes))
         try socket.set(.sendHighWaterMark, settings.highWaterMark)
         try socket.set(.receiveHighWaterMark, settings.highWaterMark)
         try socket.set(.reconnectInterval, settings.reconnectInterval)

@@ -63,6 +63,9 @@ public struct WorkerSettings: Sendable, Equatable {
     public var highWaterMark: Int32 = 10_000
     /// How long unsent messages are kept when the worker exits.
     public var linger: Duration = .seconds(1)
+    /// The largest message a peer may send, in bytes (`ZMQ_MAXMSGSIZE`): a peer that sends a larger one is
+    /// disconnected before the message is buffered. Default: the largest frame the codec accepts.
+    public var maxMessageBytes: Int = WireLimits.maxFrameBytes
     /// How long to wait between attempts to reach the coordinator.
     public var reconnectInterval: Duration = .milliseconds(100)
     /// CURVE keys; nil for a plain connection.
@@ -146,9 +149,10 @@ public struct WorkerSettings: Sendable, Equatable {
         }
         guard drainGrace >= .zero else { throw bad("drain-grace", "the grace period cannot be negative") }
         guard highWaterMark >= 0 else { throw bad("high-water-mark", "cannot be negative") }
+        guard maxMessageBytes > 0 else { throw bad("max-message-bytes", "must be positive") }
         if let curve {
             guard Z85.decode(curve.serverPublicKey)?.count == 32 else {
-                throw bad("curve-server-key", "a CURVE public key is 40 Z85 characters")
+                throw bad("curve-server-key-file", "a CURVE public key is 40 Z85 characters")
             }
         }
         return s

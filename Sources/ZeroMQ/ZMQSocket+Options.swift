@@ -214,6 +214,10 @@ extension ZMQOption where Value == String {
     /// socket a CURVE client. Set before `connect`.
     public static var curveServerKey: Self { string(ZMQ_CURVE_SERVERKEY, "ZMQ_CURVE_SERVERKEY", capacity: 41) }
 
+    /// `ZMQ_ZAP_DOMAIN`: the domain named in this socket's ZAP requests, so one handler can apply a different
+    /// policy per socket (e.g. one allow-list per endpoint). Set before `bind`.
+    public static var zapDomain: Self { string(ZMQ_ZAP_DOMAIN, "ZMQ_ZAP_DOMAIN", capacity: 256) }
+
     /// `ZMQ_LAST_ENDPOINT` (read-only): the last endpoint bound or connected, with wildcards resolved.
     public static var lastEndpoint: Self { string(ZMQ_LAST_ENDPOINT, "ZMQ_LAST_ENDPOINT", capacity: 4096) }
 }

@@ -293,6 +293,7 @@ struct BenchWireRun {
         try router.set(.routerMandatory, true)
         try router.set(.sendTimeout, settings.timeout)
         try router.set(.linger, .zero)
+        try router.set(.maxMessageSize, Int64(WireLimits.maxFrameBytes))
         let endpoint: String
         var ipcPath: String?
         switch transport {
@@ -507,7 +508,9 @@ enum BenchWirePeer: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        let endpoint = try arguments.require("connect")
+        guard let endpoint = try arguments.endpoint("connect", binding: false) else {
+            throw UsageError.missingOption("connect")
+        }
         let id = try arguments.require("id")
         let topK = try arguments.require("top-k", as: Int.self)
         let idle = try arguments.require("idle-seconds", as: Int.self)
@@ -560,6 +563,7 @@ enum BenchWirePeer: ParsableCommand {
         while true {
             guard let frames = try socket.receiveMultipart(timeout: idle) else {
                 try socket.set(.linger, .zero)
+                try socket.set(.maxMessageSize, Int64(WireLimits.maxFrameBytes))
                 CLI.writeErr("mope bench wire-peer \(id): no message for \(idle); the coordinator is gone\n")
                 return CLI.failure
             }

@@ -29,7 +29,14 @@ enum ClusterCommand: ParsableCommand {
 
             Readiness: the launcher asks the coordinator for its status (as `mope status` does) until every
             expert has as many live workers as the config's replicas, then prints "cluster ready". Requests
-            may be sent from then on (`mope generate --coordinator ADDR ...`).
+            may be sent from then on (`mope generate --coordinator CLIENT-ADDR ...`, the clients' endpoint printed on that line).
+
+            Secure by default: unless --insecure, the launcher generates CURVE keys (as `mope keygen` does)
+            for the coordinator, the workers and one client into a private directory (--keys DIR, or a
+            temporary one); the coordinator admits only the workers' key on its workers' endpoint and only
+            the client's key on its clients' endpoint. Children get
+            the key files' paths, never keys. The launcher prints "keys DIR"; a client then runs
+            `mope generate --curve-server-key-file DIR/coordinator.pub --curve-secret-key-file DIR/client.key`.
 
             SIGTERM or SIGINT stops the cluster: every child gets SIGTERM (they drain), and SIGKILL after
             --stop-grace seconds. The launcher exits 0 after a requested stop, 1 when a child (the coordinator
@@ -42,13 +49,16 @@ enum ClusterCommand: ParsableCommand {
             """,
         options: [
             .value("config", "file", help: "The cluster config JSON."),
-            .value("endpoint", "endpoint", help: "The coordinator's endpoint (default: the config's)."),
+            .value("endpoint", "endpoint", help: "The coordinator's workers' endpoint (default: the config's)."),
+            .value("client-endpoint", "endpoint", help: "The coordinator's clients' endpoint (default: the config's "
+                + "\"clientEndpoint\", else derived from --endpoint as mope coordinator does)."),
             .value("threads", "n", help: "Forward-pass threads per worker (default: each worker uses every core)."),
             .flag("shared-workers", help: "One worker process per replica for all experts of one model file."),
             .value("ready-timeout", "seconds", default: "300", help: "How long to wait for every expert."),
             .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
-            .value("curve-secret-key", "key", help: "Encrypt every connection with CURVE: the coordinator's secret "
-                + "key (the workers get its public key; clients need it too: mope generate --curve-server-key)."),
+            .value("keys", "dir", help: "Write the cluster's CURVE keys into this directory (created mode 0700; "
+                + "default: a fresh private temporary directory, removed when the cluster stops)."),
+            .flag("insecure", help: "Plain connections without CURVE: any local process may join or ask."),
         ] + LogOptions.options
     )
 
@@ -58,19 +68,24 @@ enum ClusterCommand: ParsableCommand {
         ShutdownSignals.install()
         let configPath = try arguments.require("config")
         let config = try ClusterConfig.load(contentsOf: configPath)
-        let endpoint = arguments.value("endpoint") ?? config.coordinator
-        let threads = try arguments.value("threads", as: Int.self)
-        if let threads, threads < 1 {
-            throw UsageError.invalidValue(option: "threads", value: "\(threads)", expected: "at least 1")
+        let endpoint = try arguments.endpoint("endpoint", binding: true) ?? config.coordinator
+        let clientEndpoint = try arguments.endpoint("client-endpoint", binding: true)
+            ?? (arguments.value("endpoint") == nil ? config.clientEndpoint : ClusterConfig.clientEndpoint(for: endpoint))
+        let threads = try arguments.threads()
+        let readyTimeout = try arguments.positive("ready-timeout", as: Double.self)
+        let stopGrace = try arguments.nonNegative("stop-grace", as: Double.self)
+        let keys: ClusterKeys?
+        if arguments.flag("insecure") {
+            if let dir = arguments.value("keys") {
+                throw UsageError.invalidValue(option: "keys", value: dir, expected: "no --keys with --insecure")
+            }
+            keys = nil
+        } else {
+            let made = try ClusterKeys.create(in: arguments.value("keys"))
+            CLI.writeOut("keys \(made.directory)\n")
+            keys = made
         }
-        let readyTimeout = try arguments.require("ready-timeout", as: Double.self)
-        let stopGrace = try arguments.require("stop-grace", as: Double.self)
-        guard readyTimeout.isFinite, readyTimeout > 0, stopGrace.isFinite, stopGrace >= 0 else {
-            throw UsageError.invalidValue(
-                option: "ready-timeout", value: "\(readyTimeout)", expected: "seconds > 0 (and --stop-grace ≥ 0)"
-            )
-        }
-        let curve = try arguments.value("curve-secret-key").map { try CurveKeyPair(secretKey: $0) }
+        defer { keys?.removeIfTemporary() }
         guard let executable = CurrentExecutable.path else {
             CLI.writeErr("error: cannot find the running mope executable to start the children\n")
             return CLI.failure
@@ -83,11 +98,23 @@ enum ClusterCommand: ParsableCommand {
         defer { ShutdownSignals.uninstall() }
 
         let connectTo = localAddress(of: endpoint)
-        let environment = [ParentWatch.variable: "\(getpid())"]
+        // The launcher names every key file on its children's command lines; its caller's variables must not mix in.
+        var environment = [ParentWatch.variable: "\(getpid())"]
+        for option in [CurveOptions.secretKeyFile, CurveOptions.serverKeyFile, CurveOptions.authorizedKeys,
+                       CurveOptions.workerKeys] {
+            environment[CurveOptions.variable(for: option)] = ""
+        }
         var coordinatorPID: pid_t = 0
         do throws(SpawnError) {
-            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint] + logLevel
-            if let curve { coordinatorArgs += ["--curve-secret-key", curve.secretKey] }
+            var coordinatorArgs = ["coordinator", "--config", configPath, "--endpoint", endpoint,
+                                   "--client-endpoint", clientEndpoint] + logLevel
+            if let keys {
+                coordinatorArgs += ["--curve-secret-key-file", keys.coordinatorSecret,
+                                    "--curve-authorized-keys", keys.authorizedKeys,
+                                    "--curve-worker-keys", keys.workerKeys]
+            } else {
+                coordinatorArgs += ["--insecure"]
+            }
             coordinatorPID = try children.spawn(
                 executable, coordinatorArgs, name: "coordinator", environment: environment
             )
@@ -98,7 +125,10 @@ enum ClusterCommand: ParsableCommand {
                 var args = ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","),
                             "--coordinator", connectTo, "--id", ids] + logLevel
                 if let threads { args += ["--threads", "\(threads)"] }
-                if let curve { args += ["--curve-server-key", curve.publicKey] }
+                if let keys {
+                    args += ["--curve-server-key-file", keys.coordinatorPublic,
+                             "--curve-secret-key-file", keys.workerSecret]
+                }
                 let pid = try children.spawn(executable, args, name: "worker \(ids)", environment: environment)
                 CLI.writeOut("worker \(ids) pid \(pid)\n")
             }
@@ -109,11 +139,16 @@ enum ClusterCommand: ParsableCommand {
         }
         let workerCount = children.running.count - 1
         let coordinator = coordinatorPID
-        let clientKeys = try curve.flatMap { try CurveClientKeys.from(serverKey: $0.publicKey, secretKey: nil) }
+        let clientKeys = try keys.map { keys in
+            CurveClientKeys(serverPublicKey: try CurveKeyFile.readPublic(keys.coordinatorPublic),
+                            keyPair: try CurveKeyFile.readSecret(keys.clientSecret))
+        }
+        let clients = localAddress(of: clientEndpoint)
         let outcome = await Threads.run(name: "mope-cluster") {
-            supervise(children, coordinator: coordinator, endpoint: connectTo, curve: clientKeys, stop: stop,
+            supervise(children, coordinator: coordinator, endpoint: clients, curve: clientKeys, stop: stop,
                       readyTimeout: .milliseconds(Int64(readyTimeout * 1000))) {
-                CLI.writeOut("cluster ready: coordinator \(endpoint), \(workerCount) worker processes\n")
+                CLI.writeOut("cluster ready: coordinator \(endpoint), clients \(clients), \(workerCount) worker "
+                    + "processes\n")
             }
         }
         switch outcome {
@@ -207,4 +242,49 @@ final class StopRequest: Sendable {
 
     /// Whether a stop was requested.
     var isRequested: Bool { flag.withLock { $0 } }
+}
+
+/// The key files of a secure local cluster, in a directory only its owner may enter.
+struct ClusterKeys {
+    let directory: String
+    let temporary: Bool
+    var coordinatorSecret: String { directory + "/coordinator.key" }
+    var coordinatorPublic: String { directory + "/coordinator.pub" }
+    var workerSecret: String { directory + "/worker.key" }
+    var clientSecret: String { directory + "/client.key" }
+    var authorizedKeys: String { directory + "/authorized-keys" }
+    var workerKeys: String { directory + "/worker-keys" }
+
+    /// Generates the coordinator's, the workers' and a client's key pairs and the two allow-lists
+    /// (`authorized-keys`: the client's public key; `worker-keys`: the workers') into `directory` (created 0700 if
+    /// missing), or into a fresh temporary directory.
+    static func create(in directory: String?) throws -> ClusterKeys {
+        let keys: ClusterKeys
+        if let directory {
+            if mkdir(directory, 0o700) != 0 && errno != EEXIST { throw KeygenError.writeFailed(directory, errno: errno) }
+            guard chmod(directory, 0o700) == 0 else { throw KeygenError.writeFailed(directory, errno: errno) }
+            keys = ClusterKeys(directory: directory, temporary: false)
+        } else {
+            let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
+            var template = Array((base + "/mope-keys-XXXXXX").utf8CString)
+            guard let made = mkdtemp(&template) else { throw KeygenError.writeFailed(base, errno: errno) }
+            keys = ClusterKeys(directory: String(cString: made), temporary: true)
+        }
+        var lists: [String: String] = [:]
+        for name in ["coordinator", "worker", "client"] {
+            let pair = try CurveKeyPair.generate()
+            try Keygen.writeKey(pair.secretKey + "\n", to: keys.directory + "/\(name).key", mode: 0o600)
+            try Keygen.writeKey(pair.publicKey + "\n", to: keys.directory + "/\(name).pub", mode: 0o644)
+            lists[name] = "\(pair.publicKey) \(name)\n"
+        }
+        try Keygen.writeKey(lists["client", default: ""], to: keys.authorizedKeys, mode: 0o644)
+        try Keygen.writeKey(lists["worker", default: ""], to: keys.workerKeys, mode: 0o644)
+        return keys
+    }
+
+    /// Removes a temporary key directory (keys written to a named directory stay).
+    func removeIfTemporary() {
+        guard temporary else { return }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
 }

@@ -17,9 +17,12 @@ enum CoordinatorCommand: ParsableCommand {
         name: "coordinator",
         abstract: "Run the coordinator: membership, sessions, merge, sampling and failover.",
         discussion: """
-            Binds one ROUTER socket at the config's "coordinator" endpoint (or --endpoint). Expert workers
-            (`mope worker --coordinator ADDR`) and clients (`mope generate --coordinator ADDR`) both connect
-            to it. At every token the coordinator gathers the top-k of each expert the request's preference
+            Binds two ROUTER sockets: the workers' endpoint, the config's "coordinator" (or --endpoint), where
+            expert workers register (`mope worker --coordinator ADDR`), and the clients' endpoint, the config's
+            "clientEndpoint" (or --client-endpoint; default the next tcp port, or the ipc path + ".clients"),
+            where requests arrive (`mope generate --coordinator CLIENT-ADDR`). Roles never mix: a hello on the
+            clients' endpoint is refused, a generate on the workers' endpoint is dropped, and with CURVE each
+            endpoint has its own allow-list (--curve-worker-keys, --curve-authorized-keys). At every token the coordinator gathers the top-k of each expert the request's preference
             names, merges them with the preference controller's weights, samples, and sends the token on.
             A worker that misses 3 heartbeats or a step deadline is failed over to a replica by replay, or
             dropped from the mixture (the answer says so).
@@ -40,14 +43,23 @@ enum CoordinatorCommand: ParsableCommand {
             """,
         options: [
             .value("config", "file", help: "The cluster config JSON."),
-            .value("endpoint", "endpoint", help: "The endpoint to bind (default: the config's \"coordinator\")."),
+            .value("endpoint", "endpoint", help: "The workers' endpoint to bind (default: the config's "
+                + "\"coordinator\")."),
+            .value("client-endpoint", "endpoint", help: "The clients' endpoint to bind (default: the config's "
+                + "\"clientEndpoint\", else the workers' endpoint's next tcp port or its ipc path + \".clients\")."),
             .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
-            .value("curve-secret-key", "key", help: "Encrypt with CURVE using this secret key (workers and "
-                + "clients then need the public key, which is logged at start)."),
+            .value("curve-secret-key-file", "file", help: "Encrypt with CURVE using the secret key in this file "
+                + "(mode 0600, as mope keygen writes it; or MOPE_CURVE_SECRET_KEY_FILE). Workers and clients need "
+                + "the public key, which is logged at start."),
             .value("pcm", "file", help: "The learned PCM file (default: the config's \"pcm\")."),
             .flag("uniform", help: "Weigh the named experts equally, even when the config names a PCM."),
-            .value("curve-authorized-keys", "file", help: "With --curve-secret-key: admit only workers and "
-                + "clients whose CURVE public key is listed in this file (one per line, # comments)."),
+            .value("curve-authorized-keys", "file", help: "With --curve-secret-key-file: admit only clients whose "
+                + "CURVE public key is listed in this file (one per line, # comments; or MOPE_CURVE_AUTHORIZED_KEYS)."),
+            .value("curve-worker-keys", "file", help: "With --curve-secret-key-file: admit only workers whose CURVE "
+                + "public key is listed in this file (or MOPE_CURVE_WORKER_KEYS). A client's key never opens the "
+                + "workers' endpoint."),
+            .flag("insecure", help: "Allow plain connections on an endpoint other machines can reach (without "
+                + "CURVE the coordinator binds only loopback tcp and ipc endpoints)."),
         ] + LogOptions.options
     )
 
@@ -68,36 +80,38 @@ enum CoordinatorCommand: ParsableCommand {
         }
         if arguments.flag("uniform") { config.pcm = nil }
         var settings = CoordinatorSettings(config: config)
-        if let endpoint = arguments.value("endpoint") { settings.endpoint = endpoint }
+        if let endpoint = try arguments.endpoint("endpoint", binding: true) { settings.endpoint = endpoint }
+        settings.clientEndpoint = try arguments.endpoint("client-endpoint", binding: true)
+            ?? config.clientEndpointOverride ?? ClusterConfig.clientEndpoint(for: settings.endpoint)
         let grace = try arguments.require("drain-grace", as: Double.self)
         guard grace.isFinite, grace >= 0 else {
             throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
         }
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.logger = logger
-        if let secret = arguments.value("curve-secret-key") {
-            let pair = try CurveKeyPair(secretKey: secret)
+        if let pair = try CurveOptions.serverKeys(arguments) {
             settings.curve = pair
             logger.info("CURVE public key \(pair.publicKey)")
         }
-        if let path = arguments.value("curve-authorized-keys") {
-            guard settings.curve != nil else {
-                throw UsageError.invalidValue(
-                    option: "curve-authorized-keys", value: path, expected: "to be used with --curve-secret-key"
-                )
-            }
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                CLI.writeErr("error: cannot read the authorized keys file \(path)\n")
-                return CLI.failure
-            }
-            do {
-                settings.curveAllowList = try CurveAllowList(text: text)
-            } catch {
-                CLI.writeErr("error: \(path): \(error.description)\n")
-                return CLI.failure
-            }
-            let count = settings.curveAllowList?.keys.count ?? 0
-            logger.info("admitting the \(count) CURVE keys listed in \(path)")
+        for option in [CurveOptions.authorizedKeys, CurveOptions.workerKeys] {
+            guard let path = CurveOptions.path(arguments, option), settings.curve == nil else { continue }
+            throw UsageError.invalidValue(
+                option: option, value: path, expected: "to be used with --\(CurveOptions.secretKeyFile)"
+            )
+        }
+        if let (list, path) = try CurveOptions.allowList(arguments) {
+            settings.curveAllowList = list
+            logger.info("admitting the \(list.keys.count) client CURVE keys listed in \(path)")
+        }
+        if let (list, path) = try CurveOptions.allowList(arguments, CurveOptions.workerKeys) {
+            settings.curveWorkerAllowList = list
+            logger.info("admitting the \(list.keys.count) worker CURVE keys listed in \(path)")
+        }
+        settings.insecure = arguments.flag("insecure")
+        for endpoint in [settings.endpoint, settings.clientEndpoint]
+        where settings.insecure && settings.curve == nil && !CoordinatorSettings.isLocal(endpoint) {
+            logger.warn("\(endpoint) accepts plain connections from other machines (--insecure): anyone who "
+                + "reaches it can register a worker or read prompts")
         }
         let server: CoordinatorServer
         do {

@@ -49,12 +49,12 @@ enum EvalCommand: ParsableCommand {
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         let out = try arguments.require("out")
-        let limit = try arguments.require("limit", as: Int.self)
-        let maxTokens = try arguments.require("max-tokens", as: Int.self)
-        guard limit > 0, maxTokens > 0 else { throw UsageError.other("--limit and --max-tokens must be positive") }
+        let limit = try arguments.count("limit")
+        let maxTokens = try arguments.count("max-tokens")
+        let temperature = try arguments.nonNegative("temperature", as: Float.self)
+        let samples = arguments.flag("diagnose") ? try arguments.count("samples") : 0
         let experts = try TrainCommand.loadExperts(
-            model: try LanguageModel(path: try arguments.require("model"),
-                                     threads: try arguments.require("threads", as: Int.self)),
+            model: try LanguageModel(path: try arguments.require("model"), threads: try arguments.threads() ?? 2),
             path: arguments.value("experts"))
         let promptsPath = try arguments.require("prompts")
         var prompts = try PromptSet.load(promptsPath)
@@ -64,11 +64,10 @@ enum EvalCommand: ParsableCommand {
             model: RewardModel(sentiment: try TrainCommand.loadSentiment(arguments.value("lexicon"))),
             prompts: prompts, cachePath: out + "/references.json")
         let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: maxTokens,
-                                  temperature: try arguments.require("temperature", as: Float.self),
+                                  temperature: temperature,
                                   seed: try arguments.require("seed", as: UInt64.self))
         if arguments.flag("diagnose") {
             let start = Date()
-            let samples = try arguments.require("samples", as: Int.self)
             let tilt = try arguments.require("tilt", as: Float.self)
             guard tilt.isFinite, (0...1).contains(tilt) else {
                 throw UsageError.invalidValue(option: "tilt", value: "\(tilt)", expected: "a number in 0…1")

@@ -35,7 +35,8 @@ enum GenerateCommand: ParsableCommand {
             Exit codes: 0 done, 1 refused or failed (the coordinator's reason is shown), 2 usage.
             """,
         options: [
-            .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5555", help: "The coordinator's endpoint."),
+            .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5556", help: "The coordinator's clients' "
+                + "endpoint (its config's \"clientEndpoint\": by default the port after the workers')."),
             .value("preference", "text", default: "", help: "The preference, e.g. \"concise, friendly\"."),
             .value("max-tokens", "n", default: "0", help: "The most new tokens (0: the cluster's default)."),
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy (default: the cluster's, 0 unless "
@@ -54,15 +55,14 @@ enum GenerateCommand: ParsableCommand {
             .value("trace", "file", help: "Write one JSON line per token with the weights and each expert's top-k."),
             .value("timeout", "seconds", default: "300", help: "The deadline of the whole request."),
             .value("concurrency", "n", default: "1", help: "Send this many copies at once (load test)."),
-            .value("curve-server-key", "key", help: "The coordinator's CURVE public key, when it uses CURVE."),
-            .value("curve-secret-key", "key", help: "This client's CURVE secret key, for a coordinator that "
-                + "admits listed keys only (default: a fresh key pair)."),
-        ],
+        ] + CurveOptions.clientOptions(role: "client"),
         positionals: [Positional("prompt", help: "The user's message.")]
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        let endpoint = try arguments.require("coordinator")
+        guard let endpoint = try arguments.endpoint("coordinator", binding: false) else {
+            throw UsageError.missingOption("coordinator")
+        }
         let request = try makeRequest(arguments)
         let timeout = try arguments.require("timeout", as: Double.self)
         guard timeout.isFinite, timeout > 0 else {

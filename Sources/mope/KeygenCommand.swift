@@ -57,7 +57,7 @@ enum Keygen: ParsableCommand {
     }
 
     /// Writes `text` to `path` with `mode`, replacing the file.
-    private static func writeKey(_ text: String, to path: String, mode: mode_t) throws {
+    static func writeKey(_ text: String, to path: String, mode: mode_t) throws {
         // Remove first so a replaced secret key never keeps an older, looser mode.
         if unlink(path) != 0 && errno != ENOENT { throw KeygenError.writeFailed(path, errno: errno) }
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)

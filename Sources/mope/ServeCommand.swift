@@ -44,7 +44,7 @@ enum ServeCommand: ParsableCommand {
             Exit codes: 0 after a drain, 1 when it cannot listen, 2 usage.
             """,
         options: [
-            .value("coordinator", "endpoints", default: "tcp://127.0.0.1:5555",
+            .value("coordinator", "endpoints", default: "tcp://127.0.0.1:5556",
                    help: "The coordinator's endpoint, or several separated by commas."),
             .value("listen", "host:port", default: "127.0.0.1:8000", help: "Where to listen (port 0: any free one)."),
             .value("model-name", "id", default: APIModel.defaultID, help: "The model id /v1/models lists."),
@@ -56,10 +56,7 @@ enum ServeCommand: ParsableCommand {
                    help: "Close a connection that sends or receives nothing for this long."),
             .value("max-connections", "n", default: "256", help: "The most HTTP connections at once."),
             .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
-            .value("curve-server-key", "key", help: "The coordinator's CURVE public key, when it uses CURVE."),
-            .value("curve-secret-key", "key", help: "This front's CURVE secret key, for a coordinator that admits "
-                + "listed keys only (default: a fresh key pair)."),
-        ]
+        ] + CurveOptions.clientOptions(role: "front")
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {

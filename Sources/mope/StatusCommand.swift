@@ -27,14 +27,12 @@ enum StatusCommand: ParsableCommand {
             coordinator, 2 usage.
             """,
         options: [
-            .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5555", help: "The coordinator's endpoint."),
+            .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5556",
+                   help: "The coordinator's clients' endpoint."),
             .flag("json", help: "Print one JSON object instead of the table."),
             .value("wait", "seconds", help: "Ask again until the cluster is ready, for at most this long."),
             .value("timeout", "seconds", default: "5", help: "How long to wait for each answer."),
-            .value("curve-server-key", "key", help: "The coordinator's CURVE public key, when it uses CURVE."),
-            .value("curve-secret-key", "key", help: "This client's CURVE secret key, for a coordinator that "
-                + "admits listed keys only (default: a fresh key pair)."),
-        ]
+        ] + CurveOptions.clientOptions(role: "client")
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {

@@ -54,28 +54,20 @@ enum TrainCommand: ParsableCommand {
         let promptsPath = try arguments.require("prompts")
         let out = try arguments.require("out")
         var options = TrainingOptions(
-            steps: try arguments.require("steps", as: Int.self), batch: try arguments.require("batch", as: Int.self),
-            maxTokens: try arguments.require("max-tokens", as: Int.self),
+            steps: try arguments.count("steps"), batch: try arguments.count("batch"),
+            maxTokens: try arguments.count("max-tokens"),
             seed: try arguments.require("seed", as: UInt64.self))
-        options.checkpointEvery = max(1, try arguments.require("checkpoint-every", as: Int.self))
-        options.learningRate = try arguments.require("learning-rate", as: Float.self)
-        options.eta = try arguments.require("eta", as: Double.self)
-        options.responses = try arguments.require("responses", as: Int.self)
-        options.innerEpochs = try arguments.require("inner-epochs", as: Int.self)
-        options.temperature = try arguments.require("temperature", as: Float.self)
-        options.hidden = try arguments.require("hidden", as: Int.self)
-        options.projection = try arguments.require("projection", as: Int.self)
-        options.explore = try arguments.require("explore", as: Float.self)
-        guard (0..<1).contains(options.explore) else {
-            throw UsageError.invalidValue(option: "explore", value: "\(options.explore)", expected: "a number in [0, 1)")
-        }
-        guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
-            options.innerEpochs > 0, options.hidden > 0, options.projection >= 0, options.temperature > 0
-        else {
-            throw UsageError.other("--steps, --batch, --max-tokens, --inner-epochs, --hidden and --temperature "
-                                   + "must be positive, --responses at least 2, --projection not negative")
-        }
-        let threads = try arguments.require("threads", as: Int.self)
+        options.checkpointEvery = try arguments.count("checkpoint-every")
+        options.learningRate = try arguments.nonNegative("learning-rate", as: Float.self)
+        options.eta = try arguments.positive("eta", as: Double.self)
+        options.responses = try arguments.count("responses", atLeast: 2)
+        options.innerEpochs = try arguments.count("inner-epochs")
+        options.temperature = try arguments.positive("temperature", as: Float.self)
+        options.hidden = try arguments.count("hidden")
+        options.projection = try arguments.count("projection", atLeast: 0)
+        options.explore = try arguments.require("explore", as: Float.self, in: 0...Float(1).nextDown,
+                                                expected: "a number in [0, 1)")
+        let threads = try arguments.threads() ?? 2
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let experts = try loadExperts(model: try LanguageModel(path: modelPath, threads: threads),
                                       path: arguments.value("experts"))

@@ -50,28 +50,23 @@ enum TuneCommand: ParsableCommand {
         let promptsPath = try arguments.require("prompts")
         let out = try arguments.require("out")
         var options = TuningOptions(
-            steps: try arguments.require("steps", as: Int.self), batch: try arguments.require("batch", as: Int.self),
-            maxTokens: try arguments.require("max-tokens", as: Int.self),
+            steps: try arguments.count("steps"), batch: try arguments.count("batch"),
+            maxTokens: try arguments.count("max-tokens"),
             seed: try arguments.require("seed", as: UInt64.self))
-        options.responses = try arguments.require("responses", as: Int.self)
-        options.temperature = try arguments.require("temperature", as: Float.self)
-        options.learningRate = try arguments.require("learning-rate", as: Float.self)
-        options.eta = try arguments.require("eta", as: Double.self)
-        options.innerEpochs = try arguments.require("inner-epochs", as: Int.self)
-        options.weightDecay = try arguments.require("weight-decay", as: Float.self)
-        options.checkpointEvery = max(1, try arguments.require("checkpoint-every", as: Int.self))
-        options.klPenalty = try arguments.require("kl-penalty", as: Double.self)
-        guard options.steps > 0, options.batch > 0, options.maxTokens > 0, options.responses >= 2,
-              options.innerEpochs > 0, options.temperature > 0, options.temperature.isFinite,
-              options.learningRate >= 0, options.weightDecay >= 0, options.weightDecay < 1,
-              options.klPenalty >= 0, options.klPenalty.isFinite, options.eta * options.klPenalty < 1
-        else {
-            throw UsageError.other("--steps, --batch, --max-tokens, --inner-epochs and --temperature must be "
-                                   + "positive, --responses at least 2, --learning-rate not negative and "
-                                   + "--weight-decay in [0, 1), --kl-penalty not negative with --eta × "
-                                   + "--kl-penalty below 1")
+        options.responses = try arguments.count("responses", atLeast: 2)
+        options.temperature = try arguments.positive("temperature", as: Float.self)
+        options.learningRate = try arguments.nonNegative("learning-rate", as: Float.self)
+        options.eta = try arguments.positive("eta", as: Double.self)
+        options.innerEpochs = try arguments.count("inner-epochs")
+        options.weightDecay = try arguments.require("weight-decay", as: Float.self, in: 0...Float(1).nextDown,
+                                                    expected: "a number in [0, 1)")
+        options.checkpointEvery = try arguments.count("checkpoint-every")
+        options.klPenalty = try arguments.nonNegative("kl-penalty", as: Double.self)
+        guard options.eta * options.klPenalty < 1 else {
+            throw UsageError.invalidValue(option: "kl-penalty", value: arguments.value("kl-penalty") ?? "",
+                                          expected: "a number with --eta × --kl-penalty below 1")
         }
-        let threads = try arguments.require("threads", as: Int.self)
+        let threads = try arguments.threads() ?? 2
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         let model = try LanguageModel(path: modelPath, threads: threads)
         let prompts = try PromptSet.load(promptsPath)

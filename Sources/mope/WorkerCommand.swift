@@ -55,9 +55,7 @@ enum WorkerCommand: ParsableCommand {
             .value("kv-capacity", "n", help: "Positions per session's KV cache (default: min(2048, context))."),
             .value("prefill-chunk", "n", default: "128", help: "The most prompt tokens per forward pass."),
             .value("drain-grace", "seconds", default: "30", help: "How long a drain waits for open sessions."),
-            .value("curve-server-key", "key", help: "The coordinator's CURVE public key: encrypt the connection."),
-            .value("curve-secret-key", "key", help: "This worker's CURVE secret key (default: a fresh key pair)."),
-        ] + LogOptions.options
+        ] + CurveOptions.clientOptions(role: "worker") + LogOptions.options
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
@@ -107,7 +105,7 @@ enum WorkerCommand: ParsableCommand {
         var modelPath = arguments.value("model")
         var systemPrompts: [String?] = Array(repeating: arguments.value("system-prompt"), count: names.count)
         var biasPaths: [String?] = Array(repeating: arguments.value("bias"), count: names.count)
-        var coordinator = arguments.value("coordinator")
+        var coordinator = try arguments.endpoint("coordinator", binding: false)
         if let configPath = arguments.value("config") {
             let config = try ClusterConfig.load(contentsOf: configPath)
             var models: Set<String> = []
@@ -148,14 +146,13 @@ enum WorkerCommand: ParsableCommand {
             HostedExpert(name: names[$0], systemPrompt: systemPrompts[$0], workerID: ids[$0], biasPath: biasPaths[$0])
         })
         if let coordinator { settings.coordinator = coordinator }
-        settings.threads = try arguments.value("threads", as: Int.self)
-        settings.sessionCapacity = try arguments.require("capacity", as: Int.self)
-        settings.kvCapacity = try arguments.value("kv-capacity", as: Int.self)
-        settings.prefillChunk = try arguments.require("prefill-chunk", as: Int.self)
-        let grace = try arguments.require("drain-grace", as: Double.self)
-        guard grace.isFinite, grace >= 0 else {
-            throw UsageError.invalidValue(option: "drain-grace", value: "\(grace)", expected: "seconds ≥ 0")
-        }
+        settings.threads = try arguments.threads()
+        settings.sessionCapacity = try arguments.count("capacity")
+        // The model's context bounds it from above; that is checked once the model is loaded.
+        settings.kvCapacity = try arguments.value("kv-capacity", as: Int.self, in: 2...Int.max,
+                                                  expected: "a whole number ≥ 2")
+        settings.prefillChunk = try arguments.count("prefill-chunk")
+        let grace = try arguments.nonNegative("drain-grace", as: Double.self)
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.curve = try CurveOptions.clientKeys(arguments)
         return settings

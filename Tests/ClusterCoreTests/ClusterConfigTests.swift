@@ -14,6 +14,19 @@ import Wire
         try ClusterConfig.decode(Data(json.utf8))
     }
 
+    @Test("the clients' endpoint defaults to the workers' next tcp port or a sibling ipc path, and may be set")
+    func clientEndpoint() throws {
+        #expect(try decode(#"{"experts": [{"name": "a", "model": "m"}]}"#).clientEndpoint == "tcp://127.0.0.1:5556")
+        #expect(ClusterConfig.clientEndpoint(for: "tcp://*:7000") == "tcp://*:7001")
+        #expect(ClusterConfig.clientEndpoint(for: "ipc:///run/c.sock") == "ipc:///run/c.sock.clients")
+        let set = try decode(#"{"clientEndpoint": "ipc:///run/x", "experts": [{"name": "a", "model": "m"}]}"#)
+        #expect(set.clientEndpoint == "ipc:///run/x")
+        #expect(try ClusterConfig.decode(set.encoded()).clientEndpoint == "ipc:///run/x")
+        var same = set
+        same.clientEndpointOverride = same.coordinator
+        #expect(throws: ConfigError.self) { try same.validate() }
+    }
+
     @Test("a config with only its experts takes every default")
     func defaults() throws {
         let config = try decode(#"{"experts": [{"name": "concise", "model": "m.gguf"}]}"#)
@@ -107,6 +120,9 @@ import Wire
         config.sampling = SamplingConfig(temperature: 0.7, topP: 0.9, topK: 40, seed: 3)
         config.pcm = "pcm/pcm.json"
         config.sharedWorkers = true
+        config.strikeLimit = 5
+        config.evictionCooldownMs = 1000
+        config.maxWorkerSessions = 16
         #expect(try ClusterConfig.decode(config.encoded()) == config)
         config.expertContext = .ownAndPreference
         for d in PreferenceDimension.allCases { config.preferencePrompts[d] = "Be \(d.rawValue)." }

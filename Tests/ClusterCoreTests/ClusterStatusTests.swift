@@ -96,19 +96,19 @@ import Wire
         #expect(core.status.experts[0].workers.map(\.registrations) == [3])
     }
 
-    @Test("a status frame from any peer is answered with the same request id")
+    @Test("a status frame on the clients' endpoint is answered with the same request id; the workers' drops it")
     func frame() throws {
         var core = emptyCluster()
         register(&core, "f1", "friendly")
         let out = core.onFrame(
-            identity: Self.client, payload: Message.status(StatusRequest(request: 77)).encoded(), now: 0
+            identity: Self.client, payload: Message.status(StatusRequest(request: 77)).encoded(), on: .clients,
+            now: 0
         )
         #expect(out == [.sendToClient(Self.client, .statusReply(StatusReply(request: 77, status: core.status)))])
         let fromWorker = core.onFrame(
-            identity: Array("f1".utf8), payload: Message.status(StatusRequest(request: 3)).encoded(), now: 0
+            identity: Array("f1".utf8), payload: Message.status(StatusRequest(request: 3)).encoded(), on: .workers,
+            now: 0
         )
-        #expect(fromWorker == [
-            .sendToClient(Array("f1".utf8), .statusReply(StatusReply(request: 3, status: core.status))),
-        ])
+        #expect(fromWorker.isEmpty)
     }
 }

@@ -185,13 +185,13 @@ import Wire
     @Test("frames are decoded by the core: garbage from a client gets error badRequest, from a worker only a log")
     func malformedFrames() {
         var core = cluster()
-        let fromClient = core.onFrame(identity: Self.client, payload: [0xFF, 0x00, 0x13], now: 1)
+        let fromClient = core.onFrame(identity: Self.client, payload: [0xFF, 0x00, 0x13], on: .clients, now: 1)
         guard case let .error(reply)? = clientMessages(fromClient).first else {
             Issue.record("expected an error, got \(fromClient)")
             return
         }
         #expect(reply.code == .badRequest)
-        #expect(core.onFrame(identity: Array("c1".utf8), payload: [0xFF], now: 1).isEmpty)
+        #expect(core.onFrame(identity: Array("c1".utf8), payload: [0xFF], on: .workers, now: 1).isEmpty)
         let events = core.takeEvents()
         #expect(events.contains { if case .malformedFrame(from: "c1", _) = $0 { true } else { false } })
         #expect(events.contains { if case .malformedFrame(from: nil, _) = $0 { true } else { false } })
@@ -201,11 +201,11 @@ import Wire
     @Test("a generate frame opens a session; a worker's message from an unregistered identity is ignored")
     func framesRoute() {
         var core = cluster()
-        let out = core.onFrame(identity: Self.client, payload: frame(.generate(generate())), now: 0)
+        let out = core.onFrame(identity: Self.client, payload: frame(.generate(generate())), on: .clients, now: 0)
         #expect(workerSends(out).map(\.0) == ["c1", "f1"])
-        #expect(core.onFrame(identity: Array("zz".utf8), payload: frame(dist(1, 0, 5)), now: 1).isEmpty)
+        #expect(core.onFrame(identity: Array("zz".utf8), payload: frame(dist(1, 0, 5)), on: .workers, now: 1).isEmpty)
         let wrongKind = core.onFrame(
-            identity: Self.client, payload: frame(.welcome(Welcome(heartbeatIntervalMs: 1))), now: 1
+            identity: Self.client, payload: frame(.welcome(Welcome(heartbeatIntervalMs: 1))), on: .clients, now: 1
         )
         guard case let .error(reply)? = clientMessages(wrongKind).first else {
             Issue.record("expected an error, got \(wrongKind)")
@@ -221,16 +221,59 @@ import Wire
         policy.vocabSource = "model.gguf"
         var core = CoordinatorCore(config: ClusterConfig(experts: [ExpertConfig(name: "concise", model: "m")]),
                                    policy: policy)
-        let out = core.onFrame(identity: Array("w".utf8), payload: frame(.hello(hello("w", vocabHash: 0xDEF))), now: 0)
+        let out = core.onFrame(identity: Array("w".utf8), payload: frame(.hello(hello("w", vocabHash: 0xDEF))), on: .workers,
+                               now: 0)
         guard case let .sendToWorker("w", .reject(reject))? = out.first else {
             Issue.record("expected a rejection, got \(out)")
             return
         }
-        #expect(reject.reason.contains("model.gguf"))
+        // The peer learns what to fix, not the cluster's vocabulary or where it was read from; the log has both.
+        #expect(reject.reason.contains("vocabulary"))
+        #expect(!reject.reason.contains("abc") && !reject.reason.contains("model.gguf"))
+        let logged = core.takeEvents().compactMap { event -> String? in
+            if case let .workerRejected(_, reason) = event { return reason }
+            return nil
+        }
+        #expect(logged.contains { $0.contains("abc") && $0.contains("model.gguf") })
         #expect(core.membership.workers.isEmpty)
-        let ok = core.onFrame(identity: Array("v".utf8), payload: frame(.hello(hello("v"))), now: 0)
+        let ok = core.onFrame(identity: Array("v".utf8), payload: frame(.hello(hello("v"))), on: .workers, now: 0)
         #expect(ok == [.sendToWorker("v", .welcome(Welcome(heartbeatIntervalMs: 1000)))])
         #expect(core.takeEvents().contains(.workerRegistered("v", expert: "concise")))
+    }
+
+    @Test("roles never mix: a hello on the client endpoint registers nothing, a generate on the worker endpoint opens nothing")
+    func endpointsKeepRoles() {
+        var core = cluster()
+        let impostor = core.onFrame(
+            identity: Array("evil".utf8), payload: frame(.hello(hello("evil"))), on: .clients, now: 0
+        )
+        guard case let .error(reply)? = clientMessages(impostor).first else {
+            Issue.record("expected an error, got \(impostor)")
+            return
+        }
+        #expect(reply.code == .badRequest)
+        #expect(core.membership.workers["evil"] == nil)
+        #expect(core.onFrame(identity: Self.client, payload: frame(.generate(generate())), on: .workers, now: 0)
+            .isEmpty)
+        #expect(core.activeSessionCount == 0)
+    }
+
+    @Test("a hello for an unknown expert or another vocabulary is refused without naming the cluster's experts or vocabulary")
+    func rejectionsDiscloseNothing() {
+        var core = cluster()
+        let probes = [hello("p1", expert: "nosuch"), hello("p2", vocabHash: 0x9999)]
+        for probe in probes {
+            let out = core.onFrame(identity: Array(probe.workerID.utf8), payload: frame(.hello(probe)), on: .workers,
+                                   now: 0)
+            guard case let .sendToWorker(_, .reject(reject))? = out.first else {
+                Issue.record("expected a rejection, got \(out)")
+                continue
+            }
+            #expect(!reject.reason.lowercased().contains("abc"), "\(reject.reason)")
+            for expert in core.config.experts where expert.name != probe.expert {
+                #expect(!reject.reason.contains(expert.name), "\(reject.reason)")
+            }
+        }
     }
 
     @Test("a request id already in flight on a connection is refused; after its outcome it may be used again")

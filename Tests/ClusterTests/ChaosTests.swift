@@ -43,7 +43,7 @@ struct ChaosTests {
             kill(killed, SIGKILL)
             kill(frozen, SIGSTOP)
         }
-        let endpoint = cluster.endpoint
+        let endpoint = cluster.clientEndpoint
         let results = concurrently(8) { index -> Result<Done, ClientError> in
             do throws(ClientError) {
                 let client = try CoordinatorClient(endpoint: endpoint)
@@ -96,13 +96,15 @@ struct ChaosTests {
         try cluster.start()
         let reference = try cluster.generate(Self.prompts[0], preference: Self.preference).done
         try #require(reference.lostExperts.isEmpty)
-        let first = try #require(cluster.workerPIDs["concise-1"])
-        let second = try #require(cluster.workerPIDs["concise-2"])
+        // Equal replicas take turns from the earliest registered: the reference opened on concise-1, so the
+        // answer below opens on concise-2 ("first"), and concise-1 is the replica it moves to ("second").
+        let first = try #require(cluster.workerPIDs["concise-2"])
+        let second = try #require(cluster.workerPIDs["concise-1"])
         let friendly = try #require(cluster.workerPIDs["friendly"])
         var restartError: (any Error)?
-        // Idle, the answer opens on concise-1 (the lowest id). At step 2, with friendly frozen so that the
-        // answer waits: concise-1 dies, the answer moves to concise-2, concise-1 comes back under its old id,
-        // then concise-2 freezes. The answer has one live concise worker left: the restarted concise-1.
+        // At step 2, with friendly frozen so that the answer waits: concise-2 dies, the answer moves to
+        // concise-1, concise-2 comes back under its old id, then concise-1 freezes. The answer has one live
+        // concise worker left: the restarted concise-2.
         let done = try cluster.generate(Self.prompts[0], preference: Self.preference, timeout: .seconds(300)) {
             event in
             guard event.step == 2 else { return }
@@ -118,11 +120,11 @@ struct ChaosTests {
                 }
                 try cluster.group.spawn(
                     cluster.mope,
-                    ["worker", "--config", cluster.configPath, "--expert", "concise", "--id", "concise-1",
+                    ["worker", "--config", cluster.configPath, "--expert", "concise", "--id", "concise-2",
                      "--threads", "1", "--coordinator", cluster.endpoint, "--drain-grace", "2"],
-                    log: cluster.directory.appendingPathComponent("worker-concise-1-again.log").path
+                    log: cluster.directory.appendingPathComponent("worker-concise-2-again.log").path
                 )
-                try cluster.waitForRegistrations([("concise-1", 2)])
+                try cluster.waitForRegistrations([("concise-2", 2)])
             } catch {
                 restartError = error
             }
@@ -131,7 +133,7 @@ struct ChaosTests {
         }.done
         if let restartError { Issue.record("restart: \(restartError)") }
         #expect(done.failovers >= 1)
-        // The restarted "concise-1" registered afresh, so the session may replay to it again.
+        // The restarted "concise-2" registered afresh, so the session may replay to it again.
         #expect(done.lostExperts.isEmpty)
         #expect(done.text == reference.text)
     }

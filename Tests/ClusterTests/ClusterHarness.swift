@@ -23,7 +23,10 @@ struct HarnessError: Error, CustomStringConvertible {
 /// A coordinator and its workers as real `mope` processes on an ipc endpoint, with short deadlines.
 final class TestCluster {
     let directory: URL
+    /// The coordinator's workers' endpoint.
     let endpoint: String
+    /// The coordinator's clients' endpoint (derived from `endpoint`, as a config without "clientEndpoint" does).
+    let clientEndpoint: String
     let configPath: String
     let experts: [TestExpert]
     let group = ProcessGroup()
@@ -44,6 +47,7 @@ final class TestCluster {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         endpoint = "ipc://" + directory.appendingPathComponent("coordinator.sock").path
+        clientEndpoint = endpoint + ".clients"
         configPath = directory.appendingPathComponent("cluster.json").path
         let entries = (experts + extraExperts).map { expert -> [String: Any] in
             ["name": expert.name, "dimension": expert.name, "systemPrompt": expert.systemPrompt,
@@ -93,8 +97,10 @@ final class TestCluster {
                 log: directory.appendingPathComponent("worker-\(plan.ids.joined(separator: "+")).log").path
             )
             for id in plan.ids { workerPIDs[id] = pid }
+            // One at a time, in the plan's order: equally loaded replicas take turns from the earliest
+            // registered, so the tests know which replica an idle cluster's first answer opens on.
+            try waitForRegistrations(plan.ids.map { ($0, 1) })
         }
-        try waitForRegistrations(plans.flatMap(\.ids).map { ($0, 1) })
     }
 
     /// The coordinator's status answer (nil while it does not answer).
@@ -159,7 +165,7 @@ final class TestCluster {
     }
 
     /// A connected client.
-    func client() throws -> CoordinatorClient { try CoordinatorClient(endpoint: endpoint) }
+    func client() throws -> CoordinatorClient { try CoordinatorClient(endpoint: clientEndpoint) }
 
     /// One client for the harness's status requests, made on first use.
     private lazy var statusClient: CoordinatorClient? = try? client()

@@ -67,8 +67,9 @@ struct ClusterTests {
         let cluster = try TestCluster(experts: [concise, TinyExperts.friendly], maxNewTokens: 40)
         try cluster.start()
         let clean = try cluster.generate(Self.prompt, preference: "concise, friendly").done
-        // Idle, the least loaded replica with the lowest id ("concise-1") takes the next session.
-        let victim = try #require(cluster.workerPIDs["concise-1"])
+        // Equal replicas take turns from the earliest registered: the clean answer opened on concise-1, so this
+        // one opens on concise-2.
+        let victim = try #require(cluster.workerPIDs["concise-2"])
         let faulty = try cluster.generate(Self.prompt, preference: "concise, friendly") { event in
             if event.step == 2 {
                 cluster.group.signal(victim, SIGSTOP)  // Freeze it so the answer cannot finish without it …
@@ -115,7 +116,8 @@ struct ClusterTests {
             #expect(done.text == reference[preference], "\(preference)")
             #expect(done.lostExperts.isEmpty)
         }
-        // Idle, each expert's replica with the lowest id takes the session: all of them in the first process.
+        // Equal replicas take turns: the three single-expert answers used the -2 replicas, so this one opens on
+        // the -1 replicas, all of them in the first process.
         let victim = try #require(shared.workerPIDs["concise-1"])
         #expect(shared.workerPIDs["friendly-1"] == victim && shared.workerPIDs["knowledgeable-1"] == victim)
         let preference = preferences[0]
@@ -215,7 +217,7 @@ struct ClusterTests {
         let preference = "concise, friendly, knowledgeable"
         var alone: [String] = []
         for prompt in prompts { alone.append(try cluster.generate(prompt, preference: preference).done.text) }
-        let endpoint = cluster.endpoint
+        let endpoint = cluster.clientEndpoint
         let results = concurrently(32) { index -> Result<Done, ClientError> in
             do throws(ClientError) {
                 let client = try CoordinatorClient(endpoint: endpoint)
@@ -271,17 +273,36 @@ struct ClusterTests {
         let (launcher, children) = try startLauncher(cluster)
         #expect(children.count == 3)
 
+        // Secure by default: CURVE keys in files, the children given their paths only.
+        let keys = cluster.directory.appendingPathComponent("keys").path
+        var secrets: [String] = []
+        for name in ["coordinator", "worker", "client"] {
+            let path = keys + "/\(name).key"
+            var info = stat()
+            #expect(stat(path, &info) == 0 && info.st_mode & 0o077 == 0, "\(path) is private")
+            secrets.append(try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines))
+            secrets.append(try String(contentsOfFile: keys + "/\(name).pub", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        for child in children {
+            let argv = try String(contentsOfFile: "/proc/\(child)/cmdline", encoding: .utf8)
+            #expect(argv.contains("--curve-secret-key-file"), "child \(child) runs with CURVE")
+            for key in secrets { #expect(!argv.contains(key), "child \(child)'s argv holds key material") }
+        }
+
         let generated = cluster.directory.appendingPathComponent("generate.out").path
         let generate = try cluster.group.spawn(
             cluster.mope,
-            ["generate", "--coordinator", cluster.endpoint, "--preference", "concise", "--timeout", "60", "hello"],
+            ["generate", "--coordinator", cluster.clientEndpoint, "--preference", "concise", "--timeout", "60",
+             "--curve-server-key-file", keys + "/coordinator.pub", "--curve-secret-key-file", keys + "/client.key",
+             "hello"],
             log: generated
         )
         #expect(cluster.group.wait(generate, timeout: .seconds(90)) == .exited(0))
         #expect(((try? String(contentsOfFile: generated, encoding: .utf8)) ?? "").contains("finish: "))
 
         // The launcher announces what its own status polls found (readiness itself came from the status above).
-        let announcement = "cluster ready: coordinator \(cluster.endpoint), 2 worker processes"
+        let announcement = "cluster ready: coordinator \(cluster.endpoint), clients \(cluster.clientEndpoint), 2 worker processes"
         let deadline = ContinuousClock.now.advanced(by: .seconds(30))
         var said = ""
         repeat {
@@ -290,6 +311,21 @@ struct ClusterTests {
             usleep(50_000)
         } while ContinuousClock.now < deadline
         #expect(said.contains(announcement), "\(said)")
+        // A client without keys, and one whose key is not on the allow-list, get nothing through.
+        let refused = cluster.directory.appendingPathComponent("refused.out").path
+        let plain = try cluster.group.spawn(
+            cluster.mope,
+            ["generate", "--coordinator", cluster.clientEndpoint, "--preference", "concise", "--timeout", "3", "hello"],
+            log: refused
+        )
+        #expect(cluster.group.wait(plain, timeout: .seconds(30)) == .exited(1))
+        let stranger = try cluster.group.spawn(
+            cluster.mope,
+            ["generate", "--coordinator", cluster.clientEndpoint, "--preference", "concise", "--timeout", "3",
+             "--curve-server-key-file", keys + "/coordinator.pub", "hello"],
+            log: refused
+        )
+        #expect(cluster.group.wait(stranger, timeout: .seconds(30)) == .exited(1))
 
         cluster.group.signal(launcher, SIGTERM)
         #expect(cluster.group.wait(launcher, timeout: .seconds(30)) == .exited(0))
@@ -329,7 +365,9 @@ struct ClusterTests {
     func startLauncher(_ cluster: TestCluster) throws -> (launcher: pid_t, children: [pid_t]) {
         let output = cluster.launcherLog
         let launcher = try cluster.group.spawn(
-            cluster.mope, ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5"],
+            cluster.mope,
+            ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5",
+             "--keys", cluster.directory.appendingPathComponent("keys").path],
             log: output
         )
         try cluster.waitForReady(process: launcher)

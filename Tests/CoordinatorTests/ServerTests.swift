@@ -21,14 +21,18 @@ struct ServerTests {
     /// A running coordinator on a fresh ipc endpoint; `finish()` stops it and waits for its thread.
     final class Running {
         let server: CoordinatorServer
+        /// The workers' endpoint.
         let endpoint: String
+        /// The clients' endpoint (the default derived from `endpoint`).
+        var clientEndpoint: String { endpoint + ".clients" }
         private let ended = DispatchSemaphore(value: 0)
         private var hasEnded = false
         private let socketPath: String
 
         init(
             stepDeadlineMs: UInt32 = 300, heartbeatMs: UInt32 = 100, pcm: String? = nil,
-            curve: CurveKeyPair? = nil, allowList: CurveAllowList? = nil, logger: Logger? = nil
+            curve: CurveKeyPair? = nil, allowList: CurveAllowList? = nil, workerAllowList: CurveAllowList? = nil,
+            maxMessageBytes: Int = WireLimits.maxFrameBytes, logger: Logger? = nil
         ) throws {
             socketPath = "/tmp/mope-server-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
             endpoint = "ipc://" + socketPath
@@ -47,6 +51,8 @@ struct ServerTests {
             settings.drainGrace = .seconds(5)
             settings.curve = curve
             settings.curveAllowList = allowList
+            settings.curveWorkerAllowList = workerAllowList
+            settings.maxMessageBytes = maxMessageBytes
             server = try CoordinatorServer(settings: settings)
             let server = server
             let ended = ended
@@ -66,6 +72,7 @@ struct ServerTests {
             server.stop()
             _ = waitForEnd()
             unlink(socketPath)
+            unlink(socketPath + ".clients")
         }
     }
 
@@ -111,7 +118,7 @@ struct ServerTests {
     func malformedFrame() throws {
         let running = try Running()
         defer { running.finish() }
-        let client = try Peer(running.endpoint)
+        let client = try Peer(running.clientEndpoint)
         try client.socket.send([[0xFF, 0x00, 0x01]])
         guard case let .error(reply)? = try client.receive() else {
             Issue.record("no error reply")
@@ -131,7 +138,7 @@ struct ServerTests {
     func statusThroughClient() throws {
         let running = try Running(heartbeatMs: 1000)
         defer { running.finish() }
-        let client = try CoordinatorClient(endpoint: running.endpoint)
+        let client = try CoordinatorClient(endpoint: running.clientEndpoint)
         let before = try client.status(timeout: .seconds(10))
         #expect(before.experts.map(\.name) == ["concise", "friendly"])
         #expect(before.workers.isEmpty && !before.ready)
@@ -155,6 +162,25 @@ struct ServerTests {
         #expect(throws: ClientError.timeout(endpoint: endpoint, seconds: 0.2)) {
             try client.status(timeout: .milliseconds(200))
         }
+    }
+
+    @Test("a frame over the maximum message size cuts the peer off unread; after reconnecting it is served")
+    func oversizedFrame() throws {
+        let running = try Running(maxMessageBytes: 4096)
+        defer { running.finish() }
+        let client = try Peer(running.clientEndpoint)
+        // Undecodable, so were it read it would be answered with error badRequest for session 0.
+        try client.socket.send([[UInt8](repeating: 0xFF, count: 8192)])
+        var answer: ErrorReply?
+        var request: UInt64 = 1
+        while answer == nil && request < 300 {
+            try client.send(.generate(Generate(request: request, prompt: "hi", preference: "concise", maxNewTokens: 2)))
+            if case let .error(reply)? = try client.receive(timeout: 0.1) { answer = reply }
+            request += 1
+        }
+        let reply = try #require(answer, "no reply after reconnecting")
+        #expect(reply.session != 0)
+        #expect(reply.code == .unavailable)
     }
 
     @Test("a worker whose vocabulary differs from the cluster tokenizer's is rejected with the reason")
@@ -207,7 +233,7 @@ struct ServerTests {
             Issue.record("not welcomed")
             return
         }
-        let client = try Peer(running.endpoint)
+        let client = try Peer(running.clientEndpoint)
         try client.send(.generate(Generate(request: 3, prompt: "hi", preference: "concise", maxNewTokens: 3)))
         guard case let .open(open)? = try worker.receive() else {
             Issue.record("no open")
@@ -252,7 +278,7 @@ struct ServerTests {
         defer { running.finish() }
         let worker = try Peer(running.endpoint, id: "w1")
         _ = try worker.hello("w1", expert: "concise", vocabHash: running.server.tokenizer.vocabHash)
-        let client = try Peer(running.endpoint)
+        let client = try Peer(running.clientEndpoint)
         try client.send(.generate(Generate(request: 1, prompt: "hi", preference: "concise", maxNewTokens: 3)))
         guard case let .error(reply)? = try client.receive() else {
             Issue.record("no error for the client")
@@ -291,7 +317,7 @@ struct ServerTests {
         let friendly = try Peer(running.endpoint, id: "f")
         #expect(try concise.hello("c", expert: "concise", vocabHash: hash) != nil)
         #expect(try friendly.hello("f", expert: "friendly", vocabHash: hash) != nil)
-        let client = try Peer(running.endpoint)
+        let client = try Peer(running.clientEndpoint)
         try client.send(.generate(Generate(
             request: 1, prompt: "hi there", preference: "concise, friendly", maxNewTokens: 2, trace: true
         )))
@@ -339,14 +365,14 @@ struct ServerTests {
         let request = Message.generate(Generate(request: 1, prompt: "hi", preference: "concise", maxNewTokens: 2))
 
         let refused = try Peer(
-            running.endpoint, curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: stranger)
+            running.clientEndpoint, curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: stranger)
         )
         try refused.socket.set(.sendTimeout, .milliseconds(100))
         _ = try? refused.socket.trySend([WireCodec.encode(request)])
         #expect(try refused.receive(timeout: 2) == nil)
 
         let admitted = try Peer(
-            running.endpoint, curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: listed)
+            running.clientEndpoint, curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: listed)
         )
         try admitted.send(request)
         guard case let .error(reply)? = try admitted.receive() else {
@@ -354,5 +380,49 @@ struct ServerTests {
             return
         }
         #expect(reply.code == .unavailable)
+    }
+
+    @Test("roles on separate endpoints: a client's key cannot reach the workers' endpoint, a hello on the clients' endpoint is refused")
+    func rolesApart() throws {
+        let server = try CurveKeyPair.generate()
+        let worker = try CurveKeyPair.generate()
+        let client = try CurveKeyPair.generate()
+        let running = try Running(
+            curve: server, allowList: CurveAllowList(keys: [client.publicKey]),
+            workerAllowList: CurveAllowList(keys: [worker.publicKey])
+        )
+        defer { running.finish() }
+
+        // The client's key on the workers' endpoint: the handshake is refused, the hello never arrives.
+        let impostor = try Peer(
+            running.endpoint, id: "evil", curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: client)
+        )
+        try impostor.socket.set(.sendTimeout, .milliseconds(100))
+        _ = try? impostor.socket.trySend([WireCodec.encode(.hello(Hello(
+            workerID: "evil", expert: "concise", modelFingerprint: "test", vocabSize: 448,
+            vocabHash: running.server.tokenizer.vocabHash, eosTokenIDs: [0], contextLimit: 256, sessionCapacity: 8
+        )))])
+        #expect(try impostor.receive(timeout: 2) == nil)
+
+        // The client on its own endpoint: a hello there is refused with a reason, not registered.
+        let admitted = try Peer(
+            running.clientEndpoint, id: "evil", curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: client)
+        )
+        guard case let .error(reply)? = try admitted.hello("evil", expert: "concise",
+                                                          vocabHash: running.server.tokenizer.vocabHash) else {
+            Issue.record("the hello on the clients' endpoint got no error")
+            return
+        }
+        #expect(reply.code == .badRequest)
+
+        // The worker's key on the workers' endpoint registers.
+        let real = try Peer(
+            running.endpoint, id: "w1", curve: CurveClientKeys(serverPublicKey: server.publicKey, keyPair: worker)
+        )
+        guard case .welcome? = try real.hello("w1", expert: "concise", vocabHash: running.server.tokenizer.vocabHash)
+        else {
+            Issue.record("the listed worker was not welcomed")
+            return
+        }
     }
 }

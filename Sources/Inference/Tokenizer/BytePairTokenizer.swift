@@ -23,7 +23,11 @@ struct BytePairTokenizer: Tokenizer {
         self.tables = tables
         preTokenizer = try PreTokenizer(name: vocabulary.pre)
         addsBOS = vocabulary.addBOS && tables.bosTokenID != nil
-        byteTokens = ByteLevel.scalarOfByte.map { tables.id(of: String($0)) }
+        let byteTokens = ByteLevel.scalarOfByte.map { tables.id(of: String($0)) }
+        for case let id? in byteTokens where tables.kinds[Int(id)] == .control {
+            throw .textEncodesToControlToken(id: id, text: tables.tokens[Int(id)])
+        }
+        self.byteTokens = byteTokens
 
         var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
         merges.reserveCapacity(vocabulary.merges.count)
@@ -40,6 +44,9 @@ struct BytePairTokenizer: Tokenizer {
             guard let rightID = tables.id(of: right) else { throw .mergeTokenMissing(index: index, token: right) }
             guard let mergedID = tables.id(of: left + right) else {
                 throw .mergeTokenMissing(index: index, token: left + right)
+            }
+            guard tables.kinds[Int(mergedID)] != .control else {
+                throw .textEncodesToControlToken(id: mergedID, text: left + right)
             }
             let key = UInt64(UInt32(bitPattern: leftID)) << 32 | UInt64(UInt32(bitPattern: rightID))
             if merges[key] == nil { merges[key] = (Int32(index), mergedID) }
@@ -90,7 +97,9 @@ struct BytePairTokenizer: Tokenizer {
     func encodePiece(_ piece: [UInt8]) -> [Int32] {
         if let cached = cache.lookup(piece) { return cached }
         // Llama 3 takes a piece that is a whole token as is, whatever the merges would make of it.
-        if preTokenizer == .llama3, let id = tables.id(of: ByteLevel.encode(piece)) {
+        if preTokenizer == .llama3, let id = tables.id(of: ByteLevel.encode(piece)),
+           tables.kinds[Int(id)] != .control
+        {
             cache.store(piece, [id])
             return [id]
         }

@@ -23,6 +23,9 @@ struct SentencePieceTokenizer: Tokenizer {
         scores = vocabulary.scores.isEmpty ? Array(repeating: 0, count: vocabulary.tokens.count) : vocabulary.scores
         addsBOS = vocabulary.addBOS && tables.bosTokenID != nil
         addSpacePrefix = vocabulary.addSpacePrefix
+        if let unknown = tables.unknownTokenID, tables.kinds[Int(unknown)] == .control {
+            throw .textEncodesToControlToken(id: unknown, text: tables.tokens[Int(unknown)])
+        }
 
         var byteTokens = [Int32?](repeating: nil, count: 256)
         var bytesOfToken: [[UInt8]] = []
@@ -126,7 +129,8 @@ struct SentencePieceTokenizer: Tokenizer {
         while start >= 0 {
             let length = Int(list.ids[Int(start)])
             let symbol = text(Int(start), length)
-            if let id = tables.idOfBytes[symbol], tables.kinds[Int(id)] != .byte {
+            // A control token's text is never a piece of ordinary text (merges skip them the same way).
+            if let id = tables.idOfBytes[symbol], tables.kinds[Int(id)] != .byte, tables.kinds[Int(id)] != .control {
                 ids.append(id)
             } else {
                 for byte in symbol {

@@ -14,6 +14,9 @@ public enum TokenizerError: Error, Sendable, Equatable, CustomStringConvertible 
     case badMerge(index: Int, line: String)
     /// Merge number `index` names a token (or a merged result) that is not in the vocabulary.
     case mergeTokenMissing(index: Int, token: String)
+    /// A control token is also what ordinary text encodes to (a byte's token, a merge's result or the unknown
+    /// token), so user text could become control tokens: the vocabulary is inconsistent.
+    case textEncodesToControlToken(id: Int32, text: String)
     /// A special token id from the metadata (`name`: "bos", "eos", …) lies outside the vocabulary.
     case specialTokenOutOfRange(name: String, id: Int32, vocabularySize: Int)
     /// The model ships no chat template, so chat requests cannot be formatted for it.
@@ -40,6 +43,9 @@ public enum TokenizerError: Error, Sendable, Equatable, CustomStringConvertible 
             return "merge \(index) (\"\(line)\") is not two tokens separated by a space"
         case .mergeTokenMissing(let index, let token):
             return "merge \(index) uses \"\(token)\", which is not in the vocabulary"
+        case .textEncodesToControlToken(let id, let text):
+            return "token \(id) (\(text.debugDescription)) is a control token, yet ordinary text encodes to it (as a "
+                + "byte, a merge result or the unknown token): the vocabulary is inconsistent"
         case .specialTokenOutOfRange(let name, let id, let size):
             return "the \(name) token id \(id) is outside the vocabulary of \(size) tokens"
         case .missingChatTemplate:
