@@ -126,13 +126,13 @@ public final class InProcessExperts: @unchecked Sendable {
     }
 
     /// The prompt tokens of one session: the chat template with `system` (the template's default when nil)
-    /// and the user's message, ending with the assistant's turn.
+    /// and the user's message, ending with the assistant's turn; the messages' content is always text.
     public func sessionPrompt(system: String?, user: String) throws(TrainingError) -> [Int32] {
         var messages: [ChatMessage] = []
         if let system { messages.append(ChatMessage(role: "system", content: system)) }
         messages.append(ChatMessage(role: "user", content: user))
         do {
-            return tokenizer.encode(try template.render(messages, addGenerationPrompt: true), parseSpecial: true)
+            return tokenizer.encode(try template.segments(messages, addGenerationPrompt: true))
         } catch {
             throw .unusableModel("\(error)")
         }

@@ -46,29 +46,36 @@ public struct WorkerPrompt: Sendable {
         return messages
     }
 
-    /// The prompt text of `turns` (the template applied, ending with the assistant's turn opener).
+    /// The prompt of `turns` as segments (the template applied, ending with the assistant's turn opener).
     /// - Throws: `WorkerPromptError` when the model has no usable template or a role is invalid.
-    public func text(for turns: [ChatTurn]) throws(WorkerPromptError) -> String {
+    public func segments(for turns: [ChatTurn]) throws(WorkerPromptError) -> [PromptSegment] {
         guard let template else {
             throw .noChatTemplate(templateProblem ?? "the model ships no chat template")
         }
         do {
-            return try template.render(messages(for: turns), addGenerationPrompt: true)
+            return try template.segments(messages(for: turns), addGenerationPrompt: true)
         } catch {
             throw .invalidTurns(error.description)
         }
     }
 
-    /// The token ids of `request`. Raw text is tokenized with control tokens recognised (it is the model's input
-    /// exactly); chat turns are rendered through the template first.
+    /// The prompt text of `turns`, for display (see ``segments(for:)``).
+    /// - Throws: `WorkerPromptError` when the model has no usable template or a role is invalid.
+    public func text(for turns: [ChatTurn]) throws(WorkerPromptError) -> String {
+        try segments(for: turns).joinedText
+    }
+
+    /// The token ids of `request`. Chat turns are rendered through the template, whose markup alone may hold
+    /// control tokens: the turns' content is always text. A raw request is the model's input exactly, control
+    /// tokens recognised (the caller writes the whole prompt, so it can cross no boundary the worker draws).
     /// - Throws: `WorkerPromptError` when the request cannot be rendered.
     public func tokens(for request: Request) throws(WorkerPromptError) -> [UInt32] {
-        let text: String
+        let segments: [PromptSegment]
         switch request {
-        case .raw(let raw): text = raw
-        case .chat(let turns): text = try self.text(for: turns)
+        case .raw(let raw): segments = [.markup(raw)]
+        case .chat(let turns): segments = try self.segments(for: turns)
         }
-        return tokenizer.encode(text, parseSpecial: true).map { UInt32(bitPattern: $0) }
+        return tokenizer.encode(segments).map { UInt32(bitPattern: $0) }
     }
 }
 

@@ -14,7 +14,9 @@ enum RunCommand: ParsableCommand {
         discussion: """
             Renders the prompt through the model's chat template (with --system-prompt replacing the
             template's default), prefills it in one forward pass, then decodes one token per pass until an
-            end-of-turn token or --max-tokens, streaming the text to standard output. Greedy by default;
+            end-of-turn token or --max-tokens, streaming the text to standard output. The prompt's text is
+            always tokenized as text: only the template's own markup becomes control tokens (with --raw the
+            prompt is the model's input exactly, control tokens included). Greedy by default;
             a positive --temperature samples among the --top-k most likely tokens (then --top-p), seeded by
             --seed. At the end, standard error shows the prompt's token count and the prefill and decode
             speeds in tokens per second.
@@ -30,6 +32,7 @@ enum RunCommand: ParsableCommand {
             .value("seed", "n", default: "0", help: "Seed of the sampler (the same seed gives the same text)."),
             .value("threads", "n", help: "Threads for the forward pass (default: every core)."),
             .flag("raw", help: "Tokenize the prompt as is, without the chat template."),
+            .flag("print-prompt-tokens", help: "Print the prompt's token ids on one line and exit (no generation)."),
         ]
     )
 
@@ -75,6 +78,10 @@ enum RunCommand: ParsableCommand {
         guard !tokens.isEmpty else {
             CLI.writeErr("error: the prompt is empty\n")
             return CLI.failure
+        }
+        if arguments.flag("print-prompt-tokens") {
+            CLI.writeOut(tokens.map(String.init).joined(separator: " ") + "\n")
+            return CLI.success
         }
         let parameters = SamplingParameters(temperature: temperature, topP: topP, topK: topK, seed: seed)
         let stats = try generate(

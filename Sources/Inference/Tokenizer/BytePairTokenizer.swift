@@ -58,10 +58,10 @@ struct BytePairTokenizer: Tokenizer {
     var bosTokenID: Int32? { tables.bosTokenID }
     var eosTokenIDs: [Int32] { tables.eosTokenIDs }
 
-    func encode(_ text: String, parseSpecial: Bool) -> [Int32] {
+    func encode(_ prompt: [PromptSegment]) -> [Int32] {
         var ids: [Int32] = []
         if addsBOS, let bos = tables.bosTokenID { ids.append(bos) }
-        for fragment in tables.specials.split(text, parseSpecial: parseSpecial) {
+        for fragment in tables.specials.split(prompt) {
             switch fragment {
             case .token(let id):
                 ids.append(id)

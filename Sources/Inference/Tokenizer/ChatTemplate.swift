@@ -2,7 +2,7 @@
 public struct ChatMessage: Sendable, Equatable {
     /// "system", "user" or "assistant".
     public var role: String
-    /// The message text, placed in the prompt verbatim.
+    /// The message text, placed in the prompt verbatim and always tokenized as text.
     public var content: String
 
     /// A message from `role` saying `content`.
@@ -100,11 +100,15 @@ public struct ChatTemplate: Sendable, Equatable {
         try self.init(source: source, bosText: bos)
     }
 
-    /// The prompt text for `messages`, ending with the assistant's turn opener when `addGenerationPrompt`.
-    /// Tokenize it with special tokens parsed.
+    /// The prompt for `messages` as segments, ending with the assistant's turn opener when `addGenerationPrompt`:
+    /// the template's markup (and its default system prompt, which is the model's own text) as
+    /// ``PromptSegment/markup(_:)``, every message's role and content as ``PromptSegment/text(_:)``, so a message
+    /// that spells a control token stays text. Encode it with ``Tokenizer/encode(_:)``.
     ///
     /// - Throws: ``TokenizerError/invalidChatRole(_:)`` for a role that is empty or holds a line break or `<|`.
-    public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws(TokenizerError) -> String {
+    public func segments(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws(TokenizerError)
+        -> [PromptSegment]
+    {
         for message in messages {
             let role = message.role
             let breaksLine = role.unicodeScalars.contains { $0 == "\n" || $0 == "\r" }
@@ -112,26 +116,41 @@ public struct ChatTemplate: Sendable, Equatable {
                 throw .invalidChatRole(role)
             }
         }
-        var out = ""
+        var out: [PromptSegment] = []
+        func content(_ text: String) {
+            if !text.isEmpty { out.append(.text(text)) }
+        }
         switch family {
         case .chatML:
             let hasOwnSystem = messages.first?.role == "system"
             if let system = defaultSystemPrompt, !hasOwnSystem, !messages.isEmpty || defaultSystemWithoutMessages {
-                out += "<|im_start|>system\n" + system + "<|im_end|>\n"
+                out.append(.markup("<|im_start|>system\n" + system + "<|im_end|>\n"))
             }
             for message in messages {
-                out += "<|im_start|>" + message.role + "\n" + message.content + "<|im_end|>\n"
+                out += [.markup("<|im_start|>"), .text(message.role), .markup("\n")]
+                content(message.content)
+                out.append(.markup("<|im_end|>\n"))
             }
-            if addGenerationPrompt { out += "<|im_start|>assistant\n" }
+            if addGenerationPrompt { out.append(.markup("<|im_start|>assistant\n")) }
         case .llama3:
-            out += bosText
+            if !bosText.isEmpty { out.append(.markup(bosText)) }
             for message in messages {
-                out += "<|start_header_id|>" + message.role + "<|end_header_id|>\n\n"
-                    + Self.trimmed(message.content) + "<|eot_id|>"
+                out += [.markup("<|start_header_id|>"), .text(message.role), .markup("<|end_header_id|>\n\n")]
+                content(Self.trimmed(message.content))
+                out.append(.markup("<|eot_id|>"))
             }
-            if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
+            if addGenerationPrompt { out.append(.markup("<|start_header_id|>assistant<|end_header_id|>\n\n")) }
         }
         return out
+    }
+
+    /// The prompt text for `messages`: ``segments(_:addGenerationPrompt:)`` joined, for display. Never
+    /// tokenize it with special tokens parsed (a message's spelling of a control token would become one); encode
+    /// the segments instead.
+    ///
+    /// - Throws: ``TokenizerError/invalidChatRole(_:)`` for a role that is empty or holds a line break or `<|`.
+    public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws(TokenizerError) -> String {
+        try segments(messages, addGenerationPrompt: addGenerationPrompt).joinedText
     }
 
     // MARK: - Template source analysis

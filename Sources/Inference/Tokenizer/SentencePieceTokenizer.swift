@@ -55,10 +55,10 @@ struct SentencePieceTokenizer: Tokenizer {
     var bosTokenID: Int32? { tables.bosTokenID }
     var eosTokenIDs: [Int32] { tables.eosTokenIDs }
 
-    func encode(_ text: String, parseSpecial: Bool) -> [Int32] {
+    func encode(_ prompt: [PromptSegment]) -> [Int32] {
         var ids: [Int32] = []
         if addsBOS, let bos = tables.bosTokenID { ids.append(bos) }
-        for (index, fragment) in tables.specials.split(text, parseSpecial: parseSpecial).enumerated() {
+        for (index, fragment) in tables.specials.split(prompt).enumerated() {
             switch fragment {
             case .token(let id):
                 ids.append(id)

@@ -23,19 +23,19 @@ public protocol Tokenizer: Sendable {
     var vocabSize: Int { get }
     /// The beginning-of-sequence token, if the vocabulary has one.
     var bosTokenID: Int32? { get }
-    /// Whether ``encode(_:parseSpecial:)`` puts ``bosTokenID`` first (`tokenizer.ggml.add_bos_token`).
+    /// Whether ``encode(_:)`` puts ``bosTokenID`` first (`tokenizer.ggml.add_bos_token`).
     var addsBOS: Bool { get }
     /// Ids that end a generation, ascending: the vocabulary's EOS id plus every control token whose text is
     /// `<|im_end|>`, `<|endoftext|>` or `<|eot_id|>` (ChatML models end a turn with `<|im_end|>` although their
     /// EOS id may be another token).
     var eosTokenIDs: [Int32] { get }
 
-    /// The ids of `text`, with BOS first when ``addsBOS``.
+    /// The ids of `prompt`, with BOS first when ``addsBOS``.
     ///
-    /// User-defined tokens are always matched in the text. Control tokens such as `<|im_start|>` are matched
-    /// only when `parseSpecial` is true (use it for rendered chat templates, never for untrusted user text);
-    /// otherwise their text is tokenized as ordinary characters.
-    func encode(_ text: String, parseSpecial: Bool) -> [Int32]
+    /// Control tokens such as `<|im_start|>` are matched only inside ``PromptSegment/markup(_:)`` segments;
+    /// in ``PromptSegment/text(_:)`` segments (message content, anything a user wrote) their spelling is
+    /// tokenized as ordinary characters. User-defined tokens are matched everywhere.
+    func encode(_ prompt: [PromptSegment]) -> [Int32]
     /// The text of `ids`; control tokens are rendered as their text unless `skipControlTokens`.
     /// Invalid UTF-8 (a multi-byte character cut off) becomes U+FFFD.
     func decode(_ ids: [Int32], skipControlTokens: Bool) -> String
@@ -46,6 +46,13 @@ public protocol Tokenizer: Sendable {
 }
 
 extension Tokenizer {
+    /// The ids of `text` as one segment: markup (control tokens recognised) when `parseSpecial`, else plain text.
+    /// Only for text that is wholly one or the other; a prompt built from a template goes through
+    /// ``encode(_:)`` with the template's segments.
+    public func encode(_ text: String, parseSpecial: Bool) -> [Int32] {
+        encode([parseSpecial ? .markup(text) : .text(text)])
+    }
+
     /// The text of `ids` with control tokens rendered as their text.
     public func decode(_ ids: [Int32]) -> String {
         decode(ids, skipControlTokens: false)
