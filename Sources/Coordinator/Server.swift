@@ -1,7 +1,9 @@
+import ClusterCore
+import Decoding
 import Foundation
 import Inference
-import Preference
 import Logging
+import Preference
 import ProcessSupport
 import Synchronization
 import Wire
@@ -9,8 +11,6 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import ClusterCore
-import Decoding
 #endif
 
 /// The coordinator process: the ZeroMQ shell around `Membership` and `CoordinatorSession`.

@@ -4,11 +4,11 @@ import Logging
 import ProcessSupport
 import Synchronization
 import Wire
+import WorkerCore
 import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import WorkerCore
 #endif
 
 /// The expert worker process: the ZeroMQ shell around `ExpertSessions`.

@@ -1,11 +1,11 @@
 import Foundation
 import Inference
 import Wire
+import WorkerCore
 import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import WorkerCore
 #endif
 
 // MARK: - Errors

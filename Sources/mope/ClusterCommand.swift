@@ -1,5 +1,7 @@
 import CLI
+import ClusterCore
 import Coordinator
+import Decoding
 import Foundation
 import ProcessSupport
 import Synchronization
@@ -7,8 +9,6 @@ import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import ClusterCore
-import Decoding
 #endif
 
 /// `mope cluster`: a whole cluster on this machine, as child processes.

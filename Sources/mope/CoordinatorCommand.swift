@@ -1,14 +1,14 @@
 import CLI
+import ClusterCore
 import Coordinator
+import Decoding
 import Foundation
-import ProcessSupport
 import Logging
+import ProcessSupport
 import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import ClusterCore
-import Decoding
 #endif
 
 /// `mope coordinator`: the coordinator process.

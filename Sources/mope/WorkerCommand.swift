@@ -1,17 +1,17 @@
 import CLI
+import ClusterCore
 import Coordinator
+import Decoding
 import Expert
 import Foundation
-import ProcessSupport
 import Logging
+import ProcessSupport
 import Synchronization
+import WorkerCore
 import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import ClusterCore
-import Decoding
-import WorkerCore
 #endif
 
 /// `mope worker`: one expert worker process (or one process for several experts of the same model).

@@ -1,4 +1,6 @@
+import ClusterCore
 import Coordinator
+import Decoding
 import Foundation
 import TestKit
 import Testing
@@ -6,8 +8,6 @@ import Wire
 
 #if canImport(Glibc)
 import Glibc
-import ClusterCore
-import Decoding
 #endif
 
 /// Several faults at once under concurrent load: the short form of `Scripts/chaos.sh`.
@@ -112,11 +112,11 @@ struct ChaosTests {
                 cluster.group.signal(friendly, SIGSTOP)
                 cluster.group.signal(first, SIGSTOP)
                 cluster.group.signal(first, SIGKILL)
-                // The answer has moved: concise-1 is gone from the coordinator and concise-2 holds the session.
-                try cluster.waitForStatus("concise-1 gone and its session on concise-2") { status in
+                // The answer has moved: concise-2 is gone from the coordinator and concise-1 holds the session.
+                try cluster.waitForStatus("concise-2 gone and its session on concise-1") { status in
                     let workers = status.workers
-                    return !workers.contains { $0.id == "concise-1" }
-                        && workers.contains { $0.id == "concise-2" && $0.sessions >= 1 }
+                    return !workers.contains { $0.id == "concise-2" }
+                        && workers.contains { $0.id == "concise-1" && $0.sessions >= 1 }
                 }
                 try cluster.group.spawn(
                     cluster.mope,

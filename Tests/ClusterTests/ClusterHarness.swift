@@ -1,14 +1,15 @@
+import ClusterCore
 import Coordinator
+import Decoding
 import Foundation
 import ProcessSupport
 import TestKit
 import Testing
 import Wire
+import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import ClusterCore
-import Decoding
 #endif
 
 /// The `mope` binary's path.
@@ -165,7 +166,11 @@ final class TestCluster {
     }
 
     /// A connected client.
-    func client() throws -> CoordinatorClient { try CoordinatorClient(endpoint: clientEndpoint) }
+    func client() throws -> CoordinatorClient { try CoordinatorClient(endpoint: clientEndpoint, curve: clientKeys) }
+
+    /// The client's CURVE keys, for a cluster that runs CURVE (`mope cluster --keys`); nil for plain connections.
+    /// Set before the harness's first status request.
+    var clientKeys: CurveClientKeys?
 
     /// One client for the harness's status requests, made on first use.
     private lazy var statusClient: CoordinatorClient? = try? client()

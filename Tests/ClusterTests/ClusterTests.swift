@@ -1,4 +1,6 @@
+import ClusterCore
 import Coordinator
+import Decoding
 import Expert
 import Foundation
 import Inference
@@ -7,12 +9,11 @@ import ProcessSupport
 import TestKit
 import Testing
 import Wire
+import WorkerCore
+import ZeroMQ
 
 #if canImport(Glibc)
 import Glibc
-import ClusterCore
-import Decoding
-import WorkerCore
 #endif
 
 /// End-to-end tests: a real coordinator and real workers (`mope` processes) on an ipc socket, tiny models.
@@ -370,6 +371,15 @@ struct ClusterTests {
              "--keys", cluster.directory.appendingPathComponent("keys").path],
             log: output
         )
+        // The launcher writes the cluster's keys before it starts a child; the harness asks for the status with the
+        // client key it wrote.
+        let keys = cluster.directory.appendingPathComponent("keys").path
+        let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+        while !FileManager.default.fileExists(atPath: keys + "/client.key"), ContinuousClock.now < deadline {
+            usleep(50_000)
+        }
+        cluster.clientKeys = CurveClientKeys(serverPublicKey: try CurveKeyFile.readPublic(keys + "/coordinator.pub"),
+                                             keyPair: try CurveKeyFile.readSecret(keys + "/client.key"))
         try cluster.waitForReady(process: launcher)
         // Every child's pid is printed before the launcher starts asking for the status.
         let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""

@@ -69,7 +69,7 @@ struct ServeTests {
         let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 24)
         try cluster.start()
         let serve = try ServeProcess(group: cluster.group, mope: cluster.mope, directory: cluster.directory,
-                                     coordinator: cluster.endpoint)
+                                     coordinator: cluster.clientEndpoint)
         let script = Fixtures.packageRoot.appendingPathComponent("Scripts/serve-check.py").path
         let check = try run(["python3", script, "--base", serve.base, "--streams", "16"])
         #expect(check.status == 0, "\(check.output)\n\(serve.logText)\n\(cluster.logs())")
@@ -87,7 +87,7 @@ struct ServeTests {
         let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 8)
         try cluster.start()
         let serve = try ServeProcess(group: cluster.group, mope: cluster.mope, directory: cluster.directory,
-                                     coordinator: cluster.endpoint)
+                                     coordinator: cluster.clientEndpoint)
         #expect(try curl(serve.base + "/health").code == 200)
         let friendly = try #require(cluster.workerPIDs["friendly"])
         cluster.group.signal(friendly, SIGKILL)
@@ -127,7 +127,7 @@ struct ServeTests {
         #expect(try curl(lonely.base + "/health").code == 503)
 
         let second = try ServeProcess(group: cluster.group, mope: cluster.mope, directory: cluster.directory,
-                                      coordinator: "\(nowhere),\(cluster.endpoint)",
+                                      coordinator: "\(nowhere),\(cluster.clientEndpoint)",
                                       extra: ["--connect-timeout", "0.5"])
         #expect(try curl(second.base + "/v1/chat/completions", ["-H", "Content-Type: application/json",
                                                                 "-d", body]).code == 200)
