@@ -9,13 +9,13 @@ extension ClusterTests {
     func statusCommand() throws {
         let cluster = try TestCluster(experts: [TinyExperts.concise], extraExperts: [TinyExperts.friendly])
         try cluster.start()
-        let missing = try MopeProcess.run(["status", "--coordinator", cluster.endpoint], deadline: .seconds(60))
+        let missing = try MopeProcess.run(["status", "--coordinator", cluster.clientEndpoint], deadline: .seconds(60))
         #expect(missing.status == 1, "\(missing.errorOutput)")
         #expect(missing.errorOutput.contains("friendly (0 of 1 live)"), "\(missing.errorOutput)")
         #expect(missing.output.contains("not ready"), "\(missing.output)")
         #expect(missing.output.contains("concise"), "\(missing.output)")
 
-        let json = try MopeProcess.run(["status", "--coordinator", cluster.endpoint, "--json"], deadline: .seconds(60))
+        let json = try MopeProcess.run(["status", "--coordinator", cluster.clientEndpoint, "--json"], deadline: .seconds(60))
         #expect(json.status == 1)
         let object = try #require(
             try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)"
@@ -36,7 +36,7 @@ extension ClusterTests {
 
         // --wait gives up when the time runs out, with the last answer.
         let waited = try MopeProcess.run(
-            ["status", "--coordinator", cluster.endpoint, "--wait", "1"], deadline: .seconds(60)
+            ["status", "--coordinator", cluster.clientEndpoint, "--wait", "1"], deadline: .seconds(60)
         )
         #expect(waited.status == 1)
         #expect(waited.errorOutput.contains("friendly"))
@@ -49,7 +49,7 @@ extension ClusterTests {
             log: cluster.directory.appendingPathComponent("worker-friendly.log").path
         )
         let ready = try MopeProcess.run(
-            ["status", "--coordinator", cluster.endpoint, "--wait", "90", "--json"], deadline: .seconds(120)
+            ["status", "--coordinator", cluster.clientEndpoint, "--wait", "90", "--json"], deadline: .seconds(120)
         )
         #expect(ready.status == 0, "\(ready.errorOutput)")
         let readyObject = try JSONSerialization.jsonObject(with: Data(ready.output.utf8)) as? [String: Any]
