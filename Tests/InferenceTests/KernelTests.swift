@@ -1,20 +1,9 @@
+import Decoding
 import Foundation
 import Testing
 
 @testable import CPUKernels
 @testable import Inference
-
-/// A deterministic generator, so a failing case can be rerun.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A matrix of random values in `type`'s block format, with realistic scales.
 private final class RandomMatrix {
@@ -22,7 +11,7 @@ private final class RandomMatrix {
     let matrix: QuantizedMatrix
 
     init(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) throws {
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix64(seed: seed)
         let rowBytes = try #require(type.byteCount(values: columns))
         let bytes = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
         for i in 0..<rows * rowBytes {
@@ -63,7 +52,7 @@ private final class RandomMatrix {
 }
 
 private func randomInput(count: Int, seed: UInt64) -> [Float] {
-    var rng = SplitMix(state: seed)
+    var rng = SplitMix64(seed: seed)
     return (0..<count).map { _ in Float.random(in: -2...2, using: &rng) }
 }
 
