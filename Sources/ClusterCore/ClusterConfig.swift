@@ -101,6 +101,12 @@ public struct ClusterConfig: Sendable, Equatable {
     public var evictionCooldownMs: UInt32 = 60_000
     /// The most sessions the coordinator believes one worker holds, whatever its `hello` claims.
     public var maxWorkerSessions: UInt32 = 256
+    /// The most requests that wait for capacity at once: when every live replica of an expert a request needs
+    /// holds as many sessions as it can, the request waits in a FIFO queue of this length; beyond it the request is
+    /// refused with `error overloaded` (HTTP 429). 0 refuses at once.
+    public var admissionQueueLength: UInt32 = 256
+    /// How long a request may wait in the admission queue before it is refused with `error overloaded`.
+    public var admissionQueueWaitMs: UInt32 = 30_000
     /// What each expert is told of the request's preference (`ExpertContext`). With "own+preference" or
     /// "preference" the coordinator sends the experts a system turn holding the preference's dimensions' prompts
     /// (`preferencePrompts`, in dimension order, joined by spaces); a worker puts its own system prompt before it,
@@ -169,9 +175,12 @@ public struct ClusterConfig: Sendable, Equatable {
         for (field, value) in [
             ("heartbeatIntervalMs", heartbeatIntervalMs), ("stepDeadlineMs", stepDeadlineMs),
             ("openDeadlineMs", openDeadlineMs), ("maxNewTokens", maxNewTokens), ("strikeLimit", strikeLimit),
-            ("maxWorkerSessions", maxWorkerSessions),
+            ("maxWorkerSessions", maxWorkerSessions), ("admissionQueueWaitMs", admissionQueueWaitMs),
         ] where value == 0 {
             throw .invalidValue(field: field, reason: "must be greater than 0")
+        }
+        guard admissionQueueLength <= 1_000_000 else {
+            throw .invalidValue(field: "admissionQueueLength", reason: "\(admissionQueueLength) is over 1000000")
         }
         guard (1...1024).contains(topK) else {
             throw .invalidValue(field: "topK", reason: "\(topK) is outside 1…1024")
@@ -338,7 +347,7 @@ extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case coordinator, clientEndpoint, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
         case maxNewTokens, merge, pcm, sharedWorkers, expertContext, preferencePrompts
-        case strikeLimit, evictionCooldownMs, maxWorkerSessions
+        case strikeLimit, evictionCooldownMs, maxWorkerSessions, admissionQueueLength, admissionQueueWaitMs
     }
 
     /// Decodes a config; absent fields take their defaults, unknown fields are an error.
@@ -361,6 +370,8 @@ extension ClusterConfig: Codable {
         strikeLimit = try c.integer(UInt32.self, forKey: .strikeLimit) ?? strikeLimit
         evictionCooldownMs = try c.integer(UInt32.self, forKey: .evictionCooldownMs) ?? evictionCooldownMs
         maxWorkerSessions = try c.integer(UInt32.self, forKey: .maxWorkerSessions) ?? maxWorkerSessions
+        admissionQueueLength = try c.integer(UInt32.self, forKey: .admissionQueueLength) ?? admissionQueueLength
+        admissionQueueWaitMs = try c.integer(UInt32.self, forKey: .admissionQueueWaitMs) ?? admissionQueueWaitMs
         if let name = try c.decodeIfPresent(String.self, forKey: .expertContext) {
             guard let context = ExpertContext(rawValue: name) else {
                 let known = ExpertContext.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")
@@ -405,6 +416,8 @@ extension ClusterConfig: Codable {
         try c.encode(strikeLimit, forKey: .strikeLimit)
         try c.encode(evictionCooldownMs, forKey: .evictionCooldownMs)
         try c.encode(maxWorkerSessions, forKey: .maxWorkerSessions)
+        try c.encode(admissionQueueLength, forKey: .admissionQueueLength)
+        try c.encode(admissionQueueWaitMs, forKey: .admissionQueueWaitMs)
         if expertContext != .own { try c.encode(expertContext.rawValue, forKey: .expertContext) }
         if !preferencePrompts.isEmpty {
             let table = Dictionary(uniqueKeysWithValues: preferencePrompts.map { ($0.key.rawValue, $0.value) })

@@ -160,6 +160,19 @@ public struct CoordinatorCore: Sendable {
     private var nextSession: SessionID = 1
     private var drainDeadline: UInt64?
     private var events: [CoordinatorEvent] = []
+    /// Requests waiting for capacity, oldest first.
+    private var queue: [Queued] = []
+
+    /// A request in the admission queue: validated and parsed, waiting for a replica of every expert it needs.
+    private struct Queued: Sendable {
+        let generate: Generate
+        let route: Route
+        var preference: PreferenceSpec
+        var schedule: [ScheduledPreference]
+        let experts: [ExpertConfig]
+        let resources: SessionResources?
+        let enqueuedAt: UInt64
+    }
 
     /// A client's request, as the client numbers it.
     private struct Route: Hashable, Sendable {
@@ -201,7 +214,8 @@ public struct CoordinatorCore: Sendable {
     /// wanted and its registered workers, the sessions running, and whether the coordinator drains.
     public var status: ClusterStatus {
         ClusterStatus(
-            draining: isDraining, sessionsRunning: UInt32(clamping: activeSessionCount), sessionsQueued: 0,
+            draining: isDraining, sessionsRunning: UInt32(clamping: activeSessionCount),
+            sessionsQueued: UInt32(clamping: queue.count),
             experts: membership.expertStatus(experts: config.experts.map(\.name))
         )
     }
@@ -213,8 +227,23 @@ public struct CoordinatorCore: Sendable {
             if let deadline = session.nextDeadline?.nanoseconds { next = min(next ?? deadline, deadline) }
         }
         if let drainDeadline { next = min(next ?? drainDeadline, drainDeadline) }
+        if let head = queue.first {
+            let expiry = head.enqueuedAt &+ queueWaitNanos
+            next = min(next ?? expiry, expiry)
+        }
         return next
     }
+
+    /// How many requests wait in the admission queue.
+    public var queuedCount: Int { queue.count }
+
+    /// How long the oldest queued request has waited at `now`, in nanoseconds (0 when none waits).
+    public func oldestQueueWait(now: UInt64) -> UInt64 {
+        guard let head = queue.first, now > head.enqueuedAt else { return 0 }
+        return now - head.enqueuedAt
+    }
+
+    private var queueWaitNanos: UInt64 { UInt64(config.admissionQueueWaitMs) * 1_000_000 }
 
     /// The log events since the last call.
     public mutating func takeEvents() -> [CoordinatorEvent] {
@@ -231,10 +260,12 @@ public struct CoordinatorCore: Sendable {
     public mutating func onFrame(
         identity: [UInt8], payload: [UInt8], on endpoint: PeerEndpoint, now: UInt64
     ) -> [CoordinatorDirective] {
+        var directives: [CoordinatorDirective]
         switch endpoint {
-        case .workers: onWorkerFrame(identity: identity, payload: payload, now: now)
-        case .clients: onClientFrame(identity: identity, payload: payload, now: now)
+        case .workers: directives = onWorkerFrame(identity: identity, payload: payload, now: now)
+        case .clients: directives = onClientFrame(identity: identity, payload: payload, now: now)
         }
+        return directives + admitQueued(now: now)
     }
 
     private mutating func onWorkerFrame(identity: [UInt8], payload: [UInt8], now: UInt64) -> [CoordinatorDirective] {
@@ -279,6 +310,12 @@ public struct CoordinatorCore: Sendable {
             return onGenerate(generate, from: identity, now: now)
         case .status(let request):
             return [.sendToClient(identity, .statusReply(StatusReply(request: request.request, status: status)))]
+        case .heartbeat:
+            // A waiting client checks that the coordinator lives; the answer also tells the shell whether the
+            // client does (a send to a gone client comes back as `onClientGone`).
+            return [.sendToClient(identity, .heartbeat)]
+        case .setPreference(let change):
+            return onSetPreference(change, from: identity, now: now)
         case .hello:
             return [.sendToClient(identity, .error(ErrorReply(
                 session: 0, code: .badRequest,
@@ -287,7 +324,8 @@ public struct CoordinatorCore: Sendable {
         default:
             return [.sendToClient(identity, .error(ErrorReply(
                 session: 0, code: .badRequest,
-                text: "the coordinator takes only generate and status requests from clients, not \(message.kind)"
+                text: "the coordinator takes only generate, setPreference, heartbeat and status requests from "
+                    + "clients, not \(message.kind)"
             )))]
         }
     }
@@ -300,6 +338,12 @@ public struct CoordinatorCore: Sendable {
     // MARK: Client events
 
     /// A client asks for a generation. `resources` overrides the core's factory (tests pass a decoder).
+    ///
+    /// Admission: when every live replica of an expert the request needs holds as many sessions as it can (or
+    /// requests already wait), the request joins a FIFO queue of `config.admissionQueueLength`; it starts when a
+    /// replica of each such expert frees up, and is refused with `error overloaded` when the queue is full or it
+    /// waited `config.admissionQueueWaitMs`. A request is never started without an expert only because that
+    /// expert's workers are busy.
     public mutating func onGenerate(
         _ generate: Generate, from client: ClientID, now: UInt64, resources: SessionResources? = nil
     ) -> [CoordinatorDirective] {
@@ -310,7 +354,7 @@ public struct CoordinatorCore: Sendable {
             return refuse(.draining, "the coordinator is shutting down and takes no new requests")
         }
         let route = Route(client: client, request: generate.request)
-        guard inFlight[route] == nil else {
+        guard inFlight[route] == nil, !queue.contains(where: { $0.route == route }) else {
             return refuse(.badRequest, "request id \(generate.request) is already in flight on this connection")
         }
         if let problem = generate.inputProblem { return refuse(.badRequest, problem) }
@@ -322,43 +366,144 @@ public struct CoordinatorCore: Sendable {
             return refuse(.badRequest, "top-p must be in (0, 1]")
         }
         let preference: PreferenceSpec
+        var schedule: [ScheduledPreference] = []
         do {
             preference = try PreferenceSpec.parse(generate.preference)
+            for change in generate.schedule {
+                schedule.append(ScheduledPreference(
+                    fromToken: change.fromToken, preference: try PreferenceSpec.parse(change.preference)
+                ))
+            }
         } catch {
             return refuse(.badRequest, error.description)
+        }
+        let maxTokens = generate.maxNewTokens > 0 ? generate.maxNewTokens : config.maxNewTokens
+        guard generate.resume.count < Int(maxTokens) else {
+            return refuse(.badRequest, "a resumed request must have fewer tokens so far (\(generate.resume.count)) "
+                + "than its max tokens (\(maxTokens))")
+        }
+        if let vocabulary = membership.vocabulary, generate.resume.contains(where: { $0 >= vocabulary.size }) {
+            return refuse(.badRequest, "a resumed request's tokens must be below the vocabulary size")
+        }
+        let experts = selectExperts(for: [preference] + schedule.map(\.preference))
+        let entry = Queued(
+            generate: generate, route: route, preference: preference, schedule: schedule, experts: experts,
+            resources: resources, enqueuedAt: now
+        )
+        guard queue.isEmpty, busyExperts(experts).isEmpty else {
+            guard queue.count < Int(config.admissionQueueLength) else {
+                let busy = busyExperts(experts)
+                return refuse(.overloaded, "every replica of "
+                    + (busy.isEmpty ? "the experts" : busy.joined(separator: ", "))
+                    + " is at capacity and \(queue.count) requests are waiting already; retry later")
+            }
+            queue.append(entry)
+            return admitQueued(now: now)
+        }
+        return startSession(entry, now: now)
+    }
+
+    /// The experts among `experts` that have live workers but none that takes another session.
+    private func busyExperts(_ experts: [ExpertConfig]) -> [String] {
+        experts.filter { expert in
+            membership.chooseReplica(expert: expert.name) == nil
+                && membership.workers.values.contains { $0.expert == expert.name && $0.state == .live }
+        }.map(\.name)
+    }
+
+    /// Starts queued requests, oldest first, while the oldest has a free replica of every expert it needs.
+    private mutating func admitQueued(now: UInt64) -> [CoordinatorDirective] {
+        var directives: [CoordinatorDirective] = []
+        while !isDraining, let head = queue.first, busyExperts(head.experts).isEmpty,
+              sessions.count < policy.maxSessions
+        {
+            queue.removeFirst()
+            directives += startSession(head, now: now)
+        }
+        return directives
+    }
+
+    /// Refuses the queued requests that waited too long (all of them while draining).
+    private mutating func expireQueued(now: UInt64) -> [CoordinatorDirective] {
+        var directives: [CoordinatorDirective] = []
+        while let head = queue.first, isDraining || now &- head.enqueuedAt >= queueWaitNanos {
+            queue.removeFirst()
+            let reply = isDraining
+                ? ErrorReply(session: head.generate.request, code: .draining,
+                             text: "the coordinator is shutting down and takes no new requests")
+                : ErrorReply(session: head.generate.request, code: .overloaded,
+                             text: "waited \(config.admissionQueueWaitMs) ms for capacity; retry later")
+            directives.append(.sendToClient(head.route.client, .error(reply)))
+        }
+        return directives
+    }
+
+    /// Starts the session of an admitted request.
+    private mutating func startSession(_ entry: Queued, now: UInt64) -> [CoordinatorDirective] {
+        let generate = entry.generate
+        func refuse(_ code: ErrorCode, _ text: String) -> [CoordinatorDirective] {
+            [.sendToClient(entry.route.client, .error(ErrorReply(session: generate.request, code: code, text: text)))]
         }
         guard sessions.count < policy.maxSessions else {
             return refuse(.unavailable, "the coordinator is at its session limit; retry later")
         }
-        let experts = selectExperts(for: preference)
-        let served = experts.filter { membership.chooseReplica(expert: $0.name) != nil }
+        let served = entry.experts.filter { membership.chooseReplica(expert: $0.name) != nil }
         guard !served.isEmpty, let vocabulary = membership.vocabulary else {
-            let names = experts.map(\.name).joined(separator: ", ")
+            let names = entry.experts.map(\.name).joined(separator: ", ")
             return refuse(.unavailable, "no live worker serves the experts this request needs (\(names)); "
                 + "start them with mope worker --expert NAME")
         }
         var eos = Set<UInt32>()
         for info in membership.workers.values { eos.formUnion(info.eosTokenIDs) }
-        let made = resources ?? makeResources(generate)
+        let made = entry.resources ?? makeResources(generate)
         let id = nextSession
         nextSession += 1
-        sessions[id] = CoordinatorSession(
-            id: id, request: generate, preference: preference,
-            experts: experts.map { SessionExpert(name: $0.name, dimension: $0.dimension) },
+        var session = CoordinatorSession(
+            id: id, request: generate, preference: entry.preference,
+            experts: entry.experts.map { SessionExpert(name: $0.name, dimension: $0.dimension) },
             settings: SessionSettings(config: config, vocabSize: Int(vocabulary.size), eosTokenIDs: eos),
             controller: made.controller, decoder: made.decoder, promptTokens: made.promptTokens,
-            inputTokenCount: made.inputTokenCount, expertSystemTurn: config.expertSystemTurn(for: preference), now: now
+            inputTokenCount: made.inputTokenCount, expertSystemTurn: config.expertSystemTurn(for: entry.preference),
+            schedule: entry.schedule, now: now
         )
-        routes[id] = route
-        inFlight[route] = id
+        session.queuedMicros = (now &- entry.enqueuedAt) / 1000
+        sessions[id] = session
+        routes[id] = entry.route
+        inFlight[entry.route] = id
         return update(id, now: now) { session, choose in session.start(now: now, chooseReplica: choose) }
     }
 
-    /// The experts a request involves.
-    private func selectExperts(for preference: PreferenceSpec) -> [ExpertConfig] {
+    /// A client changes a request's preference: a running session takes it from its next token, a queued one
+    /// from its first; the client is told the token index. A change for no known request is dropped.
+    private mutating func onSetPreference(
+        _ change: SetPreference, from client: ClientID, now: UInt64
+    ) -> [CoordinatorDirective] {
+        let route = Route(client: client, request: change.request)
+        let spec: PreferenceSpec
+        do {
+            spec = try PreferenceSpec.parse(change.preference)
+        } catch {
+            events.append(.malformedFrame(from: nil, reason: "a setPreference with a bad preference: \(error)"))
+            return []
+        }
+        let from: UInt32
+        if let id = inFlight[route], sessions[id] != nil {
+            from = sessions[id]!.setPreference(spec)
+        } else if let index = queue.firstIndex(where: { $0.route == route }) {
+            queue[index].preference = spec
+            queue[index].schedule = []
+            from = 0
+        } else {
+            return []
+        }
+        return [.sendToClient(client, .preferenceSet(PreferenceSet(request: change.request, fromToken: from)))]
+    }
+
+    /// The experts a request involves: those any of its preferences names.
+    private func selectExperts(for preferences: [PreferenceSpec]) -> [ExpertConfig] {
         guard policy.expertSelection == .namedByPreference else { return config.experts }
         let named = config.experts.filter { expert in
-            expert.dimension.map { preference.weight(of: $0) > 0 } ?? false
+            expert.dimension.map { dimension in preferences.contains { $0.weight(of: dimension) > 0 } } ?? false
         }
         return named.isEmpty ? config.experts : named
     }
@@ -366,16 +511,23 @@ public struct CoordinatorCore: Sendable {
     /// A client went away: its sessions are cancelled (workers are sent `close`).
     public mutating func onClientGone(_ client: ClientID, now: UInt64) -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
+        queue.removeAll { $0.route.client == client }
         for id in routes.filter({ $0.value.client == client }).keys.sorted() {
             directives += update(id, now: now) { session, _ in session.cancel(now: now) }
         }
-        return directives
+        return directives + admitQueued(now: now)
     }
 
     // MARK: Worker events
 
     /// A decoded message from the worker `worker` (for `hello`, the id its connection claims).
     public mutating func onWorkerMessage(_ message: Message, from worker: WorkerID, now: UInt64)
+        -> [CoordinatorDirective]
+    {
+        handleWorkerMessage(message, from: worker, now: now) + admitQueued(now: now)
+    }
+
+    private mutating func handleWorkerMessage(_ message: Message, from worker: WorkerID, now: UInt64)
         -> [CoordinatorDirective]
     {
         switch message {
@@ -468,7 +620,7 @@ public struct CoordinatorCore: Sendable {
     public mutating func onWorkerUnreachable(_ worker: WorkerID, now: UInt64) -> [CoordinatorDirective] {
         guard membership.remove(worker) != nil else { return [] }
         events.append(.workerDead(worker, reason: "is unreachable"))
-        return workerLost(worker, now: now)
+        return workerLost(worker, now: now) + admitQueued(now: now)
     }
 
     // MARK: Time and drain
@@ -490,6 +642,8 @@ public struct CoordinatorCore: Sendable {
             guard let deadline = sessions[id]?.nextDeadline, deadline.hasPassed(now: now) else { continue }
             directives += update(id, now: now) { session, choose in session.onTick(now: now, chooseReplica: choose) }
         }
+        directives += expireQueued(now: now)
+        directives += admitQueued(now: now)
         if isDraining, !isFinished {
             if activeSessionCount == 0 {
                 events.append(.drained)
@@ -519,6 +673,12 @@ public struct CoordinatorCore: Sendable {
         now: UInt64, code: ErrorCode = .unavailable, text: String = "the coordinator is shutting down"
     ) -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
+        for entry in queue {
+            directives.append(.sendToClient(entry.route.client, .error(ErrorReply(
+                session: entry.generate.request, code: code, text: text
+            ))))
+        }
+        queue.removeAll()
         for id in sessions.keys.sorted() {
             guard let session = sessions[id], let route = routes[id] else { continue }
             let running = session.state == .opening || session.state == .running

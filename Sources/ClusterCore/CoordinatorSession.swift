@@ -4,6 +4,20 @@ import Wire
 
 // MARK: - Inputs and directives
 
+/// A parsed preference that holds from one token of the answer on (`Generate.schedule`).
+public struct ScheduledPreference: Sendable, Equatable {
+    /// The index of the first generated token it decides.
+    public var fromToken: UInt32
+    /// The preference.
+    public var preference: PreferenceSpec
+
+    /// A scheduled preference.
+    public init(fromToken: UInt32, preference: PreferenceSpec) {
+        self.fromToken = fromToken
+        self.preference = preference
+    }
+}
+
 /// One expert taking part in a session.
 public struct SessionExpert: Sendable, Equatable {
     /// The expert's name (workers of the same expert are replicas).
@@ -159,8 +173,9 @@ public struct CoordinatorSession: Sendable {
     public let id: SessionID
     /// The client's request.
     public let request: Generate
-    /// The parsed preference.
-    public let preference: PreferenceSpec
+    /// The preference the controller weighs the experts with now (the request's, until a scheduled or posted
+    /// change).
+    public private(set) var preference: PreferenceSpec
     /// The settings.
     public let settings: SessionSettings
     /// The most tokens this session generates.
@@ -177,6 +192,8 @@ public struct CoordinatorSession: Sendable {
     public private(set) var lostExperts: [String] = []
     /// How many times an expert moved to a replica.
     public private(set) var failovers: UInt32 = 0
+    /// How long the request waited in the admission queue, in microseconds (reported in `Done`).
+    public var queuedMicros: UInt64 = 0
 
     private var slots: [Slot]
     private let descriptors: [ExpertDescriptor]
@@ -195,6 +212,8 @@ public struct CoordinatorSession: Sendable {
     private var deadWorkers: Set<WorkerID> = []
     /// Misbehaviours seen since the last `takeStrikes()`.
     private var strikes: [WorkerStrike] = []
+    /// Preference changes still to come, ascending by token index.
+    private var schedule: [ScheduledPreference]
 
     /// Creates a session; `start` sends the `open`s.
     ///
@@ -206,8 +225,10 @@ public struct CoordinatorSession: Sendable {
     public init(
         id: SessionID, request: Generate, preference: PreferenceSpec, experts: [SessionExpert],
         settings: SessionSettings, controller: any PreferenceController, decoder: any TokenTextDecoder,
-        promptTokens: [UInt32] = [], inputTokenCount: UInt32 = 0, expertSystemTurn: String? = nil, now: UInt64
+        promptTokens: [UInt32] = [], inputTokenCount: UInt32 = 0, expertSystemTurn: String? = nil,
+        schedule: [ScheduledPreference] = [], now: UInt64
     ) {
+        self.schedule = schedule
         self.inputTokenCount = inputTokenCount
         weightSums = Array(repeating: 0, count: experts.count)
         self.expertSystemTurn = expertSystemTurn
@@ -227,6 +248,12 @@ public struct CoordinatorSession: Sendable {
             mode: request.merge ?? settings.defaultMerge, maxTokens: Int(maxNewTokens),
             endOfSequence: settings.eosTokenIDs, stops: request.stop, text: decoder
         )
+        if !request.resume.isEmpty {
+            // Another coordinator produced these and the user has them: take them as decided.
+            tokens = request.resume
+            text = self.decoder.resume(request.resume)
+            step = UInt32(clamping: request.resume.count)
+        }
     }
 
     // MARK: Queries
@@ -277,12 +304,13 @@ public struct CoordinatorSession: Sendable {
 
     // MARK: Events
 
-    /// Places every expert on a worker and sends the `open`s.
+    /// Places every expert on a worker and sends the `open`s (a `replay` of the tokens so far, for a resumed
+    /// request).
     public mutating func start(now: UInt64, chooseReplica: ReplicaChooser) -> [SessionDirective] {
         var directives: [SessionDirective] = []
-        let open = Message.open(Open(
-            session: id, request: expertRequest, topK: settings.topK, maxNewTokens: maxNewTokens
-        ))
+        let open = tokens.isEmpty
+            ? Message.open(Open(session: id, request: expertRequest, topK: settings.topK, maxNewTokens: maxNewTokens))
+            : replayMessage()
         for index in slots.indices {
             if let worker = chooseReplica(slots[index].expert.name, []) {
                 slots[index].worker = worker
@@ -337,7 +365,7 @@ public struct CoordinatorSession: Sendable {
             return finish(.contextFull, now: now)
         case .contextFull, .badRequest:
             markLost(index, because: error.code)
-        case .capacity, .draining, .internal, .unavailable, .timeout:
+        case .capacity, .draining, .internal, .unavailable, .timeout, .overloaded:
             directives += failover(index, now: now, chooseReplica: chooseReplica, because: error.code)
         }
         directives += advanceIfComplete(now: now)
@@ -381,6 +409,14 @@ public struct CoordinatorSession: Sendable {
     public mutating func onWorkerRegistered(_ worker: WorkerID) {
         deadWorkers.remove(worker)
         for index in slots.indices { slots[index].abandoned.remove(worker) }
+    }
+
+    /// The client changes the preference: it decides the next token on (and replaces any scheduled change).
+    /// Returns the index of the first token it decides.
+    public mutating func setPreference(_ spec: PreferenceSpec) -> UInt32 {
+        preference = spec
+        schedule.removeAll()
+        return UInt32(clamping: tokens.count)
     }
 
     /// The client went away or the coordinator shuts down: close every worker's part without a reply.
@@ -460,6 +496,10 @@ public struct CoordinatorSession: Sendable {
         guard present > 0 else { return failAll(now: now) }
         state = .running
 
+        while let change = schedule.first, Int(change.fromToken) <= tokens.count {
+            preference = change.preference
+            schedule.removeFirst()
+        }
         let candidates = slots.map(\.candidates)
         let context = ControllerContext(
             promptTokens: promptTokens, generatedTokens: tokens, step: Int(step), candidates: candidates
@@ -538,7 +578,8 @@ public struct CoordinatorSession: Sendable {
             experts: slots.indices.map { index in
                 ExpertUsage(expert: slots[index].expert.name,
                             meanWeight: stepsMerged > 0 ? Float(weightSums[index] / Double(stepsMerged)) : 0)
-            }
+            },
+            queuedMicros: queuedMicros
         )
         return enterFinishing(now: now) + [.finish(done)]
     }

@@ -66,7 +66,9 @@ public struct Xoshiro256StarStar: RandomNumberGenerator, Sendable, Equatable {
 ///   probability to 1/temperature; then draw one with the generator.
 ///
 /// The generator is xoshiro256** seeded with `SamplingParameters.seed`: the same seed and the same
-/// distributions give the same tokens. A greedy choice draws no random number.
+/// distributions give the same tokens. A greedy sampler draws no random number; any other draws exactly one per
+/// choice (even when top-k or top-p leave one candidate), so that the generator's position after n tokens is
+/// known without the distributions and a resumed generation (`skip()`) goes on exactly where it was.
 public struct TokenSampler: Sendable {
     /// The sampling parameters.
     public let parameters: SamplingParameters
@@ -105,10 +107,16 @@ public struct TokenSampler: Sendable {
         return kept
     }
 
+    /// Moves the generator past one choice, as `sample` of a non-empty distribution would (nothing when greedy).
+    public mutating func skip() {
+        if !isGreedy { _ = generator.nextUnit() }
+    }
+
     /// The chosen token, or nil when the distribution is empty.
     public mutating func sample(_ distribution: MergedDistribution) -> UInt32? {
         guard !distribution.ids.isEmpty else { return nil }
         if isGreedy { return distribution.ids[0] }
+        let unit = generator.nextUnit()
         let kept = keptCount(distribution)
         if kept == 1 { return distribution.ids[0] }
         let inverseTemperature = 1 / parameters.temperature
@@ -128,7 +136,7 @@ public struct TokenSampler: Sendable {
             total += Double(w)
         }
         guard total > 0, total.isFinite else { return distribution.ids[0] }
-        let u = generator.nextUnit() * total
+        let u = unit * total
         var cumulative: Double = 0
         for j in 0..<kept {
             cumulative += weights[j]

@@ -93,6 +93,19 @@ public struct TokenDecoder: Sendable {
         return .token(token, text: released, finish: nil)
     }
 
+    /// Takes `tokens` as already decided (a generation resumed after its first part was produced elsewhere): the
+    /// sampler moves past one choice per token and the text goes through the stop matcher as it did. Returns the
+    /// text that was released meanwhile. No end condition is checked: the tokens were sent to the user already.
+    public mutating func resume(_ tokens: [UInt32]) -> String {
+        var released = ""
+        for token in tokens {
+            sampler.skip()
+            generated += 1
+            if text != nil { released += matcher.push(text!.decode(token)) }
+        }
+        return released
+    }
+
     /// Releases the text held back as a possible stop string (the generation ended for another reason).
     public mutating func finishText() -> String { matcher.finish() }
 }

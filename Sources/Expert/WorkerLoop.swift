@@ -390,7 +390,8 @@ struct WorkerLoop {
             let known = endpoints[e].sessions.session(close.session) != nil
             carryOut(endpoints[e].sessions.onClose(close), for: e)
             if known { worker.logger(expert: e).debug("closed session \(close.session)") }
-        case .hello, .goodbye, .dist, .error, .generate, .token, .done, .status, .statusReply:
+        case .hello, .goodbye, .dist, .error, .generate, .token, .done, .status, .statusReply, .setPreference,
+             .preferenceSet:
             worker.logger(expert: e).warn("ignored an unexpected \(message.kind) message")
         }
     }

@@ -59,6 +59,14 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         APIError(status: 503, message: message, type: "service_unavailable", code: code)
     }
 
+    /// 429: every replica is busy and the admission queue is full; retry after `retryAfterSeconds`.
+    public static func overloaded(_ message: String) -> APIError {
+        APIError(status: 429, message: message, type: "rate_limit_error", code: "overloaded")
+    }
+
+    /// The seconds a 429 answer's `Retry-After` header suggests.
+    public static let retryAfterSeconds = 1
+
     /// 504: the request ran past its deadline.
     public static func timeout(_ message: String) -> APIError {
         APIError(status: 504, message: message, type: "timeout", code: "timeout")

@@ -159,6 +159,16 @@ public enum ServeMetrics {
     public static let degraded = "mope_degraded_answers_total"
     /// Sessions moved to a replica.
     public static let failovers = "mope_failovers_total"
+    /// Requests that resumed on another coordinator after theirs was lost.
+    public static let coordinatorFailovers = "mope_coordinator_failovers_total"
+    /// Seconds requests waited in the coordinator's admission queue.
+    public static let queueWait = "mope_queue_wait_seconds"
+    /// Requests waiting in the coordinator's admission queue (from its status answer at scrape time).
+    public static let sessionsQueued = "mope_sessions_queued"
+    /// Sessions the coordinator runs (from its status answer at scrape time).
+    public static let coordinatorSessions = "mope_coordinator_sessions_running"
+    /// Live workers per expert (from the coordinator's status answer at scrape time).
+    public static let workersLive = "mope_workers_live"
 
     /// A registry with every serve metric declared.
     public static func makeRegistry() -> MetricsRegistry {
@@ -175,6 +185,13 @@ public enum ServeMetrics {
         registry.declare(tokens, .counter, help: "Tokens generated.")
         registry.declare(degraded, .counter, help: "Answers that lost an expert and were merged without it.")
         registry.declare(failovers, .counter, help: "Sessions moved to a replica by replay.")
+        registry.declare(coordinatorFailovers, .counter,
+                         help: "Requests resumed on another coordinator after theirs was lost.")
+        registry.declare(queueWait, .histogram, help: "Seconds requests waited in the coordinator's admission queue.",
+                         buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
+        registry.declare(sessionsQueued, .gauge, help: "Requests waiting for capacity in the coordinator's queue.")
+        registry.declare(coordinatorSessions, .gauge, help: "Sessions the coordinator runs.")
+        registry.declare(workersLive, .gauge, help: "Live workers per expert.")
         return registry
     }
 }

@@ -24,6 +24,9 @@ public struct GenerationOptions: Sendable, Equatable {
     public var preference: String
     /// mope's `merge`: "probability" or "logit"; nil: the cluster's default.
     public var merge: MergeMode?
+    /// mope's `preference_schedule`: `[{"from_token": N, "preference": …}]`, ascending; each preference (text or
+    /// object, as `preference`) decides the tokens from index N on.
+    public var schedule: [PreferenceChange] = []
 
     /// The most stop strings a request may give.
     public static let maxStops = 16
@@ -84,6 +87,43 @@ public struct GenerationOptions: Sendable, Equatable {
             }
             merge = mode
         }
+        schedule = try Self.schedule(fields)
+    }
+
+    private static func schedule(_ fields: FieldReader) throws(APIError) -> [PreferenceChange] {
+        guard let value = fields.value("preference_schedule") else { return [] }
+        guard case let .array(items) = value else {
+            throw .invalidField("preference_schedule", "preference_schedule must be an array of "
+                + "{\"from_token\": N, \"preference\": …} objects, not \(value.kindName)")
+        }
+        guard items.count <= WireLimits.maxScheduleEntries else {
+            throw .invalidField("preference_schedule", "preference_schedule holds \(items.count) entries; at most "
+                + "\(WireLimits.maxScheduleEntries)")
+        }
+        var changes: [PreferenceChange] = []
+        for (index, item) in items.enumerated() {
+            let path = "preference_schedule[\(index)]"
+            let entry = try FieldReader(item, path: path)
+            guard let from = try entry.integer("from_token", in: 0...Int64(UInt32.max)) else {
+                throw .invalidField("\(path).from_token", "\(path).from_token is required (a token index ≥ 0)")
+            }
+            guard entry.value("preference") != nil else {
+                throw .invalidField("\(path).preference", "\(path).preference is required")
+            }
+            let preference: String
+            do {
+                preference = try Self.preference(entry)
+            } catch {
+                var named = error
+                if named.param == "preference" { named.param = "\(path).preference" }
+                throw named
+            }
+            if let last = changes.last, UInt32(from) < last.fromToken {
+                throw .invalidField("\(path).from_token", "preference_schedule must be in ascending from_token order")
+            }
+            changes.append(PreferenceChange(fromToken: UInt32(from), preference: preference))
+        }
+        return changes
     }
 
     private static func stops(_ fields: FieldReader) throws(APIError) -> [String] {
@@ -117,7 +157,7 @@ public struct GenerationOptions: Sendable, Equatable {
 
     /// The preference as `PreferenceSpec`'s canonical text: from the text form, or from an object of dimension
     /// weights (`{"concise": 2, "friendly": 1}`).
-    private static func preference(_ fields: FieldReader) throws(APIError) -> String {
+    static func preference(_ fields: FieldReader) throws(APIError) -> String {
         guard let value = fields.value("preference") else { return "" }
         switch value {
         case let .string(text):
@@ -157,7 +197,8 @@ public struct GenerationOptions: Sendable, Equatable {
     public func generate(_ input: Request) -> Generate {
         Generate(
             request: 0, input: input, preference: preference, maxNewTokens: maxTokens ?? 0,
-            sampling: SamplingRequest(temperature: temperature, topP: topP, seed: seed), merge: merge, stop: stop
+            sampling: SamplingRequest(temperature: temperature, topP: topP, seed: seed), merge: merge, stop: stop,
+            schedule: schedule
         )
     }
 }
@@ -272,4 +313,20 @@ public struct CompletionRequest: Sendable, Equatable {
 
     /// The coordinator's request.
     public var generate: Generate { options.generate(.raw(prompt)) }
+}
+
+/// `POST /v1/mope/sessions/{id}/preference`: `{"preference": …}` (text or an object of weights, as in a
+/// generation request).
+public struct PreferenceUpdate: Sendable, Equatable {
+    /// The preference in canonical text form.
+    public var preference: String
+
+    /// Parses the body.
+    public static func parse(_ body: [UInt8]) throws(APIError) -> PreferenceUpdate {
+        let fields = try FieldReader(try JSONValue.parse(body))
+        guard fields.value("preference") != nil else {
+            throw .invalidField("preference", "preference is required")
+        }
+        return PreferenceUpdate(preference: try GenerationOptions.preference(fields))
+    }
 }

@@ -51,8 +51,9 @@ public enum Answers {
 
     /// The `mope` object: the experts used with their mean weights, experts lost (the answer is then degraded),
     /// failovers, the preference and the mode the experts were merged with.
-    public static func mope(_ done: Done, options: GenerationOptions) -> [String: Any] {
+    public static func mope(_ done: Done, options: GenerationOptions, session: String? = nil) -> [String: Any] {
         var object: [String: Any] = [
+            "queued_ms": Double(done.queuedMicros) / 1000,
             "experts": done.experts.map { ["name": $0.expert, "mean_weight": Double($0.meanWeight)] as [String: Any] },
             "lost_experts": done.lostExperts,
             "degraded": !done.lostExperts.isEmpty,
@@ -61,6 +62,7 @@ public enum Answers {
             "elapsed_ms": Double(done.elapsedMicros) / 1000,
         ]
         if let merge = options.merge { object["merge"] = merge.name }
+        if let session { object["session"] = session }
         return object
     }
 
@@ -72,7 +74,7 @@ public enum Answers {
                 "index": 0, "message": ["role": "assistant", "content": done.text] as [String: Any],
                 "finish_reason": finishReason(done.finish), "logprobs": NSNull(),
             ] as [String: Any]],
-            "usage": usage(done), "mope": mope(done, options: options),
+            "usage": usage(done), "mope": mope(done, options: options, session: identity.id),
         ] as [String: Any])
     }
 
@@ -83,7 +85,7 @@ public enum Answers {
             "choices": [[
                 "index": 0, "text": done.text, "finish_reason": finishReason(done.finish), "logprobs": NSNull(),
             ] as [String: Any]],
-            "usage": usage(done), "mope": mope(done, options: options),
+            "usage": usage(done), "mope": mope(done, options: options, session: identity.id),
         ] as [String: Any])
     }
 
@@ -96,6 +98,8 @@ public enum Answers {
         var delta: [String: Any] = [:]
         if role { delta["role"] = "assistant" }
         if let text { delta["content"] = text }
+        // The first chunk names the session, for `POST /v1/mope/sessions/{id}/preference` while it streams.
+        let opening: [String: Any]? = role && done == nil ? ["session": identity.id] : nil
         var chunk: [String: Any] = [
             "id": identity.id, "object": "chat.completion.chunk", "created": identity.created,
             "model": identity.model,
@@ -104,7 +108,8 @@ public enum Answers {
                 "finish_reason": finish.map { finishReason($0) as Any } ?? NSNull(),
             ] as [String: Any]],
         ]
-        if let done, let options { chunk["mope"] = mope(done, options: options) }
+        if let done, let options { chunk["mope"] = mope(done, options: options, session: identity.id) }
+        if let opening { chunk["mope"] = opening }
         return SSE.event(JSON.bytes(chunk))
     }
 
@@ -120,7 +125,7 @@ public enum Answers {
                 "finish_reason": finish.map { finishReason($0) as Any } ?? NSNull(),
             ] as [String: Any]],
         ]
-        if let done, let options { chunk["mope"] = mope(done, options: options) }
+        if let done, let options { chunk["mope"] = mope(done, options: options, session: identity.id) }
         return SSE.event(JSON.bytes(chunk))
     }
 
@@ -147,7 +152,8 @@ public enum SSE {
 
 extension APIError {
     /// The API error for a coordinator's error reply: 400 for a bad request or a prompt that does not fit, 503 when
-    /// no live worker can serve it (or the coordinator drains or is full), 504 past the deadline, 500 otherwise.
+    /// no live worker can serve it (or the coordinator drains or is full), 429 when the admission queue is full,
+    /// 504 past the deadline, 500 otherwise.
     public init(reply: ErrorReply) {
         switch reply.code {
         case .badRequest:
@@ -159,6 +165,8 @@ extension APIError {
             self = .unavailable(reply.text)
         case .timeout:
             self = .timeout(reply.text)
+        case .overloaded:
+            self = .overloaded(reply.text)
         case .desync, .unknownSession, .internal:
             self = .internalError(reply.text)
         }
@@ -168,6 +176,8 @@ extension APIError {
 /// The endpoints of the API.
 public enum APIRoute: Sendable, Equatable {
     case chatCompletions, completions, models, health, ready, metrics
+    /// `POST /v1/mope/sessions/{id}/preference`: change a running answer's preference (`id`: the answer's `id`).
+    case sessionPreference(id: String)
 
     private static let table: [(path: String, method: String, route: APIRoute)] = [
         ("/v1/chat/completions", "POST", .chatCompletions), ("/v1/completions", "POST", .completions),
@@ -180,6 +190,13 @@ public enum APIRoute: Sendable, Equatable {
     public static func match(method: String, path: String) -> Result<APIRoute, APIError> {
         var path = path
         if path.count > 1, path.hasSuffix("/") { path.removeLast() }
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
+        if parts.count == 6, parts[0].isEmpty, parts[1] == "v1", parts[2] == "mope", parts[3] == "sessions",
+           !parts[4].isEmpty, parts[5] == "preference"
+        {
+            guard method == "POST" else { return .failure(.methodNotAllowed(method, path, allowed: "POST")) }
+            return .success(.sessionPreference(id: String(parts[4])))
+        }
         guard let entry = table.first(where: { $0.path == path }) else { return .failure(.notFound(path)) }
         guard method == entry.method || (method == "HEAD" && entry.method == "GET") else {
             return .failure(.methodNotAllowed(method, path, allowed: entry.method))
@@ -196,6 +213,7 @@ public enum APIRoute: Sendable, Equatable {
         case .health: "health"
         case .ready: "ready"
         case .metrics: "metrics"
+        case .sessionPreference: "session_preference"
         }
     }
 }

@@ -216,6 +216,12 @@ extension WireCodec {
             sink.u32(UInt32(truncatingIfNeeded: m.stop.count))
             for stop in m.stop { sink.string(stop) }
             sink.u8(m.trace ? 1 : 0)
+            sink.u32(UInt32(truncatingIfNeeded: m.schedule.count))
+            for change in m.schedule {
+                sink.u32(change.fromToken)
+                sink.string(change.preference)
+            }
+            sink.u32Array(m.resume)
         case .token(let m):
             sink.u64(m.request)
             sink.u32(m.step)
@@ -244,6 +250,13 @@ extension WireCodec {
                 sink.string(expert.expert)
                 sink.f32(expert.meanWeight)
             }
+            sink.u64(m.queuedMicros)
+        case .setPreference(let m):
+            sink.u64(m.request)
+            sink.string(m.preference)
+        case .preferenceSet(let m):
+            sink.u64(m.request)
+            sink.u32(m.fromToken)
         case .status(let m):
             sink.u64(m.request)
         case .statusReply(let m):
@@ -384,10 +397,21 @@ extension WireCodec {
             stop.reserveCapacity(stopCount)
             for _ in 0..<stopCount { stop.append(try r.string("generate.stop")) }
             let trace = try r.bool("generate.trace")
+            // Each entry holds at least a token index and a string length.
+            let changeCount = try r.count(
+                "generate.schedule", limit: WireLimits.maxScheduleEntries, minElementBytes: 8
+            )
+            var schedule: [PreferenceChange] = []
+            schedule.reserveCapacity(changeCount)
+            for _ in 0..<changeCount {
+                let from = try r.u32("generate.schedule.fromToken")
+                schedule.append(PreferenceChange(fromToken: from, preference: try r.string("generate.schedule.preference")))
+            }
+            let resume = try r.u32Array("generate.resume", limit: WireLimits.maxReplayTokens)
             return .generate(Generate(
                 request: request, input: input, preference: preference, maxNewTokens: maxNewTokens,
                 sampling: SamplingRequest(temperature: temperature, topP: topP, topK: topK, seed: seed),
-                merge: merge, stop: stop, trace: trace
+                merge: merge, stop: stop, trace: trace, schedule: schedule, resume: resume
             ))
         case .token:
             let request = try r.u64("token.request")
@@ -439,10 +463,18 @@ extension WireCodec {
                 let weight = try r.f32("done.experts.meanWeight")
                 experts.append(ExpertUsage(expert: name, meanWeight: weight))
             }
+            let queued = try r.u64("done.queuedMicros")
             return .done(Done(
                 request: request, finish: finish, tokens: tokens, text: text, lostExperts: lost,
-                failovers: failovers, elapsedMicros: elapsed, promptTokens: promptTokens, experts: experts
+                failovers: failovers, elapsedMicros: elapsed, promptTokens: promptTokens, experts: experts,
+                queuedMicros: queued
             ))
+        case .setPreference:
+            let request = try r.u64("setPreference.request")
+            return .setPreference(SetPreference(request: request, preference: try r.string("setPreference.preference")))
+        case .preferenceSet:
+            let request = try r.u64("preferenceSet.request")
+            return .preferenceSet(PreferenceSet(request: request, fromToken: try r.u32("preferenceSet.fromToken")))
         case .status:
             return .status(StatusRequest(request: try r.u64("status.request")))
         case .statusReply:

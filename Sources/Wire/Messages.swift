@@ -21,14 +21,18 @@
 ///
 /// Client ↔ coordinator: `generate` (c→coordinator), then a stream of `token` and one `done`
 /// (or `error` with session = the request id). `status` (c→coordinator) asks for the cluster's state; the
-/// coordinator answers `statusReply` with the same request id (see `ClusterStatus`).
+/// coordinator answers `statusReply` with the same request id (see `ClusterStatus`). A client waiting for a
+/// request sends `heartbeat` when it has heard nothing for an interval and the coordinator answers `heartbeat`,
+/// so a dead coordinator is noticed in two intervals. `setPreference` (c→coordinator) changes a running
+/// request's preference from its next token; the coordinator answers `preferenceSet` with that token's index.
 public enum WireProtocol {
     /// The protocol version this build speaks. A frame whose first byte differs is rejected.
     /// Version 2 added `ExpertTrace.tailMass`; version 3 made the sampling fields and the merge mode of `generate`
     /// optional (unset ones take the cluster's defaults); version 4 made `generate` carry a `Request` (multi-turn
     /// chat or raw text) in place of one prompt string, and `done` the prompt's token count and each expert's mean
-    /// weight.
-    public static let version: UInt8 = 4
+    /// weight; version 5 added `generate`'s preference schedule and resume tokens, `done`'s queue wait, the
+    /// `overloaded` error code, the client's `heartbeat`, and `setPreference` / `preferenceSet` (kinds 40-41).
+    public static let version: UInt8 = 5
 }
 
 /// A session (one generation request) as numbered by the coordinator.
@@ -52,6 +56,8 @@ public enum Message: Sendable, Equatable {
     case done(Done)
     case status(StatusRequest)
     case statusReply(StatusReply)
+    case setPreference(SetPreference)
+    case preferenceSet(PreferenceSet)
 
     /// The type byte that follows the version byte in a frame.
     public enum Kind: UInt8, Sendable, CaseIterable {
@@ -59,6 +65,7 @@ public enum Message: Sendable, Equatable {
         case open = 10, step = 11, replay = 12, dist = 13, close = 14, error = 15
         case generate = 20, token = 21, done = 22
         case status = 30, statusReply = 31
+        case setPreference = 40, preferenceSet = 41
     }
 
     /// The kind of this message.
@@ -80,6 +87,8 @@ public enum Message: Sendable, Equatable {
         case .done: .done
         case .status: .status
         case .statusReply: .statusReply
+        case .setPreference: .setPreference
+        case .preferenceSet: .preferenceSet
         }
     }
 }
@@ -277,6 +286,9 @@ public enum ErrorCode: UInt8, Sendable, Equatable, CaseIterable {
     case unavailable = 8
     /// The request ran past its deadline (client-facing).
     case timeout = 9
+    /// Every replica of an expert the request needs is at capacity and the admission queue is full, or the
+    /// request waited in it longer than the cluster allows (client-facing; retry later).
+    case overloaded = 10
 }
 
 /// A typed failure, for one session (or, client-facing, one request).
@@ -383,13 +395,22 @@ public struct Generate: Sendable, Equatable {
     public var stop: [String]
     /// Send each expert's top-k and the weights with every token (for `--trace`).
     public var trace: Bool
+    /// Later preferences, each from a token index on (ascending `fromToken`); `preference` holds before the
+    /// first. The experts taken part are those any of them names.
+    public var schedule: [PreferenceChange]
+    /// Tokens already generated and sent to the user by another coordinator that was lost: the session
+    /// rebuilds the experts' state from them (`replay`) and goes on from the next token, with the sampler where
+    /// it would have been, so that the text is the one the lost coordinator would have produced.
+    public var resume: [UInt32]
 
     /// A request of any input.
     public init(
         request: UInt64, input: Request, preference: String, maxNewTokens: UInt32,
         sampling: SamplingRequest = SamplingRequest(), merge: MergeMode? = nil,
-        stop: [String] = [], trace: Bool = false
+        stop: [String] = [], trace: Bool = false, schedule: [PreferenceChange] = [], resume: [UInt32] = []
     ) {
+        self.schedule = schedule
+        self.resume = resume
         self.request = request
         self.input = input
         self.preference = preference
@@ -404,11 +425,12 @@ public struct Generate: Sendable, Equatable {
     public init(
         request: UInt64, prompt: String, preference: String, maxNewTokens: UInt32,
         sampling: SamplingRequest = SamplingRequest(), merge: MergeMode? = nil,
-        stop: [String] = [], trace: Bool = false
+        stop: [String] = [], trace: Bool = false, schedule: [PreferenceChange] = [], resume: [UInt32] = []
     ) {
         self.init(
             request: request, input: .chat([ChatTurn(role: "user", content: prompt)]), preference: preference,
-            maxNewTokens: maxNewTokens, sampling: sampling, merge: merge, stop: stop, trace: trace
+            maxNewTokens: maxNewTokens, sampling: sampling, merge: merge, stop: stop, trace: trace,
+            schedule: schedule, resume: resume
         )
     }
 
@@ -438,8 +460,57 @@ public struct Generate: Sendable, Equatable {
             guard turns.contains(where: { !$0.content.isEmpty && $0.role != "system" }) else {
                 return "the prompt is empty"
             }
-            return nil
+            return scheduleProblem
         }
+    }
+
+    private var scheduleProblem: String? {
+        for (index, change) in schedule.enumerated() where index > 0 && change.fromToken < schedule[index - 1].fromToken {
+            return "the preference schedule must be in ascending from_token order (entry \(index))"
+        }
+        return nil
+    }
+}
+
+/// A preference that holds from one token of the answer on.
+public struct PreferenceChange: Sendable, Equatable {
+    /// The index (0 = the first generated token) of the first token decided with `preference`.
+    public var fromToken: UInt32
+    /// The preference, in the text form `generate` takes.
+    public var preference: String
+
+    /// A change.
+    public init(fromToken: UInt32, preference: String) {
+        self.fromToken = fromToken
+        self.preference = preference
+    }
+}
+
+/// A client changes the preference of its running request `request` (on the connection that sent it).
+public struct SetPreference: Sendable, Equatable {
+    /// The client's id of the running request.
+    public var request: UInt64
+    /// The new preference, in the text form `generate` takes.
+    public var preference: String
+
+    /// A change request.
+    public init(request: UInt64, preference: String) {
+        self.request = request
+        self.preference = preference
+    }
+}
+
+/// The coordinator applied a `setPreference`: the token of index `fromToken` is the first decided with it.
+public struct PreferenceSet: Sendable, Equatable {
+    /// The client's id of the request.
+    public var request: UInt64
+    /// The first token index the new preference decides.
+    public var fromToken: UInt32
+
+    /// An acknowledgement.
+    public init(request: UInt64, fromToken: UInt32) {
+        self.request = request
+        self.fromToken = fromToken
     }
 }
 
@@ -525,11 +596,15 @@ public struct Done: Sendable, Equatable {
     public var promptTokens: UInt32
     /// The experts the request involved, in the cluster's order, with their mean weights.
     public var experts: [ExpertUsage]
+    /// How long the request waited in the admission queue before its session started, in microseconds.
+    public var queuedMicros: UInt64
 
     public init(
         request: UInt64, finish: FinishReason, tokens: UInt32, text: String, lostExperts: [String] = [],
-        failovers: UInt32 = 0, elapsedMicros: UInt64 = 0, promptTokens: UInt32 = 0, experts: [ExpertUsage] = []
+        failovers: UInt32 = 0, elapsedMicros: UInt64 = 0, promptTokens: UInt32 = 0, experts: [ExpertUsage] = [],
+        queuedMicros: UInt64 = 0
     ) {
+        self.queuedMicros = queuedMicros
         self.promptTokens = promptTokens
         self.experts = experts
         self.request = request

@@ -22,6 +22,8 @@ public struct WireLimits: Sendable {
     public static let maxEOSTokens = 256
     /// The most stop strings a `generate` lists.
     public static let maxStopStrings = 256
+    /// The most entries of a `generate`'s preference schedule.
+    public static let maxScheduleEntries = 1024
     /// The most workers one expert of a `statusReply` lists.
     public static let maxStatusWorkers = 4096
 }

@@ -22,8 +22,13 @@ enum ServeCommand: ParsableCommand {
                                          (chat.completion.chunk, then data: [DONE]); max_tokens, temperature,
                                          top_p, seed, stop; mope's "preference" (the text form of
                                          mope generate --preference, or {"concise": 2, "friendly": 1}) and
-                                         "merge" ("probability" or "logit")
+                                         "merge" ("probability" or "logit"), "preference_schedule"
+                                         ([{"from_token": N, "preference": …}], ascending)
               POST /v1/completions       raw "prompt" continued as is (no chat template)
+              POST /v1/mope/sessions/{id}/preference
+                                         {"preference": …} changes a running answer's preference from its
+                                         next token ({id}: the answer's "id", also in the first chunk's
+                                         "mope" object); answers {"from_token": N}
               GET  /v1/models            the one model the cluster serves (--model-name)
               GET  /health, /ready       200 when every expert has a live replica, else 503 naming what is
                                          missing (from the coordinator's status answer)
@@ -33,11 +38,15 @@ enum ServeCommand: ParsableCommand {
 
             Answers carry "usage" and a "mope" object: the experts with their mean weights, lost experts
             ("degraded": true), failovers. Errors are OpenAI error objects: 400 naming the field, 404, 405,
-            413 (body over --max-body-bytes), 503 (no live worker, coordinator unreachable or draining), 504
-            (past --timeout).
+            413 (body over --max-body-bytes), 429 with Retry-After (every replica busy and the coordinator's
+            admission queue full), 503 (no live worker, coordinator unreachable or draining), 504 (past
+            --timeout).
 
             With several coordinators (--coordinator A,B) a request goes to the first one that accepts a
-            connection within --connect-timeout. A client that disconnects mid-stream has its request
+            connection within --connect-timeout. A coordinator that goes silent mid-answer (two --heartbeat
+            intervals without an answer to the front's pings) is left: the request resumes on the next one from
+            the tokens already sent, with the same seed, so the text is the same; with none left the client gets
+            an error saying how many tokens were sent. A client that disconnects mid-stream has its request
             cancelled: the coordinator closes its sessions on every worker at the next token.
             SIGTERM or SIGINT drains: no new connections, running streams finish (at most --drain-grace
             seconds), then the process exits 0.
@@ -56,6 +65,8 @@ enum ServeCommand: ParsableCommand {
                    help: "Close a connection that sends or receives nothing for this long."),
             .value("max-connections", "n", default: "256", help: "The most HTTP connections at once."),
             .value("drain-grace", "seconds", default: "30", help: "How long a drain lets running requests finish."),
+            .value("heartbeat", "seconds", default: "1",
+                   help: "While a request waits, ping the coordinator after this much silence; two mean it is lost."),
         ] + CurveOptions.clientOptions(role: "front")
     )
 
@@ -83,6 +94,7 @@ enum ServeCommand: ParsableCommand {
         let connectTimeout = try seconds("connect-timeout")
         let idle = try seconds("idle-timeout", allowZero: true)
         let grace = try seconds("drain-grace", allowZero: true)
+        let heartbeat = try seconds("heartbeat")
         let maxBody = try arguments.require("max-body-bytes", as: Int.self)
         guard maxBody > 0 else {
             throw UsageError.invalidValue(option: "max-body-bytes", value: "\(maxBody)", expected: "a size > 0")
@@ -95,7 +107,7 @@ enum ServeCommand: ParsableCommand {
         let service = APIService(
             endpoints: endpoints, curve: curve, modelName: try arguments.require("model-name"),
             timeout: .milliseconds(Int64(timeout * 1000)), connectTimeout: .milliseconds(Int64(connectTimeout * 1000)),
-            maxBodyBytes: maxBody
+            maxBodyBytes: maxBody, heartbeat: .milliseconds(Int64(heartbeat * 1000))
         )
         let server: HTTPServer
         do {
@@ -170,7 +182,8 @@ final class GenerationPipe: @unchecked Sendable {
 
     private let condition = NSCondition()
     private var events: [Event] = []
-    private var cancelled = false
+    /// Cancels the generation and carries preference changes to it.
+    let control = GenerationControl()
 
     func push(_ event: Event) {
         condition.lock()
@@ -188,17 +201,7 @@ final class GenerationPipe: @unchecked Sendable {
     }
 
     /// The HTTP client went away: the generation stops at its next poll.
-    func cancel() {
-        condition.lock()
-        cancelled = true
-        condition.unlock()
-    }
-
-    var isCancelled: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return cancelled
-    }
+    func cancel() { control.cancel() }
 }
 
 /// Answers the API's requests; each generation is a `CoordinatorClient` request of its own, on its own thread
@@ -210,7 +213,10 @@ final class APIService: @unchecked Sendable {
     let timeout: Duration
     let connectTimeout: Duration
     let maxBodyBytes: Int
+    let pool: CoordinatorPool
     let metrics = ServeMetrics.makeRegistry()
+    /// The running generations by answer id, for preference changes.
+    private var live: [String: GenerationControl] = [:]
     private let created = Int(Date().timeIntervalSince1970)
     private let lock = NSLock()
     private var preferred = 0
@@ -219,8 +225,10 @@ final class APIService: @unchecked Sendable {
 
     init(
         endpoints: [String], curve: CurveClientKeys?, modelName: String, timeout: Duration, connectTimeout: Duration,
-        maxBodyBytes: Int
+        maxBodyBytes: Int, heartbeat: Duration = .seconds(1)
     ) {
+        pool = CoordinatorPool(endpoints: endpoints, curve: curve, connectTimeout: connectTimeout,
+                               heartbeatInterval: heartbeat)
         self.endpoints = endpoints
         self.curve = curve
         self.modelName = modelName
@@ -242,6 +250,7 @@ final class APIService: @unchecked Sendable {
             return json(200, APIModel.list(ids: [modelName], created: created))
         case .metrics:
             count(route, "ok")
+            scrapeCoordinator()
             return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8",
                                 body: Array(metrics.render().utf8))
         case .health, .ready:
@@ -260,6 +269,55 @@ final class APIService: @unchecked Sendable {
             } catch {
                 return errorResponse(error, endpoint: route.name)
             }
+        case let .sessionPreference(id):
+            return changePreference(id: id, body: request.body, route: route)
+        }
+    }
+
+    // MARK: Preference changes
+
+    /// `POST /v1/mope/sessions/{id}/preference`: the running answer `id` takes the new preference from its next
+    /// token; the answer says which (`from_token`, 0 = the first generated token).
+    private func changePreference(id: String, body: [UInt8], route: APIRoute) -> HTTPResponse {
+        let update: PreferenceUpdate
+        do throws(APIError) {
+            update = try PreferenceUpdate.parse(body)
+        } catch {
+            return errorResponse(error, endpoint: route.name)
+        }
+        lock.lock()
+        let control = live[id]
+        lock.unlock()
+        let missing = APIError(status: 404, message: "no running answer has the id \(id) (it may have ended)",
+                               type: "invalid_request_error", code: "session_not_found")
+        guard let control else { return errorResponse(missing, endpoint: route.name) }
+        guard let from = control.changePreference(update.preference, timeout: .seconds(10)) else {
+            return errorResponse(missing, endpoint: route.name)
+        }
+        count(route, "ok")
+        return json(200, JSONBody.bytes(["session": id, "preference": update.preference, "from_token": Int(from)]
+            as [String: Any]))
+    }
+
+    // MARK: Metrics from the coordinator
+
+    /// Sets the gauges the coordinator's status answers: sessions running and queued, live workers per expert.
+    private func scrapeCoordinator() {
+        lock.lock()
+        let index = preferred
+        lock.unlock()
+        guard index < endpoints.count else { return }
+        do throws(ClientError) {
+            let client = try CoordinatorClient(endpoint: endpoints[index], curve: curve,
+                                               connectTimeout: min(connectTimeout, .milliseconds(500)))
+            let status = try client.status(timeout: .milliseconds(500))
+            metrics.set(ServeMetrics.sessionsQueued, Double(status.sessionsQueued))
+            metrics.set(ServeMetrics.coordinatorSessions, Double(status.sessionsRunning))
+            for expert in status.experts {
+                metrics.set(ServeMetrics.workersLive, Double(expert.live), labels: [("expert", expert.name)])
+            }
+        } catch {
+            // The page still renders what the front itself counted.
         }
     }
 
@@ -316,8 +374,11 @@ final class APIService: @unchecked Sendable {
         let identity = AnswerIdentity(id: nextID(route), created: Int(Date().timeIntervalSince1970),
                                       model: options.model)
         let pipe = GenerationPipe()
+        lock.lock()
+        live[identity.id] = pipe.control
+        lock.unlock()
         if !options.stream {
-            run(generate, route: route, into: pipe)
+            run(generate, route: route, into: pipe, id: identity.id)
             while true {
                 switch pipe.next() {
                 case .token: continue
@@ -332,9 +393,11 @@ final class APIService: @unchecked Sendable {
             }
         }
         let started = Threads.start(name: "mope-serve-stream", stackSize: 4 << 20) { [self] in
-            run(generate, route: route, into: pipe)
+            run(generate, route: route, into: pipe, id: identity.id)
         }
-        if !started { return errorResponse(.internalError("the server could not start a thread"), endpoint: nil) }
+        if !started {
+            forget(identity.id)
+            return errorResponse(.internalError("the server could not start a thread"), endpoint: nil) }
         // The status line waits for the first event, so that a refused request gets its real status.
         let first = pipe.next()
         if case let .failed(error) = first { return errorResponse(error, endpoint: nil) }
@@ -346,12 +409,22 @@ final class APIService: @unchecked Sendable {
         )
     }
 
-    /// Runs one request against the coordinators (the first that accepts a connection), pushing its events.
-    private func run(_ generate: Generate, route: APIRoute, into pipe: GenerationPipe) {
+    private func forget(_ id: String) {
+        lock.lock()
+        live[id] = nil
+        lock.unlock()
+    }
+
+    /// Runs one request against the coordinators (the first that accepts a connection, then the next when one is
+    /// lost mid-answer), pushing its events.
+    private func run(_ generate: Generate, route: APIRoute, into pipe: GenerationPipe, id: String) {
         let start = ContinuousClock.now
         var last: ContinuousClock.Instant?
         adjustRunning(+1)
-        defer { adjustRunning(-1) }
+        defer {
+            adjustRunning(-1)
+            forget(id)
+        }
         lock.lock()
         let first = preferred
         lock.unlock()
@@ -361,42 +434,36 @@ final class APIService: @unchecked Sendable {
             metrics.observe(ServeMetrics.requestDuration, seconds(start.duration(to: .now)),
                             labels: [("endpoint", route.name)])
         }
-        for attempt in 0..<endpoints.count {
-            let index = (first + attempt) % endpoints.count
-            let endpoint = endpoints[index]
-            do throws(ClientError) {
-                let client = try CoordinatorClient(endpoint: endpoint, curve: curve, connectTimeout: connectTimeout)
-                let done = try client.generate(generate, timeout: timeout, isCancelled: { pipe.isCancelled }) { event in
-                    let now = ContinuousClock.now
-                    if let last {
-                        metrics.observe(ServeMetrics.interTokenLatency, seconds(last.duration(to: now)))
-                    } else {
-                        metrics.observe(ServeMetrics.timeToFirstToken, seconds(start.duration(to: now)))
-                    }
-                    last = now
-                    pipe.push(.token(event))
+        do throws(ClientError) {
+            let (done, index) = try pool.generate(
+                generate, first: first, timeout: timeout, control: pipe.control,
+                onFailover: { [metrics] _, _ in metrics.add(ServeMetrics.coordinatorFailovers) }
+            ) { event in
+                let now = ContinuousClock.now
+                if let last {
+                    metrics.observe(ServeMetrics.interTokenLatency, seconds(last.duration(to: now)))
+                } else {
+                    metrics.observe(ServeMetrics.timeToFirstToken, seconds(start.duration(to: now)))
                 }
-                lock.lock()
-                preferred = index
-                lock.unlock()
-                metrics.add(ServeMetrics.tokens, Double(done.tokens))
-                if done.failovers > 0 { metrics.add(ServeMetrics.failovers, Double(done.failovers)) }
-                if !done.lostExperts.isEmpty { metrics.add(ServeMetrics.degraded) }
-                outcome = done.lostExperts.isEmpty ? "ok" : "degraded"
-                pipe.push(.done(done))
-                return
-            } catch {
-                switch error {
-                case .unreachable where attempt + 1 < endpoints.count:
-                    continue
-                case .cancelled:
-                    outcome = "client_gone"
-                default:
-                    break
-                }
-                pipe.push(.failed(Self.apiError(error)))
-                return
+                last = now
+                pipe.push(.token(event))
             }
+            lock.lock()
+            preferred = index
+            lock.unlock()
+            metrics.add(ServeMetrics.tokens, Double(done.tokens))
+            metrics.observe(ServeMetrics.queueWait, Double(done.queuedMicros) / 1e6)
+            if done.failovers > 0 { metrics.add(ServeMetrics.failovers, Double(done.failovers)) }
+            if !done.lostExperts.isEmpty { metrics.add(ServeMetrics.degraded) }
+            outcome = done.lostExperts.isEmpty ? "ok" : "degraded"
+            pipe.push(.done(done))
+        } catch {
+            switch error {
+            case .cancelled: outcome = "client_gone"
+            case .rejected(let reply) where reply.code == .overloaded: outcome = "overloaded"
+            default: break
+            }
+            pipe.push(.failed(Self.apiError(error)))
         }
     }
 
@@ -406,6 +473,7 @@ final class APIService: @unchecked Sendable {
         case .timeout: .timeout(error.description)
         case .unreachable: .unavailable(error.description, code: "coordinator_unavailable")
         case .cancelled: APIError(status: 499, message: error.description, type: "cancelled", code: "cancelled")
+        case .coordinatorLost: .unavailable(error.description, code: "coordinator_lost")
         case .socket: .unavailable(error.description, code: "coordinator_unavailable")
         }
     }
@@ -435,6 +503,7 @@ final class APIService: @unchecked Sendable {
         if let endpoint { metrics.add(ServeMetrics.requests, labels: [("endpoint", endpoint), ("outcome", "invalid")]) }
         var headers: [(name: String, value: String)] = []
         if error.status == 405 { headers.append(("Allow", error.message.components(separatedBy: "use ").last ?? "")) }
+        if error.status == 429 { headers.append(("Retry-After", String(APIError.retryAfterSeconds))) }
         return HTTPResponse(status: error.status, contentType: "application/json", body: error.body, headers: headers)
     }
 }

@@ -144,8 +144,8 @@ import Wire
     func unknownTags() {
         let error0 = header(.error) + le(UInt64(1)) + [0] + le(UInt32(0))
         #expect(decodeError(error0) == .unknownTag(field: "error.code", tag: 0))
-        let error10 = header(.error) + le(UInt64(1)) + [10] + le(UInt32(0))
-        #expect(decodeError(error10) == .unknownTag(field: "error.code", tag: 10))
+        let error11 = header(.error) + le(UInt64(1)) + [11] + le(UInt32(0))
+        #expect(decodeError(error11) == .unknownTag(field: "error.code", tag: 11))
         let done = header(.done) + le(UInt64(1)) + [5]
         #expect(decodeError(done) == .unknownTag(field: "done.finish", tag: 5))
         let request = header(.open) + le(UInt64(1)) + [2]
@@ -155,7 +155,7 @@ import Wire
 
         var generate = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 1,
                                                  merge: .probability)).encoded()
-        let mergeAt = generate.count - 6  // merge, stop count (4 bytes), trace
+        let mergeAt = generate.count - 14  // merge, stop count (4 bytes), trace, schedule and resume counts (8)
         generate[mergeAt] = 2
         #expect(decodeError(generate) == .unknownTag(field: "generate.merge", tag: 2))
     }
@@ -163,7 +163,7 @@ import Wire
     @Test("a bool byte other than 0 or 1 is invalid")
     func invalidBool() {
         var generate = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 1)).encoded()
-        generate[generate.count - 1] = 2
+        generate[generate.count - 9] = 2  // trace, before the schedule and resume counts
         guard case .invalidValue(let field, _) = decodeError(generate) else {
             Issue.record("a bool byte of 2 decoded")
             return
@@ -171,7 +171,7 @@ import Wire
         #expect(field == "generate.trace")
 
         var absent = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 1)).encoded()
-        absent[absent.count - 10] = 2  // the temperature's presence byte: 3 presence bytes, merge's, 4 + 1 follow
+        absent[absent.count - 18] = 2  // the temperature's presence byte: 3 presence bytes, merge's, 4 + 1 + 8 follow
         guard case .invalidValue(let presence, _) = decodeError(absent) else {
             Issue.record("a presence byte of 2 decoded")
             return

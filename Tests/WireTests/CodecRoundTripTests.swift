@@ -81,18 +81,27 @@ import Wire
         #expect(error.encoded() == header(.error) + le(UInt64(2)) + [3] + le(UInt32(0)))
         let generate = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 0,
                                                  merge: .logit, stop: ["a"], trace: true))
+        // Version 5's schedule and resume tokens: an empty list each.
+        let noScheduleNoResume = le(UInt32(0)) + le(UInt32(0))
         // The input: a chat (tag 0) of one turn, role "user", content "".
         let userTurn: [UInt8] = [0] + le(UInt32(1)) + le(UInt32(4)) + Array("user".utf8) + le(UInt32(0))
         // Sampling fields absent (four presence bytes of 0), merge present (1, then the logit tag 1).
         #expect(generate.encoded() == header(.generate) + le(UInt64(1)) + userTurn + le(UInt32(0))
-            + le(UInt32(0)) + [0, 0, 0, 0] + [1, 1] + le(UInt32(1)) + le(UInt32(1)) + [0x61, 1])
+            + le(UInt32(0)) + [0, 0, 0, 0] + [1, 1] + le(UInt32(1)) + le(UInt32(1)) + [0x61, 1] + noScheduleNoResume)
         let seeded = Message.generate(Generate(request: 1, prompt: "", preference: "", maxNewTokens: 0,
                                                sampling: SamplingRequest(seed: 7)))
         #expect(seeded.encoded() == header(.generate) + le(UInt64(1)) + userTurn + le(UInt32(0))
-            + le(UInt32(0)) + [0, 0, 0, 1] + le(UInt64(7)) + [0] + le(UInt32(0)) + [0])
+            + le(UInt32(0)) + [0, 0, 0, 1] + le(UInt64(7)) + [0] + le(UInt32(0)) + [0] + noScheduleNoResume)
         let raw = Message.generate(Generate(request: 1, input: .raw("a"), preference: "", maxNewTokens: 0))
         #expect(raw.encoded() == header(.generate) + le(UInt64(1)) + [1] + le(UInt32(1)) + [0x61] + le(UInt32(0))
-            + le(UInt32(0)) + [0, 0, 0, 0] + [0] + le(UInt32(0)) + [0])
+            + le(UInt32(0)) + [0, 0, 0, 0] + [0] + le(UInt32(0)) + [0] + noScheduleNoResume)
+        let resumed = Message.generate(Generate(
+            request: 1, input: .raw("a"), preference: "", maxNewTokens: 0,
+            schedule: [PreferenceChange(fromToken: 3, preference: "b")], resume: [9]
+        ))
+        #expect(resumed.encoded() == header(.generate) + le(UInt64(1)) + [1] + le(UInt32(1)) + [0x61] + le(UInt32(0))
+            + le(UInt32(0)) + [0, 0, 0, 0] + [0] + le(UInt32(0)) + [0]
+            + le(UInt32(1)) + le(UInt32(3)) + le(UInt32(1)) + [0x62] + le(UInt32(1)) + le(UInt32(9)))
         #expect(Message.heartbeat.encoded() == [WireProtocol.version, Message.Kind.heartbeat.rawValue])
     }
 

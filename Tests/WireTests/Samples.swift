@@ -87,6 +87,16 @@ enum Samples {
             )),
             .done(Done(request: 0, finish: .endOfSequence, tokens: 0, text: "")),
             .status(StatusRequest(request: 5)),
+            .setPreference(SetPreference(request: 3, preference: "concise")),
+            .setPreference(SetPreference(request: 0, preference: "")),
+            .preferenceSet(PreferenceSet(request: 3, fromToken: 12)),
+            .generate(Generate(
+                request: 11, input: .raw("x"), preference: "friendly", maxNewTokens: 9,
+                schedule: [PreferenceChange(fromToken: 0, preference: "concise"),
+                           PreferenceChange(fromToken: 4, preference: unicode)],
+                resume: [1, 2, 3]
+            )),
+            .error(ErrorReply(session: 5, code: .overloaded, text: "queue full")),
             .statusReply(StatusReply(request: 5, status: ClusterStatus(
                 draining: false, sessionsRunning: 3, sessionsQueued: 1,
                 experts: [
@@ -152,6 +162,8 @@ enum Samples {
                 elapsedMicros: .max
             )),
             .status(StatusRequest(request: .max)),
+            .setPreference(SetPreference(request: .max, preference: longText)),
+            .preferenceSet(PreferenceSet(request: .max, fromToken: .max)),
             .statusReply(StatusReply(request: .max, status: ClusterStatus(
                 protocolVersion: .max, draining: true, sessionsRunning: .max, sessionsQueued: .max,
                 experts: (0..<WireLimits.maxExperts).map { index in
