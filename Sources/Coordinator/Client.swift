@@ -378,13 +378,13 @@ public struct CoordinatorPool: Sendable {
     public let endpoints: [String]
     /// The CURVE keys for every coordinator, when they run CURVE.
     public let curve: CurveClientKeys?
-    /// How long to wait for a connection to each coordinator.
-    public let connectTimeout: Duration
+    /// How long to wait for a connection to each coordinator (nil: a request waits for one until its deadline).
+    public let connectTimeout: Duration?
     /// The client heartbeat interval (a coordinator silent for two is taken for lost).
     public let heartbeatInterval: Duration
 
     /// A pool.
-    public init(endpoints: [String], curve: CurveClientKeys?, connectTimeout: Duration, heartbeatInterval: Duration) {
+    public init(endpoints: [String], curve: CurveClientKeys?, connectTimeout: Duration?, heartbeatInterval: Duration) {
         self.endpoints = endpoints
         self.curve = curve
         self.connectTimeout = connectTimeout

@@ -30,13 +30,23 @@ enum GenerateCommand: ParsableCommand {
             expert), and each expert's top-k ids, log-probabilities and tail (the probability mass outside
             its list).
 
+            With several coordinators (--coordinator A,B), a coordinator that goes silent mid-answer (two
+            --heartbeat intervals) is left and the answer resumes on the next one from the tokens already
+            shown, with the same seed, so the text is the same; with none left the error says how many
+            tokens were sent. Ctrl-C (SIGINT) or SIGTERM cancels the request: the coordinator closes its
+            session on every worker at the next token.
+
             --concurrency N sends N copies of the request at once over N connections (a load test, also
             with N = 1): the text is not shown; standard error shows the aggregate tokens per second.
-            Exit codes: 0 done, 1 refused or failed (the coordinator's reason is shown), 2 usage.
+            Exit codes: 0 done, 1 refused or failed (the coordinator's reason is shown), 2 usage, 130
+            cancelled by a signal.
             """,
         options: [
             .value("coordinator", "endpoint", default: "tcp://127.0.0.1:5556", help: "The coordinator's clients' "
-                + "endpoint (its config's \"clientEndpoint\": by default the port after the workers')."),
+                + "endpoint (its config's \"clientEndpoint\": by default the port after the workers'), or several "
+                + "separated by commas: a request lost with its coordinator resumes on the next."),
+            .value("heartbeat", "seconds", default: "1", help: "Ping a silent coordinator after this long; two "
+                + "intervals without an answer mean it is lost."),
             .value("preference", "text", default: "", help: "The preference, e.g. \"concise, friendly\"."),
             .value("max-tokens", "n", default: "0", help: "The most new tokens (0: the cluster's default)."),
             .value("temperature", "t", help: "Sampling temperature; 0 is greedy (default: the cluster's, 0 unless "
@@ -60,8 +70,17 @@ enum GenerateCommand: ParsableCommand {
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
-        guard let endpoint = try arguments.endpoint("coordinator", binding: false) else {
-            throw UsageError.missingOption("coordinator")
+        let endpoints = try arguments.require("coordinator").split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard let endpoint = endpoints.first else { throw UsageError.missingOption("coordinator") }
+        for candidate in endpoints {
+            if let problem = Endpoint.problem(candidate, binding: false) {
+                throw UsageError.invalidValue(option: "coordinator", value: candidate, expected: problem)
+            }
+        }
+        let heartbeat = try arguments.require("heartbeat", as: Double.self)
+        guard heartbeat.isFinite, heartbeat > 0 else {
+            throw UsageError.invalidValue(option: "heartbeat", value: "\(heartbeat)", expected: "seconds > 0")
         }
         let request = try makeRequest(arguments)
         let timeout = try arguments.require("timeout", as: Double.self)
@@ -89,9 +108,18 @@ enum GenerateCommand: ParsableCommand {
         }
         let start = ContinuousClock.now
         var firstToken: ContinuousClock.Instant?
+        // Ctrl-C or SIGTERM cancels the request; the coordinator then closes its session on every worker.
+        let control = GenerationControl()
+        ShutdownSignals.onSignal { _ in control.cancel() }
+        defer { ShutdownSignals.uninstall() }
+        let pool = CoordinatorPool(
+            endpoints: endpoints, curve: curve, connectTimeout: .seconds(2),
+            heartbeatInterval: .milliseconds(Int64(heartbeat * 1000))
+        )
         do {
-            let client = try CoordinatorClient(endpoint: endpoint, curve: curve)
-            let done = try client.generate(request, timeout: deadline) { event in
+            let (done, _) = try pool.generate(request, timeout: deadline, control: control, onFailover: { from, tokens in
+                CLI.writeErr("\n[generate] coordinator \(from) lost after \(tokens) tokens; resuming on the next\n")
+            }) { event in
                 if firstToken == nil { firstToken = .now }
                 if !event.text.isEmpty { writeStandardOutput(event.text) }
                 trace?.write(event)
@@ -103,6 +131,10 @@ enum GenerateCommand: ParsableCommand {
             return CLI.success
         } catch {
             trace?.close()
+            if case .cancelled = error {
+                CLI.writeErr("\ncancelled\n")
+                return 130
+            }
             CLI.writeErr("\nerror: \(error.description)\n")
             return CLI.failure
         }

@@ -40,7 +40,7 @@ final class TestCluster {
     /// longer than a debug build's forward pass on a loaded machine (a worker cannot send while it computes).
     init(
         experts: [TestExpert], stepDeadlineMs: Int = 1500, openDeadlineMs: Int = 5000, heartbeatMs: Int = 500,
-        maxNewTokens: Int = 24, topK: Int = 16, extraExperts: [TestExpert] = []
+        maxNewTokens: Int = 24, topK: Int = 16, extraExperts: [TestExpert] = [], extraConfig: [String: Any] = [:]
     ) throws {
         mope = try mopeBinary()
         self.experts = experts
@@ -54,11 +54,12 @@ final class TestCluster {
             ["name": expert.name, "dimension": expert.name, "systemPrompt": expert.systemPrompt,
              "model": expert.model, "replicas": expert.replicas]
         }
-        let config: [String: Any] = [
+        var config: [String: Any] = [
             "coordinator": endpoint, "heartbeatIntervalMs": heartbeatMs, "stepDeadlineMs": stepDeadlineMs,
             "openDeadlineMs": openDeadlineMs, "topK": topK, "maxNewTokens": maxNewTokens,
             "experts": entries,
         ]
+        config.merge(extraConfig) { $1 }
         let data = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: configPath))
     }
