@@ -10,24 +10,28 @@
 # processes talking over real ZeroMQ sockets -- then asks the question under "concise, friendly, elementary"
 # and under "informative, unfriendly, knowledgeable". Only the three experts a preference names take part in
 # its answer, weighed at every token by the learned Preference Control Model the config names
-# (Configs/pcm/pcm.json). Everything is stopped on exit (the cluster's whole process group).
+# (Configs/pcm/pcm.json). The cluster also runs the OpenAI-compatible HTTP front (mope cluster --serve), and the
+# demo asks it once with curl and once with the openai Python client. Everything is stopped on exit (the
+# cluster's whole process group).
 #
 # The demo's config is Configs/psoups-local.json with longer deadlines (heartbeat 10 s, step deadline 60 s):
 # a worker cannot send heartbeats during a forward pass, and on a busy 2-core machine one prefill of the
 # real model can take several seconds.
 #
 # Environment: MOPE_DEMO_ENDPOINT (workers, default tcp://127.0.0.1:5555; clients on the next port), MOPE_DEMO_MAX_TOKENS (default 80),
-# MOPE_DEMO_THREADS (forward-pass threads per worker, default 1: six workers share the machine's cores).
+# MOPE_DEMO_THREADS (forward-pass threads per worker, default 1: six workers share the machine's cores),
+# MOPE_DEMO_HTTP (the HTTP front's HOST:PORT, default 127.0.0.1:8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . Scripts/lib/cluster.sh
-case "${1:-}" in -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 PROMPT=${1:-"Why do leaves change color in the fall?"}
 ENDPOINT=${MOPE_DEMO_ENDPOINT:-tcp://127.0.0.1:5555}
 CLIENT_ENDPOINT=${ENDPOINT%:*}:$(( ${ENDPOINT##*:} + 1 ))  # the coordinator's clients' endpoint
 MAX_TOKENS=${MOPE_DEMO_MAX_TOKENS:-80}
 THREADS=${MOPE_DEMO_THREADS:-1}
+HTTP=${MOPE_DEMO_HTTP:-127.0.0.1:8000}
 CONFIG=Configs/psoups-local.json
 MOPE=.build/release/mope
 PREFERENCES=("concise, friendly, elementary" "informative, unfriendly, knowledgeable")
@@ -66,7 +70,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "starting the cluster: coordinator + 6 experts (logs in $logs)"
-"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --client-endpoint "$CLIENT_ENDPOINT" --threads "$THREADS" --keys "$logs/keys" >"$logs/cluster.out" 2>"$logs/cluster.err" &
+"$MOPE" cluster --config "$CONFIG" --endpoint "$ENDPOINT" --client-endpoint "$CLIENT_ENDPOINT" --threads "$THREADS" --keys "$logs/keys" --serve "$HTTP" >"$logs/cluster.out" 2>"$logs/cluster.err" &
 cluster=$!
 # The cluster runs CURVE with allow-lists (its default): status and the requests use the client key it wrote.
 export MOPE_CURVE_SERVER_KEY_FILE=$logs/keys/coordinator.pub MOPE_CURVE_SECRET_KEY_FILE=$logs/keys/client.key
@@ -85,3 +89,24 @@ for preference in "${PREFERENCES[@]}"; do
     "$MOPE" generate --coordinator "$CLIENT_ENDPOINT" --preference "$preference" --max-tokens "$MAX_TOKENS" "$PROMPT"
 done
 echo
+
+say "the same cluster over HTTP (mope cluster --serve $HTTP): curl"
+curl -sS "http://$HTTP/v1/chat/completions" -H 'Content-Type: application/json' -d "$(python3 -c '
+import json, sys
+print(json.dumps({"model": "mope", "messages": [{"role": "user", "content": sys.argv[1]}],
+                  "max_tokens": int(sys.argv[2]), "preference": "concise, friendly, elementary"}))' "$PROMPT" "$MAX_TOKENS")" |
+    python3 -c 'import json, sys; a = json.load(sys.stdin); print(a["choices"][0]["message"]["content"]); print("mope:", json.dumps(a["mope"]))'
+echo
+say "and the openai Python client, streaming"
+python3 - "http://$HTTP/v1" "$PROMPT" "$MAX_TOKENS" <<'PY'
+import sys
+import openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="unused")
+stream = client.chat.completions.create(
+    model="mope", messages=[{"role": "user", "content": sys.argv[2]}], max_tokens=int(sys.argv[3]), stream=True,
+    extra_body={"preference": "informative, unfriendly, knowledgeable"})
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        print(chunk.choices[0].delta.content, end="", flush=True)
+print()
+PY

@@ -38,6 +38,11 @@ enum ClusterCommand: ParsableCommand {
             the key files' paths, never keys. The launcher prints "keys DIR"; a client then runs
             `mope generate --curve-server-key-file DIR/coordinator.pub --curve-secret-key-file DIR/client.key`.
 
+            --serve HOST:PORT also starts the OpenAI-compatible HTTP front (`mope serve --listen HOST:PORT`)
+            as a child, connected to the clients' endpoint with the client key; the launcher prints
+            "serve pid P" and "http http://HOST:PORT" (its own "[serve] listening on" line names the port when
+            0 picks one). Then `curl http://HOST:PORT/v1/chat/completions -d '{"messages": ...}'`.
+
             SIGTERM or SIGINT stops the cluster: every child gets SIGTERM (they drain), and SIGKILL after
             --stop-grace seconds. The launcher exits 0 after a requested stop, 1 when a child (the coordinator
             or a worker) exits before the cluster is ready (naming the child and its exit status), when the
@@ -59,6 +64,7 @@ enum ClusterCommand: ParsableCommand {
             .value("keys", "dir", help: "Write the cluster's CURVE keys into this directory (created mode 0700; "
                 + "default: a fresh private temporary directory, removed when the cluster stops)."),
             .flag("insecure", help: "Plain connections without CURVE: any local process may join or ask."),
+            .value("serve", "host:port", help: "Also start the HTTP front (mope serve) listening here."),
         ] + LogOptions.options
     )
 
@@ -74,6 +80,11 @@ enum ClusterCommand: ParsableCommand {
         let threads = try arguments.threads()
         let readyTimeout = try arguments.positive("ready-timeout", as: Double.self)
         let stopGrace = try arguments.nonNegative("stop-grace", as: Double.self)
+        let serveAddress = arguments.value("serve")
+        if let serveAddress, ServeCommand.parseListen(serveAddress) == nil {
+            throw UsageError.invalidValue(option: "serve", value: serveAddress,
+                                          expected: "HOST:PORT, e.g. 127.0.0.1:8000")
+        }
         let keys: ClusterKeys?
         if arguments.flag("insecure") {
             if let dir = arguments.value("keys") {
@@ -132,12 +143,22 @@ enum ClusterCommand: ParsableCommand {
                 let pid = try children.spawn(executable, args, name: "worker \(ids)", environment: environment)
                 CLI.writeOut("worker \(ids) pid \(pid)\n")
             }
+            if let serveAddress {
+                var args = ["serve", "--coordinator", localAddress(of: clientEndpoint), "--listen", serveAddress,
+                            "--drain-grace", "\(stopGrace)"]
+                if let keys {
+                    args += ["--curve-server-key-file", keys.coordinatorPublic,
+                             "--curve-secret-key-file", keys.clientSecret]
+                }
+                let pid = try children.spawn(executable, args, name: "serve", environment: environment)
+                CLI.writeOut("serve pid \(pid)\nhttp http://\(serveAddress)\n")
+            }
         } catch {
             CLI.writeErr("error: cannot start a child process: \(error)\n")
             children.stop(grace: .milliseconds(Int64(stopGrace * 1000)))
             return CLI.failure
         }
-        let workerCount = children.running.count - 1
+        let workerCount = children.running.count - 1 - (serveAddress == nil ? 0 : 1)
         let coordinator = coordinatorPID
         let clientKeys = try keys.map { keys in
             CurveClientKeys(serverPublicKey: try CurveKeyFile.readPublic(keys.coordinatorPublic),

@@ -210,6 +210,39 @@ struct ServeLifetimeTests {
         try cluster.waitForStatus("no session on any worker") { status in
             status.sessionsRunning == 0 && status.workers.allSatisfy { $0.sessions == 0 }
         }
+        let log = (try? String(contentsOfFile: cluster.coordinatorLog, encoding: .utf8)) ?? ""
+        #expect(!log.contains(" done: "), "the answer ended by itself, so the test proved nothing:\n\(log)")
+    }
+
+    @Test("mope cluster --serve starts the HTTP front on the secure cluster; a stop ends it with the cluster")
+    func clusterServe() throws {
+        let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 8)
+        let keys = cluster.directory.appendingPathComponent("keys").path
+        let launcher = try cluster.group.spawn(
+            cluster.mope,
+            ["cluster", "--config", cluster.configPath, "--threads", "1", "--stop-grace", "5", "--keys", keys,
+             "--serve", "127.0.0.1:0"],
+            log: cluster.launcherLog
+        )
+        var port: Int?
+        let deadline = ContinuousClock.now.advanced(by: .seconds(120))
+        while port == nil, ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: cluster.launcherLog, encoding: .utf8)) ?? ""
+            if let range = text.range(of: "listening on http://127.0.0.1:"), text.contains("cluster ready") {
+                port = Int(text[range.upperBound...].prefix { $0.isNumber })
+            }
+            if cluster.group.wait(launcher, timeout: .zero) != nil { break }
+            usleep(50_000)
+        }
+        let found = try #require(port, "\((try? String(contentsOfFile: cluster.launcherLog, encoding: .utf8)) ?? "")")
+        let answer = try curlRequest("http://127.0.0.1:\(found)/v1/chat/completions",
+                                     body: chat("Hi", #""max_tokens":4"#))
+        #expect(answer.code == 200, "\(answer.body)")
+        #expect(answerText(jsonObject(answer.body)) != nil)
+        #expect(try curlRequest("http://127.0.0.1:\(found)/ready").code == 200)
+        cluster.group.signal(launcher, SIGTERM)
+        #expect(cluster.group.wait(launcher, timeout: .seconds(60)) == .exited(0))
+        #expect((try? curlRequest("http://127.0.0.1:\(found)/health"))?.code == 0)
     }
 
     @Test("kill -9 of one of two coordinators mid-stream: the answer resumes on the other with the identical text")
