@@ -212,10 +212,13 @@ public struct CoordinatorCore: Sendable {
 
     /// The cluster's state, as a `status` request is answered: every expert of the config with its replicas
     /// wanted and its registered workers, the sessions running, and whether the coordinator drains.
-    public var status: ClusterStatus {
+    public var status: ClusterStatus { status(now: 0) }
+
+    /// The cluster's state at `now` (which dates the oldest queued request's wait).
+    public func status(now: UInt64) -> ClusterStatus {
         ClusterStatus(
             draining: isDraining, sessionsRunning: UInt32(clamping: activeSessionCount),
-            sessionsQueued: UInt32(clamping: queue.count),
+            sessionsQueued: UInt32(clamping: queue.count), oldestQueuedMicros: oldestQueueWait(now: now) / 1000,
             experts: membership.expertStatus(experts: config.experts.map(\.name))
         )
     }
@@ -309,7 +312,9 @@ public struct CoordinatorCore: Sendable {
         case .generate(let generate):
             return onGenerate(generate, from: identity, now: now)
         case .status(let request):
-            return [.sendToClient(identity, .statusReply(StatusReply(request: request.request, status: status)))]
+            return [.sendToClient(identity, .statusReply(StatusReply(
+                request: request.request, status: status(now: now)
+            )))]
         case .heartbeat:
             // A waiting client checks that the coordinator lives; the answer also tells the shell whether the
             // client does (a send to a gone client comes back as `onClientGone`).

@@ -165,6 +165,8 @@ public enum ServeMetrics {
     public static let queueWait = "mope_queue_wait_seconds"
     /// Requests waiting in the coordinator's admission queue (from its status answer at scrape time).
     public static let sessionsQueued = "mope_sessions_queued"
+    /// How long the oldest queued request has waited (from the coordinator's status answer at scrape time).
+    public static let oldestQueued = "mope_queue_oldest_wait_seconds"
     /// Sessions the coordinator runs (from its status answer at scrape time).
     public static let coordinatorSessions = "mope_coordinator_sessions_running"
     /// Live workers per expert (from the coordinator's status answer at scrape time).
@@ -191,6 +193,7 @@ public enum ServeMetrics {
                          buckets: [0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30])
         registry.declare(sessionsQueued, .gauge, help: "Requests waiting for capacity in the coordinator's queue.")
         registry.declare(coordinatorSessions, .gauge, help: "Sessions the coordinator runs.")
+        registry.declare(oldestQueued, .gauge, help: "Seconds the oldest request in the admission queue has waited.")
         registry.declare(workersLive, .gauge, help: "Live workers per expert.")
         return registry
     }

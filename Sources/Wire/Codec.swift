@@ -265,6 +265,7 @@ extension WireCodec {
             sink.u8(m.status.draining ? 1 : 0)
             sink.u32(m.status.sessionsRunning)
             sink.u32(m.status.sessionsQueued)
+            sink.u64(m.status.oldestQueuedMicros)
             sink.u32(UInt32(truncatingIfNeeded: m.status.experts.count))
             for expert in m.status.experts {
                 sink.string(expert.name)
@@ -488,6 +489,7 @@ extension WireCodec {
         let draining = try r.bool("statusReply.draining")
         let running = try r.u32("statusReply.sessionsRunning")
         let queued = try r.u32("statusReply.sessionsQueued")
+        let oldest = try r.u64("statusReply.oldestQueuedMicros")
         // Each expert holds at least a name length, a replica count and a worker count.
         let expertCount = try r.count("statusReply.experts", limit: WireLimits.maxExperts, minElementBytes: 12)
         var experts: [ExpertStatus] = []
@@ -516,6 +518,7 @@ extension WireCodec {
         }
         return StatusReply(request: request, status: ClusterStatus(
             protocolVersion: version, draining: draining, sessionsRunning: running, sessionsQueued: queued,
+            oldestQueuedMicros: oldest,
             experts: experts
         ))
     }

@@ -86,15 +86,18 @@ public struct ClusterStatus: Sendable, Equatable {
     public var draining: Bool
     /// Sessions opening or running.
     public var sessionsRunning: UInt32
-    /// Requests waiting for a place (none wait today: a request is refused when it cannot be placed).
+    /// Requests waiting in the admission queue for a replica of a busy expert.
     public var sessionsQueued: UInt32
+    /// How long the oldest of them has waited, in microseconds (0 when none waits).
+    public var oldestQueuedMicros: UInt64
     /// Every expert of the config, in config order.
     public var experts: [ExpertStatus]
 
     public init(
         protocolVersion: UInt8 = WireProtocol.version, draining: Bool, sessionsRunning: UInt32, sessionsQueued: UInt32 = 0,
-        experts: [ExpertStatus]
+        oldestQueuedMicros: UInt64 = 0, experts: [ExpertStatus]
     ) {
+        self.oldestQueuedMicros = oldestQueuedMicros
         self.protocolVersion = protocolVersion
         self.draining = draining
         self.sessionsRunning = sessionsRunning

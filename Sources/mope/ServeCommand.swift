@@ -312,6 +312,7 @@ final class APIService: @unchecked Sendable {
                                                connectTimeout: min(connectTimeout, .milliseconds(500)))
             let status = try client.status(timeout: .milliseconds(500))
             metrics.set(ServeMetrics.sessionsQueued, Double(status.sessionsQueued))
+            metrics.set(ServeMetrics.oldestQueued, Double(status.oldestQueuedMicros) / 1e6)
             metrics.set(ServeMetrics.coordinatorSessions, Double(status.sessionsRunning))
             for expert in status.experts {
                 metrics.set(ServeMetrics.workersLive, Double(expert.live), labels: [("expert", expert.name)])

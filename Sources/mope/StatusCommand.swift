@@ -105,7 +105,8 @@ enum StatusCommand: ParsableCommand {
         var lines = [
             "coordinator \(endpoint): \(status.ready ? "ready" : "not ready")\(status.draining ? ", draining" : ""); "
                 + "protocol \(status.protocolVersion); sessions \(status.sessionsRunning) running, "
-                + "\(status.sessionsQueued) queued",
+                + "\(status.sessionsQueued) queued"
+                + (status.sessionsQueued > 0 ? " (the oldest for \(status.oldestQueuedMicros / 1000) ms)" : ""),
         ]
         var rows: [[String]] = [["EXPERT", "REPLICAS", "LIVE", "WORKER", "SESSIONS", "STATE"]]
         for expert in status.experts {
@@ -137,6 +138,8 @@ enum StatusCommand: ParsableCommand {
         struct Sessions: Codable, Equatable {
             var running: UInt32
             var queued: UInt32
+            /// How long the oldest queued request has waited, in milliseconds.
+            var oldestQueuedMs: UInt64
         }
 
         struct Worker: Codable, Equatable {
@@ -171,7 +174,8 @@ enum StatusCommand: ParsableCommand {
             protocolVersion = status.protocolVersion
             ready = status.ready
             draining = status.draining
-            sessions = Sessions(running: status.sessionsRunning, queued: status.sessionsQueued)
+            sessions = Sessions(running: status.sessionsRunning, queued: status.sessionsQueued,
+                                oldestQueuedMs: status.oldestQueuedMicros / 1000)
             experts = status.experts.map { expert in
                 Expert(name: expert.name, replicas: expert.replicas, live: expert.live, workers: expert.workers.map {
                     Worker(id: $0.id, sessions: $0.sessions, capacity: $0.capacity, draining: $0.draining,

@@ -54,6 +54,7 @@ import Wire
         #expect(core.status.sessionsQueued == 2)
         #expect(core.queuedCount == 2)
         #expect(core.oldestQueueWait(now: 110) == 100)
+        #expect(core.status(now: 2_000_010).oldestQueuedMicros == 2000)
 
         // The first finishes (one token): the oldest waiting request starts on the freed worker.
         let out = core.onWorkerMessage(dist(1, 0, 5), from: "c1", now: 1000)

@@ -22,7 +22,7 @@ extension ClusterTests {
         )
         #expect(object["ready"] as? Bool == false)
         #expect(object["draining"] as? Bool == false)
-        #expect((object["sessions"] as? [String: Int]) == ["running": 0, "queued": 0])
+        #expect((object["sessions"] as? [String: Int]) == ["running": 0, "queued": 0, "oldestQueuedMs": 0])
         let experts = try #require(object["experts"] as? [[String: Any]])
         #expect(experts.map { $0["name"] as? String } == ["concise", "friendly"])
         #expect(experts.map { $0["live"] as? Int } == [1, 0])

@@ -13,6 +13,7 @@ import Wire
     func layout() {
         #expect(Message.status(StatusRequest(request: 9)).encoded() == header(.status) + le(UInt64(9)))
         var expected = header(.statusReply) + le(UInt64(7)) + [WireProtocol.version, 0] + le(UInt32(2)) + le(UInt32(0))
+            + le(UInt64(0))
         expected += le(UInt32(1)) + le(UInt32(1)) + [0x63] + le(UInt32(1))
         expected += le(UInt32(1)) + le(UInt32(1)) + [0x77] + le(UInt32(2)) + le(UInt32(8)) + [1] + le(UInt32(3))
         #expect(Message.statusReply(Self.reply).encoded() == expected)
@@ -21,19 +22,19 @@ import Wire
     @Test("forged expert and worker counts are rejected by their limits")
     func forgedCounts() {
         let experts = header(.statusReply) + le(UInt64(1)) + [WireProtocol.version, 0] + le(UInt32(0)) + le(UInt32(0))
-            + le(UInt32(WireLimits.maxExperts + 1))
+            + le(UInt64(0)) + le(UInt32(WireLimits.maxExperts + 1))
         #expect(decodeError(experts) == .countOverLimit(
             field: "statusReply.experts", count: WireLimits.maxExperts + 1, limit: WireLimits.maxExperts
         ))
         let workers = header(.statusReply) + le(UInt64(1)) + [WireProtocol.version, 0] + le(UInt32(0)) + le(UInt32(0))
-            + le(UInt32(1)) + le(UInt32(0)) + le(UInt32(1)) + le(UInt32.max)
+            + le(UInt64(0)) + le(UInt32(1)) + le(UInt32(0)) + le(UInt32(1)) + le(UInt32.max)
         #expect(decodeError(workers) == .countOverLimit(
             field: "statusReply.experts.workers", count: Int(UInt32.max), limit: WireLimits.maxStatusWorkers
         ))
         // 100 experts need at least 1200 bytes; the frame has 4 after the count.
         let short = header(.statusReply) + le(UInt64(1)) + [WireProtocol.version, 0] + le(UInt32(0)) + le(UInt32(0))
-            + le(UInt32(100)) + [0, 0, 0, 0]
-        #expect(decodeError(short) == .truncated(field: "statusReply.experts", offset: 20))
+            + le(UInt64(0)) + le(UInt32(100)) + [0, 0, 0, 0]
+        #expect(decodeError(short) == .truncated(field: "statusReply.experts", offset: 28))
     }
 
     @Test("a draining byte other than 0 or 1 is invalid, for the coordinator and for a worker")
