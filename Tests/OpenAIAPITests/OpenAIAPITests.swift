@@ -96,6 +96,16 @@ struct RequestDecodingTests {
         (#"{"messages": [{"role": "user", "content": "x"}], "n": 2}"#, "n"),
         (#"{"messages": [{"role": "user", "content": "x"}], "model": 7}"#, "model"),
         (#"{"messages": [{"role": "user", "content": "x"}], "stream_options": true}"#, "stream_options"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "preference_schedule": {}}"#, "preference_schedule"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "preference_schedule": [3]}"#, "preference_schedule[0]"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "preference_schedule": [{"preference": "concise"}]}"#,
+         "preference_schedule[0].from_token"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "preference_schedule": [{"from_token": 1}]}"#,
+         "preference_schedule[0].preference"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "preference_schedule": [{"from_token": 1, "preference": 2}]}"#,
+         "preference_schedule[0].preference"),
+        (#"{"messages": [{"role": "user", "content": "x"}], "preference_schedule": [{"from_token": 4, "preference": "concise"}, {"from_token": 2, "preference": "friendly"}]}"#,
+         "preference_schedule[1].from_token"),
     ])
     func badChat(json: String, field: String) throws {
         let error = try #require(failure(parseChat(json)))
@@ -181,8 +191,41 @@ struct AnswerTests {
         #expect(failure(APIRoute.match(method: "GET", path: "/v1/chat/completions"))?.status == 405)
     }
 
-    @Test("coordinator errors map to 400, 503 and 504")
+    @Test("a preference schedule reaches the coordinator's request in canonical form")
+    func schedule() throws {
+        let parsed = try parseChat(#"{"messages": [{"role": "user", "content": "x"}], "preference": "concise", "#
+            + #""preference_schedule": [{"from_token": 0, "preference": "friendly"}, "#
+            + #"{"from_token": 5, "preference": {"informative": 2}}]}"#).get()
+        #expect(parsed.generate.schedule == [
+            PreferenceChange(fromToken: 0, preference: "friendly"),
+            PreferenceChange(fromToken: 5, preference: "informative:2"),
+        ])
+    }
+
+    @Test("a preference change body is a preference, text or object; the session route takes only POST")
+    func preferenceUpdate() throws {
+        #expect(try PreferenceUpdate.parse(Array(#"{"preference": "concise"}"#.utf8)).preference == "concise")
+        #expect(try PreferenceUpdate.parse(Array(#"{"preference": {"friendly": 1}}"#.utf8)).preference == "friendly")
+        for bad in ["{}", #"{"preference": 1}"#, #"{"preference": "bogus"}"#, "nope"] {
+            do throws(APIError) {
+                _ = try PreferenceUpdate.parse(Array(bad.utf8))
+                Issue.record("\(bad) parsed")
+            } catch {
+                #expect(error.status == 400, "\(bad)")
+            }
+        }
+        #expect(try APIRoute.match(method: "POST", path: "/v1/mope/sessions/chatcmpl-1/preference").get()
+            == .sessionPreference(id: "chatcmpl-1"))
+        #expect(failure(APIRoute.match(method: "GET", path: "/v1/mope/sessions/x/preference"))?.status == 405)
+        #expect(failure(APIRoute.match(method: "POST", path: "/v1/mope/sessions//preference"))?.status == 404)
+        #expect(failure(APIRoute.match(method: "POST", path: "/v1/mope/sessions/x/y"))?.status == 404)
+    }
+
+    @Test("coordinator errors map to 400, 429, 503 and 504")
     func replies() {
+        let overloaded = APIError(reply: ErrorReply(session: 1, code: .overloaded, text: "x"))
+        #expect(overloaded.status == 429)
+        #expect(overloaded.code == "overloaded")
         #expect(APIError(reply: ErrorReply(session: 1, code: .badRequest, text: "x")).status == 400)
         #expect(APIError(reply: ErrorReply(session: 1, code: .contextFull, text: "x")).status == 400)
         #expect(APIError(reply: ErrorReply(session: 1, code: .unavailable, text: "x")).status == 503)
