@@ -56,6 +56,10 @@ import Glibc
         generate(["--coordinator", "tcp://127.0.0.1:99999"], "--coordinator"),
         generate(["--coordinator", "tcp://127.0.0.1:-5"], "--coordinator"),
         generate(["--coordinator", "localhost:5555"], "--coordinator"),
+        generate(["--coordinator", "\(nowhere),localhost:5555"], "--coordinator"),
+        generate(["--heartbeat", "0"], "--heartbeat"), generate(["--heartbeat", "soon"], "--heartbeat"),
+        Case(arguments: ["serve", "--coordinator", nowhere, "--heartbeat", "-1"], option: "--heartbeat"),
+        cluster(["--serve", "nowhere"], "--serve"),
 
         worker(["--threads", "0"], "--threads"), worker(["--threads", "4096"], "--threads"),
         worker(["--capacity", "0"], "--capacity"), worker(["--capacity", "-1"], "--capacity"),
