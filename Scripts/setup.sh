@@ -49,6 +49,15 @@ else
     log "Python packages present"
 fi
 
+# --- serving benchmark (Scripts/bench-serve.sh --llama builds llama-server with cmake) ----------
+if ! dpkg -s cmake >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing cmake (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
+fi
+
 # --- the real model -------------------------------------------------------------------------
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }
 if [ "$want_model" = 1 ]; then
