@@ -169,7 +169,7 @@ public struct CoordinatorCore: Sendable {
         let route: Route
         var preference: PreferenceSpec
         var schedule: [ScheduledPreference]
-        let experts: [ExpertConfig]
+        var experts: [ExpertConfig]
         let resources: SessionResources?
         let enqueuedAt: UInt64
     }
@@ -431,7 +431,7 @@ public struct CoordinatorCore: Sendable {
     /// Refuses the queued requests that waited too long (all of them while draining).
     private mutating func expireQueued(now: UInt64) -> [CoordinatorDirective] {
         var directives: [CoordinatorDirective] = []
-        while let head = queue.first, isDraining || now &- head.enqueuedAt >= queueWaitNanos {
+        while let head = queue.first, isDraining || (now >= head.enqueuedAt && now - head.enqueuedAt >= queueWaitNanos) {
             queue.removeFirst()
             let reply = isDraining
                 ? ErrorReply(session: head.generate.request, code: .draining,
@@ -497,6 +497,7 @@ public struct CoordinatorCore: Sendable {
         } else if let index = queue.firstIndex(where: { $0.route == route }) {
             queue[index].preference = spec
             queue[index].schedule = []
+            queue[index].experts = selectExperts(for: [spec])
             from = 0
         } else {
             return []

@@ -248,7 +248,7 @@ public final class CoordinatorClient {
                 let (seconds, attoseconds) = timeout.components
                 throw .timeout(endpoint: endpoint, seconds: Double(seconds) + Double(attoseconds) * 1e-18)
             }
-            var wait = isCancelled == nil && outgoing == nil ? left : min(left, .milliseconds(20))
+            var wait = isCancelled == nil && outgoing == nil ? left : min(left, .milliseconds(50))
             if let heartbeat {
                 let silent = lastHeard.duration(to: clock.now)
                 if silent >= heartbeat * 2 {
@@ -412,12 +412,10 @@ public struct CoordinatorPool: Sendable {
             guard index < endpoints.count else { break }
             var attemptRequest = request
             attemptRequest.resume = tokens
-            if !tokens.isEmpty {
-                let changes = control.appliedChanges
-                if let firstChange = changes.first {
-                    attemptRequest.schedule = request.schedule.filter { $0.fromToken < firstChange.fromToken }
-                        + changes
-                }
+            // The changes acknowledged so far replace the request's own schedule from the first of them on.
+            let changes = control.appliedChanges
+            if let firstChange = changes.first {
+                attemptRequest.schedule = request.schedule.filter { $0.fromToken < firstChange.fromToken } + changes
             }
             do throws(ClientError) {
                 let left = clock.now.duration(to: deadline)
