@@ -291,6 +291,35 @@ struct ServeLifetimeTests {
         #expect(lost.text.contains("tokens of the answer were sent"), "\(lost.text)")
     }
 
+    @Test("mope generate with two coordinators resumes on the second when the first is killed, with the same text")
+    func generateCoordinatorLoss() throws {
+        let first = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], stepDeadlineMs: 120_000,
+                                    openDeadlineMs: 120_000, maxNewTokens: 64)
+        let second = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], maxNewTokens: 64)
+        try first.start()
+        try second.start()
+        let request = ["--preference", "concise, friendly", "--max-tokens", "48", "--temperature", "0.9", "--seed", "7",
+                       "Tell me a story"]
+        let reference = try ChildProcess.run(first.mope, ["generate", "--coordinator", second.clientEndpoint] + request)
+        #expect(reference.status == 0, "\(reference.errorOutput)")
+
+        let output = first.directory.appendingPathComponent("generate.out").path
+        let pid = try first.group.spawn(first.mope, [
+            "generate", "--coordinator", "\(first.clientEndpoint),\(second.clientEndpoint)", "--heartbeat", "0.3",
+        ] + request, standardOutput: .file(output), standardError: .file(output + ".err"))
+        let deadline = ContinuousClock.now.advanced(by: .seconds(60))
+        while ((try? String(contentsOfFile: output, encoding: .utf8)) ?? "").isEmpty, ContinuousClock.now < deadline {
+            usleep(2_000)
+        }
+        for worker in Set(first.workerPIDs.values) { first.group.signal(worker, SIGSTOP) }
+        first.group.signal(first.coordinatorPID, SIGKILL)
+        defer { for worker in Set(first.workerPIDs.values) { first.group.signal(worker, SIGCONT) } }
+        #expect(first.group.wait(pid, timeout: .seconds(60)) == .exited(0))
+        let errors = (try? String(contentsOfFile: output + ".err", encoding: .utf8)) ?? ""
+        #expect(errors.contains("resuming on the next"), "\(errors)")
+        #expect((try? String(contentsOfFile: output, encoding: .utf8)) == reference.output)
+    }
+
     @Test("a preference posted mid-stream decides from the token it names, as the same change in a schedule does")
     func preferenceChange() throws {
         let cluster = try TestCluster(experts: [TinyExperts.concise, TinyExperts.friendly], stepDeadlineMs: 120_000,
