@@ -202,6 +202,9 @@ public struct CoordinatorSession: Sendable {
     /// Each expert's weights summed over the steps merged, and how many steps were.
     private var weightSums: [Double]
     private var stepsMerged = 0
+    /// Each expert's decoding-step compute time summed (microseconds), and how many of its replies were summed.
+    private var stepMicrosSums: [UInt64]
+    private var stepReplies: [UInt64]
     /// The system turn sent to the experts before the user's prompt (the preference, for experts that see it).
     private let expertSystemTurn: String?
     private let startedAt: UInt64
@@ -231,6 +234,8 @@ public struct CoordinatorSession: Sendable {
         self.schedule = schedule
         self.inputTokenCount = inputTokenCount
         weightSums = Array(repeating: 0, count: experts.count)
+        stepMicrosSums = Array(repeating: 0, count: experts.count)
+        stepReplies = Array(repeating: 0, count: experts.count)
         self.expertSystemTurn = expertSystemTurn
         self.id = id
         self.request = request
@@ -340,6 +345,10 @@ public struct CoordinatorSession: Sendable {
             return directives
         }
         slots[index].candidates = TopKCandidates(ids: dist.ids, logProbs: dist.logProbs, tailMass: dist.tailMass)
+        if case .waiting(_, isStep: true) = slots[index].status {
+            stepMicrosSums[index] += UInt64(dist.timing.computeMicros)
+            stepReplies[index] += 1
+        }
         slots[index].status = .ready
         return advanceIfComplete(now: now)
     }
@@ -577,7 +586,9 @@ public struct CoordinatorSession: Sendable {
             promptTokens: inputTokenCount,
             experts: slots.indices.map { index in
                 ExpertUsage(expert: slots[index].expert.name,
-                            meanWeight: stepsMerged > 0 ? Float(weightSums[index] / Double(stepsMerged)) : 0)
+                            meanWeight: stepsMerged > 0 ? Float(weightSums[index] / Double(stepsMerged)) : 0,
+                            meanStepMicros: stepReplies[index] > 0
+                                ? UInt32(clamping: stepMicrosSums[index] / stepReplies[index]) : 0)
             },
             queuedMicros: queuedMicros
         )

@@ -159,6 +159,8 @@ public enum ServeMetrics {
     public static let degraded = "mope_degraded_answers_total"
     /// Sessions moved to a replica.
     public static let failovers = "mope_failovers_total"
+    /// Each expert's mean decoding-step compute time per answer.
+    public static let expertStep = "mope_expert_step_seconds"
     /// Requests that resumed on another coordinator after theirs was lost.
     public static let coordinatorFailovers = "mope_coordinator_failovers_total"
     /// Seconds requests waited in the coordinator's admission queue.
@@ -187,6 +189,8 @@ public enum ServeMetrics {
         registry.declare(tokens, .counter, help: "Tokens generated.")
         registry.declare(degraded, .counter, help: "Answers that lost an expert and were merged without it.")
         registry.declare(failovers, .counter, help: "Sessions moved to a replica by replay.")
+        registry.declare(expertStep, .histogram, help: "Each expert's mean decoding-step time per answer, by expert.",
+                         buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1])
         registry.declare(coordinatorFailovers, .counter,
                          help: "Requests resumed on another coordinator after theirs was lost.")
         registry.declare(queueWait, .histogram, help: "Seconds requests waited in the coordinator's admission queue.",

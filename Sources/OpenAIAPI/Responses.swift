@@ -54,7 +54,10 @@ public enum Answers {
     public static func mope(_ done: Done, options: GenerationOptions, session: String? = nil) -> [String: Any] {
         var object: [String: Any] = [
             "queued_ms": Double(done.queuedMicros) / 1000,
-            "experts": done.experts.map { ["name": $0.expert, "mean_weight": Double($0.meanWeight)] as [String: Any] },
+            "experts": done.experts.map {
+                ["name": $0.expert, "mean_weight": Double($0.meanWeight),
+                 "mean_step_ms": Double($0.meanStepMicros) / 1000] as [String: Any]
+            },
             "lost_experts": done.lostExperts,
             "degraded": !done.lostExperts.isEmpty,
             "failovers": Int(done.failovers),

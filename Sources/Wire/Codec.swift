@@ -249,6 +249,7 @@ extension WireCodec {
             for expert in m.experts {
                 sink.string(expert.expert)
                 sink.f32(expert.meanWeight)
+                sink.u32(expert.meanStepMicros)
             }
             sink.u64(m.queuedMicros)
         case .setPreference(let m):
@@ -456,13 +457,14 @@ extension WireCodec {
             let elapsed = try r.u64("done.elapsedMicros")
             let promptTokens = try r.u32("done.promptTokens")
             // Each entry holds at least a string length and a weight.
-            let expertCount = try r.count("done.experts", limit: WireLimits.maxExperts, minElementBytes: 8)
+            let expertCount = try r.count("done.experts", limit: WireLimits.maxExperts, minElementBytes: 12)
             var experts: [ExpertUsage] = []
             experts.reserveCapacity(expertCount)
             for _ in 0..<expertCount {
                 let name = try r.string("done.experts.expert")
                 let weight = try r.f32("done.experts.meanWeight")
-                experts.append(ExpertUsage(expert: name, meanWeight: weight))
+                let step = try r.u32("done.experts.meanStepMicros")
+                experts.append(ExpertUsage(expert: name, meanWeight: weight, meanStepMicros: step))
             }
             let queued = try r.u64("done.queuedMicros")
             return .done(Done(

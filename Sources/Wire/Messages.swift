@@ -520,11 +520,15 @@ public struct ExpertUsage: Sendable, Equatable {
     public var expert: String
     /// Its mean weight α over the answer's steps (0 when it was lost before the first).
     public var meanWeight: Float
+    /// The mean forward-pass time of its `dist` replies during the decoding steps (after the prefill), in
+    /// microseconds (0 when it answered none).
+    public var meanStepMicros: UInt32
 
     /// An entry.
-    public init(expert: String, meanWeight: Float) {
+    public init(expert: String, meanWeight: Float, meanStepMicros: UInt32 = 0) {
         self.expert = expert
         self.meanWeight = meanWeight
+        self.meanStepMicros = meanStepMicros
     }
 }
 

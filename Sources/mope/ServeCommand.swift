@@ -454,6 +454,10 @@ final class APIService: @unchecked Sendable {
             lock.unlock()
             metrics.add(ServeMetrics.tokens, Double(done.tokens))
             metrics.observe(ServeMetrics.queueWait, Double(done.queuedMicros) / 1e6)
+            for expert in done.experts where expert.meanStepMicros > 0 {
+                metrics.observe(ServeMetrics.expertStep, Double(expert.meanStepMicros) / 1e6,
+                                labels: [("expert", expert.expert)])
+            }
             if done.failovers > 0 { metrics.add(ServeMetrics.failovers, Double(done.failovers)) }
             if !done.lostExperts.isEmpty { metrics.add(ServeMetrics.degraded) }
             outcome = done.lostExperts.isEmpty ? "ok" : "degraded"

@@ -242,6 +242,23 @@ import Wire
         }
     }
 
+    @Test("done reports each expert's mean compute time over the decoding steps, without the prefill")
+    func stepTimes() throws {
+        var session = try session(temperature: 0, maxNewTokens: 3)
+        _ = session.start(now: 0, chooseReplica: cluster.choose)
+        var out: [SessionDirective] = []
+        for step in UInt32(0)..<3 {
+            for (expert, worker) in [(0, "c1"), (1, "f1")] {
+                var reply = wide(9, step, expert: expert)
+                // The prefill (step 0) is slow; decoding steps take 100 µs (concise) and 300 µs (friendly).
+                reply.timing = WorkerTiming(computeMicros: step == 0 ? 50_000 : UInt32(100 + 200 * expert))
+                out = session.onDist(reply, from: worker, now: 1, chooseReplica: cluster.choose)
+            }
+        }
+        let finished = try #require(done(out))
+        #expect(finished.experts.map(\.meanStepMicros) == [100, 300])
+    }
+
     @Test("a scheduled preference decides the tokens from its index on")
     func scheduleApplies() throws {
         // concise always offers 5, friendly 6: greedy, the weighted expert's token wins.

@@ -123,6 +123,7 @@ struct ServeLifetimeTests {
         let metrics = try curlRequest(serve.base + "/metrics")
         #expect(metrics.body.contains("mope_queue_wait_seconds_count"))
         #expect(metrics.body.contains("mope_sessions_queued 0"))
+        #expect(metrics.body.contains("mope_expert_step_seconds_count{expert=\"concise\"}"), "\(metrics.body)")
         #expect(metrics.body.contains("mope_workers_live{expert=\"concise\"} 1"), "\(metrics.body)")
     }
 

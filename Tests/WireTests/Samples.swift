@@ -83,7 +83,7 @@ enum Samples {
             .done(Done(
                 request: 9, finish: .stopString, tokens: 12, text: "Paris " + unicode, lostExperts: ["humor"],
                 failovers: 2, elapsedMicros: 987_654, promptTokens: 31,
-                experts: [ExpertUsage(expert: "concise", meanWeight: 0.625), ExpertUsage(expert: "humor", meanWeight: 0)]
+                experts: [ExpertUsage(expert: "concise", meanWeight: 0.625, meanStepMicros: 1234), ExpertUsage(expert: "humor", meanWeight: 0)]
             )),
             .done(Done(request: 0, finish: .endOfSequence, tokens: 0, text: "")),
             .status(StatusRequest(request: 5)),
