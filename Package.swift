@@ -110,5 +110,7 @@ let package = Package(
             "ProcessSupport", "TestKit",
         ]),
         .testTarget(name: "BenchEngineTests", dependencies: ["mope", "Inference", "CLI", "TestKit"]),
+        // The deploy targets in Deploy/ (systemd, Kubernetes, Slurm, ssh, containers), each run as far as this machine allows.
+        .testTarget(name: "DeployTests", dependencies: ["mope", "ProcessSupport", "TestKit"]),
     ]
 )

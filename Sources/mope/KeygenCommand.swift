@@ -11,7 +11,10 @@ import Darwin
 ///
 /// Without `--out` both keys are printed, one per line (`public-key: …`, `secret-key: …`). With
 /// `--out PREFIX` the secret key goes to `PREFIX.key` (mode 0600) and the public key to `PREFIX.pub`
-/// (mode 0644), each as 40 Z85 characters and a newline; existing files are kept unless `--force`.
+/// (mode 0644), each as 40 Z85 characters and a newline; existing files are kept unless `--force`. With
+/// `--cluster DIR` it writes a whole cluster's key files into DIR (mode 0700), the layout `mope cluster --keys`
+/// uses and the deploy scripts read: `coordinator`, `worker` and `client` key pairs and the two allow-lists
+/// `worker-keys` and `authorized-keys`.
 enum Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(
         name: "keygen",
@@ -20,15 +23,35 @@ enum Keygen: ParsableCommand {
             Prints the public and secret key, or with --out PREFIX writes PREFIX.key (the secret key,
             readable only by its owner) and PREFIX.pub (the public key). Give the coordinator's public key
             to every worker; keep secret keys private.
+
+            With --cluster DIR: every key file of one cluster, in DIR (created, mode 0700): coordinator.key/.pub,
+            worker.key/.pub, client.key/.pub, worker-keys (the workers' endpoint allow-list) and authorized-keys
+            (the clients'), the layout mope cluster --keys and the scripts in Deploy/ use.
             """,
         options: [
             .value("out", "PREFIX", help: "Write PREFIX.key and PREFIX.pub instead of printing the keys."),
+            .value("cluster", "DIR", help: "Write a whole cluster's key files and allow-lists into DIR."),
             .flag("force", help: "Overwrite existing key files."),
         ]
     )
 
     static func run(_ arguments: ParsedArguments) async throws -> Int32 {
         guard CurveKeyPair.isSupported else { throw KeygenError.curveUnsupported }
+        if let directory = arguments.value("cluster") {
+            guard arguments.value("out") == nil else {
+                throw UsageError.other("give either --cluster or --out, not both")
+            }
+            guard !directory.isEmpty else {
+                throw UsageError.invalidValue(option: "cluster", value: directory, expected: "a directory")
+            }
+            if !arguments.flag("force") && access(directory + "/coordinator.key", F_OK) == 0 {
+                throw KeygenError.fileExists(directory + "/coordinator.key")
+            }
+            let keys = try ClusterKeys.create(in: directory)
+            CLI.writeOut("wrote the cluster's keys to \(keys.directory): coordinator, worker and client key pairs, "
+                         + "worker-keys, authorized-keys\n")
+            return CLI.success
+        }
         let keys: CurveKeyPair
         do {
             keys = try CurveKeyPair.generate()
