@@ -48,7 +48,7 @@ public enum ConfigError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   "openDeadlineMs": 30000, "topK": 64, "maxNewTokens": 256, "merge": "probability",
 ///   "sampling": { "temperature": 0, "topP": 1, "topK": 0, "seed": 0 },
 ///   "experts": [ { "name": "concise", "dimension": "concise", "model": "models/m.gguf", "replicas": 1 } ],
-///   "pcm": "pcm/pcm.json", "sharedWorkers": false, "expertContext": "own", "preferencePrompts": {} }
+///   "pcm": "pcm/pcm.json", "tokenizer": "models/tokenizer.gguf", "sharedWorkers": false, "expertContext": "own", "preferencePrompts": {} }
 /// ```
 public struct ClusterConfig: Sendable, Equatable {
     /// The coordinator's worker endpoint: expert workers connect to this ROUTER (and only workers may register).
@@ -90,6 +90,12 @@ public struct ClusterConfig: Sendable, Equatable {
     /// The learned Preference Control Model (a `mope train` output file) that weighs the experts at every token;
     /// a relative path is found from the working directory or beside the config. Nil: the uniform controller.
     public var pcm: String?
+    /// The file the coordinator reads the cluster's tokenizer (and the PCM's token embeddings) from: a small
+    /// tokenizer file (`mope tokenizer-file`), so that the coordinator's machine needs no weights. Nil: the first
+    /// expert's model file. A relative path is found as `pcm` is.
+    public var tokenizer: String?
+    /// The tokenizer file the coordinator reads: `tokenizer`, else the first expert's model.
+    public var tokenizerSource: String? { tokenizer ?? experts.first?.model }
     /// Whether `mope cluster` starts one worker process per replica for all the experts that use the same model
     /// file (each keeps its own connection and id; the process loads the weights once and batches their sessions
     /// into one forward pass), rather than one process per expert replica. Faster when the experts outnumber the
@@ -208,6 +214,9 @@ public struct ClusterConfig: Sendable, Equatable {
         try sampling.validate(path: "sampling")
         if let pcm, pcm.isEmpty {
             throw .invalidValue(field: "pcm", reason: "give the path of a PCM file, or leave the field out")
+        }
+        if let tokenizer, tokenizer.isEmpty {
+            throw .invalidValue(field: "tokenizer", reason: "give the path of a tokenizer or model file, or leave the field out")
         }
         if expertContext != .own {
             if let missing = PreferenceDimension.allCases.first(where: { (preferencePrompts[$0] ?? "").isEmpty }) {
@@ -346,7 +355,7 @@ public struct SamplingConfig: Sendable, Equatable {
 extension ClusterConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case coordinator, clientEndpoint, heartbeatIntervalMs, stepDeadlineMs, openDeadlineMs, experts, sampling, topK
-        case maxNewTokens, merge, pcm, sharedWorkers, expertContext, preferencePrompts
+        case maxNewTokens, merge, pcm, tokenizer, sharedWorkers, expertContext, preferencePrompts
         case strikeLimit, evictionCooldownMs, maxWorkerSessions, admissionQueueLength, admissionQueueWaitMs
     }
 
@@ -366,6 +375,7 @@ extension ClusterConfig: Codable {
         topK = try c.integer(UInt16.self, forKey: .topK) ?? topK
         maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
         pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
         sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers) ?? sharedWorkers
         strikeLimit = try c.integer(UInt32.self, forKey: .strikeLimit) ?? strikeLimit
         evictionCooldownMs = try c.integer(UInt32.self, forKey: .evictionCooldownMs) ?? evictionCooldownMs
@@ -412,6 +422,7 @@ extension ClusterConfig: Codable {
         try c.encode(maxNewTokens, forKey: .maxNewTokens)
         try c.encode(merge.name, forKey: .merge)
         try c.encodeIfPresent(pcm, forKey: .pcm)
+        try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
         try c.encode(sharedWorkers, forKey: .sharedWorkers)
         try c.encode(strikeLimit, forKey: .strikeLimit)
         try c.encode(evictionCooldownMs, forKey: .evictionCooldownMs)

@@ -43,7 +43,8 @@ public final class CoordinatorServer: Sendable {
     private let controllerFactory: @Sendable () -> any PreferenceController
     private let control: LoopControl
 
-    /// Prepares a coordinator: validates the config and loads the tokenizer of its first expert's model.
+    /// Prepares a coordinator: validates the config and loads the tokenizer (`config.tokenizerSource`: the config's
+    /// tokenizer file, else its first expert's model; metadata only).
     ///
     /// - Parameter controller: makes the preference controller of each session; nil for the one the config asks
     ///   for (`controllerFactory(config:)`: the learned PCM when `pcm` names a file, else uniform).
@@ -56,10 +57,10 @@ public final class CoordinatorServer: Sendable {
         } catch {
             throw .config(error)
         }
-        guard let first = settings.config.experts.first else {
+        guard let source = settings.config.tokenizerSource else {
             throw .config(.invalidValue(field: "experts", reason: "list at least one expert"))
         }
-        let tokenizer = try ClusterTokenizer(modelPath: first.model)
+        let tokenizer = try ClusterTokenizer(modelPath: source)
         let factory: @Sendable () -> any PreferenceController
         if let controller {
             factory = controller
@@ -70,7 +71,7 @@ public final class CoordinatorServer: Sendable {
     }
 
     /// The preference controller a config asks for: the learned PCM read from `config.pcm` (its embedding
-    /// features from the first expert's model file), or `UniformController` when the config names none.
+    /// features from the config's tokenizer file, else the first expert's model file), or `UniformController` when the config names none.
     /// - Returns: the factory of per-session controllers and a line describing it for the log.
     /// - Throws: `CoordinatorError.pcm` when the file cannot be read or is not a valid PCM.
     public static func controllerFactory(config: ClusterConfig) throws(CoordinatorError)
@@ -86,7 +87,7 @@ public final class CoordinatorServer: Sendable {
             throw .pcm(error)
         }
         // Without embeddings the PCM still sees the preference, the step and the experts' lists.
-        let embeddings = config.experts.first.flatMap { try? TokenEmbeddings(file: GGUFFile(path: $0.model)) }
+        let embeddings = config.tokenizerSource.flatMap { try? TokenEmbeddings(file: GGUFFile(path: $0)) }
         let description = "learned PCM \(path) (\(network.configuration.parameterCount) parameters"
             + (embeddings == nil ? ", no token embeddings" : "") + ")"
         return ({ PCMController(network: network, embeddings: embeddings) }, description)

@@ -104,7 +104,7 @@ struct ServerLoop {
         server.logger.info(
             "listening on \(settings.endpoint) for workers and \(settings.clientEndpoint) for clients; experts "
                 + "\(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
-                + "step deadline \(config.stepDeadlineMs) ms; tokenizer of \(config.experts.first?.model ?? "?")"
+                + "step deadline \(config.stepDeadlineMs) ms; tokenizer of \(config.tokenizerSource ?? "?")"
         )
         while !stopped && !core.isFinished {
             do {

@@ -26,7 +26,7 @@ public enum CoordinatorError: Error, Sendable, CustomStringConvertible {
         switch self {
         case let .config(error): error.description
         case let .tokenizer(path, reason):
-            "cannot load the tokenizer from \(path) (the first expert's model in the config): \(reason)"
+            "cannot load the tokenizer from \(path) (the config's tokenizer, else its first expert's model): \(reason)"
         case let .socket(error):
             if error.isBadEndpoint || error.errno == EADDRINUSE {
                 "cannot bind the coordinator's endpoint: \(error.message); pick a free port with --endpoint"

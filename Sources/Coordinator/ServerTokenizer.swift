@@ -6,8 +6,9 @@ import Wire
 /// The coordinator's copy of the cluster's tokenizer: for `token.text`, stop strings and the controller's
 /// prompt tokens.
 ///
-/// It is read from the GGUF metadata of the **first expert's model file in the config** (only the tokenizer
-/// metadata is read; no weights are loaded). Every worker's `hello` carries the hash of its vocabulary, and a
+/// It is read from the GGUF metadata of the config's `tokenizer` file (`mope tokenizer-file`, a few megabytes
+/// with no weights), else of the **first expert's model file** (only the tokenizer metadata is read; no weights
+/// are loaded). Every worker's `hello` carries the hash of its vocabulary, and a
 /// worker whose hash differs from this tokenizer's is rejected, so the text the coordinator decodes is the text
 /// every expert means.
 public struct ClusterTokenizer: Sendable {

@@ -27,8 +27,10 @@ enum CoordinatorCommand: ParsableCommand {
             A worker that misses 3 heartbeats or a step deadline is failed over to a replica by replay, or
             dropped from the mixture (the answer says so).
 
-            The tokenizer (for the streamed text and stop strings) is read from the first expert's model file
-            in the config; workers whose vocabulary differs from it are rejected.
+            The tokenizer (for the streamed text and stop strings) is read from the config's "tokenizer" file
+            (or --tokenizer): a small file `mope tokenizer-file MODEL OUT` writes, so that the coordinator's
+            machine needs no weights; without one, from the first expert's model file in the config (its
+            metadata only). Workers whose vocabulary differs from it are rejected.
 
             The expert weights come from the learned Preference Control Model named by the config's "pcm"
             field (or --pcm), recomputed at every token; with --uniform, or when no PCM is named, every expert
@@ -52,6 +54,8 @@ enum CoordinatorCommand: ParsableCommand {
                 + "(mode 0600, as mope keygen writes it; or MOPE_CURVE_SECRET_KEY_FILE). Workers and clients need "
                 + "the public key, which is logged at start."),
             .value("pcm", "file", help: "The learned PCM file (default: the config's \"pcm\")."),
+            .value("tokenizer", "file", help: "The tokenizer file (mope tokenizer-file) or a model file to read "
+                + "the tokenizer from (default: the config's \"tokenizer\", else its first expert's model)."),
             .flag("uniform", help: "Weigh the named experts equally, even when the config names a PCM."),
             .value("curve-authorized-keys", "file", help: "With --curve-secret-key-file: admit only clients whose "
                 + "CURVE public key is listed in this file (one per line, # comments; or MOPE_CURVE_AUTHORIZED_KEYS)."),
@@ -72,6 +76,11 @@ enum CoordinatorCommand: ParsableCommand {
         var config = try ClusterConfig.load(contentsOf: configPath)
         for index in config.experts.indices {
             config.experts[index].model = ConfigPaths.resolve(config.experts[index].model, relativeTo: configPath)
+        }
+        if let tokenizer = arguments.value("tokenizer") {
+            config.tokenizer = tokenizer
+        } else if let tokenizer = config.tokenizer {
+            config.tokenizer = ConfigPaths.resolve(tokenizer, relativeTo: configPath)
         }
         if let pcm = arguments.value("pcm") {
             config.pcm = pcm

@@ -97,4 +97,37 @@ import ZeroMQ
         #expect(forced.status == 0)
         #expect(try !String(contentsOfFile: prefix + ".key", encoding: .utf8).contains(secretKey))
     }
+
+    @Test("keygen --cluster writes a cluster's three key pairs and two allow-lists, a 0700 folder and 0600 secrets")
+    func keygenWritesAClusterKeySet() throws {
+        let base = FileManager.default.temporaryDirectory
+            .appendingPathComponent("mope-keygen-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let directory = base.path
+        let run = try MopeProcess.run(["keygen", "--cluster", directory], deadline: .seconds(60))
+        #expect(run.status == 0, "stderr: \(run.errorOutput)")
+        let folder = try FileManager.default.attributesOfItem(atPath: directory)
+        #expect((folder[.posixPermissions] as? Int) == 0o700)
+        func read(_ name: String) throws -> String {
+            try String(contentsOfFile: directory + "/" + name, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        var publicKeys: [String: String] = [:]
+        for role in ["coordinator", "worker", "client"] {
+            let secret = try read(role + ".key")
+            publicKeys[role] = try read(role + ".pub")
+            #expect(try CurveKeyPair(secretKey: secret).publicKey == publicKeys[role], "\(role)")
+            let attributes = try FileManager.default.attributesOfItem(atPath: directory + "/\(role).key")
+            #expect((attributes[.posixPermissions] as? Int) == 0o600, "\(role)")
+            #expect(!run.output.contains(secret))
+        }
+        #expect(try read("worker-keys").hasPrefix(try #require(publicKeys["worker"])))
+        #expect(try read("authorized-keys").hasPrefix(try #require(publicKeys["client"])))
+        #expect(Set(publicKeys.values).count == 3)
+
+        let again = try MopeProcess.run(["keygen", "--cluster", directory], deadline: .seconds(60))
+        #expect(again.status == 1)
+        #expect(again.errorOutput.contains("--force"))
+        let both = try MopeProcess.run(["keygen", "--cluster", directory, "--out", directory + "/x"], deadline: .seconds(60))
+        #expect(both.status == 2)
+    }
 }

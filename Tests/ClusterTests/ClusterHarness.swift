@@ -75,11 +75,13 @@ final class TestCluster {
 
     /// Starts the coordinator and every worker of `experts`, and waits until each has registered. With `shared`,
     /// the experts of one model file share a worker process per replica (`mope cluster --shared-workers`'s plan).
-    /// `logLevel` is passed to every process as `--log-level`.
-    func start(shared: Bool = false, logLevel: String? = nil) throws {
+    /// `logLevel` is passed to every process as `--log-level`. `coordinatorConfig` gives the coordinator a config
+    /// of its own (the workers keep `configPath`'s).
+    func start(shared: Bool = false, logLevel: String? = nil, coordinatorConfig: String? = nil) throws {
         let logArguments = logLevel.map { ["--log-level", $0] } ?? []
         coordinatorPID = try group.spawn(
-            mope, ["coordinator", "--config", configPath, "--drain-grace", "5"] + logArguments, log: coordinatorLog
+            mope, ["coordinator", "--config", coordinatorConfig ?? configPath, "--drain-grace", "5"] + logArguments,
+            log: coordinatorLog
         )
         // The config's `extraExperts` are not started.
         let plans = try ClusterConfig.load(contentsOf: configPath).workerProcesses(shared: shared).compactMap {
