@@ -22,6 +22,9 @@ public final class KVCache: @unchecked Sendable {
     public let precision: Precision
     /// Positions held (the next token goes at position `count`).
     public internal(set) var count: Int = 0
+    /// The LoRA adapter this session's rows run with (nil: the base model). The keys and values held were
+    /// computed with it: change it only on an empty cache (after `reset()`).
+    public var adapter: LoRAAdapter?
 
     let layers: Int
     let width: Int

@@ -184,6 +184,7 @@ final class LlamaModel {
         s.sessionStart[sessions] = row
 
         let T = total
+        let adapted = batch.contains { $0.cache.adapter != nil }
         // Multiply–adds of one layer's attention (scores and weighted values), to decide on threading.
         var attentionWork = 0
         for t in 0..<T { attentionWork += (s.rowPosition[t] + 1) * 2 * qWidth }
@@ -196,6 +197,11 @@ final class LlamaModel {
             }
             let a = block.attention
             Kernels.matmul((a.wq, s.q), (a.wk, s.k), (a.wv, s.v), x: s.xn, batch: T, pool: pool)
+            if adapted {
+                addLoRA(.query, layer: layer, batch: batch, x: s.xn, out: s.q)
+                addLoRA(.key, layer: layer, batch: batch, x: s.xn, out: s.k)
+                addLoRA(.value, layer: layer, batch: batch, x: s.xn, out: s.v)
+            }
             if let bq = a.bq, let bk = a.bk, let bv = a.bv {
                 for t in 0..<T {
                     VectorMath.add(bq, into: s.q + t * qWidth, qWidth)
@@ -238,6 +244,7 @@ final class LlamaModel {
                 for task in 0..<sessions * headCount { attendHead(task) }
             }
             Kernels.matmul(a.wo, x: s.attention, batch: T, out: s.xn, pool: pool)
+            if adapted { addLoRA(.attentionOutput, layer: layer, batch: batch, x: s.attention, out: s.xn) }
             VectorMath.add(s.xn, into: s.x, T * dim)
 
             // Feed-forward.
@@ -245,8 +252,13 @@ final class LlamaModel {
                 VectorMath.rmsNorm(s.x + t * dim, weight: block.feedForwardNorm, eps: eps, out: s.xn + t * dim, dim)
             }
             Kernels.matmul((block.mlp.gate, s.gate), (block.mlp.up, s.up), x: s.xn, batch: T, pool: pool)
+            if adapted {
+                addLoRA(.gate, layer: layer, batch: batch, x: s.xn, out: s.gate)
+                addLoRA(.up, layer: layer, batch: batch, x: s.xn, out: s.up)
+            }
             VectorMath.swiglu(gate: s.gate, up: s.up, T * ffn)
             Kernels.matmul(block.mlp.down, x: s.gate, batch: T, out: s.xn, pool: pool)
+            if adapted { addLoRA(.down, layer: layer, batch: batch, x: s.gate, out: s.xn) }
             VectorMath.add(s.xn, into: s.x, T * dim)
         }
 
@@ -256,6 +268,39 @@ final class LlamaModel {
             VectorMath.rmsNorm(s.x + last * dim, weight: outputNorm, eps: eps, out: s.lastRows + b * dim, dim)
         }
         Kernels.matmul(output, x: s.lastRows, batch: sessions, out: logits, pool: pool)
+        if adapted {
+            for (b, (cache, _)) in batch.enumerated() {
+                guard let adapter = cache.adapter, let pair = adapter.output else { continue }
+                addLowRank(pair, scale: adapter.outputScale, x: s.lastRows + b * dim, rows: 1, out: logits + b * c.vocabularySize)
+            }
+        }
+    }
+
+    /// Adds each adapted session's `s · B·(A·x)` for `target` of `layer` to its rows of `out` (`x` holds every
+    /// row of the batch, in the sessions' order).
+    private func addLoRA(
+        _ target: LoRAAdapter.Target, layer: Int, batch: [(cache: KVCache, tokens: [Int32])],
+        x: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+    ) {
+        let s = scratch
+        for (b, (cache, _)) in batch.enumerated() {
+            guard let adapter = cache.adapter, let pair = adapter.blocks[layer][target.rawValue] else { continue }
+            let start = s.sessionStart[b]
+            let rows = s.sessionStart[b + 1] - start
+            addLowRank(pair, scale: adapter.blockScales[layer][target.rawValue], x: x + start * pair.a.columns,
+                       rows: rows, out: out + start * pair.b.rows)
+        }
+    }
+
+    /// `out[t] += scale · B·(A·x[t])` for `rows` consecutive rows.
+    private func addLowRank(
+        _ pair: LoRAAdapter.Pair, scale: Float, x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>
+    ) {
+        let s = scratch
+        s.ensureLoRA(low: rows * pair.rank, high: rows * pair.b.rows)
+        Kernels.matmul(pair.a, x: x, batch: rows, out: s.loraLow, pool: pool)
+        Kernels.matmul(pair.b, x: s.loraLow, batch: rows, out: s.loraHigh, pool: pool)
+        for i in 0..<rows * pair.b.rows { out[i] += scale * s.loraHigh[i] }
     }
 
     /// Checks a batch: every entry has tokens in the vocabulary that fit its cache, and no cache appears
@@ -421,9 +466,27 @@ final class Scratch {
     var sessionStart = UnsafeMutablePointer<Int>.allocate(capacity: 1)
     var lastRows = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     var scores = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+    /// LoRA intermediates: `A·x` (rows × rank) and `B·(A·x)` (rows × output width).
+    var loraLow = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+    var loraHigh = UnsafeMutablePointer<Float>.allocate(capacity: 0)
+    private var loraLowCapacity = 0
+    private var loraHighCapacity = 0
+
+    func ensureLoRA(low: Int, high: Int) {
+        if low > loraLowCapacity {
+            Self.grow(&loraLow, low)
+            loraLowCapacity = low
+        }
+        if high > loraHighCapacity {
+            Self.grow(&loraHigh, high)
+            loraHighCapacity = high
+        }
+    }
 
     deinit {
-        for p in [x, xn, q, k, v, attention, gate, up, ropeCos, ropeSin, lastRows, scores] { p.deallocate() }
+        for p in [x, xn, q, k, v, attention, gate, up, ropeCos, ropeSin, lastRows, scores, loraLow, loraHigh] {
+            p.deallocate()
+        }
         rowPosition.deallocate()
         sessionStart.deallocate()
     }
