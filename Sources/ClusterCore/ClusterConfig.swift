@@ -301,12 +301,19 @@ public struct ExpertConfig: Sendable, Equatable {
     public var replicas: Int = 1
     /// The path of its logit-bias file (made by `mope tune`; relative paths as for `model`), nil: none.
     public var bias: String?
+    /// The path of its LoRA adapter (GGUF, `general.type = adapter`; relative paths as for `model`), applied
+    /// unmerged on top of `model`, so experts of one model file with different adapters still share a process.
+    public var lora: String?
+    /// The adapter's strength (1: as trained).
+    public var loraScale: Float = 1
 
     /// Creates an expert.
     public init(
         name: String, dimension: PreferenceDimension? = nil, systemPrompt: String? = nil, model: String,
-        replicas: Int = 1, bias: String? = nil
+        replicas: Int = 1, bias: String? = nil, lora: String? = nil, loraScale: Float = 1
     ) {
+        self.lora = lora
+        self.loraScale = loraScale
         self.name = name
         self.dimension = dimension ?? PreferenceDimension(rawValue: name)
         self.systemPrompt = systemPrompt ?? self.dimension?.defaultPrompt
@@ -439,7 +446,7 @@ extension ClusterConfig: Codable {
 
 extension ExpertConfig: Codable {
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, dimension, systemPrompt, model, replicas, bias
+        case name, dimension, systemPrompt, model, replicas, bias, lora, loraScale
     }
 
     /// Decodes an expert; `name` and `model` are required.
@@ -466,7 +473,9 @@ extension ExpertConfig: Codable {
             systemPrompt: try c.decodeIfPresent(String.self, forKey: .systemPrompt),
             model: try c.decode(String.self, forKey: .model),
             replicas: try c.integer(Int.self, forKey: .replicas) ?? 1,
-            bias: try c.decodeIfPresent(String.self, forKey: .bias)
+            bias: try c.decodeIfPresent(String.self, forKey: .bias),
+            lora: try c.decodeIfPresent(String.self, forKey: .lora),
+            loraScale: try c.decodeIfPresent(Float.self, forKey: .loraScale) ?? 1
         )
     }
 
@@ -479,6 +488,8 @@ extension ExpertConfig: Codable {
         try c.encode(model, forKey: .model)
         try c.encode(replicas, forKey: .replicas)
         try c.encodeIfPresent(bias, forKey: .bias)
+        try c.encodeIfPresent(lora, forKey: .lora)
+        if loraScale != 1 { try c.encode(loraScale, forKey: .loraScale) }
     }
 }
 

@@ -31,11 +31,12 @@ extension LanguageModel {
     public func decode(
         prompt: [Int32], sampling: SamplingParameters = SamplingParameters(temperature: 0), maxTokens: Int,
         endOfSequence: Set<UInt32>? = nil, stops: [String] = [], text: (any TokenTextDecoder)? = nil,
-        onText: (String) -> Void = { _ in }, onToken: (UInt32) -> Bool = { _ in true }
+        onText: (String) -> Void = { _ in }, onToken: (UInt32) -> Bool = { _ in true }, adapter: LoRAAdapter? = nil
     ) throws(InferenceError) -> SingleModelGeneration {
         var result = SingleModelGeneration()
         guard maxTokens > 0 else { return result }
         let cache = try makeCache(capacity: min(configuration.contextLength, prompt.count + maxTokens))
+        cache.adapter = adapter
         var decoder = TokenDecoder(
             vocabSize: vocabularySize, sampling: sampling, maxTokens: maxTokens,
             endOfSequence: endOfSequence ?? Set(endOfGenerationTokens.map { UInt32(bitPattern: $0) }),

@@ -41,6 +41,8 @@ public final class Worker: Sendable {
         public let hello: Hello
         /// The tuned expert's logit bias, one value per token, added to every row before its top-k (nil: none).
         public let bias: [Float]?
+        /// The expert's LoRA adapter, run with every session of it (nil: the base model).
+        public let adapter: LoRAAdapter?
     }
 
     /// The validated settings (every default filled in).
@@ -91,7 +93,7 @@ public final class Worker: Sendable {
             } catch {
                 throw .tokenizer(path: settings.modelPath, reason: error.description)
             }
-            let hello = Hello(
+            var hello = Hello(
                 workerID: expert.resolvedWorkerID, expert: expert.name, modelFingerprint: model.fingerprint,
                 vocabSize: UInt32(clamping: model.vocabularySize),
                 vocabHash: UInt64(model.vocabularyHash, radix: 16) ?? 0,
@@ -108,7 +110,20 @@ public final class Worker: Sendable {
                     throw .invalidSetting(name: "logit bias of \(expert.name)", reason: error.description)
                 }
             }
-            served.append(Served(prompt: prompt, hello: hello, bias: bias))
+            var adapter: LoRAAdapter?
+            if let path = expert.loraPath {
+                do {
+                    adapter = try LoRAAdapter(path: path, model: model, scale: expert.loraScale)
+                } catch {
+                    throw .invalidSetting(name: "LoRA adapter of \(expert.name) (\(path))", reason: "\(error)")
+                }
+                hello.modelFingerprint += "+lora:" + (adapter?.fingerprint ?? "")
+                if let adapter {
+                    logger.info("expert \(LogText.escaped(expert.name)) runs the LoRA adapter \(path) (\(adapter.adaptedCount) "
+                        + "weights, rank \(adapter.maxRank))")
+                }
+            }
+            served.append(Served(prompt: prompt, hello: hello, bias: bias, adapter: adapter))
         }
         self.served = served
         let ids = served.map { LogText.escaped($0.hello.workerID) }

@@ -416,9 +416,11 @@ struct WorkerLoop {
                 let key = JobKey(expert: e, session: session)
                 if let cache = scheduler.takeCache(for: key) {
                     cache.reset()
+                    cache.adapter = endpoints[e].served.adapter
                 } else {
                     do {
                         let cache = try model.makeCache(capacity: Int(endpoints[e].served.hello.contextLimit))
+                        cache.adapter = endpoints[e].served.adapter
                         scheduler.attach(cache, to: key)
                     } catch {
                         queue.append(contentsOf: endpoints[e].sessions.onForwardFailed(

@@ -182,8 +182,17 @@ public struct HostedExpert: Sendable, Equatable {
     public var workerID: String?
     /// A logit-bias file (`LogitBias`, made by `mope tune`) added to the expert's logits; nil: none.
     public var biasPath: String?
+    /// A LoRA adapter file applied (unmerged) to this expert's sessions; nil: the base model.
+    public var loraPath: String?
+    /// The adapter's strength.
+    public var loraScale: Float = 1
 
-    public init(name: String, systemPrompt: String? = nil, workerID: String? = nil, biasPath: String? = nil) {
+    public init(
+        name: String, systemPrompt: String? = nil, workerID: String? = nil, biasPath: String? = nil,
+        loraPath: String? = nil, loraScale: Float = 1
+    ) {
+        self.loraPath = loraPath
+        self.loraScale = loraScale
         self.name = name
         self.systemPrompt = systemPrompt
         self.workerID = workerID

@@ -26,6 +26,8 @@ enum RunCommand: ParsableCommand {
             .value("model", "file", help: "The GGUF model file."),
             .value("prompt", "text", help: "The user's message (with --raw: the model's input as is)."),
             .value("system-prompt", "text", help: "The system prompt (replaces the template's default)."),
+            .value("lora", "file", help: "A LoRA adapter (GGUF, general.type = adapter) applied unmerged."),
+            .value("lora-scale", "number", default: "1", help: "The adapter's strength."),
             .value("max-tokens", "n", default: "256", help: "The most new tokens."),
             .value("temperature", "t", default: "0", help: "Sampling temperature; 0 is greedy."),
             .value("top-k", "n", default: "40", help: "With a temperature: sample among this many tokens."),
@@ -65,6 +67,19 @@ enum RunCommand: ParsableCommand {
             CLI.writeErr("error: cannot load the model \(path): \(error)\n")
             return CLI.failure
         }
+        var adapter: LoRAAdapter?
+        if let lora = arguments.value("lora") {
+            let scale = try arguments.require("lora-scale", as: Float.self)
+            guard scale.isFinite else {
+                throw UsageError.invalidValue(option: "lora-scale", value: "\(scale)", expected: "a finite number")
+            }
+            do {
+                adapter = try LoRAAdapter(path: lora, model: model, scale: scale)
+            } catch {
+                CLI.writeErr("error: cannot use the LoRA adapter \(lora): \(error)\n")
+                return CLI.failure
+            }
+        }
         let prompt: WorkerPrompt
         let tokens: [Int32]
         do {
@@ -86,7 +101,8 @@ enum RunCommand: ParsableCommand {
         }
         let parameters = SamplingParameters(temperature: temperature, topP: topP, topK: topK, seed: seed)
         let stats = try generate(
-            model: model, tokenizer: prompt.tokenizer, prompt: tokens, maxTokens: maxTokens, parameters: parameters
+            model: model, tokenizer: prompt.tokenizer, prompt: tokens, maxTokens: maxTokens, parameters: parameters,
+            adapter: adapter
         )
         CLI.writeErr(stats.summary(threads: threads) + "\n")
         return CLI.success
@@ -116,7 +132,8 @@ enum RunCommand: ParsableCommand {
 
     /// Prefills `prompt`, then decodes until an end-of-generation token or `maxTokens`, streaming the text.
     static func generate(
-        model: LanguageModel, tokenizer: any Tokenizer, prompt: [Int32], maxTokens: Int, parameters: SamplingParameters
+        model: LanguageModel, tokenizer: any Tokenizer, prompt: [Int32], maxTokens: Int, parameters: SamplingParameters,
+        adapter: LoRAAdapter? = nil
     ) throws -> Stats {
         var stats = Stats(promptTokens: prompt.count)
         guard maxTokens > 0 else { return stats }
@@ -124,7 +141,8 @@ enum RunCommand: ParsableCommand {
         let generation = try model.decode(
             prompt: prompt, sampling: parameters, maxTokens: maxTokens,
             endOfSequence: Set(tokenizer.eosTokenIDs.map { UInt32(bitPattern: $0) }),
-            text: StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true), onText: { CLI.writeOut($0) }
+            text: StreamingDecoder(tokenizer: tokenizer, skipControlTokens: true), onText: { CLI.writeOut($0) },
+            adapter: adapter
         )
         CLI.writeOut("\n")
         stats.newTokens = generation.tokens.count

@@ -46,6 +46,9 @@ enum WorkerCommand: ParsableCommand {
             .value("system-prompt", "text", help: "The expert's system prompt (replaces the template's default)."),
             .value("bias", "file", help: "A logit-bias file made by mope tune, added to the expert's logits "
                 + "(default: the config's \"bias\", if any)."),
+            .value("lora", "file", help: "A LoRA adapter (GGUF, as llama.cpp's --lora reads) applied unmerged to the "
+                + "expert's sessions (default: the config's \"lora\", if any)."),
+            .value("lora-scale", "number", help: "The adapter's strength (default: the config's \"loraScale\", else 1)."),
             .value("config", "file", help: "A cluster config JSON to take the expert's model and prompt from."),
             .value("coordinator", "endpoint", help: "The coordinator's endpoint (default: tcp://127.0.0.1:5555, "
                 + "or the config's)."),
@@ -105,6 +108,12 @@ enum WorkerCommand: ParsableCommand {
         var modelPath = arguments.value("model")
         var systemPrompts: [String?] = Array(repeating: arguments.value("system-prompt"), count: names.count)
         var biasPaths: [String?] = Array(repeating: arguments.value("bias"), count: names.count)
+        var loraPaths: [String?] = Array(repeating: arguments.value("lora"), count: names.count)
+        let loraScaleOption = try arguments.value("lora-scale", as: Float.self)
+        if let scale = loraScaleOption, !scale.isFinite {
+            throw UsageError.invalidValue(option: "lora-scale", value: "\(scale)", expected: "a finite number")
+        }
+        var loraScales: [Float] = Array(repeating: loraScaleOption ?? 1, count: names.count)
         var coordinator = try arguments.endpoint("coordinator", binding: false)
         if let configPath = arguments.value("config") {
             let config = try ClusterConfig.load(contentsOf: configPath)
@@ -120,6 +129,10 @@ enum WorkerCommand: ParsableCommand {
                 modelPath = modelPath ?? ConfigPaths.resolve(entry.model, relativeTo: configPath)
                 systemPrompts[i] = systemPrompts[i] ?? entry.systemPrompt
                 biasPaths[i] = biasPaths[i] ?? entry.bias.map { ConfigPaths.resolve($0, relativeTo: configPath) }
+                if loraPaths[i] == nil, let lora = entry.lora {
+                    loraPaths[i] = ConfigPaths.resolve(lora, relativeTo: configPath)
+                    loraScales[i] = loraScaleOption ?? entry.loraScale
+                }
             }
             guard models.count == 1 || arguments.value("model") != nil else {
                 throw UsageError.invalidValue(
@@ -133,7 +146,7 @@ enum WorkerCommand: ParsableCommand {
                 option: "expert", value: expertList, expected: "one expert, or several with --config"
             )
         }
-        for option in ["system-prompt", "bias"] where names.count > 1 && arguments.value(option) != nil {
+        for option in ["system-prompt", "bias", "lora"] where names.count > 1 && arguments.value(option) != nil {
             throw UsageError.invalidValue(
                 option: option, value: "…", expected: "no --\(option) with several experts (the config "
                     + "gives each its own)"
@@ -143,7 +156,8 @@ enum WorkerCommand: ParsableCommand {
             throw UsageError.missingOption("model")
         }
         var settings = WorkerSettings(modelPath: modelPath, experts: names.indices.map {
-            HostedExpert(name: names[$0], systemPrompt: systemPrompts[$0], workerID: ids[$0], biasPath: biasPaths[$0])
+            HostedExpert(name: names[$0], systemPrompt: systemPrompts[$0], workerID: ids[$0], biasPath: biasPaths[$0],
+                         loraPath: loraPaths[$0], loraScale: loraScales[$0])
         })
         if let coordinator { settings.coordinator = coordinator }
         settings.threads = try arguments.threads()

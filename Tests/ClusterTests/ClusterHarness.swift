@@ -51,8 +51,12 @@ final class TestCluster {
         clientEndpoint = endpoint + ".clients"
         configPath = directory.appendingPathComponent("cluster.json").path
         let entries = (experts + extraExperts).map { expert -> [String: Any] in
-            ["name": expert.name, "dimension": expert.name, "systemPrompt": expert.systemPrompt,
-             "model": expert.model, "replicas": expert.replicas]
+            var entry: [String: Any] = [
+                "name": expert.name, "dimension": expert.name, "systemPrompt": expert.systemPrompt,
+                "model": expert.model, "replicas": expert.replicas,
+            ]
+            if let lora = expert.lora { entry["lora"] = lora }
+            return entry
         }
         var config: [String: Any] = [
             "coordinator": endpoint, "heartbeatIntervalMs": heartbeatMs, "stepDeadlineMs": stepDeadlineMs,

@@ -42,8 +42,11 @@ public struct TestExpert: Sendable {
     public var model: String
     public var systemPrompt: String
     public var replicas: Int
+    /// A LoRA adapter file for the config's `lora` (nil: none).
+    public var lora: String?
 
-    public init(name: String, model: String, systemPrompt: String, replicas: Int = 1) {
+    public init(name: String, model: String, systemPrompt: String, replicas: Int = 1, lora: String? = nil) {
+        self.lora = lora
         self.name = name
         self.model = model
         self.systemPrompt = systemPrompt
