@@ -24,7 +24,7 @@ static void quiet(ggml_log_level level, const char * text, void *) {
 
 int main(int argc, char ** argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL.gguf [k=20] [threads=1] < sequences.txt\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL.gguf [k=20] [threads=1] [LORA.gguf] < sequences.txt\n", argv[0]);
         return 2;
     }
     const int k = argc > 2 ? atoi(argv[2]) : 20;
@@ -40,6 +40,14 @@ int main(int argc, char ** argv) {
         return 1;
     }
     const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+    llama_adapter_lora * adapter = nullptr;
+    if (argc > 4) {
+        adapter = llama_adapter_lora_init(model, argv[4]);
+        if (!adapter) {
+            fprintf(stderr, "cannot load the LoRA adapter %s\n", argv[4]);
+            return 1;
+        }
+    }
 
     std::string line;
     while (std::getline(std::cin, line)) {
@@ -58,6 +66,13 @@ int main(int argc, char ** argv) {
         if (!ctx) {
             fprintf(stderr, "cannot create a context\n");
             return 1;
+        }
+        if (adapter) {
+            float scale = 1.0f;
+            if (llama_set_adapters_lora(ctx, &adapter, 1, &scale) != 0) {
+                fprintf(stderr, "cannot apply the LoRA adapter\n");
+                return 1;
+            }
         }
         if (llama_decode(ctx, llama_batch_get_one(tokens.data(), (int32_t) tokens.size())) != 0) {
             fprintf(stderr, "llama_decode failed\n");

@@ -6,7 +6,11 @@
 # .cache/llama.cpp/ (run that first, e.g. `Scripts/bench-engine.sh --build-only`), and
 # Scripts/compare-logits.swift with the engine sources.
 #
-# Usage: Scripts/llamacpp-logits.sh [--model FILE] [--build-only] [--compare-only]
+# With --lora, the same for the model with a seeded LoRA adapter (Scripts/make-test-lora.py, rank 8, F16, every
+# projection of every block; regenerated, not stored), written to Tests/Fixtures/reference-llamacpp-smollm2-lora.json,
+# which the engine's tests compare with mope's unmerged adapter.
+#
+# Usage: Scripts/llamacpp-logits.sh [--model FILE] [--lora] [--build-only] [--compare-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
@@ -14,12 +18,14 @@ model="models/SmolLM2-135M-Instruct.Q4_1.gguf"
 [ -f "$model" ] || model="/work/main/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 build_only=0
 compare_only=0
+lora=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) model="$2"; shift 2 ;;
         --build-only) build_only=1; shift ;;
         --compare-only) compare_only=1; shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        --lora) lora=1; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -28,15 +34,26 @@ cache="$root/.cache/llama.cpp"
 tool="$cache/bin/llamacpp-logits"
 reference="Tests/Fixtures/reference-smollm2.json"
 fixture="Tests/Fixtures/reference-llamacpp-smollm2.json"
+adapter_args=()
+if [ "$lora" = 1 ]; then
+    fixture="Tests/Fixtures/reference-llamacpp-smollm2-lora.json"
+    adapter="$cache/smollm2-test-lora.gguf"
+    mkdir -p "$cache"
+    python3 Scripts/make-test-lora.py "$model" "$adapter" --rank 8 --seed 1 --type f16
+    adapter_args=("$adapter")
+fi
 
 if [ "$compare_only" = 0 ]; then
     if [ ! -x "$tool" ] || [ Scripts/llamacpp-logits.cpp -nt "$tool" ]; then
-        [ -d "$cache/build" ] || { echo "no llama.cpp build: run Scripts/bench-engine.sh --build-only" >&2; exit 1; }
+        build_dir="$cache/build"
+        # Scripts/bench-serve.sh --llama's build of llama-server has libllama too.
+        [ -d "$build_dir" ] || build_dir="$cache/build-server"
+        [ -d "$build_dir" ] || { echo "no llama.cpp build: run Scripts/bench-engine.sh --build-only" >&2; exit 1; }
         echo "== building llamacpp-logits" >&2
         # libllama and the ggml libraries (static); llama-bench's build produces them all.
-        cmake --build "$cache/build" --config Release -j "$(nproc)" --target llama ggml >&2
-        libs=("$cache/build/src/libllama.a")
-        for name in ggml ggml-cpu ggml-base; do libs+=("$(find "$cache/build" -name "lib$name.a" | head -1)"); done
+        cmake --build "$build_dir" --config Release -j "$(nproc)" --target llama ggml >&2
+        libs=("$build_dir/src/libllama.a")
+        for name in ggml ggml-cpu ggml-base; do libs+=("$(find "$build_dir" -name "lib$name.a" | head -1)"); done
         mkdir -p "$cache/bin"
         g++ -O2 -std=c++17 -I "$cache/src/include" -I "$cache/src/ggml/include" Scripts/llamacpp-logits.cpp \
             "${libs[@]}" -fopenmp -lpthread -ldl -o "$tool"
@@ -44,12 +61,13 @@ if [ "$compare_only" = 0 ]; then
     [ "$build_only" = 1 ] && exit 0
 
     echo "== llama.cpp logits for the prompts of $reference" >&2
-    python3 - "$tool" "$model" "$reference" "$fixture" <<'PY'
+    python3 - "$tool" "$model" "$reference" "$fixture" "${adapter_args[@]}" <<'PY'
 import json, subprocess, sys
 tool, model, reference, fixture = sys.argv[1:5]
+adapter = sys.argv[5:]
 cases = json.load(open(reference))
 lines = "".join(" ".join(str(t) for t in c["tokens"]) + "\n" for c in cases)
-out = subprocess.run([tool, model, "20", "1"], input=lines, capture_output=True, text=True, check=True).stdout
+out = subprocess.run([tool, model, "20", "1"] + adapter, input=lines, capture_output=True, text=True, check=True).stdout
 rows = [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 assert len(rows) == len(cases), (len(rows), len(cases))
 result = [{"prompt": c["prompt"], "tokens": c["tokens"], "top_ids": r["top_ids"], "top_logits": r["top_logits"]}
@@ -61,6 +79,10 @@ print(f"wrote {fixture} ({len(result)} prompts)", file=sys.stderr)
 PY
 fi
 
+if [ "$lora" = 1 ]; then
+    echo "== compare: swift test --filter 'RealModelTests.*LoRA' (it regenerates the adapter)" >&2
+    exit 0
+fi
 echo "== comparing mope's logits with llama.cpp's and numpy's" >&2
 out="${TMPDIR:-/tmp}/mope-compare-logits"
 swiftc -Ounchecked -wmo -target-cpu native -parse-as-library -module-name CompareLogits -o "$out" \

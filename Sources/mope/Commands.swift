@@ -5,7 +5,7 @@ enum MopeCommands {
     static let all: [any ParsableCommand.Type] = [
         CoordinatorCommand.self, WorkerCommand.self, GenerateCommand.self, StatusCommand.self, ServeCommand.self,
         ClusterCommand.self, RunCommand.self,
-        TuneCommand.self, TrainCommand.self, EvalCommand.self, Bench.self, Keygen.self, TokenizerFileCommand.self,
+        TuneCommand.self, SampleCommand.self, TrainCommand.self, EvalCommand.self, Bench.self, Keygen.self, TokenizerFileCommand.self,
         Version.self,
     ]
 }

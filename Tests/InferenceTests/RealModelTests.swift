@@ -64,3 +64,44 @@ struct RealModelTests {
         }
     }
 }
+
+/// The real model with a seeded LoRA adapter (Scripts/make-test-lora.py, regenerated here), against llama.cpp's
+/// logits with the same adapter (`Scripts/llamacpp-logits.sh --lora` wrote the fixture).
+@Suite(.enabled(if: Fixtures.realModelPresent, "needs models/SmolLM2-135M-Instruct.Q4_1.gguf or $MOPE_MODEL"))
+struct RealModelLoRATests {
+    @Test("with a LoRA adapter, the last position's top logits match llama.cpp's --lora within 0.5")
+    func matchesLlamaCppWithLoRA() throws {
+        let cases = try JSONDecoder().decode(
+            [RealReferenceCase].self, from: Data(contentsOf: Fixtures.url("reference-llamacpp-smollm2-lora.json")))
+        let plain = try JSONDecoder().decode(
+            [RealReferenceCase].self, from: Data(contentsOf: Fixtures.url("reference-llamacpp-smollm2.json")))
+        #expect(cases.count >= 3)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mope-lora-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("smollm2-test-lora.gguf").path
+        let made = try ChildProcess.run("/usr/bin/env", [
+            "python3", Fixtures.packageRoot.appendingPathComponent("Scripts/make-test-lora.py").path,
+            Fixtures.realModel, path, "--rank", "8", "--seed", "1", "--type", "f16",
+        ])
+        try #require(made.status == 0, "make-test-lora.py: \(made.errorOutput)")
+        let model = try LanguageModel(path: Fixtures.realModel, threads: 2)
+        let adapter = try LoRAAdapter(path: path, model: model)
+        #expect(adapter.adaptedCount == 30 * 7 && adapter.maxRank == 8)
+        for (c, base) in zip(cases, plain) {
+            let cache = try model.makeCache(capacity: 128)
+            cache.adapter = adapter
+            let logits = try model.forward(cache: cache, tokens: c.tokens)
+            let delta = maxCenteredDifference(c.top_ids.map { logits[Int($0)] }, c.top_logits)
+            #expect(delta < 0.5, "\(c.prompt): max |Δlogit| over llama.cpp's top 20 = \(delta)")
+            print("LoRA vs llama.cpp, \(c.prompt): max centred |Δlogit| over the top 20 = \(delta)")
+            let top = TopK(logits: logits, k: 10)
+            #expect(Set(c.top_ids.prefix(5)).isSubset(of: Set(top.ids)), "\(c.prompt)")
+            if c.top_logits[0] - c.top_logits[1] > 0.5 {
+                #expect(top.ids[0] == c.top_ids[0], "\(c.prompt)")
+            }
+            // The adapter moves llama.cpp's own logits by far more than the tolerance: the check has teeth.
+            #expect(base.top_ids != c.top_ids || maxCenteredDifference(base.top_logits, c.top_logits) > 1, "\(c.prompt)")
+        }
+    }
+}
