@@ -1,7 +1,8 @@
 // Compares the engine's last-position logits with reference top-20 fixtures; see Scripts/llamacpp-logits.sh.
 //
-//     compare-logits MODEL.gguf FIXTURE.json [FIXTURE.json ...]
+//     compare-logits [--lora ADAPTER.gguf] MODEL.gguf FIXTURE.json [FIXTURE.json ...]
 //
+// With --lora, every prompt runs with the adapter (unmerged, as mope worker --lora runs it).
 // For each fixture and prompt: max |Δlogit| over the fixture's top 20 (raw, and after removing each side's mean
 // over those 20, since a common offset does not change probabilities), whether the top 1 agrees, and how many
 // of the fixture's top 5 are in the engine's top 5.
@@ -17,12 +18,18 @@ struct Case: Decodable {
 @main
 struct CompareLogits {
     static func main() throws {
-        let arguments = CommandLine.arguments
+        var arguments = CommandLine.arguments
+        var adapterPath: String?
+        if arguments.count >= 3, arguments[1] == "--lora" {
+            adapterPath = arguments[2]
+            arguments.removeSubrange(1...2)
+        }
         guard arguments.count >= 3 else {
-            print("usage: compare-logits MODEL.gguf FIXTURE.json [FIXTURE.json ...]")
+            print("usage: compare-logits [--lora ADAPTER.gguf] MODEL.gguf FIXTURE.json [FIXTURE.json ...]")
             exit(2)
         }
         let model = try LanguageModel(path: arguments[1], threads: 1)
+        let adapter = try adapterPath.map { try LoRAAdapter(path: $0, model: model) }
         for path in arguments[2...] {
             let cases = try JSONDecoder().decode([Case].self, from: Data(contentsOf: URL(fileURLWithPath: path)))
             print("\(URL(fileURLWithPath: path).lastPathComponent):")
@@ -30,6 +37,7 @@ struct CompareLogits {
             var worstCentered: Float = 0
             for c in cases {
                 let cache = try model.makeCache(capacity: c.tokens.count)
+                cache.adapter = adapter
                 let logits = try model.forward(cache: cache, tokens: c.tokens)
                 let mine = c.top_ids.map { logits[Int($0)] }
                 let raw = zip(mine, c.top_logits).map { abs($0 - $1) }.max() ?? 0

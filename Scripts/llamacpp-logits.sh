@@ -4,7 +4,7 @@
 #
 # Compiles Scripts/llamacpp-logits.cpp against the llama.cpp tree that Scripts/bench-engine.sh builds in
 # .cache/llama.cpp/ (run that first, e.g. `Scripts/bench-engine.sh --build-only`), and
-# Scripts/compare-logits.swift with the engine sources.
+# Scripts/compare-logits.swift with the engine sources (Scripts/lib/build-compare-logits.sh).
 #
 # With --lora, the same for the model with a seeded LoRA adapter (Scripts/make-test-lora.py, rank 8, F16, every
 # projection of every block; regenerated, not stored), written to Tests/Fixtures/reference-llamacpp-smollm2-lora.json,
@@ -84,7 +84,5 @@ if [ "$lora" = 1 ]; then
     exit 0
 fi
 echo "== comparing mope's logits with llama.cpp's and numpy's" >&2
-out="${TMPDIR:-/tmp}/mope-compare-logits"
-swiftc -Ounchecked -wmo -target-cpu native -parse-as-library -module-name CompareLogits -o "$out" \
-    Scripts/compare-logits.swift $(find Sources/Inference -name '*.swift') >&2
+out=$(Scripts/lib/build-compare-logits.sh)
 "$out" "$model" "$fixture" "$reference"

@@ -49,6 +49,17 @@ else
     log "Python packages present"
 fi
 
+# --- training the LoRA experts (Scripts/train-lora.py, Scripts/check-lora.py; about 3 GB with CUDA's libraries,
+# which PyPI's torch wheel depends on even where only the CPU is used) ---------------------------------------------
+TRAIN_PACKAGES=(torch==2.15.0 transformers==5.25.0 peft==0.21.2 trl==1.16.0 datasets==5.2.0 accelerate==1.16.0
+    safetensors==0.8.0)
+if ! "$PYTHON" -c 'import torch, transformers, peft, trl, datasets, accelerate, safetensors' >/dev/null 2>&1; then
+    log "installing the training packages: ${TRAIN_PACKAGES[*]} (pip; several minutes)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check "${TRAIN_PACKAGES[@]}"
+else
+    log "training packages present"
+fi
+
 # --- serving benchmark (Scripts/bench-serve.sh --llama builds llama-server with cmake) ----------
 if ! dpkg -s cmake >/dev/null 2>&1; then
     SUDO=""
