@@ -119,9 +119,13 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
         /// A tuned expert's logit-bias file (`LogitBias`, made by `mope tune`), relative to the dimensions file's
         /// directory; nil: the expert is its system prompt alone.
         public var bias: String?
+        /// A trained expert's LoRA adapter (GGUF, `Scripts/train-lora.py`), relative to the dimensions file's
+        /// directory; nil: the base model.
+        public var lora: String?
 
         /// Creates an entry.
-        public init(id: String, axis: String, pole: String, prompt: String, bias: String? = nil) {
+        public init(id: String, axis: String, pole: String, prompt: String, bias: String? = nil, lora: String? = nil) {
+            self.lora = lora
             self.id = id
             self.axis = axis
             self.pole = pole
@@ -195,12 +199,21 @@ public struct PreferenceDimensionsFile: Sendable, Codable, Equatable {
     /// The logit-bias file of each dimension that names one, resolved against the directory of the dimensions
     /// file at `path` (absolute paths stay as they are).
     public func biasPaths(relativeTo path: String) -> [PreferenceDimension: String] {
+        paths(\.bias, relativeTo: path)
+    }
+
+    /// The LoRA adapter file of each dimension that names one, resolved as `biasPaths`.
+    public func loraPaths(relativeTo path: String) -> [PreferenceDimension: String] {
+        paths(\.lora, relativeTo: path)
+    }
+
+    private func paths(_ field: KeyPath<Entry, String?>, relativeTo path: String) -> [PreferenceDimension: String] {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
         var out: [PreferenceDimension: String] = [:]
         for entry in dimensions {
-            guard let bias = entry.bias, let dimension = PreferenceDimension(rawValue: entry.pole.lowercased())
+            guard let file = entry[keyPath: field], let dimension = PreferenceDimension(rawValue: entry.pole.lowercased())
             else { continue }
-            out[dimension] = bias.hasPrefix("/") ? bias : directory.appendingPathComponent(bias).path
+            out[dimension] = file.hasPrefix("/") ? file : directory.appendingPathComponent(file).path
         }
         return out
     }

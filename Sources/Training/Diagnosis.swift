@@ -54,27 +54,29 @@ extension Evaluator {
                 for d in PreferenceDimension.allCases {
                     requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: experts.prompts[d])],
                                                   policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling,
-                                                  guidance: guidance, biases: experts.biases(for: [d])))
+                                                  guidance: guidance, biases: experts.biases(for: [d]),
+                                                  adapters: experts.adapters(for: [d])))
                     tags.append(("only \(d.rawValue)", nil))
                 }
                 for combo in combos where !expertsOnly {
                     let label = Combinations.label(combo)
                     let sessions = experts.sessions(for: combo)
                     let biases = experts.biases(for: combo.dimensions)
+                    let adapters = experts.adapters(for: combo.dimensions)
                     requests.append(DecodeRequest(user: user, sessions: sessions,
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
-                                                  guidance: guidance, biases: biases))
+                                                  guidance: guidance, biases: biases, adapters: adapters))
                     tags.append(("uniform", label))
                     requests.append(DecodeRequest(user: user, sessions: sessions,
                                                   policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
-                                                  mode: .logit, guidance: guidance, biases: biases))
+                                                  mode: .logit, guidance: guidance, biases: biases, adapters: adapters))
                     tags.append(("uniform logit", label))
                     for d in combo.dimensions where tilt > 0 {
                         var w = [Float](repeating: 0, count: 6)
                         for e in combo.dimensions { w[e.ordinal] = (1 - tilt) / 2 }
                         w[d.ordinal] = tilt
                         requests.append(DecodeRequest(user: user, sessions: sessions, policy: .fixed(w),
-                                                      sampling: sampling, guidance: guidance, biases: biases))
+                                                      sampling: sampling, guidance: guidance, biases: biases, adapters: adapters))
                         tags.append(("tilt \(d.rawValue)", label))
                     }
                     for d in combo.dimensions where opener > 0 {
@@ -83,7 +85,7 @@ extension Evaluator {
                         for e in combo.dimensions where e != d { then[e.ordinal] = 0.5 }
                         requests.append(DecodeRequest(user: user, sessions: sessions,
                                                       policy: .schedule(first: first, steps: opener, then: then),
-                                                      sampling: sampling, guidance: guidance, biases: biases))
+                                                      sampling: sampling, guidance: guidance, biases: biases, adapters: adapters))
                         tags.append(("opener \(d.rawValue)", label))
                     }
                     let joined = experts.prompts.joined(combo)

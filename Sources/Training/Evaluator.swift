@@ -1,4 +1,5 @@
 import Decoding
+import Inference
 import Foundation
 import Preference
 import Wire
@@ -13,9 +14,10 @@ public enum EvalMethod: Hashable, Sendable, CustomStringConvertible {
     case uniform
     /// One expert alone.
     case single(PreferenceDimension)
-    /// Personalized Soups' parameter merging, for tuned experts: one model with preference prompting's system
-    /// prompt and the mean of the three experts' tuned parameters (their hidden offsets, hence their logit
-    /// biases, averaged). Only when every expert of the combination is tuned.
+    /// Personalized Soups' parameter merging, for tuned or trained experts: one model with preference prompting's
+    /// system prompt and the mean of the three experts' trained parameters (their hidden offsets, hence their
+    /// logit biases, averaged; their LoRA adapters' weight updates averaged). Only when every expert of the
+    /// combination has a bias or an adapter.
     case soup
 
     /// A short name.
@@ -82,14 +84,31 @@ public struct Evaluator {
     public let temperature: Float
     /// The seed.
     public let seed: UInt64
+    /// Personalized Soups' merged adapter of each combination whose three experts all have LoRA adapters (their
+    /// updates averaged, `LoRAAdapter.average`), by combination label.
+    public let soups: [String: LoRAAdapter]
 
     /// Creates an evaluator.
-    public init(experts: InProcessExperts, prompts: PromptSet, maxTokens: Int, temperature: Float, seed: UInt64) {
+    /// - Throws: `TrainingError.unusableModel` when the experts' adapters cannot be merged.
+    public init(experts: InProcessExperts, prompts: PromptSet, maxTokens: Int, temperature: Float, seed: UInt64)
+        throws(TrainingError)
+    {
         self.experts = experts
         self.prompts = prompts
         self.maxTokens = maxTokens
         self.temperature = temperature
         self.seed = seed
+        var soups: [String: LoRAAdapter] = [:]
+        for combo in Combinations.all {
+            let adapters = experts.adapters(for: combo.dimensions).compactMap { $0 }
+            guard adapters.count == combo.dimensions.count else { continue }
+            do {
+                soups[Combinations.label(combo)] = try LoRAAdapter.average(adapters, model: experts.model)
+            } catch {
+                throw .unusableModel("cannot merge the adapters of \(Combinations.label(combo)): \(error)")
+            }
+        }
+        self.soups = soups
     }
 
     /// Generates and scores every method on every prompt; `progress(done, total)` after each prompt.
@@ -107,21 +126,24 @@ public struct Evaluator {
             for (c, combo) in combos.enumerated() {
                 let sessions = experts.sessions(for: combo)
                 let biases = experts.biases(for: combo.dimensions)
+                let adapters = experts.adapters(for: combo.dimensions)
                 requests.append(DecodeRequest(user: user, sessions: sessions, policy: .pcm(pcm, combo),
-                                              sampling: sampling, biases: biases))
+                                              sampling: sampling, biases: biases, adapters: adapters))
                 tags.append((c, .pcm))
                 requests.append(DecodeRequest(user: user, sessions: sessions,
                                               policy: .fixed([Float](repeating: 1, count: 6)), sampling: sampling,
-                                              biases: biases))
+                                              biases: biases, adapters: adapters))
                 tags.append((c, .uniform))
                 let joined = experts.prompts.joined(combo)
                 requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
                                               policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling))
                 tags.append((c, .prompting))
-                if let soup = Self.soup(biases) {
+                let soupBias = Self.soup(biases)
+                let soupAdapter = soups[Combinations.label(combo)]
+                if soupBias != nil || soupAdapter != nil {
                     requests.append(DecodeRequest(user: user, sessions: [(slot: 0, system: joined)],
                                                   policy: .fixed([1, 0, 0, 0, 0, 0]), sampling: sampling,
-                                                  biases: [soup]))
+                                                  biases: [soupBias], adapters: [soupAdapter]))
                     tags.append((c, .soup))
                 }
             }
@@ -133,7 +155,7 @@ public struct Evaluator {
                     let system = combo.map { experts.system(for: d, in: $0) } ?? experts.prompts[d]
                     requests.append(DecodeRequest(user: user, sessions: [(slot: d.ordinal, system: system)],
                                                   policy: .fixed([1, 1, 1, 1, 1, 1]), sampling: sampling,
-                                                  biases: experts.biases(for: [d])))
+                                                  biases: experts.biases(for: [d]), adapters: experts.adapters(for: [d])))
                     tags.append((c, .single(d)))
                 }
             }

@@ -96,13 +96,17 @@ public final class InProcessExperts: @unchecked Sendable {
     public let topK: Int
     /// The tuned experts' logit biases (dense), by dimension; an expert without one is its system prompt alone.
     public let biases: [PreferenceDimension: [Float]]
+    /// The trained experts' LoRA adapters, by dimension; an expert without one runs the base model.
+    public let adapters: [PreferenceDimension: LoRAAdapter]
     private let stops: Set<Int32>
 
     /// Wraps a loaded model.
     public init(model: LanguageModel, prompts: PreferencePrompts = .builtIn, context: ExpertContext = .own,
-                biases: [PreferenceDimension: LogitBias] = [:], topK: Int = 32) throws(TrainingError)
+                biases: [PreferenceDimension: LogitBias] = [:], adapters: [PreferenceDimension: LoRAAdapter] = [:],
+                topK: Int = 32) throws(TrainingError)
     {
         self.model = model
+        self.adapters = adapters
         self.context = context
         var resolved: [PreferenceDimension: [Float]] = [:]
         for (dimension, bias) in biases {
@@ -156,6 +160,9 @@ public final class InProcessExperts: @unchecked Sendable {
     /// The biases of the experts of `dimensions`, in order, for `DecodeRequest.biases`.
     public func biases(for dimensions: [PreferenceDimension]) -> [[Float]?] { dimensions.map { biases[$0] } }
 
+    /// The adapters of the experts of `dimensions`, in order, for `DecodeRequest.adapters`.
+    public func adapters(for dimensions: [PreferenceDimension]) -> [LoRAAdapter?] { dimensions.map { adapters[$0] } }
+
     /// Whether a token ends the answer.
     public func isStop(_ id: Int32) -> Bool { stops.contains(id) }
 }
@@ -204,6 +211,8 @@ public struct DecodeRequest: Sendable {
     /// Each session's logit bias (dense, one value per token; `LogitBias`), aligned with `sessions`; nil or a
     /// missing entry: none. A tuned expert's session carries its bias; preference prompting's does not.
     public var biases: [[Float]?]
+    /// Each session's LoRA adapter, aligned with `sessions`; nil or a missing entry: the base model.
+    public var adapters: [LoRAAdapter?] = []
     /// Whether to record every step's candidates for tuning the single session's bias (`BiasStep`): only for a
     /// one-session request drawn at a temperature without truncation.
     public var recordBias: Bool
@@ -218,8 +227,9 @@ public struct DecodeRequest: Sendable {
     public init(user: String, sessions: [(slot: Int, system: String?)], policy: WeightPolicy,
                 sampling: SamplingParameters, record: Bool = false, mode: MergeMode = .probability,
                 guidance: Float = 0, biases: [[Float]?] = [], recordBias: Bool = false, explore: Float = 0,
-                stop: [String] = [])
+                stop: [String] = [], adapters: [LoRAAdapter?] = [])
     {
+        self.adapters = adapters
         self.stop = stop
         self.explore = explore
         self.biases = biases
@@ -287,6 +297,7 @@ extension InProcessExperts {
                 } catch {
                     throw .inference("\(error)")
                 }
+                if s.slot != guide && index < request.adapters.count { cache.adapter = request.adapters[index] }
                 sessions.append(Session(request: r, slot: s.slot, cache: cache, bias: bias))
                 prefill.append(prompt)
             }

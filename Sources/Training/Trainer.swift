@@ -232,7 +232,8 @@ public final class Trainer<Reward: TrainingReward> {
                     sessions: experts.sessions(for: preference),
                     policy: .pcm(network, preference),
                     sampling: SamplingParameters(temperature: options.temperature, seed: seed), record: true,
-                    biases: experts.biases(for: preference.dimensions), explore: options.explore))
+                    biases: experts.biases(for: preference.dimensions), explore: options.explore,
+                    adapters: experts.adapters(for: preference.dimensions)))
             }
         }
         let results = try experts.decode(requests, maxTokens: options.maxTokens)

@@ -63,7 +63,7 @@ enum EvalCommand: ParsableCommand {
         var reward = ReferenceNormalisedReward(
             model: RewardModel(sentiment: try TrainCommand.loadSentiment(arguments.value("lexicon"))),
             prompts: prompts, cachePath: out + "/references.json")
-        let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: maxTokens,
+        let evaluator = try Evaluator(experts: experts, prompts: prompts, maxTokens: maxTokens,
                                   temperature: temperature,
                                   seed: try arguments.require("seed", as: UInt64.self))
         if arguments.flag("diagnose") {

@@ -113,8 +113,16 @@ enum TrainCommand: ParsableCommand {
         for (dimension, biasPath) in file.biasPaths(relativeTo: path) where withBiases {
             biases[dimension] = try LogitBias.load(path: biasPath, vocabularySize: model.vocabularySize)
         }
+        var adapters: [PreferenceDimension: LoRAAdapter] = [:]
+        for (dimension, loraPath) in file.loraPaths(relativeTo: path) {
+            do {
+                adapters[dimension] = try LoRAAdapter(path: loraPath, model: model)
+            } catch {
+                throw TrainingError.unusableModel("the \(dimension.rawValue) expert's LoRA adapter \(loraPath): \(error)")
+            }
+        }
         return try InProcessExperts(model: model, prompts: try file.prompts(path: path),
-                                    context: try file.expertContext(path: path), biases: biases)
+                                    context: try file.expertContext(path: path), biases: biases, adapters: adapters)
     }
 
     /// Runs the plotting script with python3; a failure is reported, not fatal.

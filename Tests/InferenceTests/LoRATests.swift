@@ -131,6 +131,27 @@ import Testing
         #expect(Self.maxDifference(alone[0], alone[2]) > 1e-3, "scale 0.5 differs from scale 1")
     }
 
+    @Test("the soup of two adapters runs the mean of their updates (here scales 1 and 0.5: the adapter at 0.75)")
+    func soupIsTheMeanUpdate() throws {
+        let (base, adapterBytes, _) = try Self.fixtures()
+        let model = try LanguageModel(file: base)
+        let full = try LoRAAdapter(file: GGUFFile(bytes: adapterBytes), model: model)
+        let half = try LoRAAdapter(file: GGUFFile(bytes: adapterBytes), model: model, scale: 0.5)
+        let expected = try LoRAAdapter(file: GGUFFile(bytes: adapterBytes), model: model, scale: 0.75)
+        let soup = try LoRAAdapter.average([full, half], model: model)
+        #expect(soup.adaptedCount == full.adaptedCount)
+        #expect(soup.maxRank == 2 * Self.rank)
+        let prompt: [Int32] = [3, 1, 4, 1, 5, 9, 2, 6]
+        func logits(_ adapter: LoRAAdapter) throws -> [Float] {
+            let cache = try model.makeCache()
+            cache.adapter = adapter
+            return try model.forward(cache: cache, tokens: prompt)
+        }
+        let m = try logits(expected)
+        #expect(Self.maxDifference(try logits(soup), m) <= 1e-4 * max(1, m.map(abs).max() ?? 1))
+        #expect(Self.maxDifference(try logits(full), m) > 1e-3)
+    }
+
     @Test("a model file, an adapter for another shape, and half pairs are refused with the reason")
     func refusals() throws {
         let (base, _, _) = try Self.fixtures()

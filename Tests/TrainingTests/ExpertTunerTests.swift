@@ -187,7 +187,7 @@ struct TokenShareReward: TrainingReward {
         for (experts, soup) in [(tuned, true), (plain, false)] {
             var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: SentimentAnalyzer(lexicon: [:])),
                                                    prompts: prompts, cachePath: nil)
-            let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
+            let evaluator = try Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
             let scores = try evaluator.run(pcm: pcm, reward: &reward)
             #expect(scores.scores.count == 8)
             for table in scores.scores.values {

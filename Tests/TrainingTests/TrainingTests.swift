@@ -163,7 +163,7 @@ struct ExpertiseShareReward: TrainingReward {
         let prompts = PromptSet(["hi"])
         var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: SentimentAnalyzer(lexicon: [:])),
                                                prompts: prompts, cachePath: nil)
-        let evaluator = Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
+        let evaluator = try Evaluator(experts: experts, prompts: prompts, maxTokens: 3, temperature: 1, seed: 1)
         let records = try evaluator.diagnose(reward: &reward, samples: 1, tilt: 0.6)
         // base + 6 experts, then per combination: uniform (probability and logit merge), 3 tilts, prompting.
         #expect(records.count == 7 + 8 * 6)

@@ -183,3 +183,74 @@ public enum LoRAError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension LoRAAdapter {
+    /// Personalized Soups' parameter merge of adapters: one adapter whose update of every weight is the mean of
+    /// theirs, `ΔW = (1/n) Σ s_i · B_i·A_i`, held exactly as a LoRA of rank Σ r_i (A the stacked A_i, B the
+    /// B_i side by side, each scaled by s_i / n). A weight an adapter leaves alone counts as a zero update.
+    /// - Throws: `LoRAError.empty` for no adapters; `GGUFError` if the merged file cannot be built.
+    public static func average(_ adapters: [LoRAAdapter], model: LanguageModel) throws -> LoRAAdapter {
+        guard let first = adapters.first else { throw LoRAError.empty(path: "(soup)") }
+        var writer = GGUFWriter()
+        writer.set("general.architecture", .string(model.configuration.architecture))
+        writer.set("general.type", .string("adapter"))
+        writer.set("adapter.type", .string("lora"))
+        writer.set("adapter.lora.alpha", .float32(0))  // scale 1: the factors are in B
+        let n = Float(adapters.count)
+        var names: [String] = []
+        for block in first.blocks.indices {
+            for target in Target.allCases where adapters.contains(where: { $0.blocks[block][target.rawValue] != nil }) {
+                names.append("blk.\(block).\(target.suffix)")
+            }
+        }
+        if adapters.contains(where: { $0.output != nil }) { names.append("output.weight") }
+        for name in names {
+            var members: [(pair: Pair, scale: Float)] = []
+            for adapter in adapters {
+                if name == "output.weight" {
+                    if let pair = adapter.output { members.append((pair, adapter.outputScale / n)) }
+                } else if let (block, target) = Self.locate(name),
+                          let pair = adapter.blocks[block][target.rawValue] {
+                    members.append((pair, adapter.blockScales[block][target.rawValue] / n))
+                }
+            }
+            let columns = members[0].pair.a.columns
+            let rows = members[0].pair.b.rows
+            let rank = members.reduce(0) { $0 + $1.pair.rank }
+            var a: [Float] = []
+            a.reserveCapacity(rank * columns)
+            var row = [Float](repeating: 0, count: max(columns, rows))
+            for member in members {
+                for r in 0..<member.pair.rank {
+                    row.withUnsafeMutableBufferPointer { Kernels.dequantizeRow(member.pair.a, row: r, into: $0.baseAddress!) }
+                    a.append(contentsOf: row[0..<columns])
+                }
+            }
+            var b = [Float](repeating: 0, count: rows * rank)
+            var offset = 0
+            var bRow = [Float](repeating: 0, count: rank)
+            for member in members {
+                let r = member.pair.rank
+                for o in 0..<rows {
+                    bRow.withUnsafeMutableBufferPointer { Kernels.dequantizeRow(member.pair.b, row: o, into: $0.baseAddress!) }
+                    for k in 0..<r { b[o * rank + offset + k] = member.scale * bRow[k] }
+                }
+                offset += r
+            }
+            try writer.add(.init(name: name + ".lora_a", shape: [columns, rank], type: .f32,
+                                 data: a.withUnsafeBytes { [UInt8]($0) }))
+            try writer.add(.init(name: name + ".lora_b", shape: [rank, rows], type: .f32,
+                                 data: b.withUnsafeBytes { [UInt8]($0) }))
+        }
+        let path = "soup of " + adapters.map(\.path).joined(separator: ", ")
+        return try LoRAAdapter(file: GGUFFile(bytes: writer.bytes()), path: path, model: model)
+    }
+
+    /// (block, target) of a weight name "blk.N.<suffix>".
+    private static func locate(_ name: String) -> (Int, Target)? {
+        let parts = name.split(separator: ".", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "blk", let block = Int(parts[1]),
+              let target = Target.allCases.first(where: { $0.suffix == parts[2] }) else { return nil }
+        return (block, target)
+    }
+}
