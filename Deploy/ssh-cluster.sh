@@ -113,7 +113,7 @@ SCP=(scp -q -p -o BatchMode=yes -o ConnectTimeout=10 ${SSH_CONFIG:+-F "$SSH_CONF
 # bounded in time.
 remote() {
     local host=$1; shift
-    timeout 60 "${SSH[@]}" "$host" "bash -s -- $(printf '%q ' "$@")" <"$REMOTE_SCRIPT"
+    timeout $((60 + STOP_GRACE)) "${SSH[@]}" "$host" "bash -s -- $(printf '%q ' "$@")" <"$REMOTE_SCRIPT"
 }
 
 # The experts named in the config, to refuse a hosts file that names others.
