@@ -1,26 +1,34 @@
 #!/usr/bin/env bash
-# Brings up a one-host Slurm cluster on this machine (munged, slurmctld and slurmd with a generated slurm.conf
-# in a temporary folder, no cgroups), submits Deploy/slurm/mope.sbatch with the tiny test models (or the real
-# model), waits for `mope status`, checks that the workers run as job steps, answers one request with
-# `mope generate` (client key) and one through the HTTP front (/health, /v1/completions), cancels the job
-# with scancel, checks that no process of the job is left, and stops the daemons it started.
+# Brings up a Slurm cluster on this machine (munged, slurmctld and slurmd with a generated slurm.conf in a
+# temporary folder, no cgroups), submits Deploy/slurm/mope.sbatch with the tiny test models (or the real
+# model), waits for `mope status`, checks that every worker runs as a job step on the node the placement
+# gives it, answers one request with `mope generate` (client key) and one through the HTTP front (/health,
+# /v1/completions), cancels the job with scancel, checks that no process of the job is left, and stops the
+# daemons it started.
 #
-#   Deploy/slurm/test-local.sh [--real-model] [--keep] [--timeout SECONDS]
+#   Deploy/slurm/test-local.sh [--nodes N] [--real-model] [--keep] [--timeout SECONDS]
 #
+#   --nodes N      1 (default): one node, everything on this machine's loopback. 2 to 4: every node is a
+#                  network namespace of its own (10.215.0.11, .12, …) with its own slurmd, slurmctld and the
+#                  test's client in another one (10.215.0.1), joined by a bridge; every expert gets 2
+#                  replicas (replica r on node r mod N), and after the first answer the last node is cut off
+#                  the network: the next answer must be the same with no expert lost, and the job must keep
+#                  running once Slurm has marked the node down (the job script's --no-kill)
 #   --real-model   the experts of Configs/psoups-local.json on models/SmolLM2-135M-Instruct.Q4_1.gguf
-#                  (default: the three tiny test models, concise with 2 replicas)
+#                  (default: the three tiny test models; with one node concise gets 2 replicas)
 #   --keep         keep the temporary folder (logs, slurm.conf, keys); its path is printed
 #   --timeout S    the longest wait for the cluster to be ready (default 150)
 #
-# Needs root (slurmd runs jobs as their user), Debian's slurm-wlm and munge, curl and python3; a missing tool
-# fails the run (exit 1) naming the package. MOPE_BINARY (or MOPE) names the mope binary (default
-# .build/debug/mope). Prints PASSED or FAILED; exit 0 only when every check passed. Usage errors exit 2.
+# Needs root (slurmd runs jobs as their user), Debian's slurm-wlm and munge, curl and python3 (and for
+# --nodes 2+ iproute2 and nsenter); a missing tool fails the run (exit 1) naming the package. MOPE_BINARY (or
+# MOPE) names the mope binary (default .build/debug/mope). Every wait is bounded. Prints PASSED or FAILED;
+# exit 0 only when every check passed. Usage errors exit 2.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
-REAL=0 KEEP=0 READY_TIMEOUT=150
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+REAL=0 KEEP=0 READY_TIMEOUT=150 NODES=1
 while [ $# -gt 0 ]; do
     case $1 in
         -h|--help) usage; exit 0 ;;
@@ -28,6 +36,8 @@ while [ $# -gt 0 ]; do
         --keep) KEEP=1; shift ;;
         --timeout) [ $# -ge 2 ] && [[ $2 =~ ^[0-9]+$ ]] || { echo "test-local: --timeout wants seconds" >&2; exit 2; }
                    READY_TIMEOUT=$2; shift 2 ;;
+        --nodes) [ $# -ge 2 ] && [[ $2 =~ ^[1-4]$ ]] || { echo "test-local: --nodes wants 1 to 4" >&2; exit 2; }
+                 NODES=$2; shift 2 ;;
         *) echo "test-local: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -36,28 +46,48 @@ started=$(date +%s)
 say() { echo "[slurm-test +$(( $(date +%s) - started ))s] $*"; }
 die() { echo "FAILED: $*"; exit 1; }
 
+PATH=$PATH:/usr/sbin:/sbin
 [ "$(id -u)" = 0 ] || die "needs root (slurmd starts the job's processes as the submitting user)"
 missing=()
-for tool in munged:munge munge:munge slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-wlm squeue:slurm-wlm \
-            scancel:slurm-wlm scontrol:slurm-wlm srun:slurm-wlm curl:curl python3:python3; do
-    command -v "${tool%%:*}" >/dev/null || PATH=$PATH:/usr/sbin:/sbin command -v "${tool%%:*}" >/dev/null \
-        || missing+=("${tool%%:*} (apt-get install ${tool##*:})")
+tools=(munged:munge munge:munge unmunge:munge slurmctld:slurm-wlm slurmd:slurm-wlm sbatch:slurm-wlm
+       squeue:slurm-wlm sinfo:slurm-wlm scancel:slurm-wlm scontrol:slurm-wlm srun:slurm-wlm curl:curl python3:python3)
+[ "$NODES" -gt 1 ] && tools+=(ip:iproute2 nsenter:util-linux)
+for tool in "${tools[@]}"; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool%%:*} (apt-get install ${tool##*:})")
 done
 [ ${#missing[@]} = 0 ] || die "missing tools: ${missing[*]}"
-PATH=$PATH:/usr/sbin:/sbin
+if [ "$NODES" -gt 1 ]; then ip netns list >/dev/null 2>&1 || die "ip netns does not work here"; fi
 
 MOPE=${MOPE_BINARY:-${MOPE:-$ROOT/.build/debug/mope}}
 [ -x "$MOPE" ] || die "mope binary $MOPE not found (swift build, or set MOPE_BINARY)"
+MOPE=$(readlink -f "$MOPE")
 MODEL=$ROOT/models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ "$REAL" = 1 ] && [ ! -f "$MODEL" ]; then die "--real-model: $MODEL is missing (Scripts/setup.sh fetches it)"; fi
 
 # The folder must be searchable by all: munged refuses a socket in a folder others cannot enter.
 work=$(mktemp -d "${TMPDIR:-/tmp}/mope-slurm.XXXXXX")
 chmod 755 "$work"
-mkdir -p "$work/run" "$work/state" "$work/spool" "$work/log"
+mkdir -p "$work/run" "$work/state" "$work/log"
 mkdir -m 700 "$work/munge"
-daemons=()   # pid of every daemon started here
+daemons=()     # pid of every daemon started here
+namespaces=()  # every network namespace made here
 job=
+
+# The machines: with one node, this machine's loopback; with more, a namespace per node and one for the
+# controller and the client, entered with nsenter (which keeps this mount namespace: slurmd needs /sys/fs/cgroup
+# as it is, which `ip netns exec` would hide).
+tag=$$
+NODE_NAMES=() NODE_ADDRS=() NODE_NS=()
+for ((i = 1; i <= NODES; i++)); do
+    NODE_NAMES+=("mope-node$i")
+    if [ "$NODES" = 1 ]; then NODE_ADDRS+=(127.0.0.1); NODE_NS+=(""); else NODE_ADDRS+=("10.215.0.1$i"); NODE_NS+=("mope-sl$i-$tag"); fi
+done
+if [ "$NODES" = 1 ]; then CTL_ADDR=127.0.0.1 CTL_NS=; else CTL_ADDR=10.215.0.1 CTL_NS=mope-slctl-$tag; fi
+in_ns() {  # NAMESPACE COMMAND...: COMMAND in that network namespace ("" for this one)
+    local ns=$1; shift
+    if [ -n "$ns" ]; then nsenter --net="/run/netns/$ns" "$@"; else "$@"; fi
+}
+ctl() { in_ns "$CTL_NS" "$@"; }
 
 # Every process started here, found by this run's folder in its command line (the daemons, the job's
 # coordinator, front and workers all name it): none may be left.
@@ -73,7 +103,8 @@ ours() {
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    if [ -n "$job" ] && squeue -h -j "$job" 2>/dev/null | grep -q .; then scancel "$job" 2>/dev/null; sleep 2; fi
+    for ns in "${NODE_NS[@]}"; do [ -n "$ns" ] && ip -n "$ns" link set eth0 up 2>/dev/null; done
+    if [ -n "$job" ] && ctl squeue -h -j "$job" 2>/dev/null | grep -q .; then ctl scancel "$job" 2>/dev/null; sleep 2; fi
     for pid in "${daemons[@]}"; do kill -TERM "$pid" 2>/dev/null; done
     for _ in $(seq 1 50); do
         alive=0
@@ -83,6 +114,10 @@ cleanup() {
     done
     # What is still there (a daemon that did not stop, a process of the job) was started by this run.
     for pid in $(ours); do kill -KILL "$pid" 2>/dev/null; done
+    for ns in "${namespaces[@]}"; do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+        ip netns del "$ns" 2>/dev/null
+    done
     wait 2>/dev/null
     if [ "$status" != 0 ]; then
         for log in "$work"/log/*.log "$work"/job.out "$work"/job/*.log; do
@@ -95,16 +130,37 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Free tcp ports: slurmctld, slurmd, the coordinator's two (consecutive) and the HTTP front.
+if [ "$NODES" -gt 1 ]; then
+    bridge=mope-slbr-$tag
+    ip netns add "$bridge" || die "ip netns add failed"
+    namespaces+=("$bridge")
+    ip -n "$bridge" link add br0 type bridge && ip -n "$bridge" link set br0 up || die "cannot make a bridge"
+    index=0
+    for pair in "$CTL_NS:$CTL_ADDR" $(for i in "${!NODE_NS[@]}"; do echo "${NODE_NS[$i]}:${NODE_ADDRS[$i]}"; done); do
+        ns=${pair%%:*} address=${pair##*:}
+        ip netns add "$ns" || die "ip netns add $ns failed"
+        namespaces+=("$ns")
+        ip -n "$bridge" link add "port$index" type veth peer name eth0 netns "$ns" || die "cannot make a veth pair"
+        ip -n "$bridge" link set "port$index" master br0 up
+        ip -n "$ns" addr add "$address/24" dev eth0
+        ip -n "$ns" link set eth0 up
+        ip -n "$ns" link set lo up
+        index=$((index + 1))
+    done
+    say "network: controller and client $CTL_ADDR, nodes ${NODE_ADDRS[*]} (namespaces, bridged)"
+fi
+
+# Free tcp ports (on this machine's loopback, and so free in fresh namespaces too): slurmctld, slurmd, the
+# coordinator's two (consecutive) and the HTTP front.
 read -r CTLD_PORT SLURMD_PORT COORD_PORT HTTP_PORT < <(python3 - <<'PY'
-import socket
+import os, socket
 def free(port):
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port)); return True
         except OSError:
             return False
-picked, port = [], 20000 + (__import__("os").getpid() % 2000) * 10
+picked, port = [], 20000 + (os.getpid() % 2000) * 10
 while len(picked) < 4:
     port += 1
     if len(picked) == 2:
@@ -116,7 +172,7 @@ print(*picked)
 PY
 )
 
-# munge: a fresh key, its own socket.
+# munge: a fresh key, its own socket (a unix socket, reached from every namespace alike).
 dd if=/dev/urandom of="$work/munge/munge.key" bs=1024 count=1 2>/dev/null
 chmod 600 "$work/munge/munge.key"
 MUNGE_SOCKET=$work/run/munge.socket
@@ -127,13 +183,12 @@ for _ in $(seq 1 50); do [ -S "$MUNGE_SOCKET" ] && break; sleep 0.1; done
 munge -S "$MUNGE_SOCKET" -n </dev/null | unmunge -S "$MUNGE_SOCKET" >/dev/null 2>&1 || die "munged did not start"
 
 HOST=$(hostname -s)
-NODE=mope-node1
 CPUS=$(nproc)
 export SLURM_CONF=$work/slurm.conf
 : >"$work/plugstack.conf"
 cat >"$SLURM_CONF" <<EOF
 ClusterName=mopetest
-SlurmctldHost=$HOST(127.0.0.1)
+SlurmctldHost=$HOST($CTL_ADDR)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 AuthType=auth/munge
@@ -142,11 +197,11 @@ CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
 StateSaveLocation=$work/state
-SlurmdSpoolDir=$work/spool
+SlurmdSpoolDir=$work/spool-%n
 SlurmctldPidFile=$work/run/slurmctld.pid
-SlurmdPidFile=$work/run/slurmd.pid
+SlurmdPidFile=$work/run/slurmd-%n.pid
 SlurmctldLogFile=$work/log/slurmctld.log
-SlurmdLogFile=$work/log/slurmd.log
+SlurmdLogFile=$work/log/slurmd-%n.log
 PlugStackConfig=$work/plugstack.conf
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -157,117 +212,193 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
+SlurmdTimeout=10
 KillWait=15
 MailProg=/bin/true
-NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$HOST CPUs=$CPUS State=UNKNOWN
-PartitionName=mope Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
-slurmctld -D -i -f "$SLURM_CONF" >"$work/log/slurmctld.out" 2>&1 &
+for i in "${!NODE_NAMES[@]}"; do
+    echo "NodeName=${NODE_NAMES[$i]} NodeAddr=${NODE_ADDRS[$i]} NodeHostname=$HOST CPUs=$CPUS State=UNKNOWN" >>"$SLURM_CONF"
+    mkdir -p "$work/spool-${NODE_NAMES[$i]}"
+done
+echo "PartitionName=mope Nodes=$(IFS=,; echo "${NODE_NAMES[*]}") Default=YES MaxTime=INFINITE State=UP" >>"$SLURM_CONF"
+ctl slurmctld -D -i -f "$SLURM_CONF" >"$work/log/slurmctld.out" 2>&1 &
 daemons+=("$!")
-slurmd -D -N "$NODE" -f "$SLURM_CONF" >"$work/log/slurmd.out" 2>&1 &
-daemons+=("$!")
+for i in "${!NODE_NAMES[@]}"; do
+    in_ns "${NODE_NS[$i]}" slurmd -D -N "${NODE_NAMES[$i]}" -f "$SLURM_CONF" >"$work/log/slurmd-$i.out" 2>&1 &
+    daemons+=("$!")
+done
 end=$(( $(date +%s) + 30 ))
-until [ "$(sinfo -h -n "$NODE" -o %t 2>/dev/null)" = idle ]; do
-    [ "$(date +%s)" -lt "$end" ] || die "the Slurm node did not come up within 30 s ($(sinfo -h 2>&1 | head -1))"
+until [ "$(ctl sinfo -h -o '%t %D' 2>/dev/null)" = "idle $NODES" ]; do
+    [ "$(date +%s)" -lt "$end" ] || die "the Slurm nodes did not come up within 30 s ($(ctl sinfo -h 2>&1 | head -2))"
     sleep 0.5
 done
-say "slurm up: slurmctld :$CTLD_PORT, slurmd $NODE :$SLURMD_PORT, munged $MUNGE_SOCKET"
+say "slurm up: slurmctld $CTL_ADDR:$CTLD_PORT, $NODES slurmd (${NODE_NAMES[*]}) :$SLURMD_PORT, munged $MUNGE_SOCKET"
 
 "$MOPE" keygen --cluster "$work/keys" >/dev/null || die "mope keygen --cluster failed"
 if [ "$REAL" = 1 ]; then
-    python3 - "$work/cluster.json" "$MODEL" <<'PY'
+    python3 - "$work/cluster.json" "$MODEL" "$NODES" <<'PY'
 import json, os, sys
 config = json.load(open("Configs/psoups-local.json"))
 for expert in config["experts"]:
     expert["model"] = sys.argv[2]
     if "bias" in expert:
         expert["bias"] = os.path.abspath(os.path.join("Configs", expert["bias"]))
+    if int(sys.argv[3]) > 1:
+        expert["replicas"] = 2
 if "pcm" in config:
     config["pcm"] = os.path.abspath(os.path.join("Configs", config["pcm"]))
 config.update(heartbeatIntervalMs=2000, stepDeadlineMs=20000, openDeadlineMs=60000, maxNewTokens=8)
 json.dump(config, open(sys.argv[1], "w"), indent=2)
 PY
 else
-    python3 - "$work/cluster.json" <<'PY'
+    python3 - "$work/cluster.json" "$NODES" <<'PY'
 import json, os, sys
 config = json.load(open("Configs/tiny-test.json"))
 config.update(heartbeatIntervalMs=1000, stepDeadlineMs=20000, openDeadlineMs=60000, maxNewTokens=8)
 for expert in config["experts"]:
     expert["model"] = os.path.abspath(expert["model"])
-    if expert["name"] == "concise":
+    if expert["name"] == "concise" or int(sys.argv[2]) > 1:
         expert["replicas"] = 2
 json.dump(config, open(sys.argv[1], "w"), indent=2)
 PY
 fi
-WORKERS=$(python3 -c 'import json,sys; print(sum(e.get("replicas", 1) for e in json.load(open(sys.argv[1]))["experts"]))' \
-    "$work/cluster.json")
+# Where each worker must run: "expert replica node id", from the job script's own placement.
+bash "$ROOT/Deploy/slurm/mope.sbatch" --plan --nodes "${NODE_NAMES[*]}" --config "$work/cluster.json" >"$work/plan" \
+    || die "mope.sbatch --plan failed"
+WORKERS=$(wc -l <"$work/plan")
+HTTP_LISTEN=127.0.0.1:$HTTP_PORT
+[ "$NODES" -gt 1 ] && HTTP_LISTEN=0.0.0.0:$HTTP_PORT   # asked from the client's namespace
 
-job=$(sbatch --parsable -N 1 --chdir="$work" --output="$work/job.out" "$ROOT/Deploy/slurm/mope.sbatch" \
+job=$(ctl sbatch --parsable -N "$NODES" --chdir="$work" --output="$work/job.out" "$ROOT/Deploy/slurm/mope.sbatch" \
     --config "$work/cluster.json" --keys "$work/keys" --mope "$MOPE" --port "$COORD_PORT" \
-    --http "127.0.0.1:$HTTP_PORT" --threads 1 --run-dir "$work/job" --ready-timeout "$READY_TIMEOUT" \
+    --http "$HTTP_LISTEN" --threads 1 --run-dir "$work/job" --ready-timeout "$READY_TIMEOUT" \
     --stop-grace 5) || die "sbatch failed"
 job=${job%%;*}
-say "submitted job $job ($WORKERS workers)"
+say "submitted job $job ($WORKERS workers on $NODES nodes)"
 end=$(( $(date +%s) + 30 ))
-until [ "$(squeue -h -j "$job" -o %T 2>/dev/null)" = RUNNING ]; do
-    [ "$(date +%s)" -lt "$end" ] || die "job $job is not running after 30 s: $(squeue -h -j "$job" -o '%T %r' 2>&1)"
+until [ "$(ctl squeue -h -j "$job" -o %T 2>/dev/null)" = RUNNING ]; do
+    [ "$(date +%s)" -lt "$end" ] || die "job $job is not running after 30 s: $(ctl squeue -h -j "$job" -o '%T %r' 2>&1)"
     sleep 0.5
 done
 
+FIRST=${NODE_ADDRS[0]}
 CLIENT=(--curve-server-key-file "$work/keys/coordinator.pub" --curve-secret-key-file "$work/keys/client.key")
-CLIENTS=tcp://127.0.0.1:$((COORD_PORT + 1))
-"$MOPE" status --coordinator "$CLIENTS" "${CLIENT[@]}" --wait "$READY_TIMEOUT" >"$work/status.out" 2>&1 \
+CLIENTS=tcp://$FIRST:$((COORD_PORT + 1))
+ctl "$MOPE" status --coordinator "$CLIENTS" "${CLIENT[@]}" --wait "$READY_TIMEOUT" >"$work/status.out" 2>&1 \
     || die "mope status: not ready within $READY_TIMEOUT s: $(tail -3 "$work/status.out")"
 say "mope status: ready"
 cat "$work/status.out"
 
 failures=0
-check() {  # DESCRIPTION CONDITION...
+check() {  # DESCRIPTION COMMAND...
     local what=$1; shift
     if "$@"; then echo "  ok: $what"; else echo "  FAILED: $what"; failures=$((failures + 1)); fi
 }
 
-# The workers are job steps (one per replica) named mope-ID, on the node the plan gives.
-squeue -h -s -j "$job" -o "%i %j %N" >"$work/steps"
-steps=$(awk '$2 ~ /^mope-/ && $3 == "'"$NODE"'"' "$work/steps" | wc -l)
-check "$WORKERS worker job steps running on $NODE (squeue -s: $(awk '{print $2}' "$work/steps" | paste -sd' ' -))" \
-    [ "$steps" = "$WORKERS" ]
+# The workers are job steps (one per replica) named mope-ID, each on the node the placement gives it.
+ctl squeue -h -s -j "$job" -o "%j %N" | awk '$1 ~ /^mope-/' | sort >"$work/steps"
+awk '{ print "mope-" $4, $3 }' "$work/plan" | sort >"$work/expected-steps"
+check "$WORKERS worker job steps, each on its node ($(tr '\n' ',' <"$work/steps" | sed 's/,$//'))" \
+    cmp -s "$work/steps" "$work/expected-steps"
+if [ "$NODES" -gt 1 ]; then
+    # And the processes really run in each node's namespace.
+    for i in "${!NODE_NS[@]}"; do
+        want=$(awk -v n="${NODE_NAMES[$i]}" '$3 == n' "$work/plan" | wc -l)
+        have=0
+        for pid in $(ip netns pids "${NODE_NS[$i]}"); do
+            [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$MOPE" ] \
+                && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q ' worker ' && have=$((have + 1))
+        done
+        check "${NODE_NAMES[$i]} (${NODE_ADDRS[$i]}) runs $want worker processes (found $have)" [ "$have" = "$want" ]
+    done
+fi
 # The job's own readiness wait (its mope status) may answer a moment after ours.
 for _ in $(seq 1 50); do grep -q "^cluster ready" "$work/job.out" && break; sleep 0.2; done
 check "the job's output says cluster ready" grep -q "^cluster ready" "$work/job.out"
 
-"$MOPE" generate --coordinator "$CLIENTS" "${CLIENT[@]}" --preference "concise, friendly" --max-tokens 8 \
-    --timeout 120 "Tell me about cats." >"$work/generate.out" 2>"$work/generate.err"
+PREFERENCE="concise, friendly, knowledgeable"
+[ "$REAL" = 1 ] && PREFERENCE="concise, friendly"
+ask() {  # NAME: one greedy answer; NAME.out, NAME.err; returns the exit status
+    ctl "$MOPE" generate --coordinator "$CLIENTS" "${CLIENT[@]}" --preference "$PREFERENCE" --max-tokens 8 \
+        --temperature 0 --timeout 120 "Tell me about cats." >"$work/$1.out" 2>"$work/$1.err"
+}
+ask first
 code=$?
-check "mope generate answered (exit $code): $(head -c 60 "$work/generate.out" | tr '\n' ' ')" \
-    [ "$code" = 0 -a -s "$work/generate.out" ]
-check "the answer lost no expert" bash -c "! grep -q degraded '$work/generate.err'"
+check "mope generate answered (exit $code): $(head -c 60 "$work/first.out" | tr '\n' ' ')" \
+    [ "$code" = 0 -a -s "$work/first.out" ]
+check "the answer lost no expert" bash -c "! grep -q degraded '$work/first.err'"
 
-health=$(curl -s -o "$work/health.out" -w '%{http_code}' --max-time 10 "http://127.0.0.1:$HTTP_PORT/health")
+front=http://$FIRST:$HTTP_PORT
+health=$(ctl curl -s -o "$work/health.out" -w '%{http_code}' --max-time 10 "$front/health")
 check "GET /health is 200 (got $health)" [ "$health" = 200 ]
-completion=$(curl -s -o "$work/completion.out" -w '%{http_code}' --max-time 120 \
+completion=$(ctl curl -s -o "$work/completion.out" -w '%{http_code}' --max-time 120 \
     -H 'Content-Type: application/json' -d '{"prompt": "Once upon a time", "max_tokens": 8}' \
-    "http://127.0.0.1:$HTTP_PORT/v1/completions")
+    "$front/v1/completions")
 text=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["text"])' \
     "$work/completion.out" 2>/dev/null)
 check "POST /v1/completions is 200 with a text (got $completion: $(head -c 60 <<<"$text" | tr '\n' ' '))" \
     [ "$completion" = 200 -a -n "$text" ]
 
+if [ "$NODES" -gt 1 ]; then
+    # The loss of a node: the last one is cut off the network. Its workers go silent, the others carry on.
+    lost=$((NODES - 1))
+    LOST_NAME=${NODE_NAMES[$lost]} LOST_NS=${NODE_NS[$lost]}
+    awk -v n="$LOST_NAME" '$3 != n { print $4 }' "$work/plan" | sort >"$work/survivors"
+    say "cutting $LOST_NAME (${NODE_ADDRS[$lost]}) off the network"
+    ip -n "$LOST_NS" link set eth0 down
+    end=$(( $(date +%s) + 30 ))
+    while :; do
+        ctl "$MOPE" status --coordinator "$CLIENTS" "${CLIENT[@]}" --json --timeout 2 2>/dev/null | python3 -c '
+import json, sys
+status = json.load(sys.stdin)
+print("\n".join(sorted(w["id"] for e in status["experts"] for w in e["workers"] if not w["draining"])))' \
+            >"$work/live" 2>/dev/null
+        cmp -s "$work/live" "$work/survivors" && break
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 0.5
+    done
+    check "the coordinator dropped $LOST_NAME's workers and kept the others ($(paste -sd' ' "$work/live"))" \
+        cmp -s "$work/live" "$work/survivors"
+    ask after
+    code=$?
+    check "with $LOST_NAME gone, mope generate answered (exit $code)" [ "$code" = 0 ]
+    check "… with no expert lost" bash -c "! grep -q degraded '$work/after.err'"
+    check "… and the same text as before" cmp -s "$work/first.out" "$work/after.out"
+    # Slurm takes a node that stops answering for down after SlurmdTimeout and a few pings; the same state,
+    # set at once, is what the job must outlive (without --no-kill Slurm ends a job that loses a node).
+    ctl scontrol update NodeName="$LOST_NAME" State=DOWN Reason="cut off by the test"
+    sleep 3
+    state=$(ctl scontrol show node "$LOST_NAME" -o 2>/dev/null | grep -o 'State=[^ ]*')
+    check "Slurm has $LOST_NAME down ($state)" grep -q '^State=DOWN' <<<"$state"
+    jobstate=$(ctl squeue -h -j "$job" -o %T 2>/dev/null)
+    check "the job is still running without it (state $jobstate)" [ "$jobstate" = RUNNING ]
+    ask last
+    check "and still answers" [ $? = 0 ]
+    ip -n "$LOST_NS" link set eth0 up
+fi
+
 say "scancel $job"
-scancel "$job"
+ctl scancel "$job"
+job_gone() { ! ctl squeue -h -j "$job" 2>/dev/null | grep -q .; }
 end=$(( $(date +%s) + 60 ))
-while squeue -h -j "$job" 2>/dev/null | grep -q .; do
+until job_gone; do
     [ "$(date +%s)" -lt "$end" ] || break
     sleep 0.5
 done
-check "job $job left the queue within 60 s of scancel" bash -c "! squeue -h -j $job 2>/dev/null | grep -q ."
+check "job $job left the queue within 60 s of scancel" job_gone
 check "the job script trapped SIGTERM and stopped its processes" grep -q "^stopped" "$work/job.out"
-left=()
-for pid in $(ours); do
-    [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$MOPE")" ] && left+=("$pid")
+# Processes on a node that was cut off end when its slurmd hears of the cancel: wait for them, bounded.
+end=$(( $(date +%s) + 60 ))
+while :; do
+    left=()
+    for pid in $(ours); do [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$MOPE" ] && left+=("$pid"); done
+    [ ${#left[@]} = 0 ] || [ "$(date +%s)" -ge "$end" ] && break
+    sleep 0.5
 done
 check "no mope process of the job is left (${#left[@]}: ${left[*]})" [ ${#left[@]} = 0 ]
 
-if [ "$failures" = 0 ]; then echo "PASSED (slurm job $job, $WORKERS workers, $(( $(date +%s) - started )) s)"; exit 0; fi
+if [ "$failures" = 0 ]; then
+    echo "PASSED (slurm job $job, $WORKERS workers on $NODES nodes, $(( $(date +%s) - started )) s)"; exit 0
+fi
 echo "FAILED: $failures checks"
 exit 1

@@ -56,8 +56,25 @@ struct SlurmTests {
         #expect(run.output.contains("PASSED"), "\(transcript)")
         #expect(!run.output.contains("FAILED"), "\(transcript)")
         let passed = run.output.split(separator: "\n").filter { $0.hasPrefix("  ok: ") }
-        for check in ["worker job steps running", "mope generate answered", "GET /health is 200",
+        for check in ["worker job steps, each on its node", "mope generate answered", "GET /health is 200",
                       "POST /v1/completions is 200", "trapped SIGTERM", "no mope process of the job is left"] {
+            #expect(passed.contains { $0.contains(check) }, "missing check: \(check)\n\(transcript)")
+        }
+    }
+
+    @Test("two Slurm nodes in network namespaces: replicas spread, a node cut off leaves every expert and the job")
+    func twoNodesAndANodeLoss() throws {
+        // test-local.sh --nodes 2: each node a network namespace with its own slurmd; it fails (exit 1, naming
+        // the package) when slurm-wlm, munge or iproute2 is missing.
+        let run = try Deploy.runScript(Deploy.path("slurm/test-local.sh"), ["--nodes", "2"], deadline: .seconds(240))
+        let transcript = run.output + run.errorOutput
+        #expect(run.status == 0, "\(transcript)")
+        #expect(run.output.contains("PASSED"), "\(transcript)")
+        let passed = run.output.split(separator: "\n").filter { $0.hasPrefix("  ok: ") }
+        for check in ["6 worker job steps, each on its node", "mope-node1 (10.215.0.11) runs 3 worker processes",
+                      "mope-node2 (10.215.0.12) runs 3 worker processes", "dropped mope-node2's workers",
+                      "with mope-node2 gone, mope generate answered", "with no expert lost", "the same text as before",
+                      "Slurm has mope-node2 down", "the job is still running without it", "no mope process of the job"] {
             #expect(passed.contains { $0.contains(check) }, "missing check: \(check)\n\(transcript)")
         }
     }
