@@ -28,6 +28,9 @@
 #   --address ADDR      the coordinator's address as the workers reach it (default: the first host's NAME)
 #   --ssh-config FILE   ssh -F FILE (and scp -F FILE): user, port, identity, known hosts
 #   --threads N         forward-pass threads per worker (default: every core)
+#   --serve HOST:PORT   also start the HTTP front (mope serve) on the first host, listening there (it has no
+#                       authentication of its own: 127.0.0.1:PORT and an ssh tunnel, or a trusted network);
+#                       it uses the client key (with --copy-keys, coordinator.pub and client.key are copied)
 #   --wait SECONDS      how long up waits for every expert (default 120)
 #   --stop-grace S      how long down lets processes drain before SIGKILL (default 10)
 #
@@ -38,17 +41,18 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REMOTE_SCRIPT=$HERE/ssh/remote.sh
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; }
 fail_usage() { echo "ssh-cluster: $*" >&2; echo "(see --help)" >&2; exit 2; }
 
 KEYS=${MOPE_KEYS:-} COPY_KEYS=0 REMOTE_KEYS= REMOTE_DIR=.mope-cluster REMOTE_MOPE=mope
 LOCAL_MOPE=${MOPE_BINARY:-${MOPE:-mope}} PORT=5555 ADDRESS= SSH_CONFIG= THREADS= WAIT=120 STOP_GRACE=10
+SERVE=
 positional=()
 while [ $# -gt 0 ]; do
     case $1 in
         -h|--help) usage; exit 0 ;;
         --copy-keys) COPY_KEYS=1; shift; continue ;;
-        --keys|--remote-keys|--remote-dir|--mope|--local-mope|--port|--address|--ssh-config|--threads|--wait|--stop-grace)
+        --keys|--remote-keys|--remote-dir|--mope|--local-mope|--port|--address|--ssh-config|--threads|--wait|--stop-grace|--serve)
             [ $# -ge 2 ] || fail_usage "$1 needs a value" ;;
         -*) fail_usage "unknown option $1" ;;
         *) positional+=("$1"); shift; continue ;;
@@ -65,6 +69,7 @@ while [ $# -gt 0 ]; do
         --threads) THREADS=$2 ;;
         --wait) WAIT=$2 ;;
         --stop-grace) STOP_GRACE=$2 ;;
+        --serve) SERVE=$2 ;;
     esac
     shift 2
 done
@@ -75,6 +80,7 @@ for value in "$PORT" "$WAIT" "$STOP_GRACE" ${THREADS:+"$THREADS"}; do
     [[ $value =~ ^[0-9]+$ ]] || fail_usage "expected a whole number, got '$value'"
 done
 [ "$PORT" -ge 1 ] && [ "$PORT" -le 65534 ] || fail_usage "--port must be in 1…65534 (clients use the next port)"
+[ -z "$SERVE" ] || [[ $SERVE =~ ^[^[:space:]]+:[0-9]+$ ]] || fail_usage "--serve wants HOST:PORT, got '$SERVE'"
 [ -r "$HOSTS_FILE" ] || fail_usage "cannot read the hosts file $HOSTS_FILE"
 [ -z "$SSH_CONFIG" ] || [ -r "$SSH_CONFIG" ] || fail_usage "cannot read the ssh config $SSH_CONFIG"
 REMOTE_KEYS=${REMOTE_KEYS:-$REMOTE_DIR/keys}
@@ -175,7 +181,9 @@ up() {
             remote "$host" prepare "$REMOTE_DIR" || failed "cannot make $REMOTE_DIR on $host"
             files=()
             [ "$i" = 0 ] && files+=("$KEYS/coordinator.key" "$KEYS/worker-keys" "$KEYS/authorized-keys")
-            [ -n "${EXPERTS[$i]}" ] && files+=("$KEYS/coordinator.pub" "$KEYS/worker.key")
+            [ -n "${EXPERTS[$i]}" ] && files+=("$KEYS/worker.key")
+            { [ -n "${EXPERTS[$i]}" ] || { [ "$i" = 0 ] && [ -n "$SERVE" ]; }; } && files+=("$KEYS/coordinator.pub")
+            [ "$i" = 0 ] && [ -n "$SERVE" ] && files+=("$KEYS/client.key")
             timeout 60 "${SCP[@]}" "${files[@]}" "$host:$REMOTE_KEYS/" || failed "scp of the keys to $host failed"
             echo "$host: keys copied to $REMOTE_KEYS (${files[*]##*/})"
         fi
@@ -205,6 +213,14 @@ up() {
             [ "${PIPESTATUS[0]}" = 0 ] || failed "worker $id did not start on $host"
         done
     done
+    if [ -n "$SERVE" ]; then
+        echo "${HOSTS[0]}: HTTP front on $SERVE"
+        remote "$COORDINATOR_HOST" start "$REMOTE_DIR" "${LABELS[0]}" serve \
+            "$REMOTE_MOPE" serve --coordinator "tcp://127.0.0.1:$((PORT + 1))" --listen "$SERVE" \
+            --drain-grace "$STOP_GRACE" --curve-server-key-file "$REMOTE_KEYS/coordinator.pub" \
+            --curve-secret-key-file "$REMOTE_KEYS/client.key" | sed 's/^/  /'
+        [ "${PIPESTATUS[0]}" = 0 ] || failed "the HTTP front did not start on $COORDINATOR_HOST"
+    fi
     echo "waiting up to $WAIT s for every expert (mope status $CLIENTS_ENDPOINT)"
     cluster_status "$WAIT" || failed "the cluster was not ready within $WAIT s"
     trap - INT TERM

@@ -3,15 +3,16 @@
 # own address (10.214.0.1, 10.214.0.2) and its own sshd (`sshd -D -f CONFIG`, a host key made for the run),
 # joined by veth pairs to a bridge; the script itself runs in a third namespace (10.214.0.100) as an admin
 # machine would, with a user key made for the run and a generated known_hosts (StrictHostKeyChecking yes).
-# It brings the cluster up (keys copied with scp to a 0700 folder), checks where each process runs, that no
-# key is on a command line, answers one request over tcp with the client key, runs status, then down, and
+# It brings the cluster up (keys copied with scp to a 0700 folder, the HTTP front too), checks where each
+# process runs, that no key is on a command line, answers one request over tcp with the client key and one
+# through the front (/health, /v1/completions), runs status, then down, and
 # checks that down stopped every process it started and nothing else (a stale pid file naming a process of
 # someone else must leave that process alone). The namespaces share this machine's file system.
 #
 #   Deploy/ssh/test-netns.sh [--keep]
 #
 # Needs root, ip netns (iproute2), sshd (openssh-server), ssh, scp and ssh-keygen (openssh-client) and
-# python3; a missing tool fails the run (exit 1) naming its package. MOPE_BINARY (or MOPE) names the mope
+# python3 and curl; a missing tool fails the run (exit 1) naming its package. MOPE_BINARY (or MOPE) names the mope
 # binary (default .build/debug/mope). Every wait is bounded; on exit (also on failure or Ctrl-C) every process
 # in the namespaces, the namespaces and the temporary folder are removed. Prints PASSED or FAILED.
 set -uo pipefail
@@ -21,7 +22,7 @@ ROOT=$PWD
 KEEP=0
 while [ $# -gt 0 ]; do
     case $1 in
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --keep) KEEP=1; shift ;;
         *) echo "test-netns: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -35,7 +36,7 @@ PATH=$PATH:/usr/sbin:/sbin
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, sshd)"
 missing=()
 for tool in ip:iproute2 sshd:openssh-server ssh:openssh-client scp:openssh-client ssh-keygen:openssh-client \
-            python3:python3 timeout:coreutils setsid:util-linux; do
+            python3:python3 timeout:coreutils setsid:util-linux curl:curl; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool%%:*} (apt-get install ${tool##*:})")
 done
 [ ${#missing[@]} = 0 ] || die "missing tools: ${missing[*]}"
@@ -163,7 +164,7 @@ EOF
 REMOTE=$work/remote
 CLUSTER=(ip netns exec "$NS_ADMIN" "$ROOT/Deploy/ssh-cluster.sh" "$work/hosts" "$work/cluster.json")
 OPTIONS=(--keys "$work/keys" --copy-keys --remote-dir "$REMOTE" --mope "$MOPE" --local-mope "$MOPE"
-         --ssh-config "$work/ssh.conf" --threads 1 --wait 120 --stop-grace 5)
+         --ssh-config "$work/ssh.conf" --threads 1 --wait 120 --stop-grace 5 --serve "$H1:8080")
 
 failures=0
 check() {  # DESCRIPTION COMMAND...
@@ -194,6 +195,7 @@ in_ns() {  # PIDFILE NAMESPACE
     [ "$(ip netns identify "$pid" 2>/dev/null)" = "$2" ] && [ "$(readlink "/proc/$pid/exe")" = "$MOPE" ]
 }
 check "the coordinator runs on host 1" in_ns "$REMOTE/run/10-214-0-1/coordinator.pid" "$NS_H1"
+check "the HTTP front runs on host 1" in_ns "$REMOTE/run/10-214-0-1/serve.pid" "$NS_H1"
 both_in_ns() {  # NAMESPACE PIDFILE PIDFILE
     in_ns "$2" "$1" && in_ns "$3" "$1"
 }
@@ -228,10 +230,20 @@ admin "$MOPE" generate --coordinator "tcp://$H1:5556" --curve-server-key-file "$
     --max-tokens 4 --timeout 20 "Hello" >/dev/null 2>"$work/refused.err"
 check "a client key not on the allow-list gets no answer" [ $? != 0 ]
 
+health=$(admin curl -s -o "$work/health.out" -w '%{http_code}' --max-time 10 "http://$H1:8080/health")
+check "GET /health on host 1's front is 200 (got $health)" [ "$health" = 200 ]
+completion=$(admin curl -s -o "$work/completion.out" -w '%{http_code}' --max-time 120 \
+    -H 'Content-Type: application/json' -d '{"prompt": "Once upon a time", "max_tokens": 8}' \
+    "http://$H1:8080/v1/completions")
+text=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["choices"][0]["text"])' \
+    "$work/completion.out" 2>/dev/null)
+check "POST /v1/completions is 200 with a text (got $completion: $(head -c 50 <<<"$text" | tr '\n' ' '))" \
+    [ "$completion" = 200 -a -n "$text" ]
+
 timeout 60 "${CLUSTER[@]}" status "${OPTIONS[@]}" >"$work/status.out" 2>&1
 code=$?
 sed 's/^/    /' "$work/status.out"
-check "status exited 0 and shows 5 processes running" [ "$code" = 0 -a "$(grep -c ' running$' "$work/status.out")" = 5 ]
+check "status exited 0 and shows 6 processes running" [ "$code" = 0 -a "$(grep -c ' running$' "$work/status.out")" = 6 ]
 
 say "ssh-cluster.sh down"
 timeout 120 "${CLUSTER[@]}" down "${OPTIONS[@]}" >"$work/down.out" 2>&1

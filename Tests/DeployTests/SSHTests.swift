@@ -30,6 +30,8 @@ struct SSHTests {
         #expect(option.status == 2 && option.errorOutput.contains("unknown option --bogus"))
         let port = try Deploy.runScript(Self.script, [good, config, "down", "--port", "x"], deadline: .seconds(20))
         #expect(port.status == 2)
+        let serve = try Deploy.runScript(Self.script, [good, config, "up", "--serve", "8000"], deadline: .seconds(20))
+        #expect(serve.status == 2 && serve.errorOutput.contains("--serve wants HOST:PORT"))
 
         let noExperts = try hosts("node1 concise\nnode2\n")
         let empty = try Deploy.runScript(Self.script, [noExperts, config, "down"], deadline: .seconds(20))
@@ -65,8 +67,9 @@ struct SSHTests {
         #expect(run.status == 0, "\(transcript)")
         #expect(run.output.contains("PASSED"), "\(transcript)")
         let passed = run.output.split(separator: "\n").filter { $0.hasPrefix("  ok: ") }
-        for check in ["the coordinator runs on host 1", "run on host 2", "mode 700", "no key text on any command line",
-                      "answered over tcp", "not on the allow-list gets no answer", "status exited 0",
+        for check in ["the coordinator runs on host 1", "the HTTP front runs on host 1", "run on host 2", "mode 700", "no key text on any command line",
+                      "answered over tcp", "not on the allow-list gets no answer", "GET /health on host 1's front is 200",
+                      "POST /v1/completions is 200", "status exited 0",
                       "no mope process is left", "stale pid file named was left alone"] {
             #expect(passed.contains { $0.contains(check) }, "missing check: \(check)\n\(transcript)")
         }
