@@ -234,7 +234,8 @@ case $ACTION in
         need_client_keys
         for i in "${!HOSTS[@]}"; do
             echo "${HOSTS[$i]}:"
-            remote "${HOSTS[$i]}" status "$REMOTE_DIR" "${LABELS[$i]}" | sed 's/^/  /'
+            remote "${HOSTS[$i]}" status "$REMOTE_DIR" "${LABELS[$i]}" | sed 's/^/  /' \
+                || echo "  (cannot reach ${HOSTS[$i]} over ssh)"
         done
         cluster_status 0
         ;;
