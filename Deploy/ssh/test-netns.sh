@@ -3,7 +3,8 @@
 # own address (10.214.0.1, 10.214.0.2) and its own sshd (`sshd -D -f CONFIG`, a host key made for the run),
 # joined by veth pairs to a bridge; the script itself runs in a third namespace (10.214.0.100) as an admin
 # machine would, with a user key made for the run and a generated known_hosts (StrictHostKeyChecking yes).
-# It brings the cluster up (keys copied with scp to a 0700 folder, the HTTP front too), checks where each
+# A first up with a model file missing on host 2 must fail and leave nothing running. Then
+# it brings the cluster up (keys copied with scp to a 0700 folder, the HTTP front too), checks where each
 # process runs, that no key is on a command line, answers one request over tcp with the client key and one
 # through the front (/health, /v1/completions), runs status, then down, and
 # checks that down stopped every process it started and nothing else (a stale pid file naming a process of
@@ -22,7 +23,7 @@ ROOT=$PWD
 KEEP=0
 while [ $# -gt 0 ]; do
     case $1 in
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --keep) KEEP=1; shift ;;
         *) echo "test-netns: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -172,6 +173,30 @@ check() {  # DESCRIPTION COMMAND...
     if "$@"; then echo "  ok: $what"; else echo "  FAILED: $what"; failures=$((failures + 1)); fi
 }
 
+# A failed up stops what it started: host 2's knowledgeable names a model file that is not there.
+python3 - "$work/cluster.json" "$work/broken.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+for expert in config["experts"]:
+    if expert["name"] == "knowledgeable":
+        expert["model"] = "/nonexistent/model.gguf"
+json.dump(config, open(sys.argv[2], "w"), indent=2)
+PY
+say "ssh-cluster.sh up with a model missing on host 2 (must fail and stop what it started)"
+timeout 120 ip netns exec "$NS_ADMIN" "$ROOT/Deploy/ssh-cluster.sh" "$work/hosts" "$work/broken.json" up \
+    "${OPTIONS[@]}" --wait 20 >"$work/broken-up.out" 2>&1
+code=$?
+sed 's/^/    /' "$work/broken-up.out" | tail -12
+mope_on_hosts() {  # prints the pids of mope processes on either host
+    for ns in "$NS_H1" "$NS_H2"; do
+        for pid in $(ip netns pids "$ns"); do [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$MOPE" ] && echo "$pid"; done
+    done
+}
+left=$(mope_on_hosts | paste -sd' ' -)
+check "the failed up exited 1 (exit $code)" [ "$code" = 1 ]
+check "… and left no mope process on the hosts (${left:-none})" [ -z "$left" ]
+check "… and no pid file" bash -c "[ -z \"\$(find '$REMOTE/run' -name '*.pid' 2>/dev/null)\" ]"
+
 # A process of someone else, and a stale pid file on host 2 that names it (its pid, another start time), as a
 # pid file left by a crash whose pid was reused: down must not touch it.
 sleep 300 &
@@ -250,11 +275,8 @@ timeout 120 "${CLUSTER[@]}" down "${OPTIONS[@]}" >"$work/down.out" 2>&1
 code=$?
 sed 's/^/    /' "$work/down.out"
 check "down exited 0 (exit $code)" [ "$code" = 0 ]
-left=()
-for ns in "$NS_H1" "$NS_H2"; do
-    for pid in $(ip netns pids "$ns"); do [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$MOPE" ] && left+=("$pid"); done
-done
-check "no mope process is left on either host (${#left[@]}: ${left[*]})" [ ${#left[@]} = 0 ]
+left=$(mope_on_hosts | paste -sd' ' -)
+check "no mope process is left on either host (${left:-none})" [ -z "$left" ]
 check "every pid file is gone" bash -c "[ -z \"\$(find '$REMOTE/run' -name '*.pid')\" ]"
 check "the process a stale pid file named was left alone" kill -0 "$decoy"
 check "down said it signalled nothing for the stale pid file" grep -q "stale: not running" "$work/down.out"

@@ -67,7 +67,7 @@ struct SSHTests {
         #expect(run.status == 0, "\(transcript)")
         #expect(run.output.contains("PASSED"), "\(transcript)")
         let passed = run.output.split(separator: "\n").filter { $0.hasPrefix("  ok: ") }
-        for check in ["the coordinator runs on host 1", "the HTTP front runs on host 1", "run on host 2", "mode 700", "no key text on any command line",
+        for check in ["the failed up exited 1", "and left no mope process on the hosts", "the coordinator runs on host 1", "the HTTP front runs on host 1", "run on host 2", "mode 700", "no key text on any command line",
                       "answered over tcp", "not on the allow-list gets no answer", "GET /health on host 1's front is 200",
                       "POST /v1/completions is 200", "status exited 0",
                       "no mope process is left", "stale pid file named was left alone"] {
