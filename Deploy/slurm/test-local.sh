@@ -4,7 +4,8 @@
 # model), waits for `mope status`, checks that every worker runs as a job step on the node the placement
 # gives it, answers one request with `mope generate` (client key) and one through the HTTP front (/health,
 # /v1/completions), cancels the job with scancel, checks that no process of the job is left, and stops the
-# daemons it started.
+# daemons it started. With one node it then submits a job whose cluster cannot get ready (a model file is
+# missing): it must end by itself with exit 1 after --ready-timeout, leaving no process.
 #
 #   Deploy/slurm/test-local.sh [--nodes N] [--real-model] [--keep] [--timeout SECONDS]
 #
@@ -397,8 +398,38 @@ while :; do
 done
 check "no mope process of the job is left (${#left[@]}: ${left[*]})" [ ${#left[@]} = 0 ]
 
+if [ "$NODES" = 1 ]; then
+    # A job whose cluster cannot get ready (an expert's model file is missing) must end by itself, exit 1,
+    # after --ready-timeout, with every process stopped.
+    python3 - "$work/cluster.json" "$work/broken.json" <<'PY'
+import json, sys
+config = json.load(open(sys.argv[1]))
+config["experts"][-1]["model"] = "/nonexistent/model.gguf"
+json.dump(config, open(sys.argv[2], "w"), indent=2)
+PY
+    broken=$(ctl sbatch --parsable -N 1 --chdir="$work" --output="$work/broken.out" "$ROOT/Deploy/slurm/mope.sbatch" \
+        --config "$work/broken.json" --keys "$work/keys" --mope "$MOPE" --port "$COORD_PORT" --http none \
+        --threads 1 --run-dir "$work/broken" --ready-timeout 10 --stop-grace 3)
+    broken=${broken%%;*}
+    main_job=$job job=$broken
+    say "submitted job $broken with a missing model file (--ready-timeout 10)"
+    end=$(( $(date +%s) + 60 ))
+    until job_gone; do
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 0.5
+    done
+    check "job $broken ended by itself within 60 s" job_gone
+    exit_code=$(ctl scontrol show job "$broken" -o 2>/dev/null | grep -o ' ExitCode=[0-9:]*' | cut -d= -f2)
+    check "… with exit code 1 (ExitCode=$exit_code)" [ "$exit_code" = 1:0 ]
+    check "… saying the cluster was not ready" grep -q "was not ready within 10 s" "$work/broken.out"
+    check "… and having stopped its processes" grep -q "^stopped" "$work/broken.out"
+    left=()
+    for pid in $(ours); do [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$MOPE" ] && left+=("$pid"); done
+    check "no mope process of that job is left (${#left[@]}: ${left[*]})" [ ${#left[@]} = 0 ]
+fi
+
 if [ "$failures" = 0 ]; then
-    echo "PASSED (slurm job $job, $WORKERS workers on $NODES nodes, $(( $(date +%s) - started )) s)"; exit 0
+    echo "PASSED (slurm job ${main_job:-$job}, $WORKERS workers on $NODES nodes, $(( $(date +%s) - started )) s)"; exit 0
 fi
 echo "FAILED: $failures checks"
 exit 1

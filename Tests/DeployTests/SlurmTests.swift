@@ -57,7 +57,9 @@ struct SlurmTests {
         #expect(!run.output.contains("FAILED"), "\(transcript)")
         let passed = run.output.split(separator: "\n").filter { $0.hasPrefix("  ok: ") }
         for check in ["worker job steps, each on its node", "mope generate answered", "GET /health is 200",
-                      "POST /v1/completions is 200", "trapped SIGTERM", "no mope process of the job is left"] {
+                      "POST /v1/completions is 200", "trapped SIGTERM", "no mope process of the job is left",
+                      "ended by itself within 60 s", "with exit code 1", "saying the cluster was not ready",
+                      "no mope process of that job is left"] {
             #expect(passed.contains { $0.contains(check) }, "missing check: \(check)\n\(transcript)")
         }
     }
