@@ -239,15 +239,23 @@ say "slurm up: slurmctld $CTL_ADDR:$CTLD_PORT, $NODES slurmd (${NODE_NAMES[*]}) 
 if [ "$REAL" = 1 ]; then
     python3 - "$work/cluster.json" "$MODEL" "$NODES" <<'PY'
 import json, os, sys
+def resolve(path):
+    # As mope resolves it (from the working directory, then from the config's folder), made absolute.
+    for base in (".", "Configs"):
+        if os.path.exists(os.path.join(base, path)):
+            return os.path.abspath(os.path.join(base, path))
+    return path
 config = json.load(open("Configs/psoups-local.json"))
+for key in ("pcm", "tokenizer"):
+    if isinstance(config.get(key), str):
+        config[key] = resolve(config[key])
 for expert in config["experts"]:
     expert["model"] = sys.argv[2]
-    if "bias" in expert:
-        expert["bias"] = os.path.abspath(os.path.join("Configs", expert["bias"]))
+    for key in ("bias", "lora"):
+        if isinstance(expert.get(key), str):
+            expert[key] = resolve(expert[key])
     if int(sys.argv[3]) > 1:
         expert["replicas"] = 2
-if "pcm" in config:
-    config["pcm"] = os.path.abspath(os.path.join("Configs", config["pcm"]))
 config.update(heartbeatIntervalMs=2000, stepDeadlineMs=20000, openDeadlineMs=60000, maxNewTokens=8)
 json.dump(config, open(sys.argv[1], "w"), indent=2)
 PY
@@ -256,8 +264,12 @@ else
 import json, os, sys
 config = json.load(open("Configs/tiny-test.json"))
 config.update(heartbeatIntervalMs=1000, stepDeadlineMs=20000, openDeadlineMs=60000, maxNewTokens=8)
+# Every path made absolute: the job runs in another folder.
+for holder, keys in [(config, ("pcm", "tokenizer"))] + [(e, ("model", "bias", "lora")) for e in config["experts"]]:
+    for key in keys:
+        if isinstance(holder.get(key), str) and os.path.exists(holder[key]):
+            holder[key] = os.path.abspath(holder[key])
 for expert in config["experts"]:
-    expert["model"] = os.path.abspath(expert["model"])
     if expert["name"] == "concise" or int(sys.argv[2]) > 1:
         expert["replicas"] = 2
 json.dump(config, open(sys.argv[1], "w"), indent=2)

@@ -151,8 +151,12 @@ import json, os, sys
 config = json.load(open("Configs/tiny-test.json"))
 config.update(coordinator="tcp://10.214.0.1:5555", heartbeatIntervalMs=1000, stepDeadlineMs=20000,
               openDeadlineMs=60000, maxNewTokens=8)
+# Every path made absolute: the hosts' processes run in another folder.
+for holder, keys in [(config, ("pcm", "tokenizer"))] + [(e, ("model", "bias", "lora")) for e in config["experts"]]:
+    for key in keys:
+        if isinstance(holder.get(key), str) and os.path.exists(holder[key]):
+            holder[key] = os.path.abspath(holder[key])
 for expert in config["experts"]:
-    expert["model"] = os.path.abspath(expert["model"])
     if expert["name"] == "concise":
         expert["replicas"] = 2
 json.dump(config, open(sys.argv[1], "w"), indent=2)
