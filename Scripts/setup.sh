@@ -69,6 +69,21 @@ if ! dpkg -s cmake >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
 fi
 
+# --- deploy2: the Slurm and ssh deploy tests (Tests/DeployTests/{Slurm,SSH}Tests.swift) -------------
+# Deploy/slurm/test-local.sh runs munged, slurmctld and slurmd on this machine; Deploy/ssh/test-netns.sh runs
+# sshd in network namespaces and reaches it with ssh/scp.
+DEPLOY2_PACKAGES=(slurm-wlm munge openssh-server openssh-client iproute2)
+deploy2_missing=()
+for p in "${DEPLOY2_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || deploy2_missing+=("$p"); done
+if [ ${#deploy2_missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing ${deploy2_missing[*]} (apt-get; the Slurm and ssh deploy tests)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${deploy2_missing[@]}" >/dev/null
+fi
+# --- end of deploy2's block ---
+
 # --- the real model -------------------------------------------------------------------------
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }
 if [ "$want_model" = 1 ]; then
