@@ -60,7 +60,8 @@ public enum SystemdNotify {
     /// Sends `text` as one datagram to the socket `address` (a path, or `@name` for an abstract socket).
     /// - Returns: whether the whole datagram was sent.
     public static func send(_ text: String, to address: String) -> Bool {
-        guard var (storage, length) = socketAddress(address) else { return false }
+        guard let (address, length) = socketAddress(address) else { return false }
+        var storage = address
         let fd = Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }

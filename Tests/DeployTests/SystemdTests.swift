@@ -198,6 +198,114 @@ struct SystemdTests {
     }
 }
 
+extension SystemdTests {
+    @Test("every system call and socket family the coordinator, a worker and the front use (start, one answer, drain) is allowed by the units' SystemCallFilter and RestrictAddressFamilies")
+    func sandboxAdmitsWhatMopeUses() throws {
+        guard let strace = Deploy.which("strace"), let analyze = Deploy.which("systemd-analyze") else {
+            Issue.record("strace or systemd-analyze is missing: install the Debian packages strace and systemd")
+            return
+        }
+        let directory = try Deploy.temporaryDirectory("syscalls")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let units = try SystemdUnits.render(into: directory)
+        let etc = units.configDirectory
+        #expect(try MopeProcess.run(["keygen", "--cluster", etc.appendingPathComponent("keys").path],
+                                    deadline: .seconds(30)).status == 0)
+        let socket = directory.appendingPathComponent("c.sock").path
+        let config = etc.appendingPathComponent("cluster.json").path
+        try SystemdUnits.writeConfig(to: config, endpoint: "ipc://" + socket)
+        try EnvironmentFile.replacing([
+            "MOPE_CONFIG": config, "MOPE_WORKERS_ENDPOINT": "ipc://" + socket,
+            "MOPE_CLIENTS_ENDPOINT": "ipc://\(socket).clients", "MOPE_COORDINATOR": "ipc://" + socket,
+            "MOPE_SERVE_COORDINATORS": "ipc://\(socket).clients", "MOPE_SERVE_LISTEN": "127.0.0.1:0",
+            "MOPE_THREADS": "2", "MOPE_DRAIN_GRACE": "5",
+        ], in: etc.appendingPathComponent("mope.env").path)
+
+        // What the units allow: the first filter is an allow-list, a "~" one takes groups away.
+        var groups: [String: Set<String>] = [:]
+        func expand(_ group: String) throws -> Set<String> {
+            if let known = groups[group] { return known }
+            let run = try ChildProcess.run(analyze, ["syscall-filter", group], deadline: .seconds(30))
+            var calls: Set<String> = []
+            for line in run.output.split(separator: "\n").dropFirst() where line.hasPrefix("    ") {
+                let name = line.trimmingCharacters(in: .whitespaces).split(separator: " ").first.map(String.init) ?? ""
+                if name.hasPrefix("@") { calls.formUnion(try expand(name)) } else if !name.isEmpty { calls.insert(name) }
+            }
+            groups[group] = calls
+            return calls
+        }
+
+        let group = ProcessGroup()
+        defer { group.killAll() }
+        var traces: [(unit: String, file: String, tracer: pid_t)] = []
+        for (unit, instance) in [("mope-coordinator.service", nil), ("mope-worker@.service", "concise"),
+                                 ("mope-serve.service", nil)] as [(String, String?)] {
+            let command = try SystemdUnit(contentsOf: units.path(unit)).command(instance: instance)
+            let notify = directory.appendingPathComponent("\(unit).notify").path
+            let receiver = try NotifySocket(path: notify)
+            var environment = command.environment
+            environment["NOTIFY_SOCKET"] = notify
+            let file = directory.appendingPathComponent("\(unit).strace").path
+            let log = directory.appendingPathComponent("\(unit).log").path
+            let tracer = try group.spawn(strace, ["-f", "-qq", "-o", file, "--"] + command.arguments,
+                                         environment: environment, standardOutput: .file(log), standardError: .file(log))
+            let ready = receiver.waitFor("READY=1", timeout: .seconds(90))
+            try #require(ready != nil, "\(unit) under strace sent no READY=1: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            traces.append((unit, file, tracer))
+        }
+        // One answer through the front (its port from its log).
+        let serveLog = (try? String(contentsOfFile: directory.appendingPathComponent("mope-serve.service.log").path,
+                                    encoding: .utf8)) ?? ""
+        let port = try #require(serveLog.range(of: "listening on http://127.0.0.1:").flatMap {
+            Int(serveLog[$0.upperBound...].prefix { $0.isNumber })
+        })
+        let body = #"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":4,"preference":"concise"}"#
+        let answer = try ChildProcess.run("/usr/bin/curl", ["-sS", "--max-time", "60", "-H", "Content-Type: application/json",
+                                                            "-d", body, "http://127.0.0.1:\(port)/v1/chat/completions"],
+                                          deadline: .seconds(70))
+        #expect(answer.output.contains("\"chat.completion\""), "\(answer.output)\(answer.errorOutput)")
+        // SIGTERM to each traced mope (strace's child), worker and front first; each drains and exits 0.
+        for trace in traces.reversed() {
+            let children = (try? String(contentsOfFile: "/proc/\(trace.tracer)/task/\(trace.tracer)/children",
+                                        encoding: .utf8)) ?? ""
+            let child = try #require(children.split(separator: " ").first.flatMap { pid_t($0) }, "no child of strace")
+            kill(child, SIGTERM)
+            #expect(group.wait(trace.tracer, timeout: .seconds(30)) == .exited(0), "\(trace.unit) did not drain")
+        }
+
+        let families: Set<String> = ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"]
+        for trace in traces {
+            let unit = try String(contentsOfFile: units.path(trace.unit), encoding: .utf8)
+            let filters = unit.split(separator: "\n").filter { $0.hasPrefix("SystemCallFilter=") }
+                .map { String($0.dropFirst("SystemCallFilter=".count)) }
+            #expect(filters == ["@system-service", "~@privileged"], "\(trace.unit): \(filters)")
+            let allowed = try expand("@system-service").subtracting(try expand("@privileged"))
+            #expect(allowed.count > 100)
+            let unitFamilies = unit.split(separator: "\n").first { $0.hasPrefix("RestrictAddressFamilies=") }
+                .map { Set($0.dropFirst("RestrictAddressFamilies=".count).split(separator: " ").map(String.init)) }
+            #expect(unitFamilies == families, "\(trace.unit)")
+            let text = try String(contentsOfFile: trace.file, encoding: .utf8)
+            var used: Set<String> = []
+            var socketFamilies: Set<String> = []
+            for line in text.split(separator: "\n") {
+                // "PID name(" or "PID <... name resumed>"
+                let fields = line.split(separator: " ", maxSplits: 1)
+                guard fields.count == 2 else { continue }
+                let rest = fields[1].drop { $0 == " " }
+                let name = rest.prefix { $0.isLetter || $0.isNumber || $0 == "_" }
+                guard !name.isEmpty, rest.dropFirst(name.count).first == "(" else { continue }
+                used.insert(String(name))
+                if name == "socket", let family = rest.dropFirst(7).split(separator: ",").first {
+                    socketFamilies.insert(String(family))
+                }
+            }
+            #expect(used.count > 20, "\(trace.unit): the trace has \(used.count) system calls")
+            #expect(used.isSubset(of: allowed), "\(trace.unit) uses \(used.subtracting(allowed).sorted()), which its SystemCallFilter denies")
+            #expect(socketFamilies.isSubset(of: families), "\(trace.unit) opens sockets of \(socketFamilies.subtracting(families).sorted())")
+        }
+    }
+}
+
 // MARK: - Support
 
 /// The units of Deploy/systemd rendered by its install.sh into a temporary folder, with the test's mope binary.
