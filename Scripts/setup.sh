@@ -58,6 +58,29 @@ if ! dpkg -s cmake >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
 fi
 
+# --- deploy1: systemd, Kubernetes and container deploy targets (Tests/DeployTests: Systemd, Kubernetes, Container) ---
+# systemd: systemd-analyze verify/security (no running systemd needed); strace: the units' system call filter test;
+# jq: Deploy/kubernetes/experts.sh; podman, buildah, runc, debootstrap: Deploy/container/build.sh and its image test
+# (runc where crun cannot run containers). kubernetes-validate (PyPI) brings the Kubernetes schemas and PyYAML;
+# kubectl (for kubectl kustomize) is not a Debian package: without it the tests validate each manifest file alone.
+DEPLOY1_APT=(systemd strace jq podman buildah runc debootstrap)
+deploy1_missing=()
+for p in "${DEPLOY1_APT[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || deploy1_missing+=("$p")
+done
+if [ ${#deploy1_missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing ${deploy1_missing[*]} (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${deploy1_missing[@]}" >/dev/null
+fi
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    log "installing kubernetes-validate (pip)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check kubernetes-validate
+fi
+# --- end deploy1 ---
+
 # --- the real model -------------------------------------------------------------------------
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }
 if [ "$want_model" = 1 ]; then

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the mope container image with podman (or buildah), without a registry.
 #
-#   Deploy/container/build.sh [--binary PATH] [--base IMAGE] [--tag NAME] [--engine podman|buildah]
-#                             [--mirror URL] [--context-only DIR] [--check]
+#   Deploy/container/build.sh [--binary PATH] [--cpu NAME] [--base IMAGE] [--tag NAME]
+#                             [--engine podman|buildah] [--mirror URL] [--context-only DIR] [--check]
 #
 #   --binary PATH   a mope binary built with --static-swift-stdlib (default: build one, swift build -c release
-#                   --static-swift-stdlib with MOPE_PORTABLE=1, into .build/static/)
+#                   --static-swift-stdlib with MOPE_PORTABLE=1 and --cpu's target, into .build/static/)
+#   --cpu NAME      the CPU the built binary targets (default haswell: AVX2 and FMA, Intel since 2013, AMD since
+#                   Zen; x86-64 runs anywhere but computes prompts tens of times slower; native: this machine's)
 #   --base IMAGE    the base image: it must have libzmq5, libmicrohttpd12, libstdc++6 and /bin/sh (default:
 #                   localhost/mope-base:bookworm, made once with debootstrap from the Debian mirror and
 #                   imported; needs root and debootstrap)
@@ -20,16 +22,17 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 binary= base=localhost/mope-base:bookworm tag=localhost/mope:latest engine=podman
-mirror=http://deb.debian.org/debian check=0 context_only=
+mirror=http://deb.debian.org/debian check=0 context_only= cpu=haswell
 while [ $# -gt 0 ]; do
     case $1 in
         -h|--help) usage; exit 0 ;;
-        --binary|--base|--tag|--engine|--mirror|--context-only)
+        --binary|--cpu|--base|--tag|--engine|--mirror|--context-only)
             [ $# -ge 2 ] && [ -n "$2" ] || { echo "error: $1 needs a value" >&2; usage >&2; exit 2; }
             case $1 in
                 --binary) binary=$2 ;;
+                --cpu) cpu=$2 ;;
                 --base) base=$2 ;;
                 --tag) tag=$2 ;;
                 --engine) engine=$2 ;;
@@ -50,9 +53,10 @@ step() { echo "== $*" >&2; }
 
 # 1. The binary.
 if [ -z "$binary" ]; then
-    step "building mope (release, static Swift runtime, portable x86-64)"
+    [[ $cpu =~ ^[a-z0-9_.-]+$ ]] || { echo "error: --cpu $cpu is not a CPU name" >&2; exit 2; }
+    step "building mope (release, static Swift runtime, CPU $cpu)"
     (cd "$root" && MOPE_PORTABLE=1 swift build -c release --static-swift-stdlib --product mope \
-        --scratch-path .build/static)
+        --scratch-path .build/static -Xswiftc -target-cpu -Xswiftc "$cpu")
     binary=$root/.build/static/release/mope
 fi
 [ -x "$binary" ] || { echo "error: $binary is not an executable file" >&2; exit 1; }
