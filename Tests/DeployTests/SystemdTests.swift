@@ -306,6 +306,59 @@ extension SystemdTests {
     }
 }
 
+extension SystemdTests {
+    @Test("ReadinessLatch opens once, on the last distinct part; a worker process serving two experts says READY=1 naming both and the coordinator lists both; --quiet does not hide readiness")
+    func sharedWorkerReady() throws {
+        let latch = ReadinessLatch(needed: 2)
+        #expect(!latch.mark("worker c1") && !latch.mark("worker c1") && !latch.isOpen)
+        #expect(latch.mark("worker f1") && latch.isOpen)
+        #expect(!latch.mark("worker f1") && !latch.mark("worker c1"))
+
+        let directory = try Deploy.temporaryDirectory("shared")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let mope = try MopeProcess.binary().path
+        let socket = directory.appendingPathComponent("c.sock").path
+        let config = directory.appendingPathComponent("cluster.json")
+        let experts: [[String: Any]] = ["concise", "friendly"].map {
+            ["name": $0, "dimension": $0, "systemPrompt": "Be \($0).", "model": Fixtures.tinyA, "replicas": 1]
+        }
+        try JSONSerialization.data(withJSONObject: [
+            "coordinator": "ipc://" + socket, "heartbeatIntervalMs": 500, "stepDeadlineMs": 5000,
+            "openDeadlineMs": 10000, "topK": 16, "maxNewTokens": 8, "experts": experts,
+        ] as [String: Any]).write(to: config)
+        let group = ProcessGroup()
+        defer { group.killAll() }
+        let log = directory.appendingPathComponent("cluster.log").path
+        let coordinatorNotify = try NotifySocket(path: directory.appendingPathComponent("c.notify").path)
+        let coordinator = try group.spawn(mope, ["coordinator", "--config", config.path, "--quiet", "--drain-grace", "5"],
+                                          environment: ["NOTIFY_SOCKET": coordinatorNotify.path],
+                                          standardOutput: .file(log), standardError: .file(log))
+        #expect(coordinatorNotify.waitFor("READY=1", timeout: .seconds(60)) != nil,
+                "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let workerNotify = try NotifySocket(path: directory.appendingPathComponent("w.notify").path)
+        let worker = try group.spawn(mope, ["worker", "--config", config.path, "--expert", "concise,friendly",
+                                            "--id", "c1,f1", "--threads", "1", "--quiet", "--drain-grace", "2"],
+                                     environment: ["NOTIFY_SOCKET": workerNotify.path],
+                                     standardOutput: .file(log), standardError: .file(log))
+        let ready = workerNotify.waitFor("READY=1", timeout: .seconds(60))
+        try #require(ready != nil, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        #expect(ready?.contains("as c1, f1") == true, "\(ready ?? "")")
+        // Both were registered by then: the coordinator is ready (one replica of each) at the first ask.
+        let status = try MopeProcess.run(["status", "--coordinator", "ipc://\(socket).clients", "--json"],
+                                         deadline: .seconds(30))
+        #expect(status.status == 0 && status.output.contains("\"id\":\"c1\"") && status.output.contains("\"id\":\"f1\""),
+                "\(status.output)\(status.errorOutput)")
+        // --quiet: the info lines readiness comes from were observed, not written.
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(!text.contains("INFO "), "\(text)")
+        for pid in [worker, coordinator] {
+            group.signal(pid, SIGTERM)
+            #expect(group.wait(pid, timeout: .seconds(30)) == .exited(0))
+        }
+        #expect(workerNotify.waitFor("STOPPING=1", timeout: .seconds(5)) != nil)
+    }
+}
+
 // MARK: - Support
 
 /// The units of Deploy/systemd rendered by its install.sh into a temporary folder, with the test's mope binary.
