@@ -69,20 +69,26 @@ if ! dpkg -s cmake >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
 fi
 
-# --- deploy2: the Slurm and ssh deploy tests (Tests/DeployTests/{Slurm,SSH}Tests.swift) -------------
-# Deploy/slurm/test-local.sh runs munged, slurmctld and slurmd on this machine; Deploy/ssh/test-netns.sh runs
-# sshd in network namespaces and reaches it with ssh/scp.
-DEPLOY2_PACKAGES=(slurm-wlm munge openssh-server openssh-client iproute2)
-deploy2_missing=()
-for p in "${DEPLOY2_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || deploy2_missing+=("$p"); done
-if [ ${#deploy2_missing[@]} -gt 0 ]; then
+# --- the deploy targets' tests (Tests/DeployTests) -----------------------------------------------------------------
+# Slurm: munged, slurmctld and slurmd on this machine (Deploy/slurm/test-local.sh); ssh: sshd in network namespaces
+# (Deploy/ssh/test-netns.sh); systemd: systemd-analyze verify/security (no running systemd needed) and strace for the
+# units' system call filter; jq: Deploy/kubernetes/experts.sh; podman, buildah, runc, debootstrap:
+# Deploy/container/build.sh (runc where crun cannot run containers). kubernetes-validate (PyPI) brings the Kubernetes
+# schemas; kubectl is not a Debian package: without it the tests validate each manifest file alone.
+DEPLOY_APT=(slurm-wlm munge openssh-server openssh-client iproute2 systemd strace jq podman buildah runc debootstrap)
+deploy_missing=()
+for p in "${DEPLOY_APT[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || deploy_missing+=("$p"); done
+if [ ${#deploy_missing[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    log "installing ${deploy2_missing[*]} (apt-get; the Slurm and ssh deploy tests)"
+    log "installing ${deploy_missing[*]} (apt-get; the deploy targets' tests)"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${deploy2_missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${deploy_missing[@]}" >/dev/null
 fi
-# --- end of deploy2's block ---
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    log "installing kubernetes-validate (pip)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check kubernetes-validate
+fi
 
 # --- the real model -------------------------------------------------------------------------
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }

@@ -124,9 +124,21 @@ enum ServeCommand: ParsableCommand {
         let shown = host.contains(":") ? "[\(host)]" : host
         CLI.writeErr("[serve] listening on http://\(shown):\(server.port) (coordinators: "
             + endpoints.joined(separator: ", ") + ")\n")
+        let stopping = ReadinessLatch(needed: 1)
+        if SystemdNotify.isEnabled {
+            let listening = "listening on http://\(shown):\(server.port)"
+            SystemdNotify.status("\(listening); waiting for a coordinator to answer")
+            Threads.start(name: "mope-serve-notify", stackSize: 1 << 20) {
+                notifyWhenReachable(endpoints: endpoints, curve: curve, connectTimeout: connectTimeout,
+                                    listening: listening, stopping: stopping)
+            }
+        }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let once = Once()
             ShutdownSignals.onSignal { count in
+                if stopping.mark("signal") {
+                    SystemdNotify.stopping(status: "draining: running streams finish, new connections are refused")
+                }
                 if count >= 2 {
                     server.stop()
                     CLI.writeErr("[serve] second signal: stopped\n")
@@ -143,6 +155,30 @@ enum ServeCommand: ParsableCommand {
             }
         }
         return CLI.success
+    }
+
+    /// Tells systemd (Type=notify) the front is ready once it listens (it does when this is called) and one of the
+    /// coordinators answers a status request, asked every second until then or until a drain begins.
+    static func notifyWhenReachable(
+        endpoints: [String], curve: CurveClientKeys?, connectTimeout: Double, listening: String,
+        stopping: ReadinessLatch
+    ) {
+        let timeout = Duration.milliseconds(Int64(connectTimeout * 1000))
+        while !stopping.isOpen {
+            for endpoint in endpoints {
+                do throws(ClientError) {
+                    let client = try CoordinatorClient(endpoint: endpoint, curve: curve, connectTimeout: timeout)
+                    let status = try client.status(timeout: timeout)
+                    guard !stopping.isOpen else { return }
+                    let experts = status.ready ? "every expert has its replicas" : "not every expert is up yet"
+                    SystemdNotify.ready(status: "\(listening); coordinator \(endpoint) answers (\(experts))")
+                    return
+                } catch {
+                    SystemdNotify.status("\(listening); coordinator \(endpoint): \(error.description)")
+                }
+            }
+            usleep(1_000_000)
+        }
     }
 
     /// HOST:PORT, or [IPv6]:PORT.
