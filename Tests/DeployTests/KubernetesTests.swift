@@ -42,7 +42,9 @@ struct KubernetesTests {
         #expect(base["coordinator"] as? String == "tcp://mope-coordinator-workers:5555")
         #expect(base["clientEndpoint"] as? String == "tcp://mope-coordinator-clients:5556")
         #expect(base["pcm"] as? String == "/models/" + (local["pcm"] as? String ?? "?"))
-        for key in Set(local.keys).subtracting(["coordinator", "experts", "pcm"]) {
+        // The coordinator pod reads the tokenizer from a tokenizer file, never from a model file.
+        #expect(base["tokenizer"] as? String == "/models/tokenizer.gguf")
+        for key in Set(local.keys).subtracting(["coordinator", "experts", "pcm", "tokenizer"]) {
             #expect(NSDictionary(dictionary: [key: base[key] as Any]).isEqual(to: [key: local[key] as Any]),
                     "\(key) differs from psoups-local.json")
         }
