@@ -42,6 +42,14 @@ public final class CoordinatorServer: Sendable {
 
     private let controllerFactory: @Sendable () -> any PreferenceController
     private let control: LoopControl
+    private let listeningHandler = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// Sets what runs once both endpoints are bound, on the loop's thread before its first poll (a service
+    /// manager's readiness, e.g. `SystemdNotify.ready`). Set it before `run()`; a later call replaces it.
+    public func onListening(_ handler: @escaping @Sendable () -> Void) { listeningHandler.withLock { $0 = handler } }
+
+    /// Runs the `onListening` handler, if any.
+    func reportListening() { listeningHandler.withLock { $0 }?() }
 
     /// Prepares a coordinator: validates the config and loads the tokenizer (`config.tokenizerSource`: the config's
     /// tokenizer file, else its first expert's model; metadata only).

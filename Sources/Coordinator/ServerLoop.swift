@@ -106,6 +106,7 @@ struct ServerLoop {
                 + "\(experts); heartbeat \(config.heartbeatIntervalMs) ms, "
                 + "step deadline \(config.stepDeadlineMs) ms; tokenizer of \(config.tokenizerSource ?? "?")"
         )
+        server.reportListening()
         while !stopped && !core.isFinished {
             do {
                 _ = try poller.poll(timeout: pollTimeout(now: Self.now()))

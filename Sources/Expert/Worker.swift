@@ -58,6 +58,24 @@ public final class Worker: Sendable {
     private let expertLoggers: [Logger]
 
     private let control: LoopControl
+    private let connectionHandler = Mutex<(@Sendable (ConnectionEvent) -> Void)?>(nil)
+
+    /// A change of one expert's registration, for a service manager's readiness and status.
+    public enum ConnectionEvent: Sendable, Equatable {
+        /// Expert `expert` (an index of `served`) was welcomed by the coordinator (first time or again).
+        case registered(expert: Int)
+        /// Expert `expert` heard nothing from its coordinator for 3 heartbeat intervals and registers again.
+        case coordinatorLost(expert: Int)
+    }
+
+    /// Sets what runs on each `ConnectionEvent`, on the loop's thread. Set it before `run()`; a later call
+    /// replaces it.
+    public func onConnectionEvent(_ handler: @escaping @Sendable (ConnectionEvent) -> Void) {
+        connectionHandler.withLock { $0 = handler }
+    }
+
+    /// Runs the `onConnectionEvent` handler, if any.
+    func report(_ event: ConnectionEvent) { connectionHandler.withLock { $0 }?(event) }
 
     /// Loads the model of `settings` and prepares the worker.
     /// - Throws: `WorkerError.model` naming the file and the GGUF or inference error, `.tokenizer`,

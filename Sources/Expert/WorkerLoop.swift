@@ -308,6 +308,7 @@ struct WorkerLoop {
                 "no word from the coordinator for 3 heartbeat intervals; dropping \(open) sessions and "
                     + "registering again"
             )
+            worker.report(.coordinatorLost(expert: e))
         }
         for cache in scheduler.onExpertLost(e) { cache.reset() }
         endpoints[e].sessions = Self.makeSessions(endpoints[e].served, worker: worker)
@@ -356,6 +357,7 @@ struct WorkerLoop {
                 worker.logger(expert: e).info(
                     "registered with the coordinator (heartbeat every \(welcome.heartbeatIntervalMs) ms)"
                 )
+                worker.report(.registered(expert: e))
             }
             endpoints[e].phase = .registered
             endpoints[e].liveness.onWelcome(welcome, now: nanos)

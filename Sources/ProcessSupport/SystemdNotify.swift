@@ -97,44 +97,6 @@ public enum SystemdNotify {
     }
 }
 
-/// A log sink that shows every event to `observe` and passes those of `level` and above to `sink`: how a command
-/// learns, from its own library's events, the moment it becomes ready (the logger it hands the library must then
-/// let those events through: give it the level `max(level, observedLevel)`).
-public struct ObservingLogSink: LogSink {
-    /// Where the events of `level` and above go.
-    public let sink: any LogSink
-    /// The least severe level passed on.
-    public let level: LogLevel
-    /// Sees every event, on whichever thread logged it.
-    public let observe: @Sendable (LogEvent) -> Void
-
-    /// Passes events of `level` and above to `sink`, every event to `observe`.
-    public init(sink: any LogSink, level: LogLevel, observe: @escaping @Sendable (LogEvent) -> Void) {
-        self.sink = sink
-        self.level = level
-        self.observe = observe
-    }
-
-    /// Shows `event` to `observe`, then writes it to `sink` when its level is enabled.
-    public func write(_ event: LogEvent) {
-        observe(event)
-        if event.level <= level { sink.write(event) }
-    }
-}
-
-extension Logger {
-    /// This logger with `observe` seeing its events of `observedLevel` and above, even those less severe than
-    /// its own level (which still decides what is written).
-    public func observing(
-        from observedLevel: LogLevel, _ observe: @escaping @Sendable (LogEvent) -> Void
-    ) -> Logger {
-        var copy = self
-        copy.sink = ObservingLogSink(sink: sink, level: level, observe: observe)
-        copy.level = max(level, observedLevel)
-        return copy
-    }
-}
-
 /// Readiness made of several parts (the experts of a worker process, each registered on its own connection):
 /// `mark` records one part and says, exactly once, when the last one needed came in.
 public final class ReadinessLatch: Sendable {

@@ -71,16 +71,7 @@ enum CoordinatorCommand: ParsableCommand {
         // Caught from the start: a signal while the tokenizer and the PCM load drains as soon as the loop runs.
         ShutdownSignals.install()
         defer { ShutdownSignals.uninstall() }
-        var logger = try LogOptions.logger(label: "coordinator", arguments)
-        if SystemdNotify.isEnabled {
-            // Ready for systemd (Type=notify) once both endpoints are bound: the loop logs "listening on" right
-            // after binding them, before its first poll.
-            let bound = ReadinessLatch(needed: 1)
-            logger = logger.observing(from: .info) { event in
-                guard event.level == .info, event.text.hasPrefix("listening on "), bound.mark("bound") else { return }
-                SystemdNotify.ready(status: String(event.text.prefix { $0 != ";" }))
-            }
-        }
+        let logger = try LogOptions.logger(label: "coordinator", arguments)
         let configPath = try arguments.require("config")
         var config = try ClusterConfig.load(contentsOf: configPath)
         for index in config.experts.indices {
@@ -145,6 +136,11 @@ enum CoordinatorCommand: ParsableCommand {
         } catch {
             CLI.writeErr("error: \(error.description)\n")
             return CLI.failure
+        }
+        if SystemdNotify.isEnabled {
+            // Ready for systemd (Type=notify) once both endpoints are bound, before the loop's first poll.
+            let status = "listening on \(settings.endpoint) for workers and \(settings.clientEndpoint) for clients"
+            server.onListening { SystemdNotify.ready(status: status) }
         }
         ShutdownSignals.onSignal { count in
             SystemdNotify.stopping(status: count == 1 ? "draining: running requests finish, new ones are refused"

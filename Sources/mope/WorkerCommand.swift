@@ -65,33 +65,33 @@ enum WorkerCommand: ParsableCommand {
         // Caught before the model loads: a signal during loading drains the worker as soon as it exists.
         ShutdownSignals.install()
         defer { ShutdownSignals.uninstall() }
-        var logger = try LogOptions.logger(label: "worker", arguments)
+        let logger = try LogOptions.logger(label: "worker", arguments)
         let settings = try settings(arguments)
-        if SystemdNotify.isEnabled {
-            // Ready for systemd (Type=notify) once every expert of the process is registered with the coordinator
-            // (each logs "registered with the coordinator" under its own label when its welcome arrives).
-            let registered = ReadinessLatch(needed: settings.experts.count)
-            let ids = settings.experts.map(\.resolvedWorkerID).joined(separator: ", ")
-            let coordinator = settings.coordinator
-            logger = logger.observing(from: .info) { event in
-                if event.level == .info, event.text.hasPrefix("registered with the coordinator") {
-                    let status = "registered with \(coordinator) as \(ids)"
-                    if registered.mark(event.label) {
-                        SystemdNotify.ready(status: status)
-                    } else if registered.isOpen {
-                        SystemdNotify.status(status)
-                    }
-                } else if event.level == .warn, event.text.hasPrefix("no word from the coordinator") {
-                    SystemdNotify.status("lost the coordinator \(coordinator); registering again")
-                }
-            }
-        }
         let worker: Worker
         do {
             worker = try Worker(settings: settings, logger: logger)
         } catch {
             CLI.writeErr("error: \(error.description)\n")
             return CLI.failure
+        }
+        if SystemdNotify.isEnabled {
+            // Ready for systemd (Type=notify) once every expert of the process is registered with the coordinator.
+            let registered = ReadinessLatch(needed: settings.experts.count)
+            let ids = settings.experts.map(\.resolvedWorkerID).joined(separator: ", ")
+            let coordinator = settings.coordinator
+            worker.onConnectionEvent { event in
+                switch event {
+                case .registered(let expert):
+                    let status = "registered with \(coordinator) as \(ids)"
+                    if registered.mark("\(expert)") {
+                        SystemdNotify.ready(status: status)
+                    } else if registered.isOpen {
+                        SystemdNotify.status(status)
+                    }
+                case .coordinatorLost:
+                    SystemdNotify.status("lost the coordinator \(coordinator); registering again")
+                }
+            }
         }
         ShutdownSignals.onSignal { count in
             SystemdNotify.stopping(status: count == 1 ? "draining: open sessions finish, new ones are refused"
