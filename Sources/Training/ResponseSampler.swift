@@ -25,8 +25,8 @@ public struct SampledPrompt: Codable, Sendable, Equatable {
     public var responses: [Response]
 }
 
-/// Draws `count` answers per prompt from one dimension's expert (its own system prompt, no other dimension's) and
-/// scores each by that dimension's normalised reward alone.
+/// Draws `count` answers per prompt from one dimension's expert (its own system prompt, no other dimension's; its
+/// LoRA adapter when the experts have one) and scores each by that dimension's normalised reward alone.
 public struct ResponseSampler<Reward: TrainingReward> {
     /// The experts (their system prompts; their logit biases are not used).
     public let experts: InProcessExperts
@@ -63,7 +63,8 @@ public struct ResponseSampler<Reward: TrainingReward> {
                     requests.append(DecodeRequest(
                         user: prompts.prompts[item],
                         sessions: [(slot: dimension.ordinal, system: experts.prompts[dimension])],
-                        policy: .fixed(weights), sampling: SamplingParameters(temperature: temperature, seed: draw)))
+                        policy: .fixed(weights), sampling: SamplingParameters(temperature: temperature, seed: draw),
+                        adapters: experts.adapters(for: [dimension])))
                 }
             }
             let results = try experts.decode(requests, maxTokens: maxTokens)

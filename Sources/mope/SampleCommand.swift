@@ -13,7 +13,8 @@ enum SampleCommand: ParsableCommand {
         abstract: "Sample scored answers of one dimension's expert, for training its LoRA adapter.",
         discussion: """
             For each training prompt, the expert of --dimension (its own system prompt from --experts or the
-            built-in preference prompts, nothing of any other dimension) answers --count times at
+            built-in preference prompts, nothing of any other dimension; with the LoRA adapter the --experts file
+            names for it, if any, so a trained expert can be measured or sampled again) answers --count times at
             --temperature; each answer is scored by that dimension's normalised reward alone (its raw reward
             against the base model's greedy answer, as mope tune and mope train score). Writes one JSON object
             per prompt to --out: {"dimension", "prompt", "system", "responses": [{"text", "tokens", "reward"}]}.
