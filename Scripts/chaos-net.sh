@@ -471,9 +471,13 @@ sample_rss() {
     local id pid kb
     for id in coordinator "${WORKERS[@]}"; do
         pid=$(cat "$work/state/$id.pid" 2>/dev/null) || continue
+        # (A process just killed has no VmRSS line.)
         kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null) || continue
-        [ -n "$kb" ] && echo "$([ "$id" = coordinator ] && echo coordinator || echo worker) $kb" >>"$work/rss.log"
+        if [ -n "$kb" ]; then
+            echo "$([ "$id" = coordinator ] && echo coordinator || echo worker) $kb" >>"$work/rss.log"
+        fi
     done
+    return 0
 }
 : >"$work/rss.log"
 sample_rss

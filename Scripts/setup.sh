@@ -58,6 +58,24 @@ if ! dpkg -s cmake >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
 fi
 
+# --- chaos (network fault runs: Scripts/chaos-net.sh, ChaosNetTests) -----------------------------
+# nftables for packet loss, iproute2 for namespaces and tc, pyzmq for the hostile peers.
+CHAOS_APT=(nftables iproute2)
+chaos_missing=()
+for p in "${CHAOS_APT[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || chaos_missing+=("$p"); done
+if [ ${#chaos_missing[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    log "installing ${chaos_missing[*]} (apt-get)"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${chaos_missing[@]}" >/dev/null
+fi
+if ! "$PYTHON" -c 'import zmq' >/dev/null 2>&1; then
+    log "installing pyzmq (pip)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check pyzmq
+fi
+# --- end of chaos ----------------------------------------------------------------------------------
+
 # --- the real model -------------------------------------------------------------------------
 sha_ok() { [ -f "$1" ] && [ "$(sha256sum "$1" | cut -d' ' -f1)" = "$MODEL_SHA256" ]; }
 if [ "$want_model" = 1 ]; then
