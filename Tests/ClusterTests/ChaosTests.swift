@@ -232,6 +232,83 @@ struct FrameFloodTests {
     }
 }
 
+extension FrameFloodTests {
+    @Test("a coordinator flooding a worker with garbage leaves the worker's log bounded, with a summary line")
+    func workerLogBoundedUnderGarbage() throws {
+        // The test is the coordinator: a ROUTER on the cluster's endpoint that never welcomes the worker.
+        let cluster = try TestCluster(experts: [TinyExperts.concise], heartbeatMs: 1500)
+        let context = try ZMQContext()
+        defer { context.shutdown() }
+        let router = try ZMQSocket(.router, context: context)
+        defer { router.close() }
+        try router.set(.linger, .zero)
+        try router.set(.routerMandatory, true)
+        try router.set(.sendHighWaterMark, 100_000)
+        try router.bind(cluster.endpoint)
+        let log = cluster.directory.appendingPathComponent("worker-concise.log").path
+        _ = try cluster.group.spawn(
+            cluster.mope,
+            ["worker", "--config", cluster.configPath, "--expert", "concise", "--id", "concise", "--threads", "1",
+             "--coordinator", cluster.endpoint],
+            log: log
+        )
+        // Its first hello names its routing identity.
+        var identity: [UInt8]?
+        let deadline = ContinuousClock.now.advanced(by: .seconds(90))
+        while identity == nil, ContinuousClock.now < deadline {
+            if let frames = try router.receiveMultipart(timeout: .seconds(1)), frames.count == 2,
+                case .hello? = try? WireCodec.decode(frames[1]) {
+                identity = frames[0]
+            }
+        }
+        let worker = try #require(identity, "the worker sent no hello:\n\(cluster.logs())")
+
+        let garbage: [UInt8] = [0xFF, 0xFE, 0x00, 0x0A, 0x1B] + Array("junk".utf8)
+        let unexpected = WireCodec.encode(.generate(Generate(request: 1, prompt: "x", preference: "concise", maxNewTokens: 1)))
+        let counts = (garbage: 2000, unexpected: 500, shapes: 500)
+        for _ in 0..<counts.garbage { try router.send([worker, garbage]) }
+        for _ in 0..<counts.unexpected { try router.send([worker, unexpected]) }
+        for _ in 0..<counts.shapes { try router.send([worker, garbage, garbage]) }
+        let sent = counts.garbage + counts.unexpected + counts.shapes
+
+        func accounting() -> (logged: Int, suppressed: Int, lines: [String]) {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            let lines = text.split(separator: "\n").map(String.init)
+            var logged = 0, suppressed = 0
+            for line in lines {
+                if let range = line.range(of: "peer coordinator@concise: "),
+                    line.hasSuffix("more malformed frames suppressed in the last 10 s") {
+                    suppressed += Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+                } else if line.contains("dropped a malformed frame of") || line.contains("ignored an unexpected generate")
+                            || line.contains("dropped a message of 2 frames") {
+                    logged += 1
+                }
+            }
+            return (logged, suppressed, lines)
+        }
+        var result = accounting()
+        let end = ContinuousClock.now.advanced(by: .seconds(60))
+        while result.logged + result.suppressed < sent, ContinuousClock.now < end {
+            usleep(250_000)
+            result = accounting()
+        }
+        #expect(result.logged + result.suppressed == sent, "\(result.logged) + \(result.suppressed) ≠ \(sent)\n\(cluster.logs())")
+        #expect(result.logged > 0 && result.logged <= 30, "\(result.logged) lines let through")
+        #expect(result.suppressed > 0, "no summary line:\n\(cluster.logs())")
+        #expect(result.lines.count < 80, "\(result.lines.count) log lines for \(sent) bad frames")
+        // The worker lives on: it still asks to register.
+        var helloAfter = false
+        let again = ContinuousClock.now.advanced(by: .seconds(10))
+        while !helloAfter, ContinuousClock.now < again {
+            if let frames = try router.receiveMultipart(timeout: .seconds(1)), frames.count == 2,
+                case .hello? = try? WireCodec.decode(frames[1]) {
+                helloAfter = true
+            }
+        }
+        #expect(helloAfter, "the worker stopped asking to register:\n\(cluster.logs())")
+    }
+}
+
 /// Runs its action once, from whichever thread calls `fire` first.
 final class FaultOnce: @unchecked Sendable {
     // Invariant: `done` is read and written only while holding `lock`.
