@@ -526,7 +526,7 @@ while [ "$(date +%s)" -lt "$END" ]; do
     if [ "$launched" = 1 ]; then injected=$((injected + 1)); else skipped=$((skipped + 1)); fi
     [ "$launched" = 1 ] || [ "$SHORT" = 0 ] || echo "$kind" >>"$work/state/not-injected"
 done
-log "faults over ($injected injected, $skipped draws found no free target); waiting for the faults to heal"
+log "faults over ($injected launched, $skipped draws found no free target); waiting for the faults to heal"
 for pid in "${helpers[@]:$CONCURRENCY}"; do wait "$pid" 2>/dev/null || true; done
 touch "$work/state/stop-load"
 log "waiting for the requests in flight"
@@ -602,7 +602,8 @@ for rc_file in "$work"/req/*.rc; do
                 hung=$((hung + 1)); problems+=("HUNG $what: '$message' while no fault made the coordinator unreachable")
             else
                 refused=$((refused + 1))
-                key=$(sed -E 's/session [0-9]+/session N/g; s/[0-9]+(\.[0-9]+)? ?(s|ms)\b/N \2/g' <<<"$message" | cut -c1-110)
+                key=$(sed -E 's/session [0-9]+/session N/g; s/[0-9]+(\.[0-9]+)? ?(s|ms)\b/N \2/g; s/after [0-9]+ tokens/after K tokens/' \
+                    <<<"$message" | cut -c1-150)
                 REASONS[$key]=$(( ${REASONS[$key]:-0} + 1 ))
             fi ;;
         137)
