@@ -204,11 +204,22 @@ request() {
     echo "$rc $start $(now)" >"$1/$2.rc"
 }
 
+# clean DIR NAME: the answer completed without losing an expert or moving one.
+clean() {
+    local rc
+    read -r rc _ <"$1/$2.rc"
+    [ "$rc" = 0 ] && ! grep -q "degraded\|failovers" "$1/$2.err"
+}
+# A machine loaded far beyond its cores can make a live worker miss a deadline without any fault: an answer that
+# is not clean is asked again (3 times at most) before the run gives up on its reference.
 for p in "${!PROMPTS[@]}"; do
     for q in "${!PREFERENCES[@]}"; do
-        request "$work/ref" "$p.$q" "${PROMPTS[$p]}" "${PREFERENCES[$q]}"
-        read -r rc _ <"$work/ref/$p.$q.rc"
-        if [ "$rc" != 0 ] || grep -q "degraded\|failovers" "$work/ref/$p.$q.err"; then
+        for _ in 1 2 3; do
+            request "$work/ref" "$p.$q" "${PROMPTS[$p]}" "${PREFERENCES[$q]}"
+            clean "$work/ref" "$p.$q" && break
+            sleep 1
+        done
+        if ! clean "$work/ref" "$p.$q"; then
             echo "chaos-net: the fault-free request '${PROMPTS[$p]}' / '${PREFERENCES[$q]}' was not clean:" >&2
             cat "$work/ref/$p.$q.err" >&2; exit 1
         fi
@@ -342,11 +353,12 @@ f_coordinator() {
     sleep "$2"; start_coordinator
     fault_done coordinator coordinator "restarted after $2 s" "$start"
 }
-f_disconnect() {  # PIDFILE
+f_disconnect() {  # PIDFILE: kills that client now (not in the background); 1 when it had already finished
     local start pid name; start=$(now) name=$(basename "$1" .pid)
-    pid=$(cat "$1" 2>/dev/null) || return 0
+    pid=$(cat "$1" 2>/dev/null) || return 1
+    [ -n "$pid" ] || return 1
     touch "$work/req/$name.disconnected"
-    kill -KILL "$pid" 2>/dev/null || true
+    if ! kill -KILL "$pid" 2>/dev/null; then rm -f "$work/req/$name.disconnected"; return 1; fi
     fault_done disconnect "client" "$name" "$start"
 }
 f_loss() {  # HOST PERCENT SECONDS
@@ -432,7 +444,8 @@ launch() {
         disconnect)
             pidfiles=("$work"/req/*.pid)
             [ -e "${pidfiles[0]}" ] || return 1
-            in_background f_disconnect "$(pick pidfiles)" ;;
+            f_disconnect "$(pick pidfiles)"
+            return ;;
         loss|bandwidth|partition)
             local hosts_name=NET_HOSTS
             [ "$kind" = partition ] && hosts_name=PART_HOSTS
@@ -546,8 +559,13 @@ after_wrong=0
 if [ "$settled" = 1 ]; then
     for p in "${!PROMPTS[@]}"; do
         for q in "${!PREFERENCES[@]}"; do
-            request "$work/after" "$p.$q" "${PROMPTS[$p]}" "${PREFERENCES[$q]}"
-            if ! cmp -s "$work/after/$p.$q.out" "$work/ref/$p.$q.out" || grep -q degraded "$work/after/$p.$q.err"; then
+            # Clean and exact, or wrong; an answer that is not clean (load, see the reference) is asked again.
+            for _ in 1 2 3; do
+                request "$work/after" "$p.$q" "${PROMPTS[$p]}" "${PREFERENCES[$q]}"
+                clean "$work/after" "$p.$q" && break
+                sleep 1
+            done
+            if ! clean "$work/after" "$p.$q" || ! cmp -s "$work/after/$p.$q.out" "$work/ref/$p.$q.out"; then
                 after_wrong=$((after_wrong + 1))
             fi
         done
@@ -620,7 +638,7 @@ if [ -s "$work/state/not-injected" ]; then
     problems+=("SHORT MODE: no free target for: $(paste -sd' ' "$work/state/not-injected")")
 fi
 [ "$settled" = 1 ] || problems+=("NOT SETTLED: 60 s after the faults: $leftover")
-[ "$after_wrong" = 0 ] || problems+=("AFTER THE FAULTS: $after_wrong answers differ from the reference")
+[ "$after_wrong" = 0 ] || problems+=("AFTER THE FAULTS: $after_wrong answers not clean and exact in 3 tries")
 for name in "${PROBES[@]}"; do
     grep -q "^$name|" "$work/probes.log" || problems+=("PROBE $name: did not run to its verdict")
 done
