@@ -69,13 +69,16 @@ if ! dpkg -s cmake >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq cmake >/dev/null
 fi
 
-# --- the deploy targets' tests (Tests/DeployTests) -----------------------------------------------------------------
+# --- the deploy targets' tests (Tests/DeployTests) and the network fault runs -----------------------------------------------------------------
+# Network fault runs (Scripts/chaos-net.sh, ChaosNetTests): nftables for packet loss, iproute2 for namespaces and tc,
+# pyzmq for the hostile peers.
 # Slurm: munged, slurmctld and slurmd on this machine (Deploy/slurm/test-local.sh); ssh: sshd in network namespaces
 # (Deploy/ssh/test-netns.sh); systemd: systemd-analyze verify/security (no running systemd needed) and strace for the
 # units' system call filter; jq: Deploy/kubernetes/experts.sh; podman, buildah, runc, debootstrap:
 # Deploy/container/build.sh (runc where crun cannot run containers). kubernetes-validate (PyPI) brings the Kubernetes
 # schemas; kubectl is not a Debian package: without it the tests validate each manifest file alone.
-DEPLOY_APT=(slurm-wlm munge openssh-server openssh-client iproute2 systemd strace jq podman buildah runc debootstrap)
+DEPLOY_APT=(slurm-wlm munge openssh-server openssh-client iproute2 nftables systemd strace jq podman buildah runc
+    debootstrap)
 deploy_missing=()
 for p in "${DEPLOY_APT[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || deploy_missing+=("$p"); done
 if [ ${#deploy_missing[@]} -gt 0 ]; then
@@ -88,6 +91,10 @@ fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
     log "installing kubernetes-validate (pip)"
     "$PYTHON" -m pip install -q --disable-pip-version-check kubernetes-validate
+fi
+if ! "$PYTHON" -c 'import zmq' >/dev/null 2>&1; then
+    log "installing pyzmq (pip)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check pyzmq
 fi
 
 # --- the real model -------------------------------------------------------------------------

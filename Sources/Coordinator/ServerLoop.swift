@@ -25,6 +25,15 @@ struct ServerLoop {
     private var core: CoordinatorCore
     private var drainsSeen = 0
     private var stopped = false
+    /// The log lines about a peer's bad frames (undecodable, unexpected, of the wrong shape), per peer.
+    private var frameLog = LogRateLimiter(what: "malformed frames")
+    /// The log lines about refused handshakes, per peer address.
+    private var refusalLog = LogRateLimiter(what: "refused connections")
+    /// The log lines about replies dropped because a peer does not read them (a flooding peer that ignores the
+    /// errors it is sent), per peer.
+    private var dropLog = LogRateLimiter(what: "dropped replies")
+    /// The routing identity of the frame being handled, for the events about it that name no worker.
+    private var framePeer: [UInt8]?
 
     init(
         server: CoordinatorServer, control: LoopControl,
@@ -118,6 +127,7 @@ struct ServerLoop {
             try authenticate()
             try receiveAll()
             perform(core.onTick(now: Self.now()))
+            flushLogLimits(now: Self.now())
         }
         server.logger.info("stopped")
     }
@@ -168,24 +178,27 @@ struct ServerLoop {
             }
             guard let frames else { return }
             guard frames.count == 2 else {
-                server.logger.warn(
+                let peer = frames.first ?? []
+                logFrameProblem(from: peer) {
                     "dropped a message of \(frames.count) frames (expected routing id + one frame) from "
-                        + LogText.escaped(frames.first ?? [])
-                )
+                        + LogRateLimiter.name(of: peer)
+                }
                 continue
             }
             if Timeline.isOn, endpoint == .workers, case .dist(let dist)? = try? WireCodec.decode(frames[1]) {
                 Timeline.record("dist-read", worker: String(decoding: frames[0], as: UTF8.self), session: dist.session,
                                 step: dist.step)
             }
+            framePeer = frames[0]
             perform(core.onFrame(identity: frames[0], payload: frames[1], on: endpoint, now: Self.now()))
+            framePeer = nil
         }
     }
 
     // MARK: Authentication
 
     /// Answers the ZAP requests of handshakes in progress from the allow-list.
-    private func authenticate() throws(CoordinatorError) {
+    private mutating func authenticate() throws(CoordinatorError) {
         guard let authenticator else { return }
         do {
             while let frames = try authenticator.tryReceiveMultipart() {
@@ -201,10 +214,15 @@ struct ServerLoop {
                 let reply = allowList?.answer(request)
                     ?? ZAPReply(requestID: request.requestID, accepted: true, text: "OK")
                 if !reply.accepted {
-                    server.logger.warn(
-                        "refused a connection to the \(request.domain) endpoint from "
-                            + "\(LogText.escaped(request.address)): \(LogText.escaped(reply.text))"
-                    )
+                    let admission = refusalLog.admit(peer: Array(request.address.utf8), now: Self.now())
+                    for line in admission.summaries { server.logger.warn(line) }
+                    if admission.log {
+                        server.logger.warn(
+                            "refused a connection to the \(request.domain) endpoint from "
+                                + "\(LogRateLimiter.name(of: Array(request.address.utf8))): "
+                                + LogText.escaped(reply.text)
+                        )
+                    }
                 }
                 try authenticator.send(reply.frames)
             }
@@ -241,7 +259,31 @@ struct ServerLoop {
 
     private mutating func writeEvents() {
         // The core escapes the peer-supplied text it puts in events (worker ids, reasons).
-        for event in core.takeEvents() { server.logger.log(Self.level(of: event), event.description) }
+        for event in core.takeEvents() {
+            switch event {
+            case let .malformedFrame(worker?, _), let .unexpectedFromWorker(worker, _):
+                logFrameProblem(from: Array(worker.utf8)) { event.description }
+            case .malformedFrame(nil, _):
+                let peer = framePeer ?? []
+                logFrameProblem(from: peer) { event.description + " (peer \(LogRateLimiter.name(of: peer)))" }
+            default:
+                server.logger.log(Self.level(of: event), event.description)
+            }
+        }
+    }
+
+    /// A warning about a bad frame from `peer`, within the peer's budget of such lines (`frameLog`).
+    private mutating func logFrameProblem(from peer: [UInt8], _ line: () -> String) {
+        let admission = frameLog.admit(peer: peer, now: Self.now())
+        for summary in admission.summaries { server.logger.warn(summary) }
+        if admission.log { server.logger.warn(line()) }
+    }
+
+    /// The summaries of the rate limits' intervals that are over.
+    private mutating func flushLogLimits(now: UInt64) {
+        for line in frameLog.flush(now: now) + refusalLog.flush(now: now) + dropLog.flush(now: now) {
+            server.logger.warn(line)
+        }
     }
 
     /// The level each core event is logged at: what was lost or refused warns, the cluster's life is info, and
@@ -262,19 +304,18 @@ struct ServerLoop {
 
     private enum SendOutcome: Equatable { case sent, unreachable, dropped }
 
-    private func trySend(_ identity: [UInt8], _ message: Message, on socket: ZMQSocket) -> SendOutcome {
+    private mutating func trySend(_ identity: [UInt8], _ message: Message, on socket: ZMQSocket) -> SendOutcome {
+        let line: String
         do {
             if try socket.trySend([identity, WireCodec.encode(message)]) { return .sent }
-            server.logger.warn(
-                "dropped a \(message.kind) message to \(LogText.escaped(identity)): the peer's queue is full"
-            )
-            return .dropped
+            line = "dropped a \(message.kind) message to \(LogRateLimiter.name(of: identity)): the peer's queue is full"
         } catch {
             if error.isHostUnreachable { return .unreachable }
-            server.logger.warn(
-                "could not send a \(message.kind) message to \(LogText.escaped(identity)): \(error)"
-            )
-            return .dropped
+            line = "could not send a \(message.kind) message to \(LogRateLimiter.name(of: identity)): \(error)"
         }
+        let admission = dropLog.admit(peer: identity, now: Self.now())
+        for summary in admission.summaries { server.logger.warn(summary) }
+        if admission.log { server.logger.warn(line) }
+        return .dropped
     }
 }

@@ -52,6 +52,8 @@ struct WorkerLoop {
     private var exit: WorkerExit?
     /// When the messages being handled arrived.
     private var now: ContinuousClock.Instant
+    /// The log lines about bad frames from the coordinator, per expert connection (a peer of its own each).
+    private var frameLog = LogRateLimiter(what: "malformed frames")
 
     init(worker: Worker, control: LoopControl) throws {
         self.worker = worker
@@ -194,6 +196,7 @@ struct WorkerLoop {
             }
             now = clock.now
             try checkTimers()
+            for line in frameLog.flush(now: nanos) { worker.logger.warn(line) }
         }
         let how = exit ?? .stopped
         worker.logger.info("exiting (\(how))")
@@ -332,18 +335,16 @@ struct WorkerLoop {
             guard !scheduler.isDrained(e) else { continue }
             endpoints[e].liveness.onReceived(now: nanos)
             guard frames.count == 1 else {
-                worker.logger(expert: e).warn(
-                    "dropped a message of \(frames.count) frames (one frame per message expected)"
-                )
+                logFrameProblem(e) { "dropped a message of \(frames.count) frames (one frame per message expected)" }
                 continue
             }
             let message: Message
             do {
                 message = try WireCodec.decode(frames[0])
             } catch {
-                worker.logger(expert: e).warn(
+                logFrameProblem(e) {
                     "dropped a malformed frame of \(frames[0].count) bytes: \(LogText.escaped(error.description))"
-                )
+                }
                 continue
             }
             handle(message, for: e)
@@ -394,8 +395,15 @@ struct WorkerLoop {
             if known { worker.logger(expert: e).debug("closed session \(close.session)") }
         case .hello, .goodbye, .dist, .error, .generate, .token, .done, .status, .statusReply, .setPreference,
              .preferenceSet:
-            worker.logger(expert: e).warn("ignored an unexpected \(message.kind) message")
+            logFrameProblem(e) { "ignored an unexpected \(message.kind) message" }
         }
+    }
+
+    /// A warning about a bad frame on expert `e`'s connection, within that connection's budget of such lines.
+    private mutating func logFrameProblem(_ e: Int, _ line: () -> String) {
+        let admission = frameLog.admit(peer: Array("coordinator@\(endpoints[e].id)".utf8), now: nanos)
+        for summary in admission.summaries { worker.logger(expert: e).warn(summary) }
+        if admission.log { worker.logger(expert: e).warn(line()) }
     }
 
     /// The prompt tokens of a request to expert `e`, or nil after answering `error badRequest`.
