@@ -67,7 +67,7 @@ public enum CoordinatorEvent: Sendable, Equatable, CustomStringConvertible {
             "worker \(LogText.escaped(id)) failed session \(session): \(code) \(LogText.escaped(text))"
         case let .malformedFrame(worker?, reason):
             "dropped a malformed frame from worker \(LogText.escaped(worker)): \(reason)"
-        case let .malformedFrame(nil, reason): "dropped a malformed frame from a client: \(reason)"
+        case let .malformedFrame(nil, reason): "dropped a malformed frame from a client or an unregistered peer: \(reason)"
         case let .unexpectedFromWorker(id, kind): "dropped an unexpected \(kind) from worker \(LogText.escaped(id))"
         case let .workerStrike(id, reason): "strike against worker \(LogText.escaped(id)): \(reason)"
         case let .sessionLostExperts(id, names):
