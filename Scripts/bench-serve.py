@@ -16,7 +16,9 @@ load: S clients at once, each sending requests until R requests in all were answ
 streamed); prints `requests_per_s X tokens_per_s Y requests R tokens T seconds W`.
 
 Both use /v1/completions when --raw is given (the prompt continued as is), else /v1/chat/completions; any
-OpenAI-compatible server works (mope serve, llama.cpp's llama-server). Exits 1 when a request fails.
+OpenAI-compatible server works (mope serve, llama.cpp's llama-server). `--field NAME=JSON` adds a request field
+(`cache_prompt=false` turns off llama-server's reuse of a cached identical prompt, which mope does not have).
+Exits 1 when a request fails.
 """
 import argparse
 import http.client
@@ -32,6 +34,9 @@ import urllib.parse
 
 def body(args, stream):
     common = {"model": "mope", "max_tokens": args.tokens, "temperature": 0, "stream": stream}
+    for field in args.field:
+        name, _, value = field.partition("=")
+        common[name] = json.loads(value)
     if stream:
         common["stream_options"] = {"include_usage": True}
     if args.raw:
@@ -175,6 +180,8 @@ def main():
     parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--prompt", default="Tell me a story about a lighthouse keeper.")
     parser.add_argument("--raw", action="store_true")
+    parser.add_argument("--field", action="append", default=[], metavar="NAME=JSON",
+                        help="an extra request field, e.g. cache_prompt=false for llama-server")
     args = parser.parse_args()
     try:
         {"latency": latency, "load": load, "zmq": zmq}[args.mode](args)
