@@ -313,7 +313,7 @@ struct WorkerLoop {
             )
             worker.report(.coordinatorLost(expert: e))
         }
-        for cache in scheduler.onExpertLost(e) { cache.reset() }
+        _ = scheduler.onExpertLost(e)
         endpoints[e].sessions = Self.makeSessions(endpoints[e].served, worker: worker)
         if draining {
             drained(e, abandoning: open)
@@ -424,9 +424,24 @@ struct WorkerLoop {
             switch directive {
             case .prefill(let session, let tokens):
                 let key = JobKey(expert: e, session: session)
-                if let cache = scheduler.takeCache(for: key) {
-                    cache.reset()
-                    cache.adapter = endpoints[e].served.adapter
+                var prompt = tokens.map { Int32(bitPattern: $0) }
+                let adapter = endpoints[e].served.adapter
+                // Positions a cache may keep: its common prefix with the prompt, when it ran the same adapter,
+                // and never the whole prompt (its last token's pass gives the first distribution).
+                let keep = { (cache: KVCache) -> Int in
+                    cache.adapter === adapter ? min(cache.commonPrefix(prompt), prompt.count - 1) : 0
+                }
+                if let cache = scheduler.takeCache(for: key, reuse: keep) {
+                    let kept = max(0, keep(cache))
+                    // The cache's first `kept` positions are those of the prompt's first `kept` tokens: keep them
+                    // and prefill the rest (kept ≤ the positions held, so the truncation cannot fail).
+                    if kept > 0, (try? cache.truncate(to: kept)) != nil {
+                        prompt.removeFirst(kept)
+                        worker.logger(expert: e).debug("session \(session): prefill keeps \(kept) cached prompt tokens")
+                    } else {
+                        cache.reset()
+                    }
+                    cache.adapter = adapter
                 } else {
                     do {
                         let cache = try model.makeCache(capacity: Int(endpoints[e].served.hello.contextLimit))
@@ -438,7 +453,7 @@ struct WorkerLoop {
                         continue
                     }
                 }
-                scheduler.onPrefill(key, tokens: tokens.map { Int32(bitPattern: $0) }, now: nanos)
+                scheduler.onPrefill(key, tokens: prompt, now: nanos)
             case .decode(let session, let token):
                 scheduler.onDecode(JobKey(expert: e, session: session), token: Int32(bitPattern: token), now: nanos)
             case .freeCache(let session):
@@ -448,7 +463,7 @@ struct WorkerLoop {
                     queue.append(
                         contentsOf: endpoints[e].sessions.onForwardFailed(session: session, reason: "cancelled"))
                 }
-                freed?.reset()
+                _ = freed  // kept with its positions, for a prompt that starts the same way
             case .reply(let message):
                 if case .error(let error) = message { reply(error: error, from: e) } else { send(message, from: e) }
             case .drained:

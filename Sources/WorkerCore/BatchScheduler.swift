@@ -87,7 +87,8 @@ public struct BatchScheduler<Cache: Sendable>: Sendable {
     /// Sessions with a job, in the order the jobs arrived (prefill chunks are handed out in this order).
     private(set) var order: [Key] = []
     private var caches: [Key: Cache] = [:]
-    /// Freed caches, reset by the shell, for the next sessions.
+    /// Freed caches for the next sessions (oldest first), their positions kept for a prompt that starts the same
+    /// way.
     public private(set) var spare: [Cache] = []
     /// Per expert: nil while it serves; once drained, the sessions it gave up.
     private var drained: [Int?]
@@ -109,11 +110,20 @@ public struct BatchScheduler<Cache: Sendable>: Sendable {
     /// The pending job of `key`.
     public func job(_ key: Key) -> Job? { jobs[key] }
 
-    /// The cache a prefill of `key` runs in: the session's own (to be reset by the shell) or a spare one (now the
-    /// session's); nil when the shell must make one and `attach` it.
-    public mutating func takeCache(for key: Key) -> Cache? {
+    /// The cache a prefill of `key` runs in: the session's own or a spare one (now the session's), which the shell
+    /// truncates to what it can keep; nil when the shell must make one and `attach` it.
+    /// - Parameter reuse: how many positions of a spare cache the prefill could keep (the length of its common
+    ///   prefix with the new prompt): the spare with the most is taken, the most recently freed among equals.
+    public mutating func takeCache(for key: Key, reuse: (Cache) -> Int = { _ in 0 }) -> Cache? {
         if let existing = caches[key] { return existing }
-        guard let cache = spare.popLast() else { return nil }
+        guard !spare.isEmpty else { return nil }
+        var best = spare.count - 1
+        var most = reuse(spare[best])
+        for index in stride(from: spare.count - 2, through: 0, by: -1) {
+            let n = reuse(spare[index])
+            if n > most { (best, most) = (index, n) }
+        }
+        let cache = spare.remove(at: best)
         caches[key] = cache
         return cache
     }
@@ -140,8 +150,9 @@ public struct BatchScheduler<Cache: Sendable>: Sendable {
     }
 
     /// The session of `key` ended: its job (if any) is cancelled and its cache freed.
-    /// - Returns: whether a job was cancelled (its machine must hear that the pass failed), and the freed cache,
-    ///   which the shell resets (it is kept for reuse while fewer than `spareLimit` are).
+    /// - Returns: whether a job was cancelled (its machine must hear that the pass failed), and the freed cache (it
+    ///   is kept for reuse while fewer than `spareLimit` are, its positions intact for a prompt that starts the
+    ///   same way).
     public mutating func onFreeCache(_ key: Key) -> (cancelled: Bool, freed: Cache?) {
         let cancelled = removeJob(key)
         guard let cache = caches.removeValue(forKey: key) else { return (cancelled, nil) }
@@ -164,7 +175,9 @@ public struct BatchScheduler<Cache: Sendable>: Sendable {
     }
 
     private mutating func recycle(_ cache: Cache) {
-        if spare.count < spareLimit { spare.append(cache) }
+        // Past the limit the oldest goes: the newest caches hold the likeliest prefixes of the next prompts.
+        if spareLimit > 0 && spare.count >= spareLimit { spare.removeFirst() }
+        if spareLimit > 0 { spare.append(cache) }
     }
 
     @discardableResult

@@ -91,7 +91,7 @@ func shape(_ pass: [Scheduler.Entry]) -> [[UInt64]] { pass.map { [$0.key.session
         #expect(done == [Scheduler.Finished(row: 0, key: key(1), queueNanos: 50, computeNanos: 50)])
     }
 
-    @Test("a freed session's job is cancelled and its cache kept for the next session, up to the capacity")
+    @Test("a freed session's job is cancelled and its cache kept for the next session, the newest up to the capacity")
     func cacheReuse() {
         var s = scheduler(spareLimit: 2, sessions: [10, 11, 12])
         s.onDecode(key(10), token: 1, now: 0)
@@ -100,14 +100,29 @@ func shape(_ pass: [Scheduler.Entry]) -> [[UInt64]] { pass.map { [$0.key.session
         #expect(s.onFreeCache(key(11)) == (false, 11))
         #expect(s.onFreeCache(key(12)) == (false, 12))
         #expect(s.onFreeCache(key(13)) == (false, nil))
-        #expect(s.spare == [10, 11])
+        // Past the limit the oldest goes: the newest caches hold the likeliest prefixes of the next prompts.
+        #expect(s.spare == [11, 12])
         #expect(!s.hasJobs)
-        #expect(s.takeCache(for: key(20)) == 11)
-        #expect(s.takeCache(for: key(21)) == 10)
+        #expect(s.takeCache(for: key(20)) == 12)
+        #expect(s.takeCache(for: key(21)) == 11)
         #expect(s.takeCache(for: key(22)) == nil)
-        // A session's own cache comes back to it (the shell resets it for a new prefill).
-        #expect(s.takeCache(for: key(20)) == 11)
-        #expect(s.cache(key(21)) == 10)
+        // A session's own cache comes back to it (the shell truncates it for a new prefill).
+        #expect(s.takeCache(for: key(20)) == 12)
+        #expect(s.cache(key(21)) == 11)
+    }
+
+    @Test("a prefill takes the spare cache with the longest reusable prefix, the newest among equals")
+    func cacheReuseByPrefix() {
+        var s = scheduler(spareLimit: 4, sessions: [10, 11, 12, 13])
+        for session: SessionID in [10, 11, 12, 13] { _ = s.onFreeCache(key(session)) }
+        #expect(s.spare == [10, 11, 12, 13])
+        // Cache 11 and 13 share 5 positions with the next prompt, 10 shares 2, 12 none.
+        let shared: [Int: Int] = [10: 2, 11: 5, 12: 0, 13: 5]
+        #expect(s.takeCache(for: key(20)) { shared[$0] ?? 0 } == 13)
+        #expect(s.takeCache(for: key(21)) { shared[$0] ?? 0 } == 11)
+        #expect(s.takeCache(for: key(22)) { shared[$0] ?? 0 } == 10)
+        #expect(s.takeCache(for: key(23)) { shared[$0] ?? 0 } == 12)
+        #expect(s.spare.isEmpty)
     }
 
     @Test("an expert that lost its coordinator gives up its jobs and caches; the others keep theirs")

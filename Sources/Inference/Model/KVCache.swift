@@ -21,7 +21,12 @@ public final class KVCache: @unchecked Sendable {
     /// The storage precision.
     public let precision: Precision
     /// Positions held (the next token goes at position `count`).
-    public internal(set) var count: Int = 0
+    public internal(set) var count: Int {
+        didSet { if tokens.count > count { tokens.removeLast(tokens.count - count) } }
+    }
+    /// The token at each position held (`count` of them), so a new sequence that starts the same way can keep
+    /// them (`commonPrefix`, then `truncate(to:)`) instead of computing them again.
+    public internal(set) var tokens: [Int32] = []
     /// The LoRA adapter this session's rows run with (nil: the base model). The keys and values held were
     /// computed with it: change it only on an empty cache (after `reset()`).
     public var adapter: LoRAAdapter?
@@ -32,7 +37,18 @@ public final class KVCache: @unchecked Sendable {
     private(set) var keys: [UnsafeMutableRawPointer] = []
     private(set) var values: [UnsafeMutableRawPointer] = []
 
+    /// How many leading tokens of `sequence` this cache holds already.
+    public func commonPrefix(_ sequence: some Collection<Int32>) -> Int {
+        var n = 0
+        for (held, wanted) in zip(tokens, sequence) {
+            guard held == wanted else { break }
+            n += 1
+        }
+        return n
+    }
+
     init(layers: Int, width: Int, capacity: Int, precision: Precision) {
+        self.count = 0
         self.layers = layers
         self.width = width
         self.capacity = capacity

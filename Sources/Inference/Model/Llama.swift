@@ -263,6 +263,7 @@ final class LlamaModel {
         }
 
         for (b, (cache, tokens)) in batch.enumerated() {
+            cache.tokens.append(contentsOf: tokens)
             cache.count += tokens.count
             let last = s.sessionStart[b + 1] - 1
             VectorMath.rmsNorm(s.x + last * dim, weight: outputNorm, eps: eps, out: s.lastRows + b * dim, dim)
