@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI", "Wire", "Preference"]),
         // Helpers shared by the test targets that run the package's executables as child processes.
-        .target(name: "TestKit", dependencies: ["ProcessSupport"], path: "Tests/TestKit"),
+        .target(name: "TestKit", dependencies: ["ProcessSupport", "Inference"], path: "Tests/TestKit"),
         .testTarget(name: "ZeroMQTests", dependencies: ["ZeroMQ", "mope-zmq-peer", "ProcessSupport", "TestKit"]),
         .testTarget(name: "InferenceTests", dependencies: ["Inference", "CPUKernels", "Decoding", "Wire", "TestKit"]),
         .testTarget(name: "WorkerCoreTests", dependencies: ["WorkerCore", "Wire", "Inference"]),

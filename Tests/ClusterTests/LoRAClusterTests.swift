@@ -14,31 +14,9 @@ struct LoRAClusterTests {
 
     /// Writes a seeded random LoRA adapter (rank 4, F32) for `model`'s Q, V and down projections to `path`.
     static func writeAdapter(for model: String, to path: String, seed: UInt64) throws {
-        let file = try GGUFFile(path: model)
-        var writer = GGUFWriter()
-        writer.set("general.architecture", try #require(file.metadata["general.architecture"]))
-        writer.set("general.type", .string("adapter"))
-        writer.set("adapter.type", .string("lora"))
-        writer.set("adapter.lora.alpha", .float32(8))
-        var state = seed
-        func next() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * 0.3
-        }
-        let blocks = try #require(file.metadata["llama.block_count"]?.intValue)
-        for n in 0..<blocks {
-            for target in ["attn_q.weight", "attn_v.weight", "ffn_down.weight"] {
-                let info = try #require(file.tensorInfo("blk.\(n).\(target)"))
-                let columns = info.shape[0], rows = info.shape[1]
-                let a = (0..<4 * columns).map { _ in next() }
-                let b = (0..<rows * 4).map { _ in next() }
-                try writer.add(.init(name: "blk.\(n).\(target).lora_a", shape: [columns, 4], type: .f32,
-                                     data: a.withUnsafeBytes { [UInt8]($0) }))
-                try writer.add(.init(name: "blk.\(n).\(target).lora_b", shape: [4, rows], type: .f32,
-                                     data: b.withUnsafeBytes { [UInt8]($0) }))
-            }
-        }
-        try Data(writer.bytes()).write(to: URL(fileURLWithPath: path))
+        let bytes = try TestAdapters.bytes(for: GGUFFile(path: model), targets: ["attn_q.weight", "attn_v.weight",
+                                           "ffn_down.weight"], rank: 4, alpha: 8, seed: seed)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
     /// The expert's greedy token ids computed in this process, with its adapter if it has one.

@@ -7,19 +7,6 @@ import Testing
 /// LoRA adapters applied unmerged, checked against the same adapter merged into the weights (`W + s·B·A`) and
 /// run as a plain model.
 @Suite struct LoRATests {
-    /// A seeded generator for the adapter's values.
-    struct Numbers {
-        var state: UInt64
-        mutating func next() -> Float {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            z ^= z >> 31
-            return Float(z >> 40) / Float(1 << 24) * 2 - 1
-        }
-    }
-
     static let rank = 4
     static let alpha: Float = 8
     /// The weights the test adapter changes (every block), and the output layer.
@@ -28,28 +15,25 @@ import Testing
     /// The tiny F32 model, an adapter for it, and the model with the adapter merged in.
     static func fixtures(userScale: Float = 1) throws -> (base: GGUFFile, adapter: [UInt8], merged: [UInt8]) {
         let base = try GGUFFile(path: Fixtures.path("tiny-f32.gguf"))
-        var numbers = Numbers(state: 7)
-        var adapter = GGUFWriter()
-        adapter.set("general.architecture", base.metadata["general.architecture"]!)
-        adapter.set("general.type", .string("adapter"))
-        adapter.set("adapter.type", .string("lora"))
-        adapter.set("adapter.lora.alpha", .float32(alpha))
+        let adapterBytes = try TestAdapters.bytes(for: base, targets: targets, rank: rank, alpha: alpha, output: true,
+                                                  seed: 7)
+        let adapter = try GGUFFile(bytes: adapterBytes)
+        func floats(_ file: GGUFFile, _ name: String) throws -> [Float] {
+            let info = try #require(file.tensorInfo(name))
+            return file.tensorBytes(info).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
         var merged = GGUFWriter()
         for key in base.metadataKeys { merged.set(key, base.metadata[key]!) }
-        let blocks = try #require(base.metadata["llama.block_count"]?.intValue)
-        var changed: [String: [Float]] = [:]
-        var names = (0..<blocks).flatMap { n in targets.map { "blk.\(n).\($0)" } }
-        names.append("output.weight")
         let scale = alpha / Float(rank) * userScale
-        for name in names {
+        var changed: [String: [Float]] = [:]
+        for info in adapter.tensors where info.name.hasSuffix(".lora_a") {
+            let name = String(info.name.dropLast(7))
             // The tiny model ties its output to the embedding: the merged file gets an output.weight of its own.
-            let info = try #require(base.tensorInfo(name == "output.weight" ? "token_embd.weight" : name))
-            let columns = info.shape[0], rows = info.shape[1]
-            let a = (0..<rank * columns).map { _ in numbers.next() * 0.3 }
-            let b = (0..<rows * rank).map { _ in numbers.next() * 0.3 }
-            try adapter.add(.init(name: name + ".lora_a", shape: [columns, rank], type: .f32, data: bytes(a)))
-            try adapter.add(.init(name: name + ".lora_b", shape: [rank, rows], type: .f32, data: bytes(b)))
-            var w = base.tensorBytes(info).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+            let weight = name == "output.weight" ? "token_embd.weight" : name
+            let shape = try #require(base.tensorInfo(weight)).shape
+            let columns = shape[0], rows = shape[1]
+            let a = try floats(adapter, name + ".lora_a"), b = try floats(adapter, name + ".lora_b")
+            var w = try floats(base, weight)
             for r in 0..<rows {
                 for c in 0..<columns {
                     var sum: Float = 0
@@ -66,7 +50,7 @@ import Testing
         let embedding = try #require(base.tensorInfo("token_embd.weight"))
         try merged.add(.init(name: "output.weight", shape: embedding.shape, type: .f32,
                              data: bytes(try #require(changed["output.weight"]))))
-        return (base, adapter.bytes(), merged.bytes())
+        return (base, adapterBytes, merged.bytes())
     }
 
     static func bytes(_ values: [Float]) -> [UInt8] { values.withUnsafeBytes { [UInt8]($0) } }

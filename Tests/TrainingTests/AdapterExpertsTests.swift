@@ -12,27 +12,9 @@ import Wire
 @Suite struct AdapterExpertsTests {
     /// A seeded rank-2 F32 adapter of the tiny model's Q and down projections.
     static func adapter(model: LanguageModel, seed: UInt64) throws -> LoRAAdapter {
-        var writer = GGUFWriter()
-        writer.set("general.architecture", .string(model.configuration.architecture))
-        writer.set("general.type", .string("adapter"))
-        writer.set("adapter.type", .string("lora"))
-        var state = seed
-        func next() -> Float {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * 0.4
-        }
-        for n in 0..<model.configuration.blockCount {
-            for target in ["attn_q.weight", "ffn_down.weight"] {
-                let info = try #require(model.file.tensorInfo("blk.\(n).\(target)"))
-                let a = (0..<2 * info.shape[0]).map { _ in next() }
-                let b = (0..<info.shape[1] * 2).map { _ in next() }
-                try writer.add(.init(name: "blk.\(n).\(target).lora_a", shape: [info.shape[0], 2], type: .f32,
-                                     data: a.withUnsafeBytes { [UInt8]($0) }))
-                try writer.add(.init(name: "blk.\(n).\(target).lora_b", shape: [2, info.shape[1]], type: .f32,
-                                     data: b.withUnsafeBytes { [UInt8]($0) }))
-            }
-        }
-        return try LoRAAdapter(file: GGUFFile(bytes: writer.bytes()), model: model)
+        let bytes = try TestAdapters.bytes(for: model.file, targets: ["attn_q.weight", "ffn_down.weight"], rank: 2,
+                                           seed: seed, magnitude: 0.4)
+        return try LoRAAdapter(file: GGUFFile(bytes: bytes), model: model)
     }
 
     @Test("an expert's session runs its adapter: greedy, it is the model's own greedy answer with that adapter")

@@ -301,7 +301,7 @@ final class LlamaModel {
         s.ensureLoRA(low: rows * pair.rank, high: rows * pair.b.rows)
         Kernels.matmul(pair.a, x: x, batch: rows, out: s.loraLow, pool: pool)
         Kernels.matmul(pair.b, x: s.loraLow, batch: rows, out: s.loraHigh, pool: pool)
-        for i in 0..<rows * pair.b.rows { out[i] += scale * s.loraHigh[i] }
+        VectorMath.axpy(scale, s.loraHigh, out, rows * pair.b.rows)
     }
 
     /// Checks a batch: every entry has tokens in the vocabulary that fit its cache, and no cache appears

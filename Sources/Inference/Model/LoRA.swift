@@ -41,8 +41,6 @@ public final class LoRAAdapter: @unchecked Sendable {
     public let file: GGUFFile
     /// Where it was read from (for logs).
     public let path: String
-    /// The factor every `B·(A·x)` is multiplied by: `alpha / rank` (or 1 without an alpha) × the user's scale.
-    public let scales: [String: Float]
     /// How many weights it adapts.
     public var adaptedCount: Int { blocks.reduce(0) { $0 + $1.compactMap { $0 }.count } + (output == nil ? 0 : 1) }
     /// The largest rank of its pairs.
@@ -52,6 +50,7 @@ public final class LoRAAdapter: @unchecked Sendable {
 
     /// Pairs by block, then by `Target.rawValue`.
     let blocks: [[Pair?]]
+    /// The factor each pair's `B·(A·x)` is multiplied by: `alpha / rank` (or 1 without an alpha) × the user's scale.
     let blockScales: [[Float]]
     let output: Pair?
     let outputScale: Float
@@ -133,7 +132,6 @@ public final class LoRAAdapter: @unchecked Sendable {
         blockScales = (0..<c.blockCount).map { n in Target.allCases.map { scales["blk.\(n).\($0.suffix)"] ?? 0 } }
         output = pairs["output.weight"]
         outputScale = scales["output.weight"] ?? 0
-        self.scales = scales
         self.maxRank = maxRank
     }
 }
