@@ -26,6 +26,7 @@
 # exit 0 only when every check passed. Usage errors exit 2.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. Scripts/lib/netns.sh
 ROOT=$PWD
 
 usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -132,21 +133,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ "$NODES" -gt 1 ]; then
-    bridge=mope-slbr-$tag
-    ip netns add "$bridge" || die "ip netns add failed"
-    namespaces+=("$bridge")
-    ip -n "$bridge" link add br0 type bridge && ip -n "$bridge" link set br0 up || die "cannot make a bridge"
-    index=0
-    for pair in "$CTL_NS:$CTL_ADDR" $(for i in "${!NODE_NS[@]}"; do echo "${NODE_NS[$i]}:${NODE_ADDRS[$i]}"; done); do
-        ns=${pair%%:*} address=${pair##*:}
-        ip netns add "$ns" || die "ip netns add $ns failed"
-        namespaces+=("$ns")
-        ip -n "$bridge" link add "port$index" type veth peer name eth0 netns "$ns" || die "cannot make a veth pair"
-        ip -n "$bridge" link set "port$index" master br0 up
-        ip -n "$ns" addr add "$address/24" dev eth0
-        ip -n "$ns" link set eth0 up
-        ip -n "$ns" link set lo up
-        index=$((index + 1))
+    hosts=("$CTL_NS=${CTL_ADDR##*.}")
+    for i in "${!NODE_NS[@]}"; do hosts+=("${NODE_NS[$i]}=${NODE_ADDRS[$i]##*.}"); done
+    netns_host_network "mope-slbr-$tag" "${CTL_ADDR%.*}" "${hosts[@]}"
+    namespaces+=("${NETNS_MADE[@]}")
+    for ns in "$CTL_NS" "${NODE_NS[@]}"; do
+        ip -n "$ns" link show eth0 >/dev/null 2>&1 || die "cannot make the network (namespace $ns)"
     done
     say "network: controller and client $CTL_ADDR, nodes ${NODE_ADDRS[*]} (namespaces, bridged)"
 fi

@@ -18,6 +18,7 @@
 # in the namespaces, the namespaces and the temporary folder are removed. Prints PASSED or FAILED.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+. Scripts/lib/netns.sh
 ROOT=$PWD
 
 KEEP=0
@@ -78,20 +79,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The network: a bridge in a namespace of its own, one veth pair per machine (eth0 inside).
-ip netns add "$NS_BR" || die "ip netns add failed"
-made+=("$NS_BR")
-ip -n "$NS_BR" link add br0 type bridge && ip -n "$NS_BR" link set br0 up || die "cannot make a bridge"
-index=0
-for pair in "$NS_H1:$H1" "$NS_H2:$H2" "$NS_ADMIN:$ADMIN"; do
-    ns=${pair%%:*} address=${pair##*:}
-    ip netns add "$ns" || die "ip netns add $ns failed"
-    made+=("$ns")
-    ip -n "$NS_BR" link add "port$index" type veth peer name eth0 netns "$ns" || die "cannot make a veth pair"
-    ip -n "$NS_BR" link set "port$index" master br0 up
-    ip -n "$ns" addr add "$address/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" link set lo up
-    index=$((index + 1))
+netns_host_network "$NS_BR" "${H1%.*}" "$NS_H1=${H1##*.}" "$NS_H2=${H2##*.}" "$NS_ADMIN=${ADMIN##*.}"
+made+=("${NETNS_MADE[@]}")
+for ns in "$NS_H1" "$NS_H2" "$NS_ADMIN"; do
+    ip -n "$ns" link show eth0 >/dev/null 2>&1 || die "cannot make the network (namespace $ns)"
 done
 say "network: hosts $H1 ($NS_H1) and $H2 ($NS_H2), admin $ADMIN ($NS_ADMIN)"
 
