@@ -25,6 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . Scripts/lib/cluster.sh
+. Scripts/lib/netns.sh
 
 RUN_SECONDS=30 DELAY_MS=2 MAX_TOKENS=32 PARTITION=8 MODE=debug BUILD=1 KEEP=0
 usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -63,19 +64,11 @@ PORT=5555
 ENDPOINT=tcp://${ADDRESS[$NS_C]}:$PORT
 CLIENT_ENDPOINT=tcp://${ADDRESS[$NS_C]}:$((PORT + 1))  # the coordinator's clients' endpoint (its default)
 work=$(mktemp -d "${TMPDIR:-/tmp}/mope-netns.XXXXXX")
-made=()
-
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
     # Every process in these namespaces is one this script started.
-    for ns in "${made[@]}"; do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do
-            kill -CONT "$pid" 2>/dev/null || true
-            kill -KILL "$pid" 2>/dev/null || true
-        done
-    done
-    for ns in "${made[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    netns_cleanup
     if [ "$KEEP" = 1 ]; then echo "netns-cluster: logs kept in $work" >&2; else rm -rf "$work"; fi
     exit "$status"
 }
@@ -83,20 +76,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # The network: a bridge in its own namespace, one veth pair per host (eth0 inside the host).
-ip netns add "$NS_BRIDGE"; made+=("$NS_BRIDGE")
-ip -n "$NS_BRIDGE" link add br0 type bridge
-ip -n "$NS_BRIDGE" link set br0 up
-ip -n "$NS_BRIDGE" link set lo up
-index=0
-for ns in "${HOSTS[@]}"; do
-    ip netns add "$ns"; made+=("$ns")
-    ip -n "$NS_BRIDGE" link add "port$index" type veth peer name eth0 netns "$ns"
-    ip -n "$NS_BRIDGE" link set "port$index" master br0 up
-    ip -n "$ns" addr add "${ADDRESS[$ns]}/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" link set lo up
-    index=$((index + 1))
-done
+netns_host_network "$NS_BRIDGE" 10.213.0 \
+    "${NS_C}=${ADDRESS[$NS_C]##*.}" "${NS_W1}=${ADDRESS[$NS_W1]##*.}" "${NS_W2}=${ADDRESS[$NS_W2]##*.}" "${NS_CL}=${ADDRESS[$NS_CL]##*.}"
 echo "network: coordinator ${ADDRESS[$NS_C]} ($NS_C), workers ${ADDRESS[$NS_W1]} ($NS_W1) and" \
     "${ADDRESS[$NS_W2]} ($NS_W2), client ${ADDRESS[$NS_CL]} ($NS_CL), bridged in $NS_BRIDGE"
 
