@@ -61,7 +61,7 @@ struct LoRAClusterTests {
     func mismatchedAdapterRefused() throws {
         let cluster = try TestCluster(experts: [TinyExperts.concise])
         let path = cluster.directory.appendingPathComponent("bad.gguf").path
-        // An adapter for the F32 tiny model has the same shapes; a model file is no adapter at all.
+        // A model file is no adapter: mope run refuses it with the reason; a seeded adapter runs.
         let run = try ChildProcess.run(cluster.mope, [
             "run", "--model", TinyExperts.concise.model, "--lora", TinyExperts.concise.model, "--prompt", "hi",
             "--max-tokens", "2", "--threads", "1",
