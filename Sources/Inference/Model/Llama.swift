@@ -293,15 +293,22 @@ final class LlamaModel {
         }
     }
 
-    /// `out[t] += scale · B·(A·x[t])` for `rows` consecutive rows.
+    /// `out[t] += scale · B·(A·x[t])` for `rows` consecutive rows: per rank, one dot with A's row and one
+    /// scaled add of B's column (a few thousand multiply–adds a row, on the calling thread).
     private func addLowRank(
         _ pair: LoRAAdapter.Pair, scale: Float, x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>
     ) {
-        let s = scratch
-        s.ensureLoRA(low: rows * pair.rank, high: rows * pair.b.rows)
-        Kernels.matmul(pair.a, x: x, batch: rows, out: s.loraLow, pool: pool)
-        Kernels.matmul(pair.b, x: s.loraLow, batch: rows, out: s.loraHigh, pool: pool)
-        VectorMath.axpy(scale, s.loraHigh, out, rows * pair.b.rows)
+        let inputs = pair.a.columns, outputs = pair.b.rows
+        pair.aRows.withUnsafeBufferPointer { a in
+            pair.bColumns.withUnsafeBufferPointer { b in
+                for t in 0..<rows {
+                    for k in 0..<pair.rank {
+                        let c = scale * VectorMath.dot(a.baseAddress! + k * inputs, x + t * inputs, inputs)
+                        VectorMath.axpy(c, b.baseAddress! + k * outputs, out + t * outputs, outputs)
+                    }
+                }
+            }
+        }
     }
 
     /// Checks a batch: every entry has tokens in the vocabulary that fit its cache, and no cache appears
@@ -467,27 +474,8 @@ final class Scratch {
     var sessionStart = UnsafeMutablePointer<Int>.allocate(capacity: 1)
     var lastRows = UnsafeMutablePointer<Float>.allocate(capacity: 0)
     var scores = UnsafeMutablePointer<Float>.allocate(capacity: 0)
-    /// LoRA intermediates: `A·x` (rows × rank) and `B·(A·x)` (rows × output width).
-    var loraLow = UnsafeMutablePointer<Float>.allocate(capacity: 0)
-    var loraHigh = UnsafeMutablePointer<Float>.allocate(capacity: 0)
-    private var loraLowCapacity = 0
-    private var loraHighCapacity = 0
-
-    func ensureLoRA(low: Int, high: Int) {
-        if low > loraLowCapacity {
-            Self.grow(&loraLow, low)
-            loraLowCapacity = low
-        }
-        if high > loraHighCapacity {
-            Self.grow(&loraHigh, high)
-            loraHighCapacity = high
-        }
-    }
-
     deinit {
-        for p in [x, xn, q, k, v, attention, gate, up, ropeCos, ropeSin, lastRows, scores, loraLow, loraHigh] {
-            p.deallocate()
-        }
+        for p in [x, xn, q, k, v, attention, gate, up, ropeCos, ropeSin, lastRows, scores] { p.deallocate() }
         rowPosition.deallocate()
         sessionStart.deallocate()
     }

@@ -18,6 +18,27 @@ public final class LoRAAdapter: @unchecked Sendable {
         let a: QuantizedMatrix
         let b: QuantizedMatrix
         var rank: Int { a.rows }
+        /// A's rows as floats (rank × input width), for the forward pass.
+        let aRows: [Float]
+        /// B's columns as floats (rank × output width): `B·t` is a sum of rank scaled columns.
+        let bColumns: [Float]
+
+        init(a: QuantizedMatrix, b: QuantizedMatrix) {
+            self.a = a
+            self.b = b
+            var aRows = [Float](repeating: 0, count: a.rows * a.columns)
+            aRows.withUnsafeMutableBufferPointer { out in
+                for r in 0..<a.rows { Kernels.dequantizeRow(a, row: r, into: out.baseAddress! + r * a.columns) }
+            }
+            var bColumns = [Float](repeating: 0, count: b.rows * b.columns)
+            var row = [Float](repeating: 0, count: b.columns)
+            for o in 0..<b.rows {
+                row.withUnsafeMutableBufferPointer { Kernels.dequantizeRow(b, row: o, into: $0.baseAddress!) }
+                for k in 0..<b.columns { bColumns[k * b.rows + o] = row[k] }
+            }
+            self.aRows = aRows
+            self.bColumns = bColumns
+        }
     }
 
     /// The weights an adapter may change, in the order of the forward pass.
