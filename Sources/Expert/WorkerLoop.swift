@@ -431,8 +431,8 @@ struct WorkerLoop {
                 let keep = { (cache: KVCache) -> Int in
                     cache.adapter === adapter ? min(cache.commonPrefix(prompt), prompt.count - 1) : 0
                 }
-                if let cache = scheduler.takeCache(for: key, reuse: keep) {
-                    let kept = max(0, keep(cache))
+                if let (cache, keepable) = scheduler.takeCache(for: key, reuse: keep) {
+                    let kept = max(0, keepable)
                     // The cache's first `kept` positions are those of the prompt's first `kept` tokens: keep them
                     // and prefill the rest (kept ≤ the positions held, so the truncation cannot fail).
                     if kept > 0, (try? cache.truncate(to: kept)) != nil {

@@ -112,10 +112,11 @@ public struct BatchScheduler<Cache: Sendable>: Sendable {
 
     /// The cache a prefill of `key` runs in: the session's own or a spare one (now the session's), which the shell
     /// truncates to what it can keep; nil when the shell must make one and `attach` it.
-    /// - Parameter reuse: how many positions of a spare cache the prefill could keep (the length of its common
-    ///   prefix with the new prompt): the spare with the most is taken, the most recently freed among equals.
-    public mutating func takeCache(for key: Key, reuse: (Cache) -> Int = { _ in 0 }) -> Cache? {
-        if let existing = caches[key] { return existing }
+    /// - Parameter reuse: how many positions of a cache the prefill could keep (the length of its common prefix
+    ///   with the new prompt): the spare with the most is taken, the most recently freed among equals.
+    /// - Returns: the cache and its `reuse` count, computed once per cache.
+    public mutating func takeCache(for key: Key, reuse: (Cache) -> Int = { _ in 0 }) -> (cache: Cache, keep: Int)? {
+        if let existing = caches[key] { return (existing, reuse(existing)) }
         guard !spare.isEmpty else { return nil }
         var best = spare.count - 1
         var most = reuse(spare[best])
@@ -125,7 +126,7 @@ public struct BatchScheduler<Cache: Sendable>: Sendable {
         }
         let cache = spare.remove(at: best)
         caches[key] = cache
-        return cache
+        return (cache, most)
     }
 
     /// Makes `cache` the cache of `key`.

@@ -103,11 +103,11 @@ func shape(_ pass: [Scheduler.Entry]) -> [[UInt64]] { pass.map { [$0.key.session
         // Past the limit the oldest goes: the newest caches hold the likeliest prefixes of the next prompts.
         #expect(s.spare == [11, 12])
         #expect(!s.hasJobs)
-        #expect(s.takeCache(for: key(20)) == 12)
-        #expect(s.takeCache(for: key(21)) == 11)
-        #expect(s.takeCache(for: key(22)) == nil)
+        #expect(s.takeCache(for: key(20))?.cache == 12)
+        #expect(s.takeCache(for: key(21))?.cache == 11)
+        #expect(s.takeCache(for: key(22))?.cache == nil)
         // A session's own cache comes back to it (the shell truncates it for a new prefill).
-        #expect(s.takeCache(for: key(20)) == 12)
+        #expect(s.takeCache(for: key(20))?.cache == 12)
         #expect(s.cache(key(21)) == 11)
     }
 
@@ -118,10 +118,10 @@ func shape(_ pass: [Scheduler.Entry]) -> [[UInt64]] { pass.map { [$0.key.session
         #expect(s.spare == [10, 11, 12, 13])
         // Cache 11 and 13 share 5 positions with the next prompt, 10 shares 2, 12 none.
         let shared: [Int: Int] = [10: 2, 11: 5, 12: 0, 13: 5]
-        #expect(s.takeCache(for: key(20)) { shared[$0] ?? 0 } == 13)
-        #expect(s.takeCache(for: key(21)) { shared[$0] ?? 0 } == 11)
-        #expect(s.takeCache(for: key(22)) { shared[$0] ?? 0 } == 10)
-        #expect(s.takeCache(for: key(23)) { shared[$0] ?? 0 } == 12)
+        #expect(s.takeCache(for: key(20)) { shared[$0] ?? 0 }.map { [$0.cache, $0.keep] } == [13, 5])
+        #expect(s.takeCache(for: key(21)) { shared[$0] ?? 0 }.map { [$0.cache, $0.keep] } == [11, 5])
+        #expect(s.takeCache(for: key(22)) { shared[$0] ?? 0 }.map { [$0.cache, $0.keep] } == [10, 2])
+        #expect(s.takeCache(for: key(23)) { shared[$0] ?? 0 }.map { [$0.cache, $0.keep] } == [12, 0])
         #expect(s.spare.isEmpty)
     }
 
