@@ -182,13 +182,20 @@ if [ "$PARTITION" -gt 0 ]; then
     before=$(registered knowledgeable-1)
     ask cut &
     client=$!
-    sleep 1
+    # Cut as soon as the answer streams (a fixed wait let a fast machine finish the answer before the cut).
+    for _ in $(seq 1 600); do
+        [ -s "$work/cut.out" ] || [ -e "$work/cut.rc" ] && break
+        sleep 0.05
+    done
     ip -n "$NS_W2" link set eth0 down
+    [ -e "$work/cut.rc" ] && early=1 || early=0
     sleep "$PARTITION"
     ip -n "$NS_W2" link set eth0 up
     wait "$client" || true
     if [ "$(cat "$work/before.rc")" != 0 ]; then
         partitioned="FAILED: the answer before the partition failed: $(tail -1 "$work/before.err")"
+    elif [ "$early" = 1 ]; then
+        partitioned="FAILED: the answer finished before the link went down, so the partition tested nothing"
     elif [ "$(cat "$work/cut.rc")" != 0 ]; then
         partitioned="FAILED: the answer during the partition failed: $(tail -1 "$work/cut.err")"
     else
