@@ -174,13 +174,29 @@ public final class ProcessGroup: Sendable {
 
     /// This process's environment with `extra` added, as `NAME=value` strings.
     private static func environment(adding extra: [String: String]) -> [String] {
-        var list: [String] = []
+        var parent: [String] = []
         var pointer = environ
         while let entry = pointer.pointee {
-            let text = String(cString: entry)
-            let name = text.split(separator: "=", maxSplits: 1).first.map(String.init) ?? text
-            if extra[name] == nil { list.append(text) }
+            parent.append(String(cString: entry))
             pointer += 1
+        }
+        return childEnvironment(parent: parent, adding: extra)
+    }
+
+    /// Variables a service manager sets for the one process it started: its readiness socket, the sockets it
+    /// passes and the watchdog. A child that inherited `NOTIFY_SOCKET` would report its own readiness as the
+    /// service's, so none of them is passed on unless the caller gives it explicitly.
+    public static let serviceManagerVariables: Set<String> = [
+        "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_PID", "WATCHDOG_USEC",
+    ]
+
+    /// A child's environment: `parent`'s `NAME=value` entries without the service manager's variables and without
+    /// those `extra` replaces, then `extra` in name order.
+    public static func childEnvironment(parent: [String], adding extra: [String: String]) -> [String] {
+        var list: [String] = []
+        for text in parent {
+            let name = text.split(separator: "=", maxSplits: 1).first.map(String.init) ?? text
+            if extra[name] == nil, !serviceManagerVariables.contains(name) { list.append(text) }
         }
         for (name, value) in extra.sorted(by: { $0.key < $1.key }) { list.append("\(name)=\(value)") }
         return list

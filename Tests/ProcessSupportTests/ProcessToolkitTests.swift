@@ -75,6 +75,16 @@ import Glibc
         }
     }
 
+    @Test("a child does not inherit the service manager's readiness socket, sockets or watchdog unless given them")
+    func serviceManagerVariablesStayWithTheParent() {
+        let parent = ["PATH=/usr/bin", "NOTIFY_SOCKET=/run/systemd/notify", "LISTEN_FDS=1", "WATCHDOG_USEC=5000000",
+                      "HOME=/root", "MOPE_X=old"]
+        let child = ProcessGroup.childEnvironment(parent: parent, adding: ["MOPE_X": "new"])
+        #expect(child == ["PATH=/usr/bin", "HOME=/root", "MOPE_X=new"])
+        let given = ProcessGroup.childEnvironment(parent: parent, adding: ["NOTIFY_SOCKET": "/tmp/own"])
+        #expect(given.filter { $0.hasPrefix("NOTIFY_SOCKET=") } == ["NOTIFY_SOCKET=/tmp/own"])
+    }
+
     /// The processes of process group `group` that are not zombies.
     static func liveMembers(of group: pid_t) -> [pid_t] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
