@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes the tiny random-weight GGUF models the tests use into Tests/Fixtures/.
 
-Every model shares one small byte-level BPE vocabulary trained on the prompts in /work/shared/data/*.json
-(or $MOPE_DATA), with the special tokens <|endoftext|> (0), <|im_start|> (1), <|im_end|> (2) and the
+Every model shares one small byte-level BPE vocabulary trained on the prompts in data/*.json
+(or $MOPE_DATA) and Configs/preference_dimensions.json, with the special tokens <|endoftext|> (0), <|im_start|> (1), <|im_end|> (2) and the
 SmolLM2 ChatML chat template. Output is deterministic: the same inputs give byte-identical files.
 
     python3 Scripts/make-test-models.py [--template-from models/SmolLM2-135M-Instruct.Q4_1.gguf]
@@ -38,7 +38,8 @@ FALLBACK_TEMPLATE = (
 
 
 def collect_text(data_dir):
-    """Every string value in the JSON files of data_dir, in sorted file order."""
+    """Every string value in the JSON files of data_dir and in Configs/preference_dimensions.json (unless data_dir
+    has its own), in the order of their file names."""
     texts = []
 
     def walk(v):
@@ -51,7 +52,11 @@ def collect_text(data_dir):
             for k in sorted(v):
                 walk(v[k])
 
-    for path in sorted(glob.glob(os.path.join(data_dir, "*.json"))):
+    paths = glob.glob(os.path.join(data_dir, "*.json"))
+    dimensions = os.path.join(ROOT, "Configs", "preference_dimensions.json")
+    if "preference_dimensions.json" not in {os.path.basename(p) for p in paths}:
+        paths.append(dimensions)
+    for path in sorted(paths, key=os.path.basename):
         with open(path, encoding="utf-8") as f:
             walk(json.load(f))
     if not texts:
@@ -161,7 +166,7 @@ def write_model(name, arch, seed, tokens, merges, template, embd_type, mat_type,
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("MOPE_DATA", "/work/shared/data"))
+    ap.add_argument("--data", default=os.environ.get("MOPE_DATA", os.path.join(ROOT, "data")))
     default_model = os.environ.get("MOPE_MODEL", os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--template-from", default=default_model)
     args = ap.parse_args()
