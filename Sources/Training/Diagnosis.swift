@@ -106,6 +106,7 @@ extension Evaluator {
                     }
                 }
                 let results = try experts.decode(requests, maxTokens: maxTokens)
+                try reward.prepareResponses(results.map { (user: user, text: $0.text) })
                 for (tag, result) in zip(tags, results) {
                     out.append(DiagnosisRecord(prompt: p, sample: k, method: tag.0, combination: tag.1,
                                                tokens: result.tokens.count, text: result.text,

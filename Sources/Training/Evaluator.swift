@@ -160,6 +160,7 @@ public struct Evaluator {
                 }
             }
             let results = try experts.decode(requests, maxTokens: maxTokens)
+            try reward.prepareResponses(results.map { (user: user, text: $0.text) })
             for (tag, result) in zip(tags, results) {
                 let norm = reward.normalised(result.text, prompt: user)
                 let targets = tag.0.map { [$0] } ?? Array(combos.indices)

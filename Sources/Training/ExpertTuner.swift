@@ -279,6 +279,9 @@ public final class ExpertTuner<Reward: TrainingReward> {
         let sampleStart = clock.now
         let results = try experts.decode(requests, maxTokens: options.maxTokens)
         let sampleTime = seconds(clock.now - sampleStart)
+        try reward.prepareResponses(results.indices.map {
+            (user: prompts.prompts[items[keys[$0].1]], text: results[$0].text)
+        })
         var rewards = [Double](repeating: 0, count: dimensions.count)
         var meanKL = 0.0
         var groups = [[[BiasTrajectory]]](repeating: [[BiasTrajectory]](repeating: [], count: items.count),

@@ -68,6 +68,7 @@ public struct ResponseSampler<Reward: TrainingReward> {
                 }
             }
             let results = try experts.decode(requests, maxTokens: maxTokens)
+            try reward.prepareResponses(zip(requests, results).map { (user: $0.user, text: $1.text) })
             for (i, item) in part.enumerated() {
                 let answers = results[(i * count)..<((i + 1) * count)].map { result in
                     SampledPrompt.Response(

@@ -18,8 +18,16 @@ public protocol TrainingReward {
     /// Makes whatever the scores of these prompts need (e.g. reference answers).
     mutating func prepare(promptIndices: [Int], prompts: PromptSet, experts: InProcessExperts,
                           maxTokens: Int) throws(TrainingError)
+    /// Scores in one batch whatever `score` needs of these answers beyond their text (the fluency gate's f);
+    /// optional, for speed: `score` works without it.
+    func prepareResponses(_ answers: [(user: String, text: String)]) throws(TrainingError)
     /// The reward of one response.
     func score(_ response: ScoredResponse) -> Double
+}
+
+extension TrainingReward {
+    /// Nothing to prepare.
+    public func prepareResponses(_ answers: [(user: String, text: String)]) throws(TrainingError) {}
 }
 
 /// The rule-based rewards of `RewardModel`, Bradley–Terry normalised against the base model's answer: the
@@ -34,6 +42,10 @@ public struct ReferenceNormalisedReward: TrainingReward {
     public let cachePath: String?
     /// The raw rewards of each prompt's reference answer.
     public private(set) var references: [String: Reference] = [:]
+    /// The fluency gate's weight w in [0, 1] (`FluencyGate`; 0: off, every reward as without the gate).
+    public private(set) var fluencyWeight: Double = 0
+    /// The scorer of the gate's f (nil while the gate is off; set by `prepare` when the weight is above 0).
+    public private(set) var fluency: FluencyScorer?
 
     /// A cached reference answer.
     public struct Reference: Codable, Sendable {
@@ -56,9 +68,45 @@ public struct ReferenceNormalisedReward: TrainingReward {
         }
     }
 
-    /// Generates the missing references (8 at a time).
+    /// Turns the fluency gate on with weight `weight` (clamped to [0, 1]; 0 turns it off). Every dimension's
+    /// normalised reward is then multiplied by the gate G of the answer against the prompt's reference answer.
+    public mutating func gate(weight: Double) {
+        fluencyWeight = min(max(weight.isNaN ? 0 : weight, 0), 1)
+        if fluencyWeight == 0 { fluency = nil }
+    }
+
+    /// Generates the missing references (8 at a time); with the fluency gate on, scores their f (cached).
     public mutating func prepare(promptIndices: [Int], prompts: PromptSet, experts: InProcessExperts,
                                  maxTokens: Int) throws(TrainingError)
+    {
+        try prepareReferences(promptIndices: promptIndices, prompts: prompts, experts: experts, maxTokens: maxTokens)
+        guard fluencyWeight > 0 else { return }
+        if fluency == nil || fluency?.experts !== experts { fluency = FluencyScorer(experts: experts) }
+        let users = Array(Set(promptIndices.map { prompts.prompts[$0] })).sorted()
+        _ = try fluency?.score(users.compactMap { user in references[user].map { (user: user, text: $0.text) } },
+                               guarded: false)
+    }
+
+    /// Scores the fluency f of answers in one batch ahead of `score`/`normalised` (which would otherwise score
+    /// each one alone); nothing while the gate is off.
+    public func prepareResponses(_ answers: [(user: String, text: String)]) throws(TrainingError) {
+        guard fluencyWeight > 0, let fluency else { return }
+        _ = try fluency.score(answers)
+    }
+
+    /// The fluency gate G of `text` as an answer to `prompt` (1 while the gate is off).
+    public func fluencyGate(_ text: String, prompt: String) -> Double {
+        guard fluencyWeight > 0, let fluency else { return 1 }
+        // A forward pass that fails (it does not on a model that generated the answer) scores as degenerate.
+        let f = (try? fluency.score([(user: prompt, text: text)]).first) ?? FluencyGate.guardedLogProb
+        let reference = references[prompt].flatMap {
+            try? fluency.score([(user: prompt, text: $0.text)], guarded: false).first
+        } ?? FluencyGate.guardedLogProb
+        return FluencyGate.gate(f: f, reference: reference, weight: fluencyWeight)
+    }
+
+    private mutating func prepareReferences(promptIndices: [Int], prompts: PromptSet, experts: InProcessExperts,
+                                            maxTokens: Int) throws(TrainingError)
     {
         let missing = Array(Set(promptIndices.map { prompts.prompts[$0] }).filter { references[$0] == nil }).sorted()
         guard !missing.isEmpty else { return }
@@ -86,10 +134,14 @@ public struct ReferenceNormalisedReward: TrainingReward {
         }
     }
 
-    /// The normalised rewards of each dimension for a text and prompt.
+    /// The normalised rewards of each dimension for a text and prompt, each multiplied by the fluency gate when
+    /// it is on.
     public func normalised(_ text: String, prompt: String) -> [Double] {
         let reference = references[prompt]?.raw ?? model.raw("")
-        return model.normalised(text, reference: reference)
+        let norm = model.normalised(text, reference: reference)
+        guard fluencyWeight > 0 else { return norm }
+        let g = fluencyGate(text, prompt: prompt)
+        return norm.map { $0 * g }
     }
 
     /// The preference's combined normalised reward.

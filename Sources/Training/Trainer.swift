@@ -253,6 +253,7 @@ public final class Trainer<Reward: TrainingReward> {
         let sampleStart = clock.now
         let responses = try sample(step: step, items: items)
         let sampleTime = seconds(clock.now - sampleStart)
+        try reward.prepareResponses(responses.map { (user: prompts.prompts[$0.promptIndex], text: $0.result.text) })
         let rewards = responses.map { reward.score($0) }
         var pairs: [RebelPair] = []
         let k = options.responses

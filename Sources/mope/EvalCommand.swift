@@ -31,6 +31,7 @@ enum EvalCommand: ParsableCommand {
             .value("seed", "S", default: "1", help: "Sampling seed."),
             .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
             .value("threads", "N", default: "2", help: "Threads of the forward pass."),
+            .fluency,
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
             .value("experts", "FILE", help: "A dimensions file whose prompts the experts use as system prompts "
                    + "(its \"context\": own, own+preference or preference, says whether they also see the "
@@ -53,6 +54,7 @@ enum EvalCommand: ParsableCommand {
         let maxTokens = try arguments.count("max-tokens")
         let temperature = try arguments.nonNegative("temperature", as: Float.self)
         let samples = arguments.flag("diagnose") ? try arguments.count("samples") : 0
+        let fluency = try arguments.fluencyWeight()
         let experts = try TrainCommand.loadExperts(
             model: try LanguageModel(path: try arguments.require("model"), threads: try arguments.threads() ?? 2),
             path: arguments.value("experts"))
@@ -63,6 +65,7 @@ enum EvalCommand: ParsableCommand {
         var reward = ReferenceNormalisedReward(
             model: RewardModel(sentiment: try TrainCommand.loadSentiment(arguments.value("lexicon"))),
             prompts: prompts, cachePath: out + "/references.json")
+        reward.gate(weight: fluency)
         let evaluator = try Evaluator(experts: experts, prompts: prompts, maxTokens: maxTokens,
                                   temperature: temperature,
                                   seed: try arguments.require("seed", as: UInt64.self))

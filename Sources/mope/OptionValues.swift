@@ -27,4 +27,19 @@ extension ParsedArguments {
     {
         try require(name, as: T.self, in: 0...T.greatestFiniteMagnitude, expected: "a number ≥ 0")
     }
+
+    /// The fluency gate's weight (`--fluency W`): a number from 0 (off) to 1.
+    func fluencyWeight() throws(UsageError) -> Double {
+        try require("fluency", as: Double.self, in: 0...1, expected: "a weight from 0 (off) to 1")
+    }
+}
+
+extension Option {
+    /// `--fluency W`, shared by the commands that score answers.
+    static let fluency = Option.value(
+        "fluency", "W", default: "0",
+        help: "Fluency gate weight, 0 (off) to 1: every dimension's reward is multiplied by "
+            + "(1−W) + W·min(1, 2σ(2(f − f_ref + 1.5))), f the base model's mean log-probability per token of the "
+            + "answer given the prompt and f_ref that of its own greedy answer; an answer under 8 tokens or with "
+            + "over half its token 3-grams repeated gets the floor 1−W.")
 }

@@ -35,6 +35,7 @@ enum SampleCommand: ParsableCommand {
             .value("out", "FILE", help: "The JSON-lines file to write."),
             .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
             .value("threads", "N", default: "2", help: "Threads of the forward pass."),
+            .fluency,
         ]
     )
 
@@ -53,13 +54,15 @@ enum SampleCommand: ParsableCommand {
         let seed = try arguments.require("seed", as: UInt64.self)
         let limit = try arguments.value("limit").map { _ in try arguments.count("limit") }
         let threads = try arguments.threads() ?? 2
+        let fluency = try arguments.fluencyWeight()
         let model = try LanguageModel(path: modelPath, threads: threads)
         let prompts = try PromptSet.load(promptsPath)
         let experts = try TrainCommand.loadExperts(model: model, path: arguments.value("experts"), biases: false)
         let folder = URL(fileURLWithPath: out).deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        let reward = ReferenceNormalisedReward(model: RewardModel(sentiment: try TrainCommand.loadSentiment(
+        var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: try TrainCommand.loadSentiment(
             arguments.value("lexicon"))), prompts: prompts, cachePath: folder + "/references.json")
+        reward.gate(weight: fluency)
         var sampler = ResponseSampler(experts: experts, prompts: prompts, reward: reward)
         let indices = Array(0..<min(limit ?? prompts.prompts.count, prompts.prompts.count))
         let start = Date()

@@ -28,6 +28,7 @@ enum TrainCommand: ParsableCommand {
             .value("seed", "S", default: "1", help: "Seed of everything random in the run."),
             .value("out", "DIR", help: "Output directory."),
             .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
+            .fluency,
             .value("threads", "N", default: "2", help: "Threads of the forward pass."),
             .value("checkpoint-every", "K", default: "5", help: "Steps between checkpoints."),
             .value("learning-rate", "X", default: "0.01", help: "Adam's step size."),
@@ -73,8 +74,9 @@ enum TrainCommand: ParsableCommand {
                                       path: arguments.value("experts"))
         let prompts = try PromptSet.load(promptsPath)
         let rewardModel = RewardModel(sentiment: try loadSentiment(arguments.value("lexicon")))
-        let reward = ReferenceNormalisedReward(model: rewardModel, prompts: prompts,
+        var reward = ReferenceNormalisedReward(model: rewardModel, prompts: prompts,
                                                cachePath: out + "/references.json")
+        reward.gate(weight: try arguments.fluencyWeight())
         let trainer = Trainer(experts: experts, prompts: prompts, reward: reward, options: options,
                               outputDirectory: out)
         if arguments.flag("resume") { try trainer.resume() }

@@ -38,6 +38,7 @@ enum TuneCommand: ParsableCommand {
             .value("seed", "S", default: "1", help: "Seed of everything random in the run."),
             .value("out", "DIR", help: "Output directory."),
             .value("lexicon", "FILE", help: "VADER's vader_lexicon.txt (default: found through python3)."),
+            .fluency,
             .value("threads", "N", default: "2", help: "Threads of the forward pass."),
             .value("checkpoint-every", "K", default: "5", help: "Steps between checkpoints."),
             .value("plot-script", "FILE", default: "Scripts/plot.py", help: "The plotting script."),
@@ -72,8 +73,9 @@ enum TuneCommand: ParsableCommand {
         let prompts = try PromptSet.load(promptsPath)
         // Tuning starts every offset at zero: a file's biases are not loaded.
         let experts = try TrainCommand.loadExperts(model: model, path: arguments.value("experts"), biases: false)
-        let reward = ReferenceNormalisedReward(model: RewardModel(sentiment: try TrainCommand.loadSentiment(
+        var reward = ReferenceNormalisedReward(model: RewardModel(sentiment: try TrainCommand.loadSentiment(
             arguments.value("lexicon"))), prompts: prompts, cachePath: out + "/references.json")
+        reward.gate(weight: try arguments.fluencyWeight())
         let tuner = ExpertTuner(experts: experts, prompts: prompts, reward: reward, options: options,
                                 outputDirectory: out)
         if arguments.flag("resume") { try tuner.resume() }
