@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Release builds target the build machine's CPU (AVX-512 here); the default baseline x86-64 turns vector FMAs into
+// Release builds target the build machine's CPU (AVX2 or AVX-512); the default baseline x86-64 turns vector FMAs into
 // library calls. Set MOPE_PORTABLE=1 for a binary that runs on any x86-64.
 let portable = Context.environment["MOPE_PORTABLE"] != nil
 let cpuFlags = portable ? [] : ["-target-cpu", "native"]
@@ -45,7 +45,10 @@ let package = Package(
 
         // MARK: Protocol and engine
         .target(name: "Wire"),
-        .target(name: "CPUKernels", swiftSettings: kernelFlags),
+        // The packed-weight kernels in C with AVX2 intrinsics (chosen at run time by CPUID; MOPE_PORTABLE builds
+        // leave them out). Optimised in every configuration, as the Swift kernels are.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])] + (portable ? [.define("MOPE_PORTABLE")] : [])),
+        .target(name: "CPUKernels", dependencies: ["CKernels"], swiftSettings: kernelFlags),
         .target(name: "Inference", dependencies: ["CPUKernels"], swiftSettings: numericFlags),
         .target(name: "Preference", dependencies: ["Inference", "CPUKernels"], swiftSettings: numericFlags),
         .target(name: "Decoding", dependencies: ["Wire", "Inference", "Preference"], swiftSettings: numericFlags),

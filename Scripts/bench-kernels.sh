@@ -11,6 +11,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 out="${TMPDIR:-/tmp}/mope-bench-kernels"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ckernels=$(Scripts/lib/ckernels.sh "$work/ckernels")
+# shellcheck disable=SC2086
 swiftc -Ounchecked -wmo -target-cpu native -parse-as-library -module-name BenchKernels -o "$out" \
-    Scripts/bench-kernels.swift Sources/Inference/Kernels/*.swift Sources/Inference/GGUF/GGMLType.swift
-exec "$out" "$@"
+    Scripts/bench-kernels.swift Sources/CPUKernels/*.swift $ckernels
+"$out" "$@"

@@ -6,6 +6,8 @@
 struct QuantizedActivations {
     /// `rows × columns` values, row-major.
     let values: UnsafeMutablePointer<Int16>
+    /// The same values as bytes, what the packed-weight kernels of `CKernels` read.
+    let bytes: UnsafeMutablePointer<Int8>
     /// `rows × blocks` scales.
     let scales: UnsafeMutablePointer<Float>
     /// `rows × blocks` scaled sums `d·Σq`.
@@ -27,17 +29,18 @@ struct QuantizedActivations {
 
     static func laneRows(_ rows: Int) -> Int { rows / 16 * 16 + (rows % 16 >= 8 ? 8 : 0) }
 
-    private static func layout(rows: Int, columns: Int) -> (values: Int, perBlock: Int, lanes: Int) {
+    private static func layout(rows: Int, columns: Int) -> (values: Int, bytes: Int, perBlock: Int, lanes: Int) {
         let values = (rows * columns * 2 + 63) & ~63
+        let bytes = (rows * columns + 63) & ~63
         let perBlock = (rows * (columns / 32) * 4 + 63) & ~63
         let lanes = laneRows(rows) * columns * 4
-        return (values, perBlock, lanes)
+        return (values, bytes, perBlock, lanes)
     }
 
     /// Bytes of scratch memory `rows × columns` activations need.
     static func byteCount(rows: Int, columns: Int) -> Int {
         let l = layout(rows: rows, columns: columns)
-        return l.values + 4 * l.perBlock + l.lanes
+        return l.values + l.bytes + 4 * l.perBlock + l.lanes
     }
 
     /// Lays out the activations in `scratch` (at least `byteCount(rows:columns:)` bytes, 64-byte aligned).
@@ -47,11 +50,13 @@ struct QuantizedActivations {
         let l = Self.layout(rows: rows, columns: columns)
         let nb = columns / 32
         values = scratch.bindMemory(to: Int16.self, capacity: rows * columns)
-        scales = (scratch + l.values).bindMemory(to: Float.self, capacity: rows * nb)
-        sums = (scratch + l.values + l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
-        laneScales = (scratch + l.values + 2 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
-        laneSums = (scratch + l.values + 3 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
-        lanes = (scratch + l.values + 4 * l.perBlock)
+        bytes = (scratch + l.values).bindMemory(to: Int8.self, capacity: rows * columns)
+        let perBlock = scratch + l.values + l.bytes
+        scales = perBlock.bindMemory(to: Float.self, capacity: rows * nb)
+        sums = (perBlock + l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        laneScales = (perBlock + 2 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        laneSums = (perBlock + 3 * l.perBlock).bindMemory(to: Float.self, capacity: rows * nb)
+        lanes = (perBlock + 4 * l.perBlock)
             .bindMemory(to: Float.self, capacity: Self.laneRows(rows) * columns)
     }
 
@@ -78,6 +83,7 @@ struct QuantizedActivations {
     func quantize(row: Int, from x: UnsafePointer<Float>) {
         let nb = blocks
         let q = values + row * columns
+        let q8 = bytes + row * columns
         for b in 0..<nb {
             // max|x| over the bit patterns: for non-negative floats integer order is float order, and an
             // integer max reduction vectorises (a float one does not).
@@ -86,11 +92,12 @@ struct QuantizedActivations {
             let amax = Float(bitPattern: bits)
             let d = amax / 127
             let inverse: Float = amax > 0 ? 127 / amax : 0
-            let qb = q + 32 * b
+            let qb = q + 32 * b, q8b = q8 + 32 * b
             var sum: Int32 = 0
             for i in 0..<32 {
                 let value = Int16(truncatingIfNeeded: Int32((x[32 * b + i] * inverse).rounded(.toNearestOrEven)))
                 qb[i] = value
+                q8b[i] = Int8(truncatingIfNeeded: value)
                 sum &+= Int32(value)
             }
             scales[row * nb + b] = d

@@ -1,3 +1,5 @@
+import CKernels
+
 // MARK: Integer dot products of GGML weight blocks with 8-bit activation blocks
 
 /// Block `index` (32 weights) of the weight row at `row`. For the K-quant formats a 32-weight block is a
@@ -145,6 +147,23 @@ extension Kernels {
     static func integerRows(
         _ w: QuantizedMatrix, _ a: QuantizedActivations, rowRange range: Range<Int>, out: UnsafeMutablePointer<Float>
     ) {
+        var range = range
+        if let packed = w.packed {
+            // Whole groups of 8 rows to the C kernels; the rows after the last whole group (and a range that does
+            // not start at a group, which `rowChunk` never makes) to the Swift kernels below.
+            let begin = range.lowerBound % 8 == 0 ? range.lowerBound / 8 : packed.groups
+            let end = max(begin, min(packed.groups, range.upperBound / 8))
+            if end > begin {
+                let bytes = UnsafePointer(packed.bytes.assumingMemoryBound(to: UInt8.self))
+                if w.type == .q4_1 {
+                    mope_q4_1_rows(bytes, a.blocks, begin, end, a.bytes, a.scales, a.sums, a.rows, out, w.rows)
+                } else {
+                    mope_q8_0_rows(bytes, a.blocks, begin, end, a.bytes, a.scales, a.rows, out, w.rows)
+                }
+                range = 8 * end..<max(8 * end, range.upperBound)
+            }
+            if range.isEmpty { return }
+        }
         switch w.type {
         case .q8_0: quantizedRows(Q8_0Format.self, w, a, rowRange: range, out: out)
         case .q4_0: quantizedRows(Q4_0Format.self, w, a, rowRange: range, out: out)

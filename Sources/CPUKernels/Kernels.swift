@@ -1,3 +1,10 @@
+import CKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Compute kernels over quantised weights.
 ///
 /// Contract (the model code relies on it):
@@ -15,8 +22,21 @@
 ///    never depends on the batch it was computed in). Batched decoding and prefill are compute-bound.
 /// 4. Rows are split into about 8 chunks per thread, taken dynamically by the `ThreadPool`'s threads.
 ///
+/// Where the CPU has AVX2, Q4_1 and Q8_0 matrices loaded with `withPackedLayout()` go instead to the C kernels
+/// of `CKernels`: `vpmaddubsw` multiplies 32 weight bytes by 32 activation bytes at once, and 8 weight rows share
+/// every activation load, so a decode step of a few rows costs little more than one row. `MOPE_PORTABLE=1` in the
+/// environment (or at build time) keeps every product on the Swift kernels.
+///
 /// Float helpers for the rest of a forward pass (dot, axpy, RMS norm, softmax, SwiGLU, exp) are in `Vector`.
 public enum Kernels {
+    /// Whether `QuantizedMatrix.withPackedLayout()` packs matrices for the C kernels: the CPU runs them and
+    /// `MOPE_PORTABLE` is not set in the environment.
+    public static let packedKernels: Bool = {
+        guard mope_kernels_available() != 0 else { return false }
+        guard let value = getenv("MOPE_PORTABLE") else { return true }
+        return String(cString: value).isEmpty || String(cString: value) == "0"
+    }()
+
     /// Tensor types the kernels read.
     public static let supportedTypes: Set<GGMLType> = [.f32, .f16, .q4_0, .q4_1, .q5_0, .q8_0, .q4_K, .q6_K]
 
@@ -93,7 +113,7 @@ public enum Kernels {
             pool.withScratch(bytes: bytes) { scratch in
                 let a = QuantizedActivations(scratch: scratch, rows: batch, columns: w.columns)
                 for t in 0..<batch { a.quantize(row: t, from: x + t * w.columns) }
-                a.transpose()
+                if !w.fullyPacked { a.transpose() }
                 pool.runLocked(tasks: tasks) { task in
                     integerRows(w, a, rowRange: task * chunk..<min(w.rows, (task + 1) * chunk), out: out)
                 }
@@ -141,7 +161,7 @@ public enum Kernels {
         pool.withScratch(bytes: bytes) { scratch in
             let a = QuantizedActivations(scratch: scratch, rows: batch, columns: columns)
             for t in 0..<batch { a.quantize(row: t, from: x + t * columns) }
-            a.transpose()
+            if !first.w.fullyPacked || !second.w.fullyPacked || !(third?.w.fullyPacked ?? true) { a.transpose() }
             pool.runLocked(tasks: tasks) { task in
                 let part = task < tasks0 ? first : task < tasks01 ? second : third.unsafelyUnwrapped
                 let index = task < tasks0 ? task : task < tasks01 ? task - tasks0 : task - tasks01
@@ -161,11 +181,12 @@ public enum Kernels {
     }
 
     /// Rows per task: enough tasks (about 8 per thread) to balance uneven threads, each big enough that
-    /// handing it out costs little next to its work.
+    /// handing it out costs little next to its work; a multiple of 8, so that every task starts at a group of
+    /// the packed layout and a row is computed by the same kernel whatever the batch and the threads.
     static func rowChunk(rows: Int, batch: Int, threads: Int) -> Int {
         if threads == 1 { return rows }
         let perTask = max(1, 16 / min(batch, 16))  // about 16 row·batch products at least
-        return max(perTask, (rows + threads * 8 - 1) / (threads * 8))
+        return (max(perTask, (rows + threads * 8 - 1) / (threads * 8)) + 7) & ~7
     }
 
     /// Rows `rowRange` of `w · x` for F32/F16 weights.

@@ -1,3 +1,5 @@
+import CKernels
+
 /// A row-major matrix stored in one of the GGML block formats, usually pointing into a memory-mapped
 /// model file.
 ///
@@ -18,6 +20,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
     public let data: UnsafeRawPointer
     /// Bytes per row.
     public let rowBytes: Int
+    /// The same weights in the layout of the packed-weight kernels (`withPackedLayout()`), or nil.
+    public let packed: PackedWeights?
 
     /// Wraps `rows × columns` values of `type` starting at `data`.
     /// - Throws: `KernelError.unsupportedType` for a type the kernels cannot read,
@@ -32,11 +36,64 @@ public struct QuantizedMatrix: @unchecked Sendable {
         self.columns = columns
         self.data = data
         self.rowBytes = rowBytes
+        packed = nil
     }
+
+    private init(_ m: QuantizedMatrix, packed: PackedWeights) {
+        type = m.type
+        rows = m.rows
+        columns = m.columns
+        data = m.data
+        rowBytes = m.rowBytes
+        self.packed = packed
+    }
+
+    /// This matrix with a copy of its weights in the packed layout that `Kernels.matmul` reads with the C kernels,
+    /// when they run on this CPU and read its type (Q4_1, Q8_0) and it has at least 8 rows; otherwise `self`.
+    ///
+    /// The copy costs as much memory as the weights (the original bytes stay where they are, for
+    /// `dequantizeRow`); it is made once, when a model loads. A product with a packed matrix gives the same
+    /// results, within float rounding, as the portable Swift kernels, and, like them, gives every row the same
+    /// bits whatever the batch.
+    public func withPackedLayout() -> QuantizedMatrix {
+        guard packed == nil, Kernels.packedKernels, rows >= 8, type == .q4_1 || type == .q8_0 else { return self }
+        return QuantizedMatrix(self, packed: PackedWeights(self))
+    }
+
+    /// Whether the packed layout holds every row, so that products never need the Swift kernels' transposed
+    /// activations.
+    var fullyPacked: Bool { packed.map { 8 * $0.groups == rows } ?? false }
 
     /// The first byte of row `row`.
     @inlinable
     public func row(_ row: Int) -> UnsafeRawPointer { data + row * rowBytes }
+}
+
+/// A matrix's weights repacked for the C kernels: groups of 8 rows, block by block (see `CKernels.h`). The rows
+/// past the last whole group are not packed; the Swift kernels compute them.
+public final class PackedWeights: @unchecked Sendable {
+    // Safe to share: written once in init, read-only afterwards.
+
+    /// The packed bytes, 64-byte aligned.
+    let bytes: UnsafeMutableRawPointer
+    /// Whole groups of 8 rows.
+    let groups: Int
+
+    init(_ m: QuantizedMatrix) {
+        groups = m.rows / 8
+        let blocks = m.columns / 32
+        let perGroupBlock = m.type == .q4_1 ? Int(MOPE_Q4_1_GROUP_BLOCK_BYTES) : Int(MOPE_Q8_0_GROUP_BLOCK_BYTES)
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: max(1, groups * blocks * perGroupBlock), alignment: 64)
+        let src = m.data.assumingMemoryBound(to: UInt8.self)
+        let dst = bytes.assumingMemoryBound(to: UInt8.self)
+        if m.type == .q4_1 {
+            mope_q4_1_pack(src, dst, 8 * groups, blocks)
+        } else {
+            mope_q8_0_pack(src, dst, 8 * groups, blocks)
+        }
+    }
+
+    deinit { bytes.deallocate() }
 }
 
 /// Why a matrix cannot be used by the kernels.

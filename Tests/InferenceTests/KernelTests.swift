@@ -10,7 +10,8 @@ private final class RandomMatrix {
     let bytes: UnsafeMutableRawPointer
     let matrix: QuantizedMatrix
 
-    init(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64) throws {
+    /// With `packed`, the matrix carries the packed layout of the C kernels (where this CPU runs them).
+    init(_ type: GGMLType, rows: Int, columns: Int, seed: UInt64, packed: Bool = false) throws {
         var rng = SplitMix64(seed: seed)
         let rowBytes = try #require(type.byteCount(values: columns))
         let bytes = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
@@ -45,7 +46,8 @@ private final class RandomMatrix {
             break
         }
         self.bytes = bytes
-        matrix = try QuantizedMatrix(type: type, rows: rows, columns: columns, data: bytes)
+        let plain = try QuantizedMatrix(type: type, rows: rows, columns: columns, data: bytes)
+        matrix = packed ? plain.withPackedLayout() : plain
     }
 
     deinit { bytes.deallocate() }
@@ -204,6 +206,91 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
                 let separate = matmul(m.matrix, x, batch: batch, pool: pool)
                 #expect(Array(UnsafeBufferPointer(start: out, count: separate.count)) == separate,
                         "\(m.matrix.type.name) in \(types.map(\.name)) batch \(batch) threads \(threads)")
+            }
+        }
+    }
+
+    static let packedShapes = [
+        Shape(rows: 64, columns: 576, batch: 1), Shape(rows: 64, columns: 576, batch: 2),
+        Shape(rows: 45, columns: 96, batch: 3), Shape(rows: 40, columns: 1536, batch: 4),
+        Shape(rows: 45, columns: 96, batch: 5), Shape(rows: 8, columns: 32, batch: 16),
+        Shape(rows: 130, columns: 576, batch: 17), Shape(rows: 7, columns: 64, batch: 3),
+    ]
+
+    @Test("packed Q4_1 and Q8_0 matrices go to the C kernels and match the reference within the activation bound",
+          .enabled(if: Kernels.packedKernels), arguments: [GGMLType.q4_1, .q8_0], packedShapes)
+    func packedMatchesReference(type: GGMLType, shape: Shape) throws {
+        let m = try RandomMatrix(type, rows: shape.rows, columns: shape.columns,
+                                 seed: UInt64(shape.rows * 31 + shape.batch), packed: true)
+        #expect((m.matrix.packed != nil) == (shape.rows >= 8))
+        let x = randomInput(count: shape.batch * shape.columns, seed: 7)
+        let (expected, bounds) = reference(m.matrix, x, batch: shape.batch)
+        for threads in [1, 2, 3] {
+            let out = matmul(m.matrix, x, batch: shape.batch, pool: ThreadPool(threads: threads))
+            for i in 0..<out.count {
+                let allowed = bounds[i] + 1e-4 * (1 + abs(expected[i]))
+                #expect(abs(out[i] - expected[i]) <= allowed, "\(type.name) \(shape) threads \(threads) output \(i)")
+            }
+        }
+    }
+
+    @Test("the C kernels give the Swift kernels' results up to float rounding (the integer sums are the same)",
+          .enabled(if: Kernels.packedKernels), arguments: [GGMLType.q4_1, .q8_0], [1, 2, 3, 4, 5, 16, 17])
+    func packedMatchesSwift(type: GGMLType, batch: Int) throws {
+        let rows = 45, columns = 576
+        let plain = try RandomMatrix(type, rows: rows, columns: columns, seed: 5)
+        let packed = try RandomMatrix(type, rows: rows, columns: columns, seed: 5, packed: true)
+        let x = randomInput(count: batch * columns, seed: 13)
+        let pool = ThreadPool(threads: 2)
+        let a = matmul(plain.matrix, x, batch: batch, pool: pool)
+        let b = matmul(packed.matrix, x, batch: batch, pool: pool)
+        for i in 0..<a.count {
+            #expect(abs(a[i] - b[i]) <= 2e-5 * (1 + abs(a[i])), "\(type.name) batch \(batch) output \(i)")
+        }
+        // The 5 rows after the last group of 8 are the Swift kernels' own: the same bits.
+        for t in 0..<batch { #expect(Array(a[t * rows + 40..<(t + 1) * rows]) == Array(b[t * rows + 40..<(t + 1) * rows])) }
+    }
+
+    @Test("with packed weights, batch T equals T separate batch-1 matmuls, bit for bit, on 1 to 3 threads",
+          .enabled(if: Kernels.packedKernels), arguments: [GGMLType.q4_1, .q8_0], [2, 3, 5, 16, 19])
+    func packedBatchEqualsSingles(type: GGMLType, batch: Int) throws {
+        let rows = 85, columns = 576
+        let m = try RandomMatrix(type, rows: rows, columns: columns, seed: 3, packed: true)
+        let x = randomInput(count: batch * columns, seed: 11)
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool(threads: threads)
+            let batched = matmul(m.matrix, x, batch: batch, pool: pool)
+            for t in 0..<batch {
+                let single = matmul(m.matrix, Array(x[t * columns..<(t + 1) * columns]), batch: 1, pool: pool)
+                #expect(Array(batched[t * rows..<(t + 1) * rows]) == single,
+                        "\(type.name) batch \(batch) row \(t) threads \(threads)")
+            }
+        }
+    }
+
+    @Test("a fused matmul of packed and unpacked matrices equals separate matmuls, bit for bit",
+          .enabled(if: Kernels.packedKernels), arguments: [1, 3, 20])
+    func packedFusedEqualsSeparate(batch: Int) throws {
+        let columns = 256
+        let matrices = [
+            try RandomMatrix(.q4_1, rows: 48, columns: columns, seed: 17, packed: true),
+            try RandomMatrix(.q4_0, rows: 13, columns: columns, seed: 18),
+            try RandomMatrix(.q8_0, rows: 29, columns: columns, seed: 19, packed: true),
+        ]
+        let x = randomInput(count: batch * columns, seed: 23)
+        for threads in [1, 2] {
+            let pool = ThreadPool(threads: threads)
+            let outs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: batch * $0.matrix.rows) }
+            defer { outs.forEach { $0.deallocate() } }
+            for (m, out) in zip(matrices, outs) { out.initialize(repeating: .nan, count: batch * m.matrix.rows) }
+            x.withUnsafeBufferPointer { xp in
+                Kernels.matmul((matrices[0].matrix, outs[0]), (matrices[1].matrix, outs[1]),
+                               (matrices[2].matrix, outs[2]), x: xp.baseAddress!, batch: batch, pool: pool)
+            }
+            for (m, out) in zip(matrices, outs) {
+                let separate = matmul(m.matrix, x, batch: batch, pool: pool)
+                #expect(Array(UnsafeBufferPointer(start: out, count: separate.count)) == separate,
+                        "\(m.matrix.type.name) batch \(batch) threads \(threads)")
             }
         }
     }

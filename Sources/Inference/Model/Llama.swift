@@ -119,7 +119,7 @@ final class LlamaModel {
             throw .badShape(tensor: name, shape: gguf.tensorInfo(name)?.shape ?? [],
                             expected: "[\(columns), \(rows)] (columns, rows)")
         }
-        return m
+        return m.withPackedLayout()
     }
 
     static func vector(_ gguf: GGUFFile, _ name: String, count: Int) throws(GGUFError) -> [Float] {

@@ -1,0 +1,168 @@
+// Packed-weight integer matrix kernels (see include/CKernels.h).
+
+#include "CKernels.h"
+
+#include <string.h>
+
+void mope_q4_1_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks) {
+    for (long g = 0; g < rows / 8; g++) {
+        for (long b = 0; b < blocks; b++) {
+            uint8_t *o = dst + (g * blocks + b) * MOPE_Q4_1_GROUP_BLOCK_BYTES;
+            for (long j = 0; j < 8; j++) {
+                const uint8_t *block = src + ((g * 8 + j) * blocks + b) * 20;
+                memcpy(o + 2 * j, block, 2);
+                memcpy(o + 16 + 2 * j, block + 2, 2);
+                for (long k = 0; k < 4; k++) memcpy(o + 32 + 32 * k + 4 * j, block + 4 + 4 * k, 4);
+            }
+        }
+    }
+}
+
+void mope_q8_0_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks) {
+    for (long g = 0; g < rows / 8; g++) {
+        for (long b = 0; b < blocks; b++) {
+            uint8_t *o = dst + (g * blocks + b) * MOPE_Q8_0_GROUP_BLOCK_BYTES;
+            for (long j = 0; j < 8; j++) {
+                const uint8_t *block = src + ((g * 8 + j) * blocks + b) * 34;
+                memcpy(o + 2 * j, block, 2);
+                for (long k = 0; k < 8; k++) memcpy(o + 16 + 32 * k + 4 * j, block + 2 + 4 * k, 4);
+            }
+        }
+    }
+}
+
+#if defined(__x86_64__) && !defined(MOPE_PORTABLE)
+
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+int mope_kernels_available(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+/// 4 activation bytes at `p` in every 32-bit lane.
+INLINE __m256i broadcast4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/// One group of 8 weight rows against `n` (1…4, a constant after inlining) activation rows.
+INLINE void q4_1_group(const uint8_t *p, long blocks, const int8_t *x, const float *dx, const float *sx, long n,
+                       float *out, long out_stride) {
+    const long columns = 32 * blocks;
+    const __m256i mask = _mm256_set1_epi8(0x0F);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4], off[4];
+    for (long t = 0; t < n; t++) { acc[t] = _mm256_setzero_ps(); off[t] = _mm256_setzero_ps(); }
+    for (long b = 0; b < blocks; b++, p += MOPE_Q4_1_GROUP_BLOCK_BYTES) {
+        _mm_prefetch((const char *)(p + 8 * MOPE_Q4_1_GROUP_BLOCK_BYTES), _MM_HINT_T0);
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
+        // Σ over the block per row, as 16-bit pairs: each vpmaddubsw pair is at most 2·15·127, eight of them fit.
+        __m256i s[4];
+        for (long t = 0; t < n; t++) s[t] = _mm256_setzero_si256();
+        for (long k = 0; k < 4; k++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 + 32 * k));
+            const __m256i lo = _mm256_and_si256(v, mask);                          // values 4k…4k+3
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);    // values 16+4k…
+            for (long t = 0; t < n; t++) {
+                const int8_t *xb = x + t * columns + 32 * b;
+                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, broadcast4(xb + 4 * k)));
+                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, broadcast4(xb + 16 + 4 * k)));
+            }
+        }
+        for (long t = 0; t < n; t++) {
+            const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[t], ones));  // exact integers
+            acc[t] = _mm256_fmadd_ps(d, _mm256_mul_ps(_mm256_set1_ps(dx[t * blocks + b]), dot), acc[t]);
+            off[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(sx[t * blocks + b]), off[t]);
+        }
+    }
+    for (long t = 0; t < n; t++) _mm256_storeu_ps(out + t * out_stride, _mm256_add_ps(acc[t], off[t]));
+}
+
+INLINE void q8_0_group(const uint8_t *p, long blocks, const int8_t *x, const float *dx, long n, float *out,
+                       long out_stride) {
+    const long columns = 32 * blocks;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+    for (long t = 0; t < n; t++) acc[t] = _mm256_setzero_ps();
+    for (long b = 0; b < blocks; b++, p += MOPE_Q8_0_GROUP_BLOCK_BYTES) {
+        _mm_prefetch((const char *)(p + 4 * MOPE_Q8_0_GROUP_BLOCK_BYTES), _MM_HINT_T0);
+        _mm_prefetch((const char *)(p + 4 * MOPE_Q8_0_GROUP_BLOCK_BYTES + 128), _MM_HINT_T0);
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+        __m256i s[4];
+        for (long t = 0; t < n; t++) s[t] = _mm256_setzero_si256();
+        for (long k = 0; k < 8; k++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
+            // vpmaddubsw multiplies unsigned by signed bytes: |w| times x with w's sign (a pair is at most
+            // 2·128·127, so it cannot saturate; −128 is 128 unsigned).
+            const __m256i magnitude = _mm256_abs_epi8(v);
+            for (long t = 0; t < n; t++) {
+                const __m256i xs = _mm256_sign_epi8(broadcast4(x + t * columns + 32 * b + 4 * k), v);
+                s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xs), ones));
+            }
+        }
+        for (long t = 0; t < n; t++) {
+            const __m256 dot = _mm256_cvtepi32_ps(s[t]);
+            acc[t] = _mm256_fmadd_ps(d, _mm256_mul_ps(_mm256_set1_ps(dx[t * blocks + b]), dot), acc[t]);
+        }
+    }
+    for (long t = 0; t < n; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+// Each group's weights (a few KB) stay in L1 while every activation row passes over them, four at a time.
+#define ROWS_LOOP(GROUP_CALL_N)                                                                     \
+    for (long g = group_begin; g < group_end; g++) {                                                \
+        long t = 0;                                                                                 \
+        for (; t + 4 <= input_rows; t += 4) GROUP_CALL_N(4);                                        \
+        switch (input_rows - t) {                                                                   \
+        case 3: GROUP_CALL_N(3); break;                                                             \
+        case 2: GROUP_CALL_N(2); break;                                                             \
+        case 1: GROUP_CALL_N(1); break;                                                             \
+        default: break;                                                                             \
+        }                                                                                           \
+    }
+
+TARGET void mope_q4_1_rows(const uint8_t *packed, long blocks, long group_begin, long group_end,
+                           const int8_t *x, const float *dx, const float *sx, long input_rows,
+                           float *out, long out_stride) {
+#define Q4_1_CALL(N)                                                                                  \
+    q4_1_group(packed + g * blocks * MOPE_Q4_1_GROUP_BLOCK_BYTES, blocks, x + t * 32 * blocks,        \
+               dx + t * blocks, sx + t * blocks, N, out + t * out_stride + 8 * g, out_stride)
+    ROWS_LOOP(Q4_1_CALL)
+#undef Q4_1_CALL
+}
+
+TARGET void mope_q8_0_rows(const uint8_t *packed, long blocks, long group_begin, long group_end,
+                           const int8_t *x, const float *dx, long input_rows,
+                           float *out, long out_stride) {
+#define Q8_0_CALL(N)                                                                                  \
+    q8_0_group(packed + g * blocks * MOPE_Q8_0_GROUP_BLOCK_BYTES, blocks, x + t * 32 * blocks,        \
+               dx + t * blocks, N, out + t * out_stride + 8 * g, out_stride)
+    ROWS_LOOP(Q8_0_CALL)
+#undef Q8_0_CALL
+}
+
+#else
+
+int mope_kernels_available(void) { return 0; }
+
+void mope_q4_1_rows(const uint8_t *packed, long blocks, long group_begin, long group_end,
+                    const int8_t *x, const float *dx, const float *sx, long input_rows,
+                    float *out, long out_stride) {
+    (void)packed; (void)blocks; (void)group_begin; (void)group_end; (void)x; (void)dx; (void)sx;
+    (void)input_rows; (void)out; (void)out_stride;
+}
+
+void mope_q8_0_rows(const uint8_t *packed, long blocks, long group_begin, long group_end,
+                    const int8_t *x, const float *dx, long input_rows,
+                    float *out, long out_stride) {
+    (void)packed; (void)blocks; (void)group_begin; (void)group_end; (void)x; (void)dx;
+    (void)input_rows; (void)out; (void)out_stride;
+}
+
+#endif
