@@ -99,8 +99,9 @@ public struct ClusterConfig: Sendable, Equatable {
     /// Whether `mope cluster` starts one worker process per replica for all the experts that use the same model
     /// file (each keeps its own connection and id; the process loads the weights once and batches their sessions
     /// into one forward pass), rather than one process per expert replica. Faster when the experts outnumber the
-    /// cores; a crash then takes every expert of the process at once.
-    public var sharedWorkers = false
+    /// cores; a crash then takes every expert of the process at once. Nil (the default): `workerTopology(cores:)`
+    /// decides.
+    public var sharedWorkers: Bool?
     /// How many strikes (missed deadlines, malformed or foreign answers) within a minute evict a worker.
     public var strikeLimit: UInt32 = 3
     /// How long an evicted worker's id is refused.
@@ -251,7 +252,7 @@ public struct ClusterConfig: Sendable, Equatable {
     /// NAME, or NAME-N (N from 1) when the expert has several replicas. With `shared` (default: `sharedWorkers`),
     /// replica N of every expert on the same model file shares a process; otherwise each replica is a process.
     public func workerProcesses(shared: Bool? = nil) -> [WorkerProcessPlan] {
-        let shared = shared ?? sharedWorkers
+        let shared = shared ?? sharedWorkers ?? false
         let replicas = experts.map(\.replicas).max() ?? 0
         var plans: [WorkerProcessPlan] = []
         for replica in 0..<replicas {
@@ -268,6 +269,33 @@ public struct ClusterConfig: Sendable, Equatable {
             }
         }
         return plans
+    }
+}
+
+/// How `mope cluster` lays its experts out in worker processes, and why.
+public struct WorkerTopology: Sendable, Equatable {
+    /// Whether the experts of one model file share a process.
+    public var shared: Bool
+    /// One line for the launcher's output, e.g. "shared workers: 3 experts of one model file, 2 cores".
+    public var reason: String
+}
+
+extension ClusterConfig {
+    /// The topology of a local cluster on a machine with `cores` cores: `sharedWorkers` when the config sets it,
+    /// else shared exactly when some model file serves more experts than there are cores. One process per expert
+    /// then runs more compute threads than cores and its passes of one row each queue for them, while a shared
+    /// process runs one pass of several rows, which the packed kernels make little dearer than one row
+    /// (docs/benchmarks.md).
+    public func workerTopology(cores: Int) -> WorkerTopology {
+        let perModel = Dictionary(grouping: experts, by: \.model).values.map(\.count).max() ?? 0
+        let most = "\(perModel) expert\(perModel == 1 ? "" : "s") of one model file, \(cores) core\(cores == 1 ? "" : "s")"
+        if let sharedWorkers {
+            return WorkerTopology(shared: sharedWorkers, reason: (sharedWorkers ? "shared workers" : "one process per expert")
+                + " (set by the config; \(most))")
+        }
+        let shared = perModel > cores
+        return WorkerTopology(shared: shared, reason: (shared ? "shared workers" : "one process per expert")
+            + " (chosen for \(most))")
     }
 }
 
@@ -383,7 +411,7 @@ extension ClusterConfig: Codable {
         maxNewTokens = try c.integer(UInt32.self, forKey: .maxNewTokens) ?? maxNewTokens
         pcm = try c.decodeIfPresent(String.self, forKey: .pcm)
         tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
-        sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers) ?? sharedWorkers
+        sharedWorkers = try c.decodeIfPresent(Bool.self, forKey: .sharedWorkers)
         strikeLimit = try c.integer(UInt32.self, forKey: .strikeLimit) ?? strikeLimit
         evictionCooldownMs = try c.integer(UInt32.self, forKey: .evictionCooldownMs) ?? evictionCooldownMs
         maxWorkerSessions = try c.integer(UInt32.self, forKey: .maxWorkerSessions) ?? maxWorkerSessions
@@ -430,7 +458,7 @@ extension ClusterConfig: Codable {
         try c.encode(merge.name, forKey: .merge)
         try c.encodeIfPresent(pcm, forKey: .pcm)
         try c.encodeIfPresent(tokenizer, forKey: .tokenizer)
-        try c.encode(sharedWorkers, forKey: .sharedWorkers)
+        try c.encodeIfPresent(sharedWorkers, forKey: .sharedWorkers)
         try c.encode(strikeLimit, forKey: .strikeLimit)
         try c.encode(evictionCooldownMs, forKey: .evictionCooldownMs)
         try c.encode(maxWorkerSessions, forKey: .maxWorkerSessions)

@@ -26,6 +26,9 @@ enum ClusterCommand: ParsableCommand {
             uses the same model file runs in one process (`mope worker --expert A,B,C --id A,B,C`): the
             weights are loaded once and each forward pass batches the sessions of all its experts, which
             is faster when the experts outnumber the cores. Each expert still registers on its own.
+            --separate-workers (or "sharedWorkers": false) gives every expert replica its own process. By
+            default the launcher shares exactly when some model file serves more experts than the machine
+            has cores, and prints its choice ("topology: ...").
 
             Readiness: the launcher asks the coordinator for its status (as `mope status` does) until every
             expert has as many live workers as the config's replicas, then prints "cluster ready". Requests
@@ -59,6 +62,7 @@ enum ClusterCommand: ParsableCommand {
                 + "\"clientEndpoint\", else derived from --endpoint as mope coordinator does)."),
             .value("threads", "n", help: "Forward-pass threads per worker (default: each worker uses every core)."),
             .flag("shared-workers", help: "One worker process per replica for all experts of one model file."),
+            .flag("separate-workers", help: "One worker process per expert replica (default: chosen by cores)."),
             .value("ready-timeout", "seconds", default: "300", help: "How long to wait for every expert."),
             .value("stop-grace", "seconds", default: "10", help: "How long children may drain before SIGKILL."),
             .value("keys", "dir", help: "Write the cluster's CURVE keys into this directory (created mode 0700; "
@@ -84,6 +88,10 @@ enum ClusterCommand: ParsableCommand {
         if let serveAddress, ServeCommand.parseListen(serveAddress) == nil {
             throw UsageError.invalidValue(option: "serve", value: serveAddress,
                                           expected: "HOST:PORT, e.g. 127.0.0.1:8000")
+        }
+        if arguments.flag("shared-workers") && arguments.flag("separate-workers") {
+            throw UsageError.invalidValue(option: "separate-workers", value: "",
+                                          expected: "either --shared-workers or --separate-workers, not both")
         }
         let keys: ClusterKeys?
         if arguments.flag("insecure") {
@@ -130,8 +138,12 @@ enum ClusterCommand: ParsableCommand {
                 executable, coordinatorArgs, name: "coordinator", environment: environment
             )
             CLI.writeOut("coordinator pid \(coordinatorPID)\n")
-            let shared = arguments.flag("shared-workers") ? true : nil
-            for plan in config.workerProcesses(shared: shared) {
+            var topologyConfig = config
+            if arguments.flag("shared-workers") { topologyConfig.sharedWorkers = true }
+            if arguments.flag("separate-workers") { topologyConfig.sharedWorkers = false }
+            let topology = topologyConfig.workerTopology(cores: ProcessInfo.processInfo.activeProcessorCount)
+            CLI.writeOut("topology: \(topology.reason)\n")
+            for plan in config.workerProcesses(shared: topology.shared) {
                 let ids = plan.ids.joined(separator: ",")
                 var args = ["worker", "--config", configPath, "--expert", plan.experts.joined(separator: ","),
                             "--coordinator", connectTo, "--id", ids] + logLevel

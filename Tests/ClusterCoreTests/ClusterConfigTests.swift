@@ -37,7 +37,7 @@ import Wire
         #expect(config.topK == 64)
         #expect(config.merge == .probability)
         #expect(config.sampling == SamplingConfig())
-        #expect(config.sharedWorkers == false)
+        #expect(config.sharedWorkers == nil)
         #expect(config.experts == [ExpertConfig(
             name: "concise", dimension: .concise, systemPrompt: PreferenceDimension.concise.defaultPrompt,
             model: "m.gguf", replicas: 1
@@ -177,6 +177,26 @@ import Wire
         for plans in [config.workerProcesses(shared: false), shared] {
             #expect(plans.flatMap(\.ids).sorted() == ["a-1", "a-2", "b", "c", "d-1", "d-2"])
         }
+    }
+
+    @Test("the default topology shares a process when a model file serves more experts than there are cores")
+    func topologyByCores() throws {
+        var config = try decode(#"{"experts": [{"name": "concise", "model": "m.gguf"}, {"name": "verbose", "model": "m.gguf"}, {"name": "friendly", "model": "m.gguf"}, {"name": "unfriendly", "model": "n.gguf"}]}"#)
+        #expect(config.workerTopology(cores: 2) == WorkerTopology(
+            shared: true, reason: "shared workers (chosen for 3 experts of one model file, 2 cores)"))
+        #expect(config.workerTopology(cores: 3).shared == false)
+        #expect(config.workerTopology(cores: 8).reason == "one process per expert (chosen for 3 experts of one model file, 8 cores)")
+        config.sharedWorkers = false
+        #expect(config.workerTopology(cores: 1) == WorkerTopology(
+            shared: false, reason: "one process per expert (set by the config; 3 experts of one model file, 1 core)"))
+        config.sharedWorkers = true
+        #expect(config.workerTopology(cores: 64).shared == true)
+        // The setting survives a round trip through JSON, and so does its absence.
+        let encoded = try JSONEncoder().encode(config)
+        #expect(try JSONDecoder().decode(ClusterConfig.self, from: encoded).sharedWorkers == true)
+        config.sharedWorkers = nil
+        let unset = try JSONDecoder().decode(ClusterConfig.self, from: try JSONEncoder().encode(config))
+        #expect(unset.sharedWorkers == nil)
     }
 
     @Test("the demo config has the six dimensions on the real model, prompted and tuned as the shipped PCM was trained")
