@@ -67,38 +67,72 @@ struct BenchKernels {
     }
 
     /// All matmuls of SmolLM2-135M for `batch` tokens (30 layers of q, k, v, o, gate, up, down in Q4_1 and the
-    /// Q8_0 output matrix), with the model's own sizes, so that weights come from DRAM as in a forward pass.
-    /// Prints tokens per second counting matmuls only (no attention, norms or activations).
+    /// Q8_0 output matrix), with the model's own sizes and calls (q/k/v and gate/up fused, as a forward pass makes
+    /// them), so that weights come from DRAM as in a forward pass; for the portable Swift kernels and the packed C
+    /// kernels in the same run. Prints, per kernel, thread count and batch: ms per pass, the pass's cost over a
+    /// 1-row pass of the same kernel, tokens per second (matmuls only: no attention, norms or activations), the
+    /// packed kernels' speed-up over the Swift ones, and where a pass's time goes (share of each product).
     static func modelPass(threads: [Int]) {
-        let shapes = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
-        var matrices: [QuantizedMatrix] = []
-        for _ in 0..<30 {
-            for (rows, columns) in shapes { matrices += randomMatrix(.q4_1, rows: rows, columns: columns, copies: 1) }
+        func layer() -> [QuantizedMatrix] {
+            [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
+                .flatMap { randomMatrix(.q4_1, rows: $0.0, columns: $0.1, copies: 1) }
         }
-        matrices += randomMatrix(.q8_0, rows: 49152, columns: 576, copies: 1)
-        let bytes = matrices.map { $0.rows * $0.rowBytes }.reduce(0, +)
-        print(String(format: "model pass (%.1f MB of weights): threads batch  ms/pass  tokens/s  GB/s  tokens/CPU-s",
-                     Double(bytes) / 1e6))
+        let layers = (0..<30).map { _ in layer() }
+        let output = randomMatrix(.q8_0, rows: 49152, columns: 576, copies: 1)[0]
+        let packedLayers = layers.map { $0.map { $0.withPackedLayout() } }
+        let packedOutput = output.withPackedLayout()
+        let bytes = (layers.flatMap { $0 } + [output]).map { $0.rows * $0.rowBytes }.reduce(0, +)
+        print(String(format: "model pass (%.1f MB of weights; packed kernels %@)", Double(bytes) / 1e6,
+                     Kernels.packedKernels ? "on" : "unavailable"))
+        print("kernel   threads batch  ms/pass  ×1-row  tokens/s   GB/s  packed/Swift   qkv    o  gate/up down output")
         let x = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 1536)
         for i in 0..<256 * 1536 { x[i] = Float.random(in: -1...1) }
         let out = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 49152)
+        let out2 = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 1536)
+        let out3 = UnsafeMutablePointer<Float>.allocate(capacity: 256 * 1536)
+        func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         for t in threads {
             let pool = ThreadPool(threads: t)
-            for batch in [1, 4, 8, 16, 64] {
-                let passes = batch == 1 ? 30 : max(2, 60 / batch)
-                var best = Double.infinity, bestCPU = 0.0
-                for _ in 0..<3 {
-                    let start = DispatchTime.now().uptimeNanoseconds
-                    let cpuStart = cpuNanoseconds()
-                    for _ in 0..<passes {
-                        for m in matrices { Kernels.matmul(m, x: x, batch: batch, out: out, pool: pool) }
+            var one: [String: Double] = [:]
+            var swift: [Int: Double] = [:]
+            for batch in [1, 2, 3, 4, 8, 16, 64] {
+                for (name, set, head) in [("swift", layers, output), ("packed", packedLayers, packedOutput)] {
+                    let passes = batch <= 4 ? 20 : max(2, 60 / batch)
+                    var best = Double.infinity
+                    var parts = [Double](repeating: 0, count: 5)
+                    for _ in 0..<3 {
+                        var split = [UInt64](repeating: 0, count: 5)
+                        let start = now()
+                        for _ in 0..<passes {
+                            for m in set {
+                                var t0 = now()
+                                Kernels.matmul((m[0], out), (m[1], out2), (m[2], out3), x: x, batch: batch, pool: pool)
+                                var t1 = now(); split[0] += t1 - t0; t0 = t1
+                                Kernels.matmul(m[3], x: x, batch: batch, out: out, pool: pool)
+                                t1 = now(); split[1] += t1 - t0; t0 = t1
+                                Kernels.matmul((m[4], out), (m[5], out2), x: x, batch: batch, pool: pool)
+                                t1 = now(); split[2] += t1 - t0; t0 = t1
+                                Kernels.matmul(m[6], x: x, batch: batch, out: out, pool: pool)
+                                t1 = now(); split[3] += t1 - t0
+                            }
+                            let t0 = now()
+                            Kernels.matmul(head, x: x, batch: batch, out: out, pool: pool)
+                            split[4] += now() - t0
+                        }
+                        let wall = Double(now() - start) / Double(passes)
+                        if wall < best {
+                            best = wall
+                            let total = Double(split.reduce(0, +))
+                            parts = split.map { 100 * Double($0) / total }
+                        }
                     }
-                    let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / Double(passes)
-                    if wall < best { (best, bestCPU) = (wall, (cpuNanoseconds() - cpuStart) / Double(passes)) }
+                    if batch == 1 { one[name] = best }
+                    if name == "swift" { swift[batch] = best }
+                    let speedup = name == "packed" ? String(format: "%11.2f×", swift[batch]! / best) : "            "
+                    print(String(format: "%-8@ %7d %5d %8.2f %6.2f× %9.1f %6.1f ", name, t, batch, best / 1e6,
+                                 best / one[name]!, Double(batch) / best * 1e9, Double(bytes) / best) + speedup
+                          + parts.map { String(format: " %4.0f%%", $0) }.joined())
                 }
-                print(String(format: "                                   %7d %5d %8.2f %9.1f %5.1f   %9.1f", t, batch,
-                             best / 1e6, Double(batch) / best * 1e9, Double(bytes) / best,
-                             Double(batch) / bestCPU * 1e9))
             }
         }
     }

@@ -50,68 +50,97 @@ INLINE __m256i broadcast4(const int8_t *p) {
     return _mm256_set1_epi32(v);
 }
 
-/// One group of 8 weight rows against `n` (1…4, a constant after inlining) activation rows.
-INLINE void q4_1_group(const uint8_t *p, long blocks, const int8_t *x, const float *dx, const float *sx, long n,
-                       float *out, long out_stride) {
+/// One block of a group of 8 Q4_1 weight rows against `n` activation rows: adds the block's terms to `acc` and `off`.
+INLINE void q4_1_block(const uint8_t *p, long b, long blocks, const int8_t *x, const float *dx, const float *sx, long n,
+                       __m256 *acc, __m256 *off) {
     const long columns = 32 * blocks;
     const __m256i mask = _mm256_set1_epi8(0x0F);
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4], off[4];
-    for (long t = 0; t < n; t++) { acc[t] = _mm256_setzero_ps(); off[t] = _mm256_setzero_ps(); }
-    for (long b = 0; b < blocks; b++, p += MOPE_Q4_1_GROUP_BLOCK_BYTES) {
-        _mm_prefetch((const char *)(p + 8 * MOPE_Q4_1_GROUP_BLOCK_BYTES), _MM_HINT_T0);
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-        const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
-        // Σ over the block per row, as 16-bit pairs: each vpmaddubsw pair is at most 2·15·127, eight of them fit.
-        __m256i s[4];
-        for (long t = 0; t < n; t++) s[t] = _mm256_setzero_si256();
-        for (long k = 0; k < 4; k++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 + 32 * k));
-            const __m256i lo = _mm256_and_si256(v, mask);                          // values 4k…4k+3
-            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);    // values 16+4k…
-            for (long t = 0; t < n; t++) {
-                const int8_t *xb = x + t * columns + 32 * b;
-                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, broadcast4(xb + 4 * k)));
-                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, broadcast4(xb + 16 + 4 * k)));
-            }
-        }
+    _mm_prefetch((const char *)(p + 8 * MOPE_Q4_1_GROUP_BLOCK_BYTES), _MM_HINT_T0);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 16)));
+    // Σ over the block per row, as 16-bit pairs: each vpmaddubsw pair is at most 2·15·127, eight of them fit.
+    __m256i s[4];
+    for (long t = 0; t < n; t++) s[t] = _mm256_setzero_si256();
+    for (long k = 0; k < 4; k++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 32 + 32 * k));
+        const __m256i lo = _mm256_and_si256(v, mask);                          // values 4k…4k+3
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);    // values 16+4k…
         for (long t = 0; t < n; t++) {
-            const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[t], ones));  // exact integers
-            acc[t] = _mm256_fmadd_ps(d, _mm256_mul_ps(_mm256_set1_ps(dx[t * blocks + b]), dot), acc[t]);
-            off[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(sx[t * blocks + b]), off[t]);
+            const int8_t *xb = x + t * columns + 32 * b;
+            s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, broadcast4(xb + 4 * k)));
+            s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, broadcast4(xb + 16 + 4 * k)));
         }
     }
-    for (long t = 0; t < n; t++) _mm256_storeu_ps(out + t * out_stride, _mm256_add_ps(acc[t], off[t]));
+    for (long t = 0; t < n; t++) {
+        const __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(s[t], ones));  // exact integers
+        acc[t] = _mm256_fmadd_ps(d, _mm256_mul_ps(_mm256_set1_ps(dx[t * blocks + b]), dot), acc[t]);
+        off[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(sx[t * blocks + b]), off[t]);
+    }
 }
 
-INLINE void q8_0_group(const uint8_t *p, long blocks, const int8_t *x, const float *dx, long n, float *out,
-                       long out_stride) {
+/// One group of 8 Q4_1 weight rows against `n` (1…4, a constant after inlining) activation rows.
+///
+/// The float arithmetic is that of the Swift kernels (`Kernels.quantizedRows`), lane by lane: even and odd blocks
+/// in separate sums, `acc += d·(dx·Σ)`, `off += m·sx`, result `(acc_even + acc_odd) + (off_even + off_odd)`. The
+/// integer sums being exact, the results are the Swift kernels' bits, and a cluster of packed and portable workers
+/// computes the same tokens.
+INLINE void q4_1_group(const uint8_t *p, long blocks, const int8_t *x, const float *dx, const float *sx, long n,
+                       float *out, long out_stride) {
+    __m256 acc0[4], acc1[4], off0[4], off1[4];
+    for (long t = 0; t < n; t++) {
+        acc0[t] = acc1[t] = off0[t] = off1[t] = _mm256_setzero_ps();
+    }
+    long b = 0;
+    for (; b + 2 <= blocks; b += 2, p += 2 * MOPE_Q4_1_GROUP_BLOCK_BYTES) {
+        q4_1_block(p, b, blocks, x, dx, sx, n, acc0, off0);
+        q4_1_block(p + MOPE_Q4_1_GROUP_BLOCK_BYTES, b + 1, blocks, x, dx, sx, n, acc1, off1);
+    }
+    if (b < blocks) q4_1_block(p, b, blocks, x, dx, sx, n, acc0, off0);
+    for (long t = 0; t < n; t++) {
+        const __m256 sums = _mm256_add_ps(acc0[t], acc1[t]);
+        const __m256 offsets = _mm256_add_ps(off0[t], off1[t]);
+        _mm256_storeu_ps(out + t * out_stride, _mm256_add_ps(sums, offsets));
+    }
+}
+
+/// One block of a group of 8 Q8_0 weight rows against `n` activation rows.
+INLINE void q8_0_block(const uint8_t *p, long b, long blocks, const int8_t *x, const float *dx, long n, __m256 *acc) {
     const long columns = 32 * blocks;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[4];
-    for (long t = 0; t < n; t++) acc[t] = _mm256_setzero_ps();
-    for (long b = 0; b < blocks; b++, p += MOPE_Q8_0_GROUP_BLOCK_BYTES) {
-        _mm_prefetch((const char *)(p + 4 * MOPE_Q8_0_GROUP_BLOCK_BYTES), _MM_HINT_T0);
-        _mm_prefetch((const char *)(p + 4 * MOPE_Q8_0_GROUP_BLOCK_BYTES + 128), _MM_HINT_T0);
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-        __m256i s[4];
-        for (long t = 0; t < n; t++) s[t] = _mm256_setzero_si256();
-        for (long k = 0; k < 8; k++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
-            // vpmaddubsw multiplies unsigned by signed bytes: |w| times x with w's sign (a pair is at most
-            // 2·128·127, so it cannot saturate; −128 is 128 unsigned).
-            const __m256i magnitude = _mm256_abs_epi8(v);
-            for (long t = 0; t < n; t++) {
-                const __m256i xs = _mm256_sign_epi8(broadcast4(x + t * columns + 32 * b + 4 * k), v);
-                s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xs), ones));
-            }
-        }
+    _mm_prefetch((const char *)(p + 4 * MOPE_Q8_0_GROUP_BLOCK_BYTES), _MM_HINT_T0);
+    _mm_prefetch((const char *)(p + 4 * MOPE_Q8_0_GROUP_BLOCK_BYTES + 128), _MM_HINT_T0);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    __m256i s[4];
+    for (long t = 0; t < n; t++) s[t] = _mm256_setzero_si256();
+    for (long k = 0; k < 8; k++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * k));
+        // vpmaddubsw multiplies unsigned by signed bytes: |w| times x with w's sign (a pair is at most
+        // 2·128·127, so it cannot saturate; −128 is 128 unsigned).
+        const __m256i magnitude = _mm256_abs_epi8(v);
         for (long t = 0; t < n; t++) {
-            const __m256 dot = _mm256_cvtepi32_ps(s[t]);
-            acc[t] = _mm256_fmadd_ps(d, _mm256_mul_ps(_mm256_set1_ps(dx[t * blocks + b]), dot), acc[t]);
+            const __m256i xs = _mm256_sign_epi8(broadcast4(x + t * columns + 32 * b + 4 * k), v);
+            s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, xs), ones));
         }
     }
-    for (long t = 0; t < n; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+    for (long t = 0; t < n; t++) {
+        const __m256 dot = _mm256_cvtepi32_ps(s[t]);
+        acc[t] = _mm256_fmadd_ps(d, _mm256_mul_ps(_mm256_set1_ps(dx[t * blocks + b]), dot), acc[t]);
+    }
+}
+
+/// One group of 8 Q8_0 weight rows: even and odd blocks in separate sums, the result their sum, as in Swift.
+INLINE void q8_0_group(const uint8_t *p, long blocks, const int8_t *x, const float *dx, long n, float *out,
+                       long out_stride) {
+    __m256 acc0[4], acc1[4];
+    for (long t = 0; t < n; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    long b = 0;
+    for (; b + 2 <= blocks; b += 2, p += 2 * MOPE_Q8_0_GROUP_BLOCK_BYTES) {
+        q8_0_block(p, b, blocks, x, dx, n, acc0);
+        q8_0_block(p + MOPE_Q8_0_GROUP_BLOCK_BYTES, b + 1, blocks, x, dx, n, acc1);
+    }
+    if (b < blocks) q8_0_block(p, b, blocks, x, dx, n, acc0);
+    for (long t = 0; t < n; t++) _mm256_storeu_ps(out + t * out_stride, _mm256_add_ps(acc0[t], acc1[t]));
 }
 
 // Each group's weights (a few KB) stay in L1 while every activation row passes over them, four at a time.

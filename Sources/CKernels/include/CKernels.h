@@ -11,8 +11,9 @@
 /// holds 4 bytes of row `j`. One vector load then feeds 8 rows at once, a broadcast of 4 activation bytes meets it,
 /// and every product of a block lands in the lane of its row: no horizontal sums.
 ///
-/// Every output is computed by the same sequence of instructions whatever the number of input rows around it, so
-/// a row's result does not depend on the batch it was computed in (the contract of `Kernels.matmul`).
+/// The integer block sums are exact and the float arithmetic around them is that of the portable Swift kernels,
+/// operation for operation, so the results are the Swift kernels' bits: whatever the batch around a row (the
+/// contract of `Kernels.matmul`), and whichever path a machine takes.
 
 /// Bytes per group of 8 rows and one block of 32 columns, in the packed layouts.
 #define MOPE_Q4_1_GROUP_BLOCK_BYTES 160
@@ -35,13 +36,14 @@ void mope_q8_0_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks);
 ///
 /// `x` holds the activation rows quantised to 8 bits (`columns = 32·blocks` values each, in −127…127), `dx` their
 /// per-block scales and `sx` the per-block scaled sums `dx·Σq` (`input_rows × blocks` each). Output `r` of input
-/// row `t` goes to `out[t·out_stride + r]`. Per block: `acc += d_w · (dx · Σ q_w·q_x)` and `off += m_w · sx`; the
-/// result is `acc + off`.
+/// row `t` goes to `out[t·out_stride + r]`. Per block: `acc += d_w · (dx · Σ q_w·q_x)` and `off += m_w · sx`, even
+/// and odd blocks in separate sums; the result is `(acc_even + acc_odd) + (off_even + off_odd)`.
 void mope_q4_1_rows(const uint8_t *packed, long blocks, long group_begin, long group_end,
                     const int8_t *x, const float *dx, const float *sx, long input_rows,
                     float *out, long out_stride);
 
-/// The same for Q8_0 weights packed by `mope_q8_0_pack`: per block `acc += d_w · (dx · Σ q_w·q_x)`; `sx` unused.
+/// The same for Q8_0 weights packed by `mope_q8_0_pack`: per block `acc += d_w · (dx · Σ q_w·q_x)`, the result
+/// `acc_even + acc_odd`.
 void mope_q8_0_rows(const uint8_t *packed, long blocks, long group_begin, long group_end,
                     const int8_t *x, const float *dx, long input_rows,
                     float *out, long out_stride);
