@@ -95,7 +95,10 @@ struct BenchKernels {
             let pool = ThreadPool(threads: t)
             var one: [String: Double] = [:]
             var swift: [Int: Double] = [:]
-            for batch in [1, 2, 3, 4, 8, 16, 64] {
+            let batches = ProcessInfo.processInfo.environment["BENCH_BATCHES"].map {
+                $0.split(separator: ",").compactMap { Int($0) }
+            } ?? [1, 2, 3, 4, 8, 16, 64]
+            for batch in batches {
                 for (name, set, head) in [("swift", layers, output), ("packed", packedLayers, packedOutput)] {
                     let passes = batch <= 4 ? 20 : max(2, 60 / batch)
                     var best = Double.infinity
@@ -126,7 +129,7 @@ struct BenchKernels {
                             parts = split.map { 100 * Double($0) / total }
                         }
                     }
-                    if batch == 1 { one[name] = best }
+                    if one[name] == nil { one[name] = batches[0] == 1 ? best : Double.nan }
                     if name == "swift" { swift[batch] = best }
                     let speedup = name == "packed" ? String(format: "%11.2f×", swift[batch]! / best) : "            "
                     print(String(format: "%-8@ %7d %5d %8.2f %6.2f× %9.1f %6.1f ", name, t, batch, best / 1e6,
@@ -153,7 +156,7 @@ struct BenchKernels {
             ("576->1536  F32 ", .f32, 1536, 576),
         ]
         poolLatency()
-        print("shape            thr batch   us/call   G params/s   GB/s(weights)  G params/CPU-s")
+        print("shape           kernel  thr batch   us/call   G params/s   GB/s(weights)  G params/CPU-s")
         for threads in threadCounts.isEmpty ? [1, 2] : threadCounts {
             let pool = ThreadPool(threads: threads)
             let filter = ProcessInfo.processInfo.environment["BENCH_FILTER"] ?? ""
@@ -163,7 +166,9 @@ struct BenchKernels {
                 // (BENCH_IN_CACHE=1: one copy, so that it stays in cache.)
                 let inCache = ProcessInfo.processInfo.environment["BENCH_IN_CACHE"] != nil
                 let copies = inCache ? 1 : max(1, (96 << 20) / bytes)
-                let matrices = randomMatrix(type, rows: rows, columns: columns, copies: copies)
+                let plain = randomMatrix(type, rows: rows, columns: columns, copies: copies)
+                for (kernel, matrices) in [("swift ", plain), ("packed", plain.map { $0.withPackedLayout() })]
+                    where kernel == "swift " || matrices[0].packed != nil {
                 for batch in rows > 10_000 ? [1, 4, 8, 16, 64] : [1, 4, 8, 16, 64, 256] {
                     let x = UnsafeMutablePointer<Float>.allocate(capacity: batch * columns)
                     for i in 0..<batch * columns { x[i] = Float.random(in: -1...1) }
@@ -182,10 +187,11 @@ struct BenchKernels {
                     let (ns, cpu) = times.sorted { $0.wall < $1.wall }[times.count / 2]
                     let params = Double(rows * columns * batch) / ns
                     let gbs = Double(bytes) / ns
-                    print(name, String(format: "%3d %5d %9.1f %11.2f %12.2f %14.2f", threads, batch, ns / 1000, params,
-                                       gbs, Double(rows * columns * batch) / cpu))
+                    print(name, kernel, String(format: "%3d %5d %9.1f %11.2f %12.2f %14.2f", threads, batch, ns / 1000,
+                                               params, gbs, Double(rows * columns * batch) / cpu))
                     x.deallocate()
                     out.deallocate()
+                }
                 }
             }
         }

@@ -1,4 +1,8 @@
 import CKernels
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A row-major matrix stored in one of the GGML block formats, usually pointing into a memory-mapped
 /// model file.
@@ -74,16 +78,18 @@ public struct QuantizedMatrix: @unchecked Sendable {
 public final class PackedWeights: @unchecked Sendable {
     // Safe to share: written once in init, read-only afterwards.
 
-    /// The packed bytes, 64-byte aligned.
+    /// The packed bytes, 64-byte aligned, inside `chunk`.
     let bytes: UnsafeMutableRawPointer
     /// Whole groups of 8 rows.
     let groups: Int
+    /// The memory the bytes live in, kept alive by every matrix in it.
+    private let chunk: PackedChunk
 
     init(_ m: QuantizedMatrix) {
         groups = m.rows / 8
         let blocks = m.columns / 32
         let perGroupBlock = m.type == .q4_1 ? Int(MOPE_Q4_1_GROUP_BLOCK_BYTES) : Int(MOPE_Q8_0_GROUP_BLOCK_BYTES)
-        bytes = UnsafeMutableRawPointer.allocate(byteCount: max(1, groups * blocks * perGroupBlock), alignment: 64)
+        (chunk, bytes) = PackedChunk.allocate(max(1, groups * blocks * perGroupBlock))
         let src = m.data.assumingMemoryBound(to: UInt8.self)
         let dst = bytes.assumingMemoryBound(to: UInt8.self)
         if m.type == .q4_1 {
@@ -92,8 +98,45 @@ public final class PackedWeights: @unchecked Sendable {
             mope_q8_0_pack(src, dst, 8 * groups, blocks)
         }
     }
+}
 
-    deinit { bytes.deallocate() }
+/// Memory for packed weights: chunks of at least 32 MB in 2 MB pages (transparent huge pages, where the kernel
+/// grants them on request), handed out in order, so that the matrices of a model loaded together lie side by
+/// side in few pages. A decode pass streams every byte of them: with 4 KB pages the hardware prefetchers stop at
+/// each page boundary and the TLB misses add up (measured: the 30 MB output matrix took a third less time in
+/// huge pages). A chunk is freed when the last matrix in it is.
+final class PackedChunk: @unchecked Sendable {
+    // Safe to share: the bytes are handed out once each, under `current`'s lock.
+    static let page = 2 << 20
+    static let minimumSize = 32 << 20
+    private static let current = Mutex<(chunk: PackedChunk?, used: Int)>((nil, 0))
+
+    let base: UnsafeMutableRawPointer
+    let size: Int
+
+    private init(size: Int) {
+        self.size = size
+        base = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: Self.page)
+        #if canImport(Glibc)
+        _ = madvise(base, size, MADV_HUGEPAGE)
+        #endif
+    }
+
+    deinit { base.deallocate() }
+
+    /// `count` bytes, 64-byte aligned, and the chunk they are in.
+    static func allocate(_ count: Int) -> (PackedChunk, UnsafeMutableRawPointer) {
+        let n = (count + 63) & ~63
+        return current.withLock { state in
+            if let chunk = state.chunk, state.used + n <= chunk.size {
+                defer { state.used += n }
+                return (chunk, chunk.base + state.used)
+            }
+            let chunk = PackedChunk(size: max(minimumSize, (n + page - 1) / page * page))
+            state = (chunk, n)
+            return (chunk, chunk.base)
+        }
+    }
 }
 
 /// Why a matrix cannot be used by the kernels.
