@@ -4,32 +4,29 @@
 
 #include <string.h>
 
-void mope_q4_1_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks) {
+/// Repacks rows of blocks that start with `halves` f16 numbers and go on with `payload` bytes: per group of 8 rows
+/// and block, each f16 number of the 8 rows side by side, then the payload as 32-byte vectors whose lane `j` holds
+/// 4 bytes of row `j`.
+static void pack(const uint8_t *src, uint8_t *dst, long rows, long blocks, long halves, long payload) {
+    const long block_bytes = 2 * halves + payload;
+    const long group_block_bytes = 8 * block_bytes;
     for (long g = 0; g < rows / 8; g++) {
         for (long b = 0; b < blocks; b++) {
-            uint8_t *o = dst + (g * blocks + b) * MOPE_Q4_1_GROUP_BLOCK_BYTES;
+            uint8_t *o = dst + (g * blocks + b) * group_block_bytes;
             for (long j = 0; j < 8; j++) {
-                const uint8_t *block = src + ((g * 8 + j) * blocks + b) * 20;
-                memcpy(o + 2 * j, block, 2);
-                memcpy(o + 16 + 2 * j, block + 2, 2);
-                for (long k = 0; k < 4; k++) memcpy(o + 32 + 32 * k + 4 * j, block + 4 + 4 * k, 4);
+                const uint8_t *block = src + ((g * 8 + j) * blocks + b) * block_bytes;
+                for (long h = 0; h < halves; h++) memcpy(o + 16 * h + 2 * j, block + 2 * h, 2);
+                for (long k = 0; k < payload / 4; k++) {
+                    memcpy(o + 16 * halves + 32 * k + 4 * j, block + 2 * halves + 4 * k, 4);
+                }
             }
         }
     }
 }
 
-void mope_q8_0_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks) {
-    for (long g = 0; g < rows / 8; g++) {
-        for (long b = 0; b < blocks; b++) {
-            uint8_t *o = dst + (g * blocks + b) * MOPE_Q8_0_GROUP_BLOCK_BYTES;
-            for (long j = 0; j < 8; j++) {
-                const uint8_t *block = src + ((g * 8 + j) * blocks + b) * 34;
-                memcpy(o + 2 * j, block, 2);
-                for (long k = 0; k < 8; k++) memcpy(o + 16 + 32 * k + 4 * j, block + 2 + 4 * k, 4);
-            }
-        }
-    }
-}
+void mope_q4_1_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks) { pack(src, dst, rows, blocks, 2, 16); }
+
+void mope_q8_0_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks) { pack(src, dst, rows, blocks, 1, 32); }
 
 #if defined(__x86_64__) && !defined(MOPE_PORTABLE)
 
