@@ -79,8 +79,20 @@ struct QuantizedActivations {
         }
     }
 
-    /// Quantises row `row` from `columns` floats at `x`.
-    func quantize(row: Int, from x: UnsafePointer<Float>) {
+    /// Quantises every row from `x` (`rows × columns` floats) into the forms the products read: with `swift`, the
+    /// widened values and the transposed layout of the Swift kernels (for a matrix not fully packed); with
+    /// `packed`, the bytes of the C kernels (for a packed matrix). Scales and sums are always written.
+    func fill(from x: UnsafePointer<Float>, swift: Bool, packed: Bool) {
+        for t in 0..<rows { quantize(row: t, from: x + t * columns, wide: swift, bytes: packed) }
+        if swift { transpose() }
+    }
+
+    /// The forms a product with `w` reads (see `fill`).
+    static func forms(_ w: QuantizedMatrix) -> (swift: Bool, packed: Bool) { (!w.fullyPacked, w.packed != nil) }
+
+    /// Quantises row `row` from `columns` floats at `x`, writing the widened values when `wide` and the bytes
+    /// when `bytes`.
+    func quantize(row: Int, from x: UnsafePointer<Float>, wide: Bool, bytes writeBytes: Bool) {
         let nb = blocks
         let q = values + row * columns
         let q8 = bytes + row * columns
@@ -96,8 +108,8 @@ struct QuantizedActivations {
             var sum: Int32 = 0
             for i in 0..<32 {
                 let value = Int16(truncatingIfNeeded: Int32((x[32 * b + i] * inverse).rounded(.toNearestOrEven)))
-                qb[i] = value
-                q8b[i] = Int8(truncatingIfNeeded: value)
+                if wide { qb[i] = value }
+                if writeBytes { q8b[i] = Int8(truncatingIfNeeded: value) }
                 sum &+= Int32(value)
             }
             scales[row * nb + b] = d

@@ -112,8 +112,8 @@ public enum Kernels {
             let bytes = QuantizedActivations.byteCount(rows: batch, columns: w.columns)
             pool.withScratch(bytes: bytes) { scratch in
                 let a = QuantizedActivations(scratch: scratch, rows: batch, columns: w.columns)
-                for t in 0..<batch { a.quantize(row: t, from: x + t * w.columns) }
-                if !w.fullyPacked { a.transpose() }
+                let forms = QuantizedActivations.forms(w)
+                a.fill(from: x, swift: forms.swift, packed: forms.packed)
                 pool.runLocked(tasks: tasks) { task in
                     integerRows(w, a, rowRange: task * chunk..<min(w.rows, (task + 1) * chunk), out: out)
                 }
@@ -160,8 +160,9 @@ public enum Kernels {
         let bytes = QuantizedActivations.byteCount(rows: batch, columns: columns)
         pool.withScratch(bytes: bytes) { scratch in
             let a = QuantizedActivations(scratch: scratch, rows: batch, columns: columns)
-            for t in 0..<batch { a.quantize(row: t, from: x + t * columns) }
-            if !first.w.fullyPacked || !second.w.fullyPacked || !(third?.w.fullyPacked ?? true) { a.transpose() }
+            let f1 = QuantizedActivations.forms(first.w), f2 = QuantizedActivations.forms(second.w)
+            let f3 = third.map { QuantizedActivations.forms($0.w) } ?? (swift: false, packed: false)
+            a.fill(from: x, swift: f1.swift || f2.swift || f3.swift, packed: f1.packed || f2.packed || f3.packed)
             pool.runLocked(tasks: tasks) { task in
                 let part = task < tasks0 ? first : task < tasks01 ? second : third.unsafelyUnwrapped
                 let index = task < tasks0 ? task : task < tasks01 ? task - tasks0 : task - tasks01
