@@ -276,26 +276,28 @@ public struct ClusterConfig: Sendable, Equatable {
 public struct WorkerTopology: Sendable, Equatable {
     /// Whether the experts of one model file share a process.
     public var shared: Bool
-    /// One line for the launcher's output, e.g. "shared workers: 3 experts of one model file, 2 cores".
+    /// One line for the launcher's output, e.g. "shared workers (chosen; 3 experts of one model file, 2 cores)".
     public var reason: String
 }
 
 extension ClusterConfig {
-    /// The topology of a local cluster on a machine with `cores` cores: `sharedWorkers` when the config sets it,
-    /// else shared exactly when some model file serves more experts than there are cores. One process per expert
-    /// then runs more compute threads than cores and its passes of one row each queue for them, while a shared
-    /// process runs one pass of several rows, which the packed kernels make little dearer than one row
-    /// (docs/benchmarks.md).
-    public func workerTopology(cores: Int) -> WorkerTopology {
+    /// The topology of a local cluster on a machine with `cores` cores: `override` when given (a command-line
+    /// flag), else `sharedWorkers` when the config sets it, else shared exactly when some model file serves more
+    /// experts than there are cores. One process per expert then runs more compute threads than cores and its
+    /// passes of one row each queue for them, while a shared process runs one pass of several rows, which the
+    /// packed kernels make little dearer than one row (docs/benchmarks.md).
+    public func workerTopology(cores: Int, override: Bool? = nil) -> WorkerTopology {
         let perModel = Dictionary(grouping: experts, by: \.model).values.map(\.count).max() ?? 0
-        let most = "\(perModel) expert\(perModel == 1 ? "" : "s") of one model file, \(cores) core\(cores == 1 ? "" : "s")"
-        if let sharedWorkers {
-            return WorkerTopology(shared: sharedWorkers, reason: (sharedWorkers ? "shared workers" : "one process per expert")
-                + " (set by the config; \(most))")
+        let facts = "\(perModel) expert\(perModel == 1 ? "" : "s") of one model file, \(cores) core\(cores == 1 ? "" : "s")"
+        let (shared, why): (Bool, String) = if let override {
+            (override, "set on the command line")
+        } else if let sharedWorkers {
+            (sharedWorkers, "set by the config")
+        } else {
+            (perModel > cores, "chosen")
         }
-        let shared = perModel > cores
         return WorkerTopology(shared: shared, reason: (shared ? "shared workers" : "one process per expert")
-            + " (chosen for \(most))")
+            + " (\(why); \(facts))")
     }
 }
 

@@ -138,10 +138,8 @@ enum ClusterCommand: ParsableCommand {
                 executable, coordinatorArgs, name: "coordinator", environment: environment
             )
             CLI.writeOut("coordinator pid \(coordinatorPID)\n")
-            var topologyConfig = config
-            if arguments.flag("shared-workers") { topologyConfig.sharedWorkers = true }
-            if arguments.flag("separate-workers") { topologyConfig.sharedWorkers = false }
-            let topology = topologyConfig.workerTopology(cores: ProcessInfo.processInfo.activeProcessorCount)
+            let flag: Bool? = arguments.flag("shared-workers") ? true : arguments.flag("separate-workers") ? false : nil
+            let topology = config.workerTopology(cores: ProcessInfo.processInfo.activeProcessorCount, override: flag)
             CLI.writeOut("topology: \(topology.reason)\n")
             for plan in config.workerProcesses(shared: topology.shared) {
                 let ids = plan.ids.joined(separator: ",")

@@ -183,14 +183,17 @@ import Wire
     func topologyByCores() throws {
         var config = try decode(#"{"experts": [{"name": "concise", "model": "m.gguf"}, {"name": "verbose", "model": "m.gguf"}, {"name": "friendly", "model": "m.gguf"}, {"name": "unfriendly", "model": "n.gguf"}]}"#)
         #expect(config.workerTopology(cores: 2) == WorkerTopology(
-            shared: true, reason: "shared workers (chosen for 3 experts of one model file, 2 cores)"))
+            shared: true, reason: "shared workers (chosen; 3 experts of one model file, 2 cores)"))
         #expect(config.workerTopology(cores: 3).shared == false)
-        #expect(config.workerTopology(cores: 8).reason == "one process per expert (chosen for 3 experts of one model file, 8 cores)")
+        #expect(config.workerTopology(cores: 8).reason == "one process per expert (chosen; 3 experts of one model file, 8 cores)")
+        #expect(config.workerTopology(cores: 8, override: true) == WorkerTopology(
+            shared: true, reason: "shared workers (set on the command line; 3 experts of one model file, 8 cores)"))
         config.sharedWorkers = false
         #expect(config.workerTopology(cores: 1) == WorkerTopology(
             shared: false, reason: "one process per expert (set by the config; 3 experts of one model file, 1 core)"))
         config.sharedWorkers = true
         #expect(config.workerTopology(cores: 64).shared == true)
+        #expect(config.workerTopology(cores: 64, override: false).shared == false)
         // The setting survives a round trip through JSON, and so does its absence.
         let encoded = try JSONEncoder().encode(config)
         #expect(try JSONDecoder().decode(ClusterConfig.self, from: encoded).sharedWorkers == true)
