@@ -177,14 +177,21 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
     @Test("matmul with batch T equals T separate batch-1 matmuls, bit for bit",
           arguments: [GGMLType.q4_1, .q4_0, .q8_0, .q5_0, .q4_K, .q6_K], [6, 12, 19, 27, 37])
     func batchEqualsSingles(type: GGMLType, batch: Int) throws {
-        let rows = 45, columns = 512
-        let m = try RandomMatrix(type, rows: rows, columns: columns, seed: 3)
+        try checkBatchEqualsSingles(try RandomMatrix(type, rows: 45, columns: 512, seed: 3), batch: batch, threads: [2])
+    }
+
+    /// A matmul of `batch` rows against `batch` matmuls of one row each, bit for bit.
+    private func checkBatchEqualsSingles(_ m: RandomMatrix, batch: Int, threads: [Int]) throws {
+        let rows = m.matrix.rows, columns = m.matrix.columns
         let x = randomInput(count: batch * columns, seed: 11)
-        let pool = ThreadPool(threads: 2)
-        let batched = matmul(m.matrix, x, batch: batch, pool: pool)
-        for t in 0..<batch {
-            let single = matmul(m.matrix, Array(x[t * columns..<(t + 1) * columns]), batch: 1, pool: pool)
-            #expect(Array(batched[t * rows..<(t + 1) * rows]) == single, "\(type.name) batch \(batch) row \(t)")
+        for count in threads {
+            let pool = ThreadPool(threads: count)
+            let batched = matmul(m.matrix, x, batch: batch, pool: pool)
+            for t in 0..<batch {
+                let single = matmul(m.matrix, Array(x[t * columns..<(t + 1) * columns]), batch: 1, pool: pool)
+                #expect(Array(batched[t * rows..<(t + 1) * rows]) == single,
+                        "\(m.matrix.type.name) batch \(batch) row \(t) threads \(count)")
+            }
         }
     }
 
@@ -197,6 +204,12 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
         let rows = [45, 13, 29]
         let matrices = try types.indices.map { try RandomMatrix(types[$0], rows: rows[$0], columns: columns,
                                                                  seed: UInt64(17 + $0)) }
+        try checkFusedEqualsSeparate(matrices, batch: batch)
+    }
+
+    /// One fused matmul of two or three matrices against separate matmuls, on 1 to 3 threads.
+    private func checkFusedEqualsSeparate(_ matrices: [RandomMatrix], batch: Int) throws {
+        let columns = matrices[0].matrix.columns
         let x = randomInput(count: batch * columns, seed: 23)
         for threads in [1, 2, 3] {
             let pool = ThreadPool(threads: threads)
@@ -211,7 +224,7 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
             for (m, out) in zip(matrices, outs) {
                 let separate = matmul(m.matrix, x, batch: batch, pool: pool)
                 #expect(Array(UnsafeBufferPointer(start: out, count: separate.count)) == separate,
-                        "\(m.matrix.type.name) in \(types.map(\.name)) batch \(batch) threads \(threads)")
+                        "\(m.matrix.type.name) in \(matrices.map(\.matrix.type.name)) batch \(batch) threads \(threads)")
             }
         }
     }
@@ -246,18 +259,9 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
     @Test("with packed weights, batch T equals T separate batch-1 matmuls, bit for bit, on 1 to 3 threads",
           .enabled(if: Kernels.packedKernels), arguments: [GGMLType.q4_1, .q8_0], [2, 3, 5, 16, 19])
     func packedBatchEqualsSingles(type: GGMLType, batch: Int) throws {
-        let rows = 85, columns = 576
-        let m = try RandomMatrix(type, rows: rows, columns: columns, seed: 3, packed: true)
-        let x = randomInput(count: batch * columns, seed: 11)
-        for threads in [1, 2, 3] {
-            let pool = ThreadPool(threads: threads)
-            let batched = matmul(m.matrix, x, batch: batch, pool: pool)
-            for t in 0..<batch {
-                let single = matmul(m.matrix, Array(x[t * columns..<(t + 1) * columns]), batch: 1, pool: pool)
-                #expect(Array(batched[t * rows..<(t + 1) * rows]) == single,
-                        "\(type.name) batch \(batch) row \(t) threads \(threads)")
-            }
-        }
+        let m = try RandomMatrix(type, rows: 85, columns: 576, seed: 3, packed: true)
+        #expect(m.matrix.packed != nil)
+        try checkBatchEqualsSingles(m, batch: batch, threads: [1, 2, 3])
     }
 
     @Test("a fused matmul of packed and unpacked matrices equals separate matmuls, bit for bit",
@@ -269,22 +273,8 @@ private func matmul(_ w: QuantizedMatrix, _ x: [Float], batch: Int, pool: Thread
             try RandomMatrix(.q4_0, rows: 13, columns: columns, seed: 18),
             try RandomMatrix(.q8_0, rows: 29, columns: columns, seed: 19, packed: true),
         ]
-        let x = randomInput(count: batch * columns, seed: 23)
-        for threads in [1, 2] {
-            let pool = ThreadPool(threads: threads)
-            let outs = matrices.map { UnsafeMutablePointer<Float>.allocate(capacity: batch * $0.matrix.rows) }
-            defer { outs.forEach { $0.deallocate() } }
-            for (m, out) in zip(matrices, outs) { out.initialize(repeating: .nan, count: batch * m.matrix.rows) }
-            x.withUnsafeBufferPointer { xp in
-                Kernels.matmul((matrices[0].matrix, outs[0]), (matrices[1].matrix, outs[1]),
-                               (matrices[2].matrix, outs[2]), x: xp.baseAddress!, batch: batch, pool: pool)
-            }
-            for (m, out) in zip(matrices, outs) {
-                let separate = matmul(m.matrix, x, batch: batch, pool: pool)
-                #expect(Array(UnsafeBufferPointer(start: out, count: separate.count)) == separate,
-                        "\(m.matrix.type.name) batch \(batch) threads \(threads)")
-            }
-        }
+        #expect(matrices[0].matrix.packed != nil && matrices[2].matrix.packed != nil)
+        try checkFusedEqualsSeparate(matrices, batch: batch)
     }
 
     @Test("a zero input row gives zero outputs (no division by a zero scale)")
