@@ -63,17 +63,10 @@ PREFERENCE=$(IFS=,; echo "${NAMES[*]}" | sed 's/,/, /g')
 [ "${1:-}" = "--no-build" ] || swift build -c release
 [ -f "$MODEL" ] || Scripts/setup.sh
 
-work=$(mktemp -d)
+with_launcher_cleanup
 # ipc on one machine (DESIGN.md), tcp:// across machines; tcp over loopback costs a little more per step.
 ENDPOINT=${BENCH_ENDPOINT:-ipc://$work/coordinator.sock}
 CLIENT_ENDPOINT=${BENCH_CLIENT_ENDPOINT:-ipc://$work/clients.sock}
-cluster=""
-cleanup() {
-    if [ -n "$cluster" ]; then stop_launcher "$cluster" 100; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 experts=$(for name in "${NAMES[@]}"; do printf '{ "name": "%s", "model": "%s" }\n' "$name" "$PWD/$MODEL"; done |
     paste -sd, -)

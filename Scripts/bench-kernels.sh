@@ -7,7 +7,8 @@
 #   BENCH_IN_CACHE=1    one copy of each matrix (cache-resident) instead of ~96 MB of copies (DRAM)
 #   BENCH_MODEL=1       instead: all matmuls of one SmolLM2-135M forward pass (q/k/v and gate/up fused as the
 #                       model calls them), Swift vs packed C kernels: ms per pass, ratio to a 1-row pass,
-#                       speed-up, and each product's share of the time (BENCH_BATCHES=1,3,16: those batches)
+#                       speed-up, and each product's share of the time (BENCH_BATCHES=1,3,16: those batches),
+#                       after the machine's streaming read bandwidth for the GB/s column
 # Columns: "G params/s" is multiply-adds per wall-clock second; "G params/CPU-s" per second of CPU time
 # (spinning included), which stays meaningful when other processes share the machine.
 set -eu

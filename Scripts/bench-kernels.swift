@@ -72,6 +72,35 @@ struct BenchKernels {
     /// kernels in the same run. Prints, per kernel, thread count and batch: ms per pass, the pass's cost over a
     /// 1-row pass of the same kernel, tokens per second (matmuls only: no attention, norms or activations), the
     /// packed kernels' speed-up over the Swift ones, and where a pass's time goes (share of each product).
+    /// This machine's streaming read bandwidth with the pool's threads, in GB/s: 256 MB summed with 32-byte loads,
+    /// each thread a contiguous part (best of 5). The reference for the passes' GB/s column.
+    static func readBandwidth(pool: ThreadPool) -> Double {
+        let count = (256 << 20) / 8
+        let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        for i in 0..<count { buffer[i] = UInt64(i) }
+        let sums = UnsafeMutablePointer<UInt64>.allocate(capacity: pool.threads)
+        defer { sums.deallocate() }
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let start = DispatchTime.now().uptimeNanoseconds
+            pool.run(tasks: pool.threads) { task in
+                let part = count / pool.threads
+                let base = UnsafeRawPointer(buffer + task * part)
+                var acc = SIMD4<UInt64>()
+                var i = 0
+                while i < part {
+                    acc &+= base.loadUnaligned(fromByteOffset: 8 * i, as: SIMD4<UInt64>.self)
+                    i += 4
+                }
+                sums[task] = acc.wrappedSum()
+            }
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start))
+        }
+        if sums[0] == 42 { print("") }  // keeps the sums alive
+        return Double(count * 8) / best
+    }
+
     static func modelPass(threads: [Int]) {
         func layer() -> [QuantizedMatrix] {
             [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
@@ -93,6 +122,7 @@ struct BenchKernels {
         func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         for t in threads {
             let pool = ThreadPool(threads: t)
+            print(String(format: "streaming read, %d thread(s): %.1f GB/s", t, readBandwidth(pool: pool)))
             var one: [String: Double] = [:]
             var swift: [Int: Double] = [:]
             let batches = ProcessInfo.processInfo.environment["BENCH_BATCHES"].map {

@@ -44,14 +44,7 @@ if ! python3 -c 'import llama_cpp' 2>/dev/null; then
         llama-cpp-python==0.3.36
 fi
 
-work=$(mktemp -d)
-cluster=""
-cleanup() {
-    if [ -n "$cluster" ]; then stop_launcher "$cluster" 100; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+with_launcher_cleanup
 
 cat >"$work/merged.json" <<JSON
 {

@@ -27,6 +27,16 @@ stop_launcher() {
     wait "$pid" 2>/dev/null || true
 }
 
+# with_launcher_cleanup
+# For a script that starts one `mope cluster` launcher: makes a temporary folder $work and an empty $cluster
+# (set it to the launcher's pid), and on exit stops the launcher (stop_launcher, 10 s) and removes $work.
+with_launcher_cleanup() {
+    work=$(mktemp -d)
+    cluster=""
+    trap '[ -z "$cluster" ] || stop_launcher "$cluster" 100; rm -rf "$work"' EXIT
+    trap 'exit 130' INT TERM
+}
+
 # wait_ready MOPE ENDPOINT SECONDS [PID]
 # (In these helpers MOPE may be several words, e.g. a function that runs mope in a network namespace.)
 # Waits until the coordinator at ENDPOINT says, in its status answer (`mope status`), that every expert has its
