@@ -41,7 +41,7 @@ void mope_q8_0_pack(const uint8_t *src, uint8_t *dst, long rows, long blocks) { 
 
 int mope_kernels_available(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
 /// 4 activation bytes at `p` in every 32-bit lane.

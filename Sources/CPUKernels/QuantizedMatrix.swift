@@ -57,8 +57,7 @@ public struct QuantizedMatrix: @unchecked Sendable {
     ///
     /// The copy costs as much memory as the weights (the original bytes stay where they are, for
     /// `dequantizeRow`); it is made once, when a model loads. A product with a packed matrix gives the same
-    /// results, within float rounding, as the portable Swift kernels, and, like them, gives every row the same
-    /// bits whatever the batch.
+    /// bits as the portable Swift kernels, whatever the batch.
     public func withPackedLayout() -> QuantizedMatrix {
         guard packed == nil, Kernels.packedKernels, rows >= 8, type == .q4_1 || type == .q8_0 else { return self }
         return QuantizedMatrix(self, packed: PackedWeights(self))
@@ -103,8 +102,8 @@ public final class PackedWeights: @unchecked Sendable {
 /// Memory for packed weights: chunks of at least 32 MB in 2 MB pages (transparent huge pages, where the kernel
 /// grants them on request), handed out in order, so that the matrices of a model loaded together lie side by
 /// side in few pages. A decode pass streams every byte of them: with 4 KB pages the hardware prefetchers stop at
-/// each page boundary and the TLB misses add up (measured: the 30 MB output matrix took a third less time in
-/// huge pages). A chunk is freed when the last matrix in it is.
+/// each page boundary and the TLB misses add up (measured: a 1-row pass of all matmuls on one thread, 12.2–15.5 ms
+/// in 4 KB pages, 9.2–10.1 ms in 2 MB pages; docs/benchmarks.md). A chunk is freed when the last matrix in it is.
 final class PackedChunk: @unchecked Sendable {
     // Safe to share: the bytes are handed out once each, under `current`'s lock.
     static let page = 2 << 20
